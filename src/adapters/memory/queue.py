@@ -1,0 +1,23 @@
+"""An in-process queue that holds batches for tests (the embedded queue is ``InlineQueue``)."""
+
+from __future__ import annotations
+
+from eventcore.errors import Unavailable
+from eventcore.events import IngestBatch
+
+
+class MemoryQueue:
+    """Holds published batches until a test drains them; can be switched off to refuse publishes."""
+
+    def __init__(self) -> None:
+        self.batches: list[IngestBatch] = []
+        self.available = True
+
+    async def publish(self, batch: IngestBatch) -> None:
+        if not self.available:
+            raise Unavailable("The queue is unavailable.", retry_after=1)
+        self.batches.append(batch)
+
+    def take(self) -> list[IngestBatch]:
+        taken, self.batches = self.batches, []
+        return taken

@@ -1,0 +1,196 @@
+"""A store held in dictionaries, with the same rules as the databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from eventcore.aggregation import (
+    CountKey,
+    CountPoint,
+    EventTypeCount,
+    Granularity,
+    bucket_start,
+    count_increments,
+)
+from eventcore.errors import Conflict
+from eventcore.events import EventCursor, IngestBatch, StoredEvent
+from eventcore.idempotency import IdempotencyKey
+from eventcore.ports import AppendResult
+from eventcore.tenancy import ApiKey, Membership, Project, User, Workspace
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+        self.workspaces: dict[str, Workspace] = {}
+        self.memberships: dict[tuple[str, str], Membership] = {}
+        self.projects: dict[str, Project] = {}
+        self.api_keys: dict[str, ApiKey] = {}
+        self.events: dict[IdempotencyKey, tuple[StoredEvent, str, str]] = {}
+        self.counts: Counter[CountKey] = Counter()
+        self._seq = 0
+        self._lock = asyncio.Lock()
+
+    # accounts
+
+    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+        if await self.get_user_by_email(user.email) is not None:
+            raise Conflict("An account with this email already exists.", code="email_taken")
+        self.users[user.id] = user
+        self.workspaces[workspace.id] = workspace
+        self.memberships[(owner.workspace_id, owner.user_id)] = owner
+
+    async def get_user(self, user_id: str) -> User | None:
+        return self.users.get(user_id)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return next((u for u in self.users.values() if u.email == email), None)
+
+    async def get_membership(self, workspace_id: str, user_id: str) -> Membership | None:
+        return self.memberships.get((workspace_id, user_id))
+
+    async def list_memberships(self, user_id: str) -> list[Membership]:
+        found = [m for m in self.memberships.values() if m.user_id == user_id]
+        return sorted(found, key=lambda m: m.created_at)
+
+    async def add_membership(self, membership: Membership) -> None:
+        key = (membership.workspace_id, membership.user_id)
+        if key in self.memberships:
+            raise Conflict(
+                "That user is already a member of this workspace.", code="already_member"
+            )
+        self.memberships[key] = membership
+
+    async def create_project(self, project: Project) -> None:
+        self.projects[project.id] = project
+
+    async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
+        project = self.projects.get(project_id)
+        return project if project is not None and project.workspace_id == workspace_id else None
+
+    async def list_projects(self, workspace_id: str) -> list[Project]:
+        found = [p for p in self.projects.values() if p.workspace_id == workspace_id]
+        return sorted(found, key=lambda p: p.created_at)
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        self.api_keys[key.id] = key
+
+    async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
+        found = [
+            k
+            for k in self.api_keys.values()
+            if k.workspace_id == workspace_id and k.project_id == project_id
+        ]
+        return sorted(found, key=lambda k: k.created_at)
+
+    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+        key = self.api_keys.get(key_id)
+        if key is None or key.workspace_id != workspace_id:
+            return None
+        if key.revoked_at is None:
+            key = msgspec.structs.replace(key, revoked_at=at)
+            self.api_keys[key_id] = key
+        return key
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        return next((k for k in self.api_keys.values() if k.key_hash == key_hash), None)
+
+    # events
+
+    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+        async with self._lock:
+            inserted: list[IngestBatch] = []
+            duplicates = 0
+            for batch in batches:
+                new = []
+                for event in batch.events:
+                    key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
+                    if key in self.events:
+                        duplicates += 1
+                        continue
+                    self._seq += 1
+                    stored = StoredEvent(
+                        event.id,
+                        event.type,
+                        event.timestamp,
+                        batch.received_at,
+                        event.properties,
+                        self._seq,
+                    )
+                    self.events[key] = (stored, batch.workspace_id, batch.project_id)
+                    new.append(event)
+                if new:
+                    inserted.append(msgspec.structs.replace(batch, events=new))
+            self.counts.update(count_increments(inserted))
+            return AppendResult(sum(len(b.events) for b in inserted), duplicates)
+
+    async def count_series(
+        self,
+        workspace_id: str,
+        project_id: str,
+        granularity: Granularity,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[CountPoint]:
+        points = [
+            CountPoint(key.bucket, key.event_type, count)
+            for key, count in self.counts.items()
+            if key.workspace_id == workspace_id
+            and key.project_id == project_id
+            and key.granularity is granularity
+            and start <= key.bucket < end
+            and (event_type is None or key.event_type == event_type)
+            and count
+        ]
+        return sorted(points, key=lambda p: (p.bucket, p.event_type))
+
+    async def event_type_totals(
+        self, workspace_id: str, project_id: str, start: datetime, end: datetime
+    ) -> list[EventTypeCount]:
+        totals: Counter[str] = Counter()
+        for point in await self.count_series(
+            workspace_id, project_id, Granularity.HOUR, start, end
+        ):
+            totals[point.event_type] += point.count
+        ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+        return [EventTypeCount(event_type, count) for event_type, count in ranked]
+
+    async def list_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        before: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        found = [
+            stored
+            for stored, ws, project in self.events.values()
+            if ws == workspace_id
+            and project == project_id
+            and (event_type is None or stored.type == event_type)
+            and (before is None or (stored.timestamp, stored.seq) < (before.timestamp, before.seq))
+        ]
+        found.sort(key=lambda e: (e.timestamp, e.seq), reverse=True)
+        return found[:limit]
+
+    async def rebuild_counts(self, workspace_id: str | None = None) -> int:
+        async with self._lock:
+            for key in [k for k in self.counts if workspace_id in (None, k.workspace_id)]:
+                del self.counts[key]
+            counted = 0
+            for stored, ws, project in self.events.values():
+                if workspace_id not in (None, ws):
+                    continue
+                counted += 1
+                for grain in (Granularity.MINUTE, Granularity.HOUR):
+                    bucket = bucket_start(stored.timestamp, grain)
+                    self.counts[CountKey(ws, project, grain, bucket, stored.type)] += 1
+            return counted

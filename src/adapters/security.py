@@ -1,0 +1,79 @@
+"""Password hashing with argon2 and access tokens as HS256 JWTs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import jwt
+from argon2 import PasswordHasher as _Argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from eventcore.errors import AuthenticationFailed
+from eventcore.tenancy import Principal, Role
+
+_ISSUER = "eventcore"
+
+
+class Argon2Hasher:
+    """argon2id; hashing runs in a thread so the event loop keeps serving."""
+
+    def __init__(
+        self, *, time_cost: int = 2, memory_cost: int = 19_456, parallelism: int = 1
+    ) -> None:
+        self._argon2 = _Argon2(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._argon2.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self._argon2.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+
+class JwtCodec:
+    """Access tokens carrying the user, the workspace and the role; they expire."""
+
+    def __init__(self, secret: str, *, lifetime_seconds: int = 3600) -> None:
+        if len(secret) < 32:
+            raise ValueError("The JWT secret must be at least 32 characters.")
+        self._secret = secret
+        self._lifetime = lifetime_seconds
+
+    def issue(self, principal: Principal, now: datetime) -> tuple[str, int]:
+        issued = int(now.timestamp())
+        claims = {
+            "iss": _ISSUER,
+            "sub": principal.user_id,
+            "ws": principal.workspace_id,
+            "role": principal.role.value,
+            "iat": issued,
+            "exp": issued + self._lifetime,
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256"), self._lifetime
+
+    def verify(self, token: str, now: datetime) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "ws", "role"], "verify_exp": False},
+            )
+            if claims["exp"] <= now.timestamp():
+                raise AuthenticationFailed(
+                    "The access token has expired; log in again.", code="token_expired"
+                )
+            return Principal(str(claims["sub"]), str(claims["ws"]), Role(claims["role"]))
+        except (jwt.PyJWTError, ValueError, KeyError):
+            raise AuthenticationFailed(
+                "The access token is not valid.", code="invalid_token"
+            ) from None

@@ -1,0 +1,81 @@
+"""eventcore: multi-tenant event ingestion that stores each event once and counts it exactly.
+
+This package is the pure core: domain rules, ports and use cases, with no I/O of its own. The
+adapters (``adapters.memory``, ``adapters.sqlite``, ...) implement the ports; ``entrypoints``
+wires them into the HTTP API, the worker and the CLI.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from eventcore.aggregation import (
+    CountPoint,
+    CountSeries,
+    EventTypeCount,
+    EventTypeTotals,
+    Granularity,
+)
+from eventcore.errors import (
+    AuthenticationFailed,
+    Conflict,
+    EventcoreError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    Unavailable,
+)
+from eventcore.events import Event, EventLimits, IngestBatch, RejectedEvent, StoredEvent
+from eventcore.platform import Platform, build_platform
+from eventcore.ports import AppendResult
+from eventcore.tenancy import Principal, ProjectRef, Role
+from eventcore.usecases import (
+    Accounts,
+    Analytics,
+    BatchProcessor,
+    EventPage,
+    EventsRejected,
+    Ingestor,
+    IngestReceipt,
+)
+
+try:
+    __version__ = version("eventcore")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Accounts",
+    "Analytics",
+    "AppendResult",
+    "AuthenticationFailed",
+    "BatchProcessor",
+    "Conflict",
+    "CountPoint",
+    "CountSeries",
+    "Event",
+    "EventLimits",
+    "EventPage",
+    "EventTypeCount",
+    "EventTypeTotals",
+    "EventcoreError",
+    "EventsRejected",
+    "Granularity",
+    "IngestBatch",
+    "IngestReceipt",
+    "Ingestor",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "Platform",
+    "Principal",
+    "ProjectRef",
+    "RateLimited",
+    "RejectedEvent",
+    "Role",
+    "StoredEvent",
+    "Unavailable",
+    "__version__",
+    "build_platform",
+]

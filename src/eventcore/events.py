@@ -1,0 +1,267 @@
+"""Events: the wire form a client sends, its validation and limits, and the queued batch."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Raw
+
+from eventcore.errors import InvalidRequest, PayloadTooLarge
+
+MAX_ID_LENGTH = 128
+MAX_TYPE_LENGTH = 128
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EventLimits(msgspec.Struct, frozen=True):
+    """The documented limits of one ingest request."""
+
+    max_events_per_batch: int = 1000
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 1024 * 1024
+    max_future: timedelta = timedelta(hours=24)
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A validated event: ``id`` is its idempotency key inside its project.
+
+    ``properties`` stays the client's own JSON text (always an object): it is checked once and
+    never rebuilt as Python objects on the way to the store.
+    """
+
+    id: str
+    type: str
+    timestamp: datetime
+    properties: Raw
+
+
+class IngestBatch(msgspec.Struct, frozen=True):
+    """One accepted request as it travels through the queue: one tenant, many events."""
+
+    workspace_id: str
+    project_id: str
+    received_at: datetime
+    events: list[Event]
+
+
+class RejectedEvent(msgspec.Struct, frozen=True):
+    index: int
+    code: str
+    message: str
+
+
+class ValidatedBatch(msgspec.Struct, frozen=True):
+    events: list[Event]
+    rejected: list[RejectedEvent]
+
+
+class _WireEvent(msgspec.Struct):
+    type: Annotated[str, Meta(min_length=1, max_length=MAX_TYPE_LENGTH)]
+    id: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)] | None = None
+    timestamp: Annotated[datetime, Meta(tz=True)] | int | float | None = None
+    properties: Raw = msgspec.field(default_factory=lambda: Raw(b"null"))
+
+
+_EMPTY_OBJECT = Raw(b"{}")
+_top_decoder = msgspec.json.Decoder(dict[str, Raw])
+_list_decoder = msgspec.json.Decoder(list[Raw])
+_event_decoder = msgspec.json.Decoder(_WireEvent)
+_batch_decoder = msgspec.json.Decoder(IngestBatch)
+_encoder = msgspec.json.Encoder()
+
+
+def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
+    """Split a request body into the JSON text of each event, or raise for the whole request.
+
+    A body is either one event object or ``{"events": [...]}``.
+    """
+    if len(body) > limits.max_request_bytes:
+        raise PayloadTooLarge(
+            f"The request body is larger than {limits.max_request_bytes} bytes.",
+            code="request_too_large",
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "The request body is not valid UTF-8.", code="malformed_json"
+        ) from None
+    try:
+        top = _top_decoder.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidRequest(
+            'The body must be a JSON event object or {"events": [...]}.', code="invalid_body"
+        ) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise InvalidRequest(
+            "The request body is not well-formed JSON.", code="malformed_json"
+        ) from None
+    raw_events = top.get("events")
+    if raw_events is None:
+        return [body]
+    try:
+        items = _list_decoder.decode(raw_events)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        raise InvalidRequest(
+            '"events" must be an array of event objects.', code="invalid_body"
+        ) from None
+    if not items:
+        raise InvalidRequest('"events" is empty: send at least one event.', code="invalid_body")
+    if len(items) > limits.max_events_per_batch:
+        raise PayloadTooLarge(
+            f"A batch holds at most {limits.max_events_per_batch} events; this one has {len(items)}.",
+            code="too_many_events",
+        )
+    return [bytes(item) for item in items]
+
+
+def validate_events(
+    raw_events: Sequence[bytes | Mapping[str, Any]], *, now: datetime, limits: EventLimits
+) -> ValidatedBatch:
+    """Validate each event on its own: valid ones go through, invalid ones are reported by index.
+
+    An event is its JSON text, or a mapping (from code that embeds eventcore) that is first
+    encoded to JSON so that both take exactly the same rules.
+    """
+    events: list[Event] = []
+    rejected: list[RejectedEvent] = []
+    for index, item in enumerate(raw_events):
+        outcome: Event | tuple[str, str]
+        if isinstance(item, bytes):
+            outcome = validate_event(item, now=now, limits=limits)
+        else:
+            try:
+                outcome = validate_event(_encoder.encode(item), now=now, limits=limits)
+            except (TypeError, ValueError, OverflowError) as exc:
+                outcome = ("invalid_event", f"The event cannot be encoded as JSON: {exc}")
+        if isinstance(outcome, Event):
+            events.append(outcome)
+        else:
+            code, message = outcome
+            rejected.append(RejectedEvent(index=index, code=code, message=message))
+    return ValidatedBatch(events=events, rejected=rejected)
+
+
+def validate_event(raw: bytes, *, now: datetime, limits: EventLimits) -> Event | tuple[str, str]:
+    """One event's JSON text to an :class:`Event`, or ``(code, message)`` saying what is wrong."""
+    if len(raw) > limits.max_event_bytes:
+        return "event_too_large", f"An event is at most {limits.max_event_bytes} bytes of JSON."
+    try:
+        wire = _event_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return "invalid_event", str(exc)
+    except (msgspec.DecodeError, RecursionError):
+        return "invalid_event", "The event is not well-formed JSON or is nested too deeply."
+    if not wire.type.strip():
+        return "invalid_event", "`type` must contain a non-blank character."
+    properties = _check_properties(wire.properties)
+    if isinstance(properties, tuple):
+        return properties
+    timestamp = _event_time(wire.timestamp, now=now, limits=limits)
+    if isinstance(timestamp, tuple):
+        return timestamp
+    event_id = wire.id if wire.id is not None else new_event_id()
+    return Event(id=event_id, type=wire.type, timestamp=timestamp, properties=properties)
+
+
+def new_event_id() -> str:
+    """An id for an event the client sent without one (it is then not protected from resends)."""
+    return uuid.uuid4().hex
+
+
+def _check_properties(raw: Raw) -> Raw | tuple[str, str]:
+    text = bytes(raw)
+    if text == b"null":
+        return _EMPTY_OBJECT
+    if not text.startswith(b"{"):
+        return "invalid_properties", "`properties` must be a JSON object."
+    if b"\\u0000" in text and _contains_nul(msgspec.json.decode(text)):
+        return "invalid_properties", "`properties` may not contain the NUL character (\\u0000)."
+    return raw
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def _event_time(
+    value: datetime | int | float | None, *, now: datetime, limits: EventLimits
+) -> datetime | tuple[str, str]:
+    if value is None:
+        return now
+    latest = now + limits.max_future
+    if isinstance(value, datetime):
+        try:
+            moment = value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            return "invalid_timestamp", "`timestamp` is outside the supported range."
+    else:
+        if not EPOCH.timestamp() <= value <= latest.timestamp():
+            return (
+                "invalid_timestamp",
+                "`timestamp` in epoch seconds must be between 0 and now + 24 h.",
+            )
+        moment = datetime.fromtimestamp(value, UTC)
+    if moment < EPOCH:
+        return "invalid_timestamp", "`timestamp` may not be before 1970-01-01T00:00:00Z."
+    if moment > latest:
+        return "timestamp_in_future", "`timestamp` is more than 24 hours in the future."
+    return moment
+
+
+def encode_batch(batch: IngestBatch) -> bytes:
+    return _encoder.encode(batch)
+
+
+def decode_batch(message: bytes) -> IngestBatch:
+    """Decode a queued batch; raises :class:`InvalidRequest` for a message that is not one."""
+    try:
+        return _batch_decoder.decode(message)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        raise InvalidRequest(f"Not an ingest batch: {exc}", code="invalid_message") from None
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """An event as read back: ``seq`` is the store's insertion order, a tie-breaker for paging."""
+
+    id: str
+    type: str
+    timestamp: datetime
+    received_at: datetime
+    properties: Raw
+    seq: int
+
+
+class EventCursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where the next page starts: strictly older than (timestamp, seq)."""
+
+    timestamp: datetime
+    seq: int
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(_encoder.encode(self)).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> EventCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            return msgspec.json.decode(raw, type=cls)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            raise InvalidRequest(
+                "`cursor` is not a cursor this API returned.", code="invalid_cursor"
+            ) from None
+
+    @classmethod
+    def after(cls, event: StoredEvent) -> EventCursor:
+        return cls(event.timestamp, event.seq)

@@ -1,0 +1,59 @@
+"""The use cases wired together from a set of ports: one object to embed eventcore with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventcore.events import EventLimits
+from eventcore.ports import (
+    ApiKeyCache,
+    Clock,
+    CommittedKeys,
+    IngestQueue,
+    PasswordHasher,
+    QueryCache,
+    RateLimiter,
+    Store,
+    TokenCodec,
+)
+from eventcore.usecases.accounts import Accounts, KeyResolver
+from eventcore.usecases.analytics import Analytics
+from eventcore.usecases.ingest import Ingestor
+from eventcore.usecases.processing import BatchProcessor, InlineQueue
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    accounts: Accounts
+    keys: KeyResolver
+    ingestor: Ingestor
+    processor: BatchProcessor
+    analytics: Analytics
+    store: Store
+
+
+def build_platform(
+    *,
+    store: Store,
+    hasher: PasswordHasher,
+    tokens: TokenCodec,
+    clock: Clock,
+    key_cache: ApiKeyCache,
+    limiter: RateLimiter,
+    committed: CommittedKeys,
+    query_cache: QueryCache,
+    queue: IngestQueue | None = None,
+    limits: EventLimits | None = None,
+    cache_ttl: float = 300.0,
+) -> Platform:
+    """Wire the use cases. Without a queue, batches are committed as they are published."""
+    processor = BatchProcessor(store, committed, query_cache)
+    keys = KeyResolver(store, key_cache)
+    return Platform(
+        accounts=Accounts(store, hasher, tokens, clock, key_cache),
+        keys=keys,
+        ingestor=Ingestor(keys, queue or InlineQueue(processor), limiter, committed, clock, limits),
+        processor=processor,
+        analytics=Analytics(store, store, query_cache, clock, cache_ttl),
+        store=store,
+    )

@@ -1,0 +1,162 @@
+"""Ports: what the core needs from the outside world, as structural protocols.
+
+Every method that touches tenant data takes the workspace explicitly; the one exception is
+:meth:`AccountStore.find_api_key`, which is how a tenant is found in the first place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+from eventcore.aggregation import CountPoint, EventTypeCount, Granularity
+from eventcore.events import EventCursor, IngestBatch, StoredEvent
+from eventcore.tenancy import ApiKey, Membership, Principal, Project, ProjectRef, User, Workspace
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """What one committed append did: new rows, and events that were already stored."""
+
+    inserted: int
+    duplicates: int
+
+
+class AccountStore(Protocol):
+    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+        """Store a new user, their workspace and ownership atomically; Conflict if the email is taken."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_user_by_email(self, email: str) -> User | None: ...
+
+    async def get_membership(self, workspace_id: str, user_id: str) -> Membership | None: ...
+
+    async def list_memberships(self, user_id: str) -> list[Membership]:
+        """The user's memberships, oldest first."""
+
+    async def add_membership(self, membership: Membership) -> None:
+        """Conflict if the user is already a member of the workspace."""
+
+    async def create_project(self, project: Project) -> None: ...
+
+    async def get_project(self, workspace_id: str, project_id: str) -> Project | None: ...
+
+    async def list_projects(self, workspace_id: str) -> list[Project]:
+        """Oldest first."""
+
+    async def create_api_key(self, key: ApiKey) -> None: ...
+
+    async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
+        """Oldest first, revoked ones included."""
+
+    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+        """Mark the key revoked (once; a second call keeps the first time). None if not in the workspace."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
+
+
+class EventStore(Protocol):
+    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+        """Store every event not stored yet and add exactly those to the counts, in one transaction.
+
+        An event already stored under the same (workspace, project, id) changes nothing.
+        """
+
+    async def count_series(
+        self,
+        workspace_id: str,
+        project_id: str,
+        granularity: Granularity,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[CountPoint]:
+        """Non-zero counts of buckets starting in [start, end), by bucket then event type.
+
+        ``granularity`` is a stored grain: minute or hour.
+        """
+
+    async def event_type_totals(
+        self, workspace_id: str, project_id: str, start: datetime, end: datetime
+    ) -> list[EventTypeCount]:
+        """Counts per event type over hour buckets starting in [start, end), largest first."""
+
+    async def list_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        before: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        """Newest first by (timestamp, seq), strictly older than ``before`` when given."""
+
+    async def rebuild_counts(self, workspace_id: str | None = None) -> int:
+        """Recompute the count tables from stored events; returns the events counted."""
+
+
+class Store(AccountStore, EventStore, Protocol):
+    """A database that holds both accounts and events."""
+
+
+class IngestQueue(Protocol):
+    async def publish(self, batch: IngestBatch) -> None:
+        """Return only once the batch is durably held; raise Unavailable otherwise."""
+
+
+class ApiKeyCache(Protocol):
+    """A short-lived cache of key lookups; a revoked key must stop working within one second."""
+
+    async def get(self, key_hash: str) -> ApiKey | None: ...
+
+    async def put(self, key: ApiKey) -> None: ...
+
+    async def evict(self, key_hash: str) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, workspace_id: str, events: int) -> float:
+        """Take ``events`` from the workspace's allowance: 0.0 if allowed, else seconds to wait."""
+
+
+class CommittedKeys(Protocol):
+    """The idempotency fast path: a cache of ids known to be committed. It may forget anything."""
+
+    async def known(self, tenant: ProjectRef, event_ids: Sequence[str]) -> set[str]: ...
+
+    async def remember(self, batches: Sequence[IngestBatch]) -> None: ...
+
+
+class QueryCache(Protocol):
+    """Cached analytics answers, keyed by workspace, query and the workspace's data generation."""
+
+    async def generation(self, workspace_id: str) -> int: ...
+
+    async def bump(self, workspace_ids: Iterable[str]) -> None: ...
+
+    async def get(self, workspace_id: str, key: str) -> bytes | None: ...
+
+    async def put(self, workspace_id: str, key: str, value: bytes, ttl_seconds: float) -> None: ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+class TokenCodec(Protocol):
+    def issue(self, principal: Principal, now: datetime) -> tuple[str, int]:
+        """A signed access token and its lifetime in seconds."""
+
+    def verify(self, token: str, now: datetime) -> Principal:
+        """The principal the token was issued to; AuthenticationFailed if bad or expired."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""

@@ -1,0 +1,111 @@
+"""Tenants and who may do what: workspaces, projects, roles, principals and permission rules."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import msgspec
+
+from eventcore.errors import PermissionDenied
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class Permission(enum.StrEnum):
+    READ_ANALYTICS = "read_analytics"
+    READ_PROJECTS = "read_projects"
+    MANAGE_PROJECTS = "manage_projects"
+    MANAGE_API_KEYS = "manage_api_keys"
+    MANAGE_MEMBERS = "manage_members"
+
+
+_GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.OWNER: frozenset(Permission),
+    Role.ADMIN: frozenset(
+        {
+            Permission.READ_ANALYTICS,
+            Permission.READ_PROJECTS,
+            Permission.MANAGE_PROJECTS,
+            Permission.MANAGE_API_KEYS,
+        }
+    ),
+    Role.VIEWER: frozenset({Permission.READ_ANALYTICS, Permission.READ_PROJECTS}),
+}
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    return permission in _GRANTS[role]
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """A signed-in user acting inside one workspace with one role."""
+
+    user_id: str
+    workspace_id: str
+    role: Role
+
+    def require(self, permission: Permission) -> None:
+        if not allows(self.role, permission):
+            raise PermissionDenied(
+                f"The {self.role.value} role may not {permission.value.replace('_', ' ')}."
+            )
+
+
+class ProjectRef(msgspec.Struct, frozen=True):
+    """The tenant an event belongs to: every stored event carries both ids."""
+
+    workspace_id: str
+    project_id: str
+
+
+class User(msgspec.Struct, frozen=True):
+    id: str
+    email: str
+    password_hash: str
+    created_at: datetime
+
+
+class Workspace(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Membership(msgspec.Struct, frozen=True):
+    workspace_id: str
+    user_id: str
+    role: Role
+    created_at: datetime
+
+
+class Project(msgspec.Struct, frozen=True):
+    id: str
+    workspace_id: str
+    name: str
+    created_at: datetime
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    """An API key's stored form: the secret itself is never kept, only its SHA-256."""
+
+    id: str
+    workspace_id: str
+    project_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def tenant(self) -> ProjectRef:
+        return ProjectRef(self.workspace_id, self.project_id)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()

@@ -1,0 +1,214 @@
+"""Accounts: sign-up, login, projects, API keys and members."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+
+import msgspec
+
+from eventcore.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from eventcore.ports import AccountStore, ApiKeyCache, Clock, PasswordHasher, TokenCodec
+from eventcore.tenancy import (
+    ApiKey,
+    Membership,
+    Permission,
+    Principal,
+    Project,
+    Role,
+    User,
+    Workspace,
+    normalise_email,
+)
+
+API_KEY_PREFIX = "ek_"
+_PREFIX_LENGTH = len(API_KEY_PREFIX) + 8
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+MAX_NAME_LENGTH = 200
+
+
+class SignupResult(msgspec.Struct, frozen=True):
+    user_id: str
+    workspace_id: str
+    access_token: str
+    expires_in: int
+
+
+class AccessToken(msgspec.Struct, frozen=True):
+    access_token: str
+    expires_in: int
+
+
+class IssuedApiKey(msgspec.Struct, frozen=True):
+    """A new key with its secret, which exists only in this value."""
+
+    record: ApiKey
+    secret: str
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def hash_api_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _name(value: str, what: str) -> str:
+    value = value.strip()
+    if not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidRequest(
+            f"The {what} name must be 1 to {MAX_NAME_LENGTH} characters.", code="invalid_name"
+        )
+    return value
+
+
+class Accounts:
+    """Who may use a workspace, and with which projects and keys."""
+
+    def __init__(
+        self,
+        store: AccountStore,
+        hasher: PasswordHasher,
+        tokens: TokenCodec,
+        clock: Clock,
+        key_cache: ApiKeyCache,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._tokens = tokens
+        self._clock = clock
+        self._key_cache = key_cache
+
+    async def signup(self, email: str, password: str, workspace_name: str) -> SignupResult:
+        email = normalise_email(email)
+        if not _EMAIL.match(email) or len(email) > 320:
+            raise InvalidRequest("That is not an email address.", code="invalid_email")
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise InvalidRequest(
+                f"A password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+                code="weak_password",
+            )
+        workspace_name = _name(workspace_name, "workspace")
+        if await self._store.get_user_by_email(email) is not None:
+            raise Conflict("An account with this email already exists.", code="email_taken")
+        now = self._clock.now()
+        user = User(new_id(), email, await self._hasher.hash(password), now)
+        workspace = Workspace(new_id(), workspace_name, now)
+        owner = Membership(workspace.id, user.id, Role.OWNER, now)
+        await self._store.create_signup(user, workspace, owner)
+        token, expires_in = self._tokens.issue(Principal(user.id, workspace.id, Role.OWNER), now)
+        return SignupResult(user.id, workspace.id, token, expires_in)
+
+    async def login(
+        self, email: str, password: str, workspace_id: str | None = None
+    ) -> AccessToken:
+        user = await self._store.get_user_by_email(normalise_email(email))
+        if user is None or not await self._hasher.verify(user.password_hash, password):
+            raise AuthenticationFailed(
+                "The email or password is wrong.", code="invalid_credentials"
+            )
+        memberships = await self._store.list_memberships(user.id)
+        if workspace_id is not None:
+            memberships = [m for m in memberships if m.workspace_id == workspace_id]
+        if not memberships:
+            raise AuthenticationFailed(
+                "This account has no access to that workspace.", code="invalid_credentials"
+            )
+        membership = memberships[0]
+        token, expires_in = self._tokens.issue(
+            Principal(user.id, membership.workspace_id, membership.role), self._clock.now()
+        )
+        return AccessToken(token, expires_in)
+
+    def authenticate(self, token: str) -> Principal:
+        return self._tokens.verify(token, self._clock.now())
+
+    async def create_project(self, principal: Principal, name: str) -> Project:
+        principal.require(Permission.MANAGE_PROJECTS)
+        project = Project(
+            new_id(), principal.workspace_id, _name(name, "project"), self._clock.now()
+        )
+        await self._store.create_project(project)
+        return project
+
+    async def list_projects(self, principal: Principal) -> list[Project]:
+        principal.require(Permission.READ_PROJECTS)
+        return await self._store.list_projects(principal.workspace_id)
+
+    async def project(self, principal: Principal, project_id: str) -> Project:
+        """The project if it is in the principal's workspace; NotFound otherwise, whoever owns it."""
+        project = await self._store.get_project(principal.workspace_id, project_id)
+        if project is None:
+            raise NotFound("No such project.")
+        return project
+
+    async def create_api_key(
+        self, principal: Principal, project_id: str, name: str
+    ) -> IssuedApiKey:
+        principal.require(Permission.MANAGE_API_KEYS)
+        await self.project(principal, project_id)
+        secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(
+            id=new_id(),
+            workspace_id=principal.workspace_id,
+            project_id=project_id,
+            name=_name(name, "key"),
+            prefix=secret[:_PREFIX_LENGTH],
+            key_hash=hash_api_key(secret),
+            created_at=self._clock.now(),
+        )
+        await self._store.create_api_key(record)
+        return IssuedApiKey(record, secret)
+
+    async def list_api_keys(self, principal: Principal, project_id: str) -> list[ApiKey]:
+        principal.require(Permission.MANAGE_API_KEYS)
+        await self.project(principal, project_id)
+        return await self._store.list_api_keys(principal.workspace_id, project_id)
+
+    async def revoke_api_key(self, principal: Principal, key_id: str) -> None:
+        principal.require(Permission.MANAGE_API_KEYS)
+        record = await self._store.revoke_api_key(principal.workspace_id, key_id, self._clock.now())
+        if record is None:
+            raise NotFound("No such API key.")
+        await self._key_cache.evict(record.key_hash)
+
+    async def add_member(self, principal: Principal, email: str, role: Role) -> Membership:
+        principal.require(Permission.MANAGE_MEMBERS)
+        user = await self._store.get_user_by_email(normalise_email(email))
+        if user is None:
+            raise NotFound("No account uses that email; the person must sign up first.")
+        membership = Membership(principal.workspace_id, user.id, role, self._clock.now())
+        await self._store.add_membership(membership)
+        return membership
+
+
+class KeyResolver:
+    """API key secret to its stored record, through a short-lived cache."""
+
+    def __init__(self, store: AccountStore, cache: ApiKeyCache) -> None:
+        self._store = store
+        self._cache = cache
+
+    async def resolve(self, secret: str | None) -> ApiKey:
+        if not secret:
+            raise AuthenticationFailed(
+                "Send an API key as `Authorization: Bearer <key>` or `X-API-Key`."
+            )
+        key_hash = hash_api_key(secret)
+        record = await self._cache.get(key_hash)
+        if record is None:
+            record = await self._store.find_api_key(key_hash)
+            if record is None:
+                raise AuthenticationFailed("Unknown API key.", code="invalid_api_key")
+            await self._cache.put(record)
+        if not hmac.compare_digest(record.key_hash, key_hash):
+            raise AuthenticationFailed("Unknown API key.", code="invalid_api_key")
+        if record.revoked_at is not None:
+            raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+        return record

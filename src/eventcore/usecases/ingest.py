@@ -1,0 +1,97 @@
+"""Ingest: authenticate, validate, rate-limit, drop known duplicates, hand the batch to the queue."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from eventcore.errors import InvalidRequest, RateLimited
+from eventcore.events import (
+    EventLimits,
+    IngestBatch,
+    RejectedEvent,
+    split_request,
+    validate_events,
+)
+from eventcore.idempotency import first_occurrences
+from eventcore.ports import Clock, CommittedKeys, IngestQueue, RateLimiter
+from eventcore.tenancy import ProjectRef
+from eventcore.usecases.accounts import KeyResolver
+
+
+class IngestReceipt(msgspec.Struct, frozen=True):
+    """``accepted`` events went to the queue; ``duplicates`` were already known and dropped."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedEvent]
+
+
+class EventsRejected(InvalidRequest):
+    """Every event of the request was invalid."""
+
+    def __init__(self, rejected: list[RejectedEvent]) -> None:
+        first = rejected[0]
+        super().__init__(
+            f"No event was valid; event {first.index}: {first.message}", code="invalid_events"
+        )
+        self.rejected = rejected
+
+
+class Ingestor:
+    """The write path, usable from HTTP or directly from code that embeds eventcore."""
+
+    def __init__(
+        self,
+        keys: KeyResolver,
+        queue: IngestQueue,
+        limiter: RateLimiter,
+        committed: CommittedKeys,
+        clock: Clock,
+        limits: EventLimits | None = None,
+    ) -> None:
+        self._keys = keys
+        self._queue = queue
+        self._limiter = limiter
+        self._committed = committed
+        self._clock = clock
+        self.limits = limits or EventLimits()
+
+    async def ingest(self, api_key: str | None, body: bytes) -> IngestReceipt:
+        """A request body (one event or ``{"events": [...]}``) sent with an API key."""
+        record = await self._keys.resolve(api_key)
+        return await self.submit(record.tenant, split_request(body, self.limits))
+
+    async def submit(
+        self, tenant: ProjectRef, events: Sequence[bytes | Mapping[str, Any]]
+    ) -> IngestReceipt:
+        """Events for a tenant the caller has already authenticated (JSON texts or mappings)."""
+        if len(events) > self.limits.max_events_per_batch:
+            raise InvalidRequest(
+                f"A batch holds at most {self.limits.max_events_per_batch} events.",
+                code="too_many_events",
+            )
+        now = self._clock.now()
+        validated = validate_events(events, now=now, limits=self.limits)
+        if not validated.events:
+            if not validated.rejected:
+                raise InvalidRequest("Send at least one event.", code="invalid_body")
+            raise EventsRejected(validated.rejected)
+        wait = await self._limiter.acquire(tenant.workspace_id, len(validated.events))
+        if wait > 0:
+            raise RateLimited(
+                "This workspace is sending events faster than its rate limit.",
+                retry_after=math.ceil(wait),
+            )
+        fresh, repeated = first_occurrences(validated.events)
+        known = await self._committed.known(tenant, [event.id for event in fresh])
+        if known:
+            fresh = [event for event in fresh if event.id not in known]
+        if fresh:
+            await self._queue.publish(
+                IngestBatch(tenant.workspace_id, tenant.project_id, now, fresh)
+            )
+        return IngestReceipt(len(fresh), repeated + len(known), validated.rejected)
