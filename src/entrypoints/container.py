@@ -1,0 +1,180 @@
+"""The composition root: which adapter serves each port, chosen from the settings.
+
+Each gateway is a ``providers.Resource`` that opens (and later closes) whatever the settings
+call for: SQLite or PostgreSQL, the inline queue or RabbitMQ, in-process caches or Redis. Tests
+build the same container and swap a provider with ``.override()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from adapters.clock import SystemClock
+from adapters.memory import (
+    MemoryCommittedKeys,
+    MemoryKeyCache,
+    MemoryQueryCache,
+    MemoryRateLimiter,
+    UnlimitedRateLimiter,
+)
+from adapters.security import Argon2Hasher, JwtCodec
+from entrypoints.settings import Settings, jwt_secret
+from eventcore.platform import Platform, build_platform
+from eventcore.ports import (
+    ApiKeyCache,
+    Clock,
+    CommittedKeys,
+    IngestQueue,
+    QueryCache,
+    RateLimiter,
+    Store,
+)
+
+
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    if settings.uses_postgres:
+        from adapters.postgres import PostgresStore
+
+        store: Any = await PostgresStore.open(settings.database_url)
+    else:
+        from adapters.sqlite import SqliteStore
+
+        store = await SqliteStore.open(settings.sqlite_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def open_redis(settings: Settings) -> AsyncIterator[Any]:
+    """The Redis gateway when EVENTCORE_REDIS_URL is set, else None (in-process caches)."""
+    if not settings.redis_url:
+        yield None
+        return
+    from adapters.redis import RedisGateway
+
+    gateway = await RedisGateway.open(settings.redis_url)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+async def open_queue(settings: Settings) -> AsyncIterator[IngestQueue | None]:
+    """RabbitMQ when EVENTCORE_AMQP_URL is set, else None: batches are committed inline."""
+    if not settings.amqp_url:
+        yield None
+        return
+    from adapters.rabbitmq import QueueNames, RabbitPublisher
+
+    publisher = await RabbitPublisher.open(
+        settings.amqp_url, QueueNames(settings.queue_name), max_length=settings.queue_max_length
+    )
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
+
+
+def key_cache(redis: Any, clock: Clock) -> ApiKeyCache:
+    if redis is None:
+        return MemoryKeyCache(clock, ttl=1.0)
+    from adapters.redis import RedisKeyCache
+
+    cache: ApiKeyCache = RedisKeyCache(redis)
+    return cache
+
+
+def committed_keys(redis: Any) -> CommittedKeys:
+    if redis is None:
+        return MemoryCommittedKeys()
+    from adapters.redis import RedisCommittedKeys
+
+    keys: CommittedKeys = RedisCommittedKeys(redis)
+    return keys
+
+
+def query_cache(redis: Any, clock: Clock) -> QueryCache:
+    if redis is None:
+        return MemoryQueryCache(clock)
+    from adapters.redis import RedisQueryCache
+
+    cache: QueryCache = RedisQueryCache(redis)
+    return cache
+
+
+def rate_limiter(redis: Any, clock: Clock, settings: Settings) -> RateLimiter:
+    rate = settings.rate_limit_events_per_second
+    if rate == 0:
+        return UnlimitedRateLimiter()
+    if redis is None:
+        return MemoryRateLimiter(clock, rate, settings.burst)
+    from adapters.redis import RedisRateLimiter
+
+    limiter: RateLimiter = RedisRateLimiter(redis, rate, settings.burst)
+    return limiter
+
+
+class Gateways(containers.DeclarativeContainer):
+    """Connections and clients: everything that talks to the outside world."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+    store = providers.Resource(open_store, settings)
+    redis = providers.Resource(open_redis, settings)
+    queue = providers.Resource(open_queue, settings)
+    key_cache = providers.Singleton(key_cache, redis, clock)
+    committed = providers.Singleton(committed_keys, redis)
+    query_cache = providers.Singleton(query_cache, redis, clock)
+    limiter = providers.Singleton(rate_limiter, redis, clock, settings)
+
+
+class Container(containers.DeclarativeContainer):
+    """The application: use cases wired to the gateways."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    gateways = providers.Container(Gateways, settings=settings)
+    hasher = providers.Singleton(Argon2Hasher)
+    tokens = providers.Singleton(
+        JwtCodec,
+        secret=providers.Callable(jwt_secret, settings),
+        lifetime_seconds=settings.provided.token_lifetime_seconds,
+    )
+    platform = providers.Singleton(
+        build_platform,
+        store=gateways.store,
+        hasher=hasher,
+        tokens=tokens,
+        clock=gateways.clock,
+        key_cache=gateways.key_cache,
+        limiter=gateways.limiter,
+        committed=gateways.committed,
+        query_cache=gateways.query_cache,
+        queue=gateways.queue,
+        limits=settings.provided.limits,
+        cache_ttl=settings.provided.analytics_cache_seconds,
+    )
+
+
+def build_container(settings: Settings) -> Container:
+    return Container(settings=settings)
+
+
+async def start(container: Container) -> Platform:
+    """Open every gateway and build the platform on them."""
+    await _maybe_await(container.gateways.init_resources())
+    platform = await _maybe_await(container.platform())
+    assert isinstance(platform, Platform)
+    return platform
+
+
+async def stop(container: Container) -> None:
+    await _maybe_await(container.gateways.shutdown_resources())
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value

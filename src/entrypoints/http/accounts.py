@@ -1,0 +1,115 @@
+"""Routes for sign-up, login, projects, API keys and members."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, post
+from litestar.openapi.spec import SecurityRequirement
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.types import ControllerRouterHandler
+
+from entrypoints.http.schemas import (
+    ApiKeyList,
+    ApiKeyView,
+    LoginRequest,
+    LoginResponse,
+    MemberRequest,
+    MemberView,
+    NameRequest,
+    NewApiKey,
+    ProjectList,
+    ProjectView,
+    SignupRequest,
+    SignupResponse,
+)
+from eventcore.platform import Platform
+from eventcore.tenancy import Principal
+
+USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
+
+
+class AuthController(Controller):
+    path = "/v1/auth"
+    tags = ["accounts"]
+
+    @post(
+        "/signup", status_code=HTTP_201_CREATED, summary="Create a user and the workspace they own"
+    )
+    async def signup(self, data: SignupRequest, platform: Platform) -> SignupResponse:
+        result = await platform.accounts.signup(data.email, data.password, data.workspace)
+        return SignupResponse(
+            result.user_id, result.workspace_id, result.access_token, result.expires_in
+        )
+
+    @post("/login", status_code=HTTP_200_OK, summary="Get an access token")
+    async def login(self, data: LoginRequest, platform: Platform) -> LoginResponse:
+        token = await platform.accounts.login(data.email, data.password, data.workspace_id)
+        return LoginResponse(token.access_token, token.expires_in)
+
+
+class ProjectController(Controller):
+    path = "/v1/projects"
+    tags = ["projects"]
+    security = USER_AUTH
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Create a project (owner, admin)")
+    async def create(
+        self, data: NameRequest, platform: Platform, principal: Principal
+    ) -> ProjectView:
+        return ProjectView.of(await platform.accounts.create_project(principal, data.name))
+
+    @get("/", summary="List the workspace's projects")
+    async def list(self, platform: Platform, principal: Principal) -> ProjectList:
+        projects = await platform.accounts.list_projects(principal)
+        return ProjectList([ProjectView.of(p) for p in projects])
+
+    @post(
+        "/{project_id:str}/api-keys",
+        status_code=HTTP_201_CREATED,
+        summary="Create an API key; its secret is shown this once (owner, admin)",
+    )
+    async def create_key(
+        self, project_id: str, data: NameRequest, platform: Platform, principal: Principal
+    ) -> NewApiKey:
+        issued = await platform.accounts.create_api_key(principal, project_id, data.name)
+        key = issued.record
+        return NewApiKey(
+            key.id, issued.secret, key.prefix, key.project_id, key.name, key.created_at
+        )
+
+    @get("/{project_id:str}/api-keys", summary="List a project's API keys, without secrets")
+    async def list_keys(
+        self, project_id: str, platform: Platform, principal: Principal
+    ) -> ApiKeyList:
+        keys = await platform.accounts.list_api_keys(principal, project_id)
+        return ApiKeyList([ApiKeyView.of(k) for k in keys])
+
+
+@delete(
+    "/v1/api-keys/{key_id:str}",
+    status_code=HTTP_204_NO_CONTENT,
+    tags=["projects"],
+    security=USER_AUTH,
+    summary="Revoke an API key; it stops working within one second (owner, admin)",
+)
+async def revoke_api_key(key_id: str, platform: Platform, principal: Principal) -> None:
+    await platform.accounts.revoke_api_key(principal, key_id)
+
+
+@post(
+    "/v1/members",
+    status_code=HTTP_201_CREATED,
+    tags=["accounts"],
+    security=USER_AUTH,
+    summary="Add an existing user to the workspace (owner)",
+)
+async def add_member(data: MemberRequest, platform: Platform, principal: Principal) -> MemberView:
+    membership = await platform.accounts.add_member(principal, data.email, data.role)
+    return MemberView(membership.workspace_id, membership.user_id, membership.role)
+
+
+ROUTES: list[ControllerRouterHandler] = [
+    AuthController,
+    ProjectController,
+    revoke_api_key,
+    add_member,
+]

@@ -1,0 +1,96 @@
+"""Routes that read: counts over time, event-type totals and the event list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import get
+from litestar.openapi.spec import SecurityRequirement
+from litestar.types import ControllerRouterHandler
+
+from entrypoints.http.schemas import EventList, EventView
+from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
+from eventcore.errors import InvalidRequest
+from eventcore.platform import Platform
+from eventcore.tenancy import Principal
+from eventcore.usecases.analytics import DEFAULT_PAGE
+
+USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    # An unescaped "+" in a query string arrives as a space.
+    text = value.strip().replace(" ", "+")
+    try:
+        moment = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        raise InvalidRequest(
+            f"`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z.", code="invalid_query"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"`{name}` needs a time zone offset (RFC 3339).", code="invalid_query")
+    return moment
+
+
+@get(
+    "/v1/analytics/counts", tags=["analytics"], security=USER_AUTH, summary="Event counts over time"
+)
+async def counts(
+    platform: Platform,
+    principal: Principal,
+    project_id: str,
+    start: str | None = None,
+    end: str | None = None,
+    granularity: Granularity = Granularity.HOUR,
+    event_type: str | None = None,
+) -> CountSeries:
+    return await platform.analytics.counts(
+        principal,
+        project_id,
+        start=parse_time("start", start),
+        end=parse_time("end", end),
+        granularity=granularity,
+        event_type=event_type,
+    )
+
+
+@get(
+    "/v1/analytics/event-types",
+    tags=["analytics"],
+    security=USER_AUTH,
+    summary="Event counts per type, largest first",
+)
+async def event_types(
+    platform: Platform,
+    principal: Principal,
+    project_id: str,
+    start: str | None = None,
+    end: str | None = None,
+) -> EventTypeTotals:
+    return await platform.analytics.event_types(
+        principal, project_id, start=parse_time("start", start), end=parse_time("end", end)
+    )
+
+
+@get("/v1/events", tags=["analytics"], security=USER_AUTH, summary="Stored events, newest first")
+async def list_events(
+    platform: Platform,
+    principal: Principal,
+    project_id: str,
+    event_type: str | None = None,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> EventList:
+    page = await platform.analytics.list_events(
+        principal, project_id, event_type=event_type, limit=limit, cursor=cursor
+    )
+    return EventList(
+        [EventView(e.id, e.type, e.timestamp, e.received_at, e.properties) for e in page.events],
+        page.next_cursor,
+    )
+
+
+ROUTES: list[ControllerRouterHandler] = [counts, event_types, list_events]

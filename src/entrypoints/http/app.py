@@ -1,0 +1,85 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+
+import eventcore
+from entrypoints.container import Container, build_container, start, stop
+from entrypoints.http import accounts, analytics, ingest, operations
+from entrypoints.http.deps import DEPENDENCIES
+from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.operations import Check
+from entrypoints.settings import Settings, load_settings
+
+
+def readiness_checks(container: Container) -> dict[str, tuple[Check, bool]]:
+    """What /health/ready asks, and whether each is needed to serve (Redis is not: it degrades)."""
+    gateways = container.gateways
+    candidates = {
+        "database": (gateways.store(), True),
+        "queue": (gateways.queue(), True),
+        "redis": (gateways.redis(), False),
+    }
+    return {
+        name: (component.ping, critical)
+        for name, (component, critical) in candidates.items()
+        if component is not None and hasattr(component, "ping")
+    }
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Litestar:
+    """The HTTP API. Nothing connects until the app starts; everything closes when it stops."""
+    settings = settings or load_settings()
+    container = container or build_container(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.platform = await start(container)
+        app.state.checks = readiness_checks(container)
+        try:
+            yield
+        finally:
+            await stop(container)
+
+    prometheus = PrometheusConfig(app_name="eventcore", group_path=True, prefix="eventcore")
+    return Litestar(
+        route_handlers=[*accounts.ROUTES, *ingest.ROUTES, *analytics.ROUTES, *operations.ROUTES],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        middleware=[prometheus.middleware],
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="eventcore",
+            version=eventcore.__version__,
+            description="Multi-tenant event ingestion and analytics.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "AccessToken": SecurityScheme(
+                        type="http", scheme="bearer", bearer_format="JWT"
+                    ),
+                    "ApiKey": SecurityScheme(
+                        type="apiKey", name="X-API-Key", security_scheme_in="header"
+                    ),
+                    "ApiKeyBearer": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+        ),
+        state=_initial_state(),
+        debug=False,
+    )
+
+
+def _initial_state() -> Any:
+    from litestar.datastructures import State
+
+    return State({"checks": {}})

@@ -1,0 +1,60 @@
+"""Routes for operators: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from litestar import Response, get
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.plugins.prometheus import PrometheusController
+from litestar.types import ControllerRouterHandler
+
+from entrypoints.http.schemas import Health
+
+Check = Callable[[], Awaitable[object]]
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@get(
+    "/health/live", tags=["operations"], summary="200 while the process runs", sync_to_thread=False
+)
+def live() -> Health:
+    return Health("ok")
+
+
+@get(
+    "/health/ready",
+    tags=["operations"],
+    summary="200 when every dependency answers; 503 naming the one that is down",
+    responses={503: ResponseSpec(data_container=Health, description="A needed dependency is down")},
+)
+async def ready(state: State) -> Response[Health]:
+    checks: dict[str, tuple[Check, bool]] = state.checks
+    results = await asyncio.gather(*(_run(check) for check, _ in checks.values()))
+    report = dict(zip(checks, results, strict=True))
+    critical_down = [
+        name for name, (_, critical) in checks.items() if critical and report[name] != "ok"
+    ]
+    degraded = any(value != "ok" for value in report.values())
+    if critical_down:
+        return Response(Health("unavailable", report), status_code=503)
+    return Response(Health("degraded" if degraded else "ok", report), status_code=200)
+
+
+async def _run(check: Check) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return f"down: {type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = True
+    tags = ["operations"]
+
+
+ROUTES: list[ControllerRouterHandler] = [live, ready, MetricsController]

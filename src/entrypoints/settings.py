@@ -1,0 +1,141 @@
+"""The one settings object, read from ``EVENTCORE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from eventcore.events import EventLimits
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work; the message says which variable to fix."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable. Each field maps to ``EVENTCORE_<FIELD NAME IN CAPITALS>``."""
+
+    data_dir: str = "./eventcore-data"
+    database_url: str = ""
+    redis_url: str = ""
+    amqp_url: str = ""
+    jwt_secret: str = ""
+    token_lifetime_seconds: int = 3600
+    rate_limit_events_per_second: float = 10_000.0
+    rate_limit_burst: float = 0.0
+    max_batch_events: int = 1000
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 1024 * 1024
+    analytics_cache_seconds: float = 300.0
+    queue_name: str = "eventcore.ingest"
+    queue_max_length: int = 1_000_000
+    worker_batch_events: int = 2000
+    worker_batch_wait_ms: int = 50
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.amqp_url)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file of the embedded store (from ``sqlite:///path`` or the data dir)."""
+        url = self.database_url
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///"))
+        return Path(self.data_dir) / "eventcore.sqlite3"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def limits(self) -> EventLimits:
+        return EventLimits(
+            max_events_per_batch=self.max_batch_events,
+            max_event_bytes=self.max_event_bytes,
+            max_request_bytes=self.max_request_bytes,
+        )
+
+    @property
+    def burst(self) -> float:
+        return self.rate_limit_burst or 2 * self.rate_limit_events_per_second
+
+
+_PREFIX = "EVENTCORE_"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment and check they can work together."""
+    environ = os.environ if environ is None else environ
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    raw = {
+        name.removeprefix(_PREFIX).lower(): value
+        for name, value in environ.items()
+        if name.startswith(_PREFIX) and name.removeprefix(_PREFIX).lower() in fields
+    }
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"Invalid configuration: {_env_name(str(exc))}") from None
+    _check(settings)
+    return settings
+
+
+def _env_name(message: str) -> str:
+    # "... - at `$.rate_limit_burst`" reads better as the variable a user sets.
+    head, sep, path = message.partition(" - at `$.")
+    return f"{head} (EVENTCORE_{path.rstrip('`').upper()})" if sep else message
+
+
+def _check(settings: Settings) -> None:
+    url = settings.database_url
+    if url and not (url.startswith("sqlite:///") or settings.uses_postgres):
+        raise ConfigurationError(
+            "EVENTCORE_DATABASE_URL must start with postgresql:// or sqlite:///."
+        )
+    if settings.distributed and not settings.uses_postgres:
+        raise ConfigurationError(
+            "EVENTCORE_AMQP_URL needs EVENTCORE_DATABASE_URL=postgresql://…: workers on other "
+            "processes must reach the same database."
+        )
+    if settings.uses_postgres and not settings.jwt_secret:
+        raise ConfigurationError(
+            "EVENTCORE_JWT_SECRET is required with PostgreSQL (every API process must sign "
+            "access tokens with the same secret). Generate one with: "
+            'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    if settings.jwt_secret and len(settings.jwt_secret) < 32:
+        raise ConfigurationError("EVENTCORE_JWT_SECRET must be at least 32 characters.")
+    if settings.rate_limit_events_per_second < 0:
+        raise ConfigurationError("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND may not be negative.")
+    for name in ("max_batch_events", "max_event_bytes", "max_request_bytes"):
+        if getattr(settings, name) <= 0:
+            raise ConfigurationError(f"EVENTCORE_{name.upper()} must be positive.")
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured secret, or the embedded profile's own, generated once and kept on disk."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = Path(settings.data_dir) / "jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # Written to a temporary name and renamed, so two processes starting at once agree on one.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(secret)
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

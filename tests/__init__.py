@@ -1,0 +1,1 @@
+"""eventcore test suites."""
