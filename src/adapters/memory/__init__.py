@@ -3,11 +3,17 @@
 They are public so that code embedding eventcore can test itself with them.
 """
 
+from typing import Any
+
+from adapters.clock import ManualClock
 from adapters.memory.caches import MemoryCommittedKeys, MemoryKeyCache, MemoryQueryCache
 from adapters.memory.queue import MemoryQueue
 from adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
 from adapters.memory.security import FakePasswordHasher
 from adapters.memory.store import MemoryStore
+from adapters.security import JwtCodec
+from eventcore.platform import Platform, build_platform
+from eventcore.ports import Clock
 from eventcore.usecases.processing import InlineQueue
 
 __all__ = [
@@ -20,4 +26,25 @@ __all__ = [
     "MemoryRateLimiter",
     "MemoryStore",
     "UnlimitedRateLimiter",
+    "build_memory_platform",
 ]
+
+
+def build_memory_platform(clock: Clock | None = None, **overrides: Any) -> Platform:
+    """The whole platform on in-memory adapters: for tests of code that embeds eventcore.
+
+    Batches are committed as they are published; keyword arguments replace any port.
+    """
+    clock = clock or ManualClock()
+    ports: dict[str, Any] = {
+        "store": MemoryStore(),
+        "hasher": FakePasswordHasher(),
+        "tokens": JwtCodec("memory-platform-secret-of-enough-length"),
+        "clock": clock,
+        "key_cache": MemoryKeyCache(clock),
+        "limiter": UnlimitedRateLimiter(),
+        "committed": MemoryCommittedKeys(),
+        "query_cache": MemoryQueryCache(clock),
+    }
+    ports.update(overrides)
+    return build_platform(**ports)

@@ -1,0 +1,41 @@
+"""Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit and integration."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "unit", "integration"]
+nox.options.error_on_missing_interpreters = True
+
+LINTED = ["src", "tests", "bench", "noxfile.py"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src/."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The core, the memory and SQLite adapters, and the HTTP API in process: no servers needed."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not integration", "-q", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, and real eventcore processes."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "integration", "-q", *session.posargs)

@@ -1,0 +1,32 @@
+"""eventcore inside another service: the embedded profile as an async context manager."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from entrypoints.container import build_container, start, stop
+from entrypoints.settings import Settings
+from eventcore.platform import Platform
+
+
+@asynccontextmanager
+async def open_embedded(
+    data_dir: str | Path = "./eventcore-data", **settings: Any
+) -> AsyncIterator[Platform]:
+    """The same wiring as ``eventcore serve``, without HTTP: SQLite under ``data_dir``.
+
+    Keyword arguments override :class:`~entrypoints.settings.Settings` fields, for example
+    ``rate_limit_events_per_second=0`` to switch rate limiting off.
+    """
+    config = msgspec.structs.replace(Settings(data_dir=str(data_dir)), **settings)
+    container = build_container(config)
+    platform = await start(container)
+    try:
+        yield platform
+    finally:
+        await stop(container)
