@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import eventcore
 from entrypoints.settings import ConfigurationError, Settings, load_settings
@@ -48,6 +51,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="consume the ingest queue (distributed profile)")
+    worker.set_defaults(run=_worker)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(run=_migrate)
+
+    dlq = commands.add_parser("dlq", help="inspect or re-queue dead-lettered batches")
+    dlq_commands = dlq.add_subparsers(title="dlq commands", metavar="COMMAND", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="show dead-lettered batches (they stay there)")
+    dlq_list.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(run=_dlq_list)
+    dlq_replay = dlq_commands.add_parser(
+        "replay", help="move dead-lettered batches back to the queue"
+    )
+    dlq_replay.add_argument(
+        "--limit", type=int, default=None, help="at most this many (default all)"
+    )
+    dlq_replay.set_defaults(run=_dlq_replay)
+
+    rollup = commands.add_parser("rollup", help="maintain the count tables")
+    rollup_commands = rollup.add_subparsers(
+        title="rollup commands", metavar="COMMAND", required=True
+    )
+    rebuild = rollup_commands.add_parser(
+        "rebuild", help="recompute the count tables from raw events"
+    )
+    rebuild.add_argument("--workspace", default=None, help="only this workspace id (default all)")
+    rebuild.set_defaults(run=_rollup_rebuild)
     return parser
 
 
@@ -62,6 +95,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log.info("starting", profile="distributed" if settings.distributed else "postgres")
     else:
         log.info("starting", profile="embedded", database=str(settings.sqlite_path.resolve()))
+    # uvicorn re-raises SIGTERM after its graceful shutdown, which would end the process with
+    # status -15; a clean stop on SIGTERM should exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "entrypoints.http.app:create_app",
         factory=True,
@@ -78,3 +114,48 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.worker import run_worker
+
+    return _run(run_worker(settings))
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.commands import migrate
+
+    return _run(migrate(settings))
+
+
+def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.commands import dlq_list
+
+    return _run(dlq_list(settings, limit=args.limit, as_json=args.json))
+
+
+def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.commands import dlq_replay
+
+    return _run(dlq_replay(settings, limit=args.limit))
+
+
+def _rollup_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoints.commands import rollup_rebuild
+
+    return _run(rollup_rebuild(settings, workspace_id=args.workspace))
+
+
+def _run(work: Coroutine[Any, Any, object]) -> int:
+    """Run a command; a server that cannot be reached is a one-line error, not a traceback."""
+    from eventcore.errors import EventcoreError
+
+    try:
+        asyncio.run(work)
+    except EventcoreError as exc:
+        print(f"eventcore: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"eventcore: cannot reach a server: {exc}", file=sys.stderr)
+        return 1
+    return 0

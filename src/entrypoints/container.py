@@ -57,7 +57,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[Any]:
         return
     from adapters.redis import RedisGateway
 
-    gateway = await RedisGateway.open(settings.redis_url)
+    gateway = await RedisGateway.open(settings.redis_url, prefix=settings.redis_prefix)
     try:
         yield gateway
     finally:
@@ -69,10 +69,10 @@ async def open_queue(settings: Settings) -> AsyncIterator[IngestQueue | None]:
     if not settings.amqp_url:
         yield None
         return
-    from adapters.rabbitmq import QueueNames, RabbitPublisher
+    from adapters.rabbitmq import RabbitPublisher
 
     publisher = await RabbitPublisher.open(
-        settings.amqp_url, QueueNames(settings.queue_name), max_length=settings.queue_max_length
+        settings.amqp_url, settings.queue_names, max_length=settings.queue_max_length
     )
     try:
         yield publisher
@@ -170,6 +170,16 @@ async def start(container: Container) -> Platform:
     platform = await _maybe_await(container.platform())
     assert isinstance(platform, Platform)
     return platform
+
+
+async def components(container: Container) -> dict[str, Any]:
+    """The opened gateways by role (None where the profile does without), for health checks."""
+    gateways = container.gateways
+    return {
+        "database": await _maybe_await(gateways.store()),
+        "queue": await _maybe_await(gateways.queue()),
+        "redis": await _maybe_await(gateways.redis()),
+    }
 
 
 async def stop(container: Container) -> None:

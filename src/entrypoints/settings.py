@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -33,8 +34,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     analytics_cache_seconds: float = 300.0
     queue_name: str = "eventcore.ingest"
     queue_max_length: int = 1_000_000
+    queue_retry_delays: str = "1,5,25"
+    redis_prefix: str = "ec"
     worker_batch_events: int = 2000
     worker_batch_wait_ms: int = 50
+    worker_prefetch: int = 200
     log_level: str = "info"
     log_format: str = "auto"
 
@@ -61,6 +65,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_event_bytes=self.max_event_bytes,
             max_request_bytes=self.max_request_bytes,
         )
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.queue_retry_delays.split(",") if part.strip())
+
+    @property
+    def queue_names(self) -> Any:
+        """The RabbitMQ queue names (imported here only when the distributed profile asks)."""
+        from adapters.rabbitmq import QueueNames
+
+        return QueueNames(self.queue_name, self.retry_delays)
 
     @property
     def burst(self) -> float:
@@ -104,12 +119,16 @@ def _check(settings: Settings) -> None:
             "EVENTCORE_AMQP_URL needs EVENTCORE_DATABASE_URL=postgresql://…: workers on other "
             "processes must reach the same database."
         )
-    if settings.uses_postgres and not settings.jwt_secret:
+    try:
+        delays = settings.retry_delays
+    except ValueError:
+        delays = ()
+    if not delays or any(delay <= 0 for delay in delays):
         raise ConfigurationError(
-            "EVENTCORE_JWT_SECRET is required with PostgreSQL (every API process must sign "
-            "access tokens with the same secret). Generate one with: "
-            'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            "EVENTCORE_QUEUE_RETRY_DELAYS must be positive seconds separated by commas, e.g. 1,5,25."
         )
+    if not settings.redis_prefix or any(c in settings.redis_prefix for c in "{}"):
+        raise ConfigurationError("EVENTCORE_REDIS_PREFIX must be non-empty, without { or }.")
     if settings.jwt_secret and len(settings.jwt_secret) < 32:
         raise ConfigurationError("EVENTCORE_JWT_SECRET must be at least 32 characters.")
     if settings.rate_limit_events_per_second < 0:
@@ -119,10 +138,25 @@ def _check(settings: Settings) -> None:
             raise ConfigurationError(f"EVENTCORE_{name.upper()} must be positive.")
 
 
+def require_shared_secret(settings: Settings) -> None:
+    """API processes on PostgreSQL must all sign tokens with one configured secret."""
+    if settings.uses_postgres and not settings.jwt_secret:
+        raise ConfigurationError(
+            "EVENTCORE_JWT_SECRET is required with PostgreSQL (every API process must sign "
+            "access tokens with the same secret). Generate one with: "
+            'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+
+
 def jwt_secret(settings: Settings) -> str:
-    """The configured secret, or the embedded profile's own, generated once and kept on disk."""
+    """The configured secret, or the embedded profile's own, generated once and kept on disk.
+
+    Processes that never issue tokens (workers, commands) on PostgreSQL get a throwaway one.
+    """
     if settings.jwt_secret:
         return settings.jwt_secret
+    if settings.uses_postgres:
+        return secrets.token_urlsafe(48)
     path = Path(settings.data_dir) / "jwt-secret"
     if path.exists():
         return path.read_text().strip()

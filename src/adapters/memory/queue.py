@@ -18,6 +18,10 @@ class MemoryQueue:
             raise Unavailable("The queue is unavailable.", retry_after=1)
         self.batches.append(batch)
 
+    async def ping(self) -> None:
+        if not self.available:
+            raise Unavailable("The queue is unavailable.", retry_after=1)
+
     def take(self) -> list[IngestBatch]:
         taken, self.batches = self.batches, []
         return taken

@@ -36,6 +36,9 @@ class MemoryStore:
         self._seq = 0
         self._lock = asyncio.Lock()
 
+    async def ping(self) -> None:
+        """Readiness: memory always answers."""
+
     # accounts
 
     async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:

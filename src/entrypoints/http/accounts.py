@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
 
@@ -34,14 +36,18 @@ class AuthController(Controller):
     @post(
         "/signup", status_code=HTTP_201_CREATED, summary="Create a user and the workspace they own"
     )
-    async def signup(self, data: SignupRequest, platform: Platform) -> SignupResponse:
+    async def signup(
+        self, data: JSONBody[SignupRequest], platform: NamedDependency[Platform]
+    ) -> SignupResponse:
         result = await platform.accounts.signup(data.email, data.password, data.workspace)
         return SignupResponse(
             result.user_id, result.workspace_id, result.access_token, result.expires_in
         )
 
     @post("/login", status_code=HTTP_200_OK, summary="Get an access token")
-    async def login(self, data: LoginRequest, platform: Platform) -> LoginResponse:
+    async def login(
+        self, data: JSONBody[LoginRequest], platform: NamedDependency[Platform]
+    ) -> LoginResponse:
         token = await platform.accounts.login(data.email, data.password, data.workspace_id)
         return LoginResponse(token.access_token, token.expires_in)
 
@@ -53,12 +59,17 @@ class ProjectController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create a project (owner, admin)")
     async def create(
-        self, data: NameRequest, platform: Platform, principal: Principal
+        self,
+        data: JSONBody[NameRequest],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
     ) -> ProjectView:
         return ProjectView.of(await platform.accounts.create_project(principal, data.name))
 
     @get("/", summary="List the workspace's projects")
-    async def list(self, platform: Platform, principal: Principal) -> ProjectList:
+    async def list(
+        self, platform: NamedDependency[Platform], principal: NamedDependency[Principal]
+    ) -> ProjectList:
         projects = await platform.accounts.list_projects(principal)
         return ProjectList([ProjectView.of(p) for p in projects])
 
@@ -68,7 +79,11 @@ class ProjectController(Controller):
         summary="Create an API key; its secret is shown this once (owner, admin)",
     )
     async def create_key(
-        self, project_id: str, data: NameRequest, platform: Platform, principal: Principal
+        self,
+        project_id: FromPath[str],
+        data: JSONBody[NameRequest],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
     ) -> NewApiKey:
         issued = await platform.accounts.create_api_key(principal, project_id, data.name)
         key = issued.record
@@ -78,7 +93,10 @@ class ProjectController(Controller):
 
     @get("/{project_id:str}/api-keys", summary="List a project's API keys, without secrets")
     async def list_keys(
-        self, project_id: str, platform: Platform, principal: Principal
+        self,
+        project_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
     ) -> ApiKeyList:
         keys = await platform.accounts.list_api_keys(principal, project_id)
         return ApiKeyList([ApiKeyView.of(k) for k in keys])
@@ -91,7 +109,11 @@ class ProjectController(Controller):
     security=USER_AUTH,
     summary="Revoke an API key; it stops working within one second (owner, admin)",
 )
-async def revoke_api_key(key_id: str, platform: Platform, principal: Principal) -> None:
+async def revoke_api_key(
+    key_id: FromPath[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> None:
     await platform.accounts.revoke_api_key(principal, key_id)
 
 
@@ -102,7 +124,11 @@ async def revoke_api_key(key_id: str, platform: Platform, principal: Principal) 
     security=USER_AUTH,
     summary="Add an existing user to the workspace (owner)",
 )
-async def add_member(data: MemberRequest, platform: Platform, principal: Principal) -> MemberView:
+async def add_member(
+    data: JSONBody[MemberRequest],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> MemberView:
     membership = await platform.accounts.add_member(principal, data.email, data.role)
     return MemberView(membership.workspace_id, membership.user_id, membership.role)
 

@@ -6,7 +6,9 @@ from datetime import datetime
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
+from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
 from entrypoints.http.schemas import EventList, EventView
@@ -39,13 +41,13 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     "/v1/analytics/counts", tags=["analytics"], security=USER_AUTH, summary="Event counts over time"
 )
 async def counts(
-    platform: Platform,
-    principal: Principal,
-    project_id: str,
-    start: str | None = None,
-    end: str | None = None,
-    granularity: Granularity = Granularity.HOUR,
-    event_type: str | None = None,
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+    project_id: FromQuery[str],
+    start: FromQuery[str | None] = None,
+    end: FromQuery[str | None] = None,
+    granularity: FromQuery[Granularity] = Granularity.HOUR,
+    event_type: FromQuery[str | None] = None,
 ) -> CountSeries:
     return await platform.analytics.counts(
         principal,
@@ -64,11 +66,11 @@ async def counts(
     summary="Event counts per type, largest first",
 )
 async def event_types(
-    platform: Platform,
-    principal: Principal,
-    project_id: str,
-    start: str | None = None,
-    end: str | None = None,
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+    project_id: FromQuery[str],
+    start: FromQuery[str | None] = None,
+    end: FromQuery[str | None] = None,
 ) -> EventTypeTotals:
     return await platform.analytics.event_types(
         principal, project_id, start=parse_time("start", start), end=parse_time("end", end)
@@ -77,12 +79,12 @@ async def event_types(
 
 @get("/v1/events", tags=["analytics"], security=USER_AUTH, summary="Stored events, newest first")
 async def list_events(
-    platform: Platform,
-    principal: Principal,
-    project_id: str,
-    event_type: str | None = None,
-    limit: int = DEFAULT_PAGE,
-    cursor: str | None = None,
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+    project_id: FromQuery[str],
+    event_type: FromQuery[str | None] = None,
+    limit: FromQuery[int] = DEFAULT_PAGE,
+    cursor: FromQuery[str | None] = None,
 ) -> EventList:
     page = await platform.analytics.list_events(
         principal, project_id, event_type=event_type, limit=limit, cursor=cursor

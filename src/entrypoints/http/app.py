@@ -12,38 +12,36 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 import eventcore
-from entrypoints.container import Container, build_container, start, stop
+from entrypoints.container import Container, build_container, components, start, stop
 from entrypoints.http import accounts, analytics, ingest, operations
 from entrypoints.http.deps import DEPENDENCIES
 from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.operations import Check
-from entrypoints.settings import Settings, load_settings
+from entrypoints.settings import Settings, load_settings, require_shared_secret
+
+# Redis is not needed to serve: without it eventcore degrades (no cache, no fast path).
+CRITICAL = {"database": True, "queue": True, "redis": False}
 
 
-def readiness_checks(container: Container) -> dict[str, tuple[Check, bool]]:
-    """What /health/ready asks, and whether each is needed to serve (Redis is not: it degrades)."""
-    gateways = container.gateways
-    candidates = {
-        "database": (gateways.store(), True),
-        "queue": (gateways.queue(), True),
-        "redis": (gateways.redis(), False),
-    }
+async def readiness_checks(container: Container) -> dict[str, tuple[Check, bool]]:
+    """What /health/ready asks, and whether each is needed to serve."""
     return {
-        name: (component.ping, critical)
-        for name, (component, critical) in candidates.items()
-        if component is not None and hasattr(component, "ping")
+        name: (component.ping, CRITICAL[name])
+        for name, component in (await components(container)).items()
+        if component is not None
     }
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Litestar:
     """The HTTP API. Nothing connects until the app starts; everything closes when it stops."""
     settings = settings or load_settings()
+    require_shared_secret(settings)
     container = container or build_container(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.platform = await start(container)
-        app.state.checks = readiness_checks(container)
+        app.state.checks = await readiness_checks(container)
         try:
             yield
         finally:

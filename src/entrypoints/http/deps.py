@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from eventcore.errors import AuthenticationFailed
 from eventcore.platform import Platform
@@ -26,7 +26,9 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return None
 
 
-async def provide_principal(request: Request[Any, Any, Any], platform: Platform) -> Principal:
+async def provide_principal(
+    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
+) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("Send an access token as `Authorization: Bearer <token>`.")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -75,7 +76,9 @@ def api_key(request: Request[Any, Any, Any]) -> str | None:
     summary="Send one event or a batch",
     operation_class=IngestOperation,
 )
-async def ingest(request: Request[Any, Any, Any], platform: Platform) -> IngestReceipt:
+async def ingest(
+    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
+) -> IngestReceipt:
     key = api_key(request)
     body = await read_body(request, platform.ingestor.limits.max_request_bytes)
     receipt = await platform.ingestor.ingest(key, body)

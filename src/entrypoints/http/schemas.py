@@ -109,6 +109,9 @@ class EventList(msgspec.Struct):
     next_cursor: str | None
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
+    """``error`` is present (in the API's error shape) only when a needed dependency is down."""
+
     status: str
     checks: dict[str, str] = msgspec.field(default_factory=dict)
+    error: dict[str, str] | None = None

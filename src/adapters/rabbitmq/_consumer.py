@@ -1,0 +1,374 @@
+"""The worker side of the queue: take batches in groups, commit them, ack only afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+import structlog
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp.common import FieldTable
+
+from adapters.rabbitmq._amqp import (
+    AMQP_FAILURES,
+    ATTEMPT_HEADER,
+    ATTEMPTS_HEADER,
+    DEAD_REASON_HEADER,
+    LAST_ERROR_HEADER,
+    carried_headers,
+    close_quietly,
+    describe,
+    header_int,
+    open_channel,
+    open_connection,
+    persistent,
+    publish_confirmed,
+    redact,
+)
+from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore.errors import Unavailable
+from eventcore.events import IngestBatch, decode_batch
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[list[IngestBatch]], Awaitable[object]]
+
+
+class _Signal(enum.Enum):
+    STOP = "stop"
+    CHANNEL_CLOSED = "channel_closed"
+    CONSUMER_CANCELLED = "consumer_cancelled"
+
+
+class _Delivery(NamedTuple):
+    message: DeliveredMessage
+    batch: IngestBatch
+
+
+class _ConnectionLost(Exception):
+    """The channel went away mid-session; unacked deliveries are back in the queue."""
+
+
+# What ends a session and calls for a reconnect, rather than for stopping the worker.
+_SESSION_ENDS: tuple[type[BaseException], ...] = (_ConnectionLost, Unavailable, *AMQP_FAILURES)
+
+
+class RabbitConsumer:
+    """Consumes the main queue and hands groups of batches to a handler, with manual acks.
+
+    The handler (``BatchProcessor.process``) commits a group; its messages are acked only after
+    it returns, so a crash at any point means redelivery, which the store makes a no-op. One
+    group is in flight at a time.
+
+    When the handler raises, each message of the group goes to the delay queue of its next
+    retry (``x-attempt`` + 1), or to the dead-letter queue once the retries are spent, with the
+    error text in ``x-last-error``; the original is acked only after that publish is confirmed,
+    and if the publish fails it is returned to the queue instead (never lost). One exception:
+    :class:`Unavailable` from the handler means a dependency is down (e.g. the database), not
+    that the batches are bad, so they go back to the main queue without spending a retry and
+    the consumer backs off before the next group.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        names: QueueNames | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        connect_timeout: float = 3.0,
+        publish_timeout: float = 10.0,
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._names = names or QueueNames()
+        self._max_length = max_length
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._stopping = asyncio.Event()
+        self._inbox: asyncio.Queue[DeliveredMessage | _Signal] | None = None
+        self._consuming = False
+        self._failures = 0
+        self._running = False
+
+    @property
+    def names(self) -> QueueNames:
+        return self._names
+
+    def stop(self) -> None:
+        """Finish the group in flight (handler, then acks), then make :meth:`run` return.
+
+        Messages received but not yet handed to the handler are left unacked and the broker
+        gives them to another consumer. Cancelling the task running :meth:`run` instead stops at
+        once: whatever was not acked yet is redelivered.
+        """
+        self._stopping.set()
+        if self._inbox is not None:
+            self._inbox.put_nowait(_Signal.STOP)
+
+    async def run(
+        self,
+        handler: Handler,
+        *,
+        max_events: int = 2000,
+        max_wait: float = 0.05,
+        prefetch: int = 200,
+    ) -> None:
+        """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away.
+
+        A group closes at ``max_events`` events or ``max_wait`` seconds after its first message,
+        whichever comes first; ``prefetch`` bounds the messages held unacked.
+        """
+        if self._running:
+            raise RuntimeError("this consumer is already running")
+        if max_events < 1 or prefetch < 1 or max_wait < 0:
+            raise ValueError("max_events and prefetch must be positive, max_wait not negative")
+        self._running = True
+        delay = self._reconnect_delay
+        try:
+            while not self._stopping.is_set():
+                self._consuming = False
+                try:
+                    await self._session(handler, max_events, max_wait, prefetch)
+                except _SESSION_ENDS as exc:
+                    if self._stopping.is_set():
+                        break
+                    if self._consuming:
+                        delay = self._reconnect_delay
+                    log.warning(
+                        "rabbitmq.consumer_disconnected",
+                        queue=self._names.main,
+                        error=describe(exc),
+                        retry_in=delay,
+                    )
+                    await self._sleep_unless_stopped(delay)
+                    delay = min(delay * 2, self._max_reconnect_delay)
+        finally:
+            self._running = False
+            self._stopping.clear()
+            log.info("rabbitmq.consumer_stopped", queue=self._names.main)
+
+    async def _session(
+        self, handler: Handler, max_events: int, max_wait: float, prefetch: int
+    ) -> None:
+        connection = await open_connection(self._url, within=self._connect_timeout)
+        try:
+            channel = await open_channel(connection, confirms=True, within=self._connect_timeout)
+            await declare_topology(channel, self._names, max_length=self._max_length)
+            await channel.basic_qos(prefetch_count=prefetch)
+            inbox: asyncio.Queue[DeliveredMessage | _Signal] = asyncio.Queue()
+            channel.closing.add_done_callback(lambda _: inbox.put_nowait(_Signal.CHANNEL_CLOSED))
+            # The broker cancels a consumer whose queue was deleted; declaring it again
+            # on a new session is the way back.
+            channel.on_consumer_cancel_callbacks.add(
+                lambda _: inbox.put_nowait(_Signal.CONSUMER_CANCELLED)
+            )
+            self._inbox = inbox
+            if self._stopping.is_set():
+                return
+            await channel.basic_consume(self._names.main, inbox.put, no_ack=False)
+            self._consuming = True
+            log.info(
+                "rabbitmq.consumer_started",
+                url=redact(self._url),
+                queue=self._names.main,
+                prefetch=prefetch,
+            )
+            while not self._stopping.is_set():
+                group = await self._gather(channel, inbox, max_events, max_wait)
+                if group is None:
+                    break
+                await self._settle(channel, group, handler)
+            if not self._stopping.is_set():
+                raise _ConnectionLost(
+                    "the channel to the broker closed"
+                    if channel.is_closed
+                    else "the broker cancelled the consumer"
+                )
+        finally:
+            self._inbox = None
+            # Closing the connection hands every unacked delivery back to the broker.
+            await close_quietly(connection)
+
+    async def _gather(
+        self,
+        channel: AbstractChannel,
+        inbox: asyncio.Queue[DeliveredMessage | _Signal],
+        max_events: int,
+        max_wait: float,
+    ) -> list[_Delivery] | None:
+        """The next group, or None when stopping or the channel closed."""
+        loop = asyncio.get_running_loop()
+        group: list[_Delivery] = []
+        events = 0
+        deadline: float | None = None
+        while events < max_events:
+            item: DeliveredMessage | _Signal
+            if deadline is None:
+                item = await inbox.get()
+            else:
+                try:
+                    item = inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            item = await inbox.get()
+                    except TimeoutError:
+                        break
+            if isinstance(item, _Signal) or self._stopping.is_set() or channel.is_closed:
+                return None
+            delivery = await self._admit(channel, item)
+            if delivery is None:
+                continue
+            group.append(delivery)
+            events += len(delivery.batch.events)
+            if deadline is None:
+                deadline = loop.time() + max_wait
+        return group
+
+    async def _admit(self, channel: AbstractChannel, message: DeliveredMessage) -> _Delivery | None:
+        """Decode a delivery; one that is not an ingest batch goes to the dead-letter queue."""
+        try:
+            batch = decode_batch(message.body)
+        except Exception as exc:
+            error = describe(exc)
+            log.warning(
+                "rabbitmq.undecodable_message",
+                queue=self._names.main,
+                size=len(message.body),
+                error=error,
+            )
+            headers = carried_headers(message.header.properties)
+            headers[DEAD_REASON_HEADER] = "undecodable"
+            headers[LAST_ERROR_HEADER] = error
+            headers[ATTEMPTS_HEADER] = 0
+            if not await self._forward(channel, message, self._names.dead_letter, headers):
+                await self._back_off()
+            return None
+        return _Delivery(message, batch)
+
+    async def _settle(
+        self, channel: AbstractChannel, group: list[_Delivery], handler: Handler
+    ) -> None:
+        try:
+            await handler([delivery.batch for delivery in group])
+        except Unavailable as exc:
+            log.warning(
+                "rabbitmq.handler_unavailable",
+                queue=self._names.main,
+                messages=len(group),
+                error=exc.message,
+            )
+            for delivery in group:
+                await self._requeue(channel, delivery.message)
+            await self._back_off()
+            return
+        except Exception as exc:
+            log.warning(
+                "rabbitmq.handler_failed",
+                queue=self._names.main,
+                messages=len(group),
+                error=describe(exc),
+                exc_info=True,
+            )
+            await self._retry_later(channel, group, describe(exc))
+            return
+        self._failures = 0
+        tags = [_tag(delivery.message) for delivery in group]
+        try:
+            # Every ack but the last is only queued; waiting for the last one's write means
+            # all of them have reached the socket, in order.
+            for tag in tags[:-1]:
+                await channel.basic_ack(tag, wait=False)
+            await channel.basic_ack(tags[-1])
+        except AMQP_FAILURES as exc:
+            # Committed but not acked: the broker redelivers and the store ignores the repeat.
+            log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+            raise _ConnectionLost("acks could not be sent") from exc
+
+    async def _retry_later(
+        self, channel: AbstractChannel, group: list[_Delivery], error: str
+    ) -> None:
+        forwarded = await asyncio.gather(
+            *(self._retry_one(channel, delivery.message, error) for delivery in group)
+        )
+        if not all(forwarded):
+            await self._back_off()
+
+    async def _retry_one(
+        self, channel: AbstractChannel, message: DeliveredMessage, error: str
+    ) -> bool:
+        headers = carried_headers(message.header.properties)
+        attempt = max(0, header_int(headers, ATTEMPT_HEADER))
+        headers[LAST_ERROR_HEADER] = error
+        if attempt < self._names.max_retries:
+            headers[ATTEMPT_HEADER] = attempt + 1
+            return await self._forward(channel, message, self._names.retry_queues[attempt], headers)
+        headers[ATTEMPTS_HEADER] = attempt + 1
+        headers[DEAD_REASON_HEADER] = "retries_exhausted"
+        log.error(
+            "rabbitmq.dead_lettered",
+            queue=self._names.dead_letter,
+            attempts=attempt + 1,
+            error=error,
+        )
+        return await self._forward(channel, message, self._names.dead_letter, headers)
+
+    async def _forward(
+        self,
+        channel: AbstractChannel,
+        message: DeliveredMessage,
+        routing_key: str,
+        headers: FieldTable,
+    ) -> bool:
+        """Move a delivery to another queue: confirmed publish, then ack; on failure, requeue."""
+        try:
+            await publish_confirmed(
+                channel,
+                message.body,
+                exchange=self._names.exchange,
+                routing_key=routing_key,
+                properties=persistent(headers, message.header.properties.content_type),
+                within=self._publish_timeout,
+            )
+        except Unavailable as exc:
+            log.error("rabbitmq.forward_failed", queue=routing_key, error=exc.message)
+            await self._requeue(channel, message)
+            return False
+        try:
+            await channel.basic_ack(_tag(message))
+        except AMQP_FAILURES as exc:
+            # The copy is safe in its new queue; the original comes back and is processed
+            # again, which the store makes harmless.
+            log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+        return True
+
+    async def _requeue(self, channel: AbstractChannel, message: DeliveredMessage) -> None:
+        # A closed channel returns the message by itself.
+        with contextlib.suppress(*AMQP_FAILURES):
+            await channel.basic_nack(_tag(message), requeue=True)
+
+    async def _back_off(self) -> None:
+        self._failures += 1
+        delay = min(self._reconnect_delay * 2 ** (self._failures - 1), self._max_reconnect_delay)
+        await self._sleep_unless_stopped(delay)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    if tag is None:  # only a Basic.GetEmpty or a Return has none, never a delivery
+        raise RuntimeError("a delivery without a delivery tag")
+    return tag

@@ -1,0 +1,234 @@
+"""The API side of the queue: publish ingest batches with publisher confirms, reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import structlog
+from aiormq.abc import AbstractChannel, AbstractConnection
+from pamqp.common import FieldTable
+
+from adapters.rabbitmq._amqp import (
+    AMQP_FAILURES,
+    ATTEMPT_HEADER,
+    close_quietly,
+    describe,
+    open_channel,
+    open_connection,
+    persistent,
+    publish_confirmed,
+    redact,
+    unavailable,
+)
+from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore.errors import Unavailable
+from eventcore.events import IngestBatch, encode_batch
+
+log = structlog.get_logger(__name__)
+
+
+class RabbitPublisher:
+    """An :class:`eventcore.ports.IngestQueue` on RabbitMQ.
+
+    ``publish`` returns only after the broker's Basic.Ack for a persistent message on a quorum
+    queue, so a returned call means the batch is durably held. Every failure (queue full,
+    unroutable, connection lost, broker unreachable, no confirm in time) raises
+    :class:`Unavailable`: the caller answers 503 and the client sends the batch again.
+
+    One connection and one confirm-mode channel serve every concurrent publish; confirmations
+    are matched by delivery tag, so publishes are pipelined rather than taking turns. After a
+    failure, the next publish reconnects; concurrent publishes share that one attempt, and for
+    ``reconnect_interval`` seconds after a failed attempt publishes fail at once instead of each
+    waiting for a broker that was just found down.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        names: QueueNames | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        connect_timeout: float = 3.0,
+        publish_timeout: float = 5.0,
+        reconnect_interval: float = 0.5,
+        retry_after: float = 1.0,
+    ) -> None:
+        self._url = url
+        self._names = names or QueueNames()
+        self._max_length = max_length
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._reconnect_interval = reconnect_interval
+        self._retry_after = retry_after
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._connecting: asyncio.Task[AbstractChannel] | None = None
+        self._last_failure: Unavailable | None = None
+        self._retry_at = 0.0
+        self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        names: QueueNames | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        connect_timeout: float = 3.0,
+        publish_timeout: float = 5.0,
+        reconnect_interval: float = 0.5,
+        retry_after: float = 1.0,
+    ) -> Self:
+        """Connect and declare the topology now; Unavailable if the broker cannot be reached.
+
+        Constructing the class directly instead connects on the first publish or ping.
+        """
+        publisher = cls(
+            url,
+            names,
+            max_length=max_length,
+            connect_timeout=connect_timeout,
+            publish_timeout=publish_timeout,
+            reconnect_interval=reconnect_interval,
+            retry_after=retry_after,
+        )
+        await publisher._ready_channel()
+        return publisher
+
+    @property
+    def names(self) -> QueueNames:
+        return self._names
+
+    async def publish(
+        self, batch: IngestBatch, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Hold the batch durably or raise Unavailable; ``headers`` carry e.g. a W3C traceparent."""
+        body = encode_batch(batch)
+        message_headers: FieldTable = dict(headers or {})
+        message_headers[ATTEMPT_HEADER] = 0
+        channel = await self._ready_channel()
+        try:
+            await publish_confirmed(
+                channel,
+                body,
+                exchange=self._names.exchange,
+                routing_key=self._names.main,
+                properties=persistent(message_headers),
+                within=self._publish_timeout,
+                retry_after=self._retry_after,
+            )
+        except Unavailable as exc:
+            if channel.is_closed:
+                log.warning("rabbitmq.publish_connection_lost", error=exc.message)
+            elif isinstance(exc.__cause__, TimeoutError):
+                # No confirm in time: the broker may be gone without closing the socket, which
+                # heartbeats would notice only minutes later. Start afresh on the next publish.
+                log.warning("rabbitmq.publish_unconfirmed", error=exc.message)
+                if self._channel is channel:
+                    self._channel = None
+            else:
+                log.info("rabbitmq.publish_refused", code=exc.code, error=exc.message)
+            raise
+
+    async def ping(self) -> None:
+        """Readiness: connected (reconnecting if needed) and the main queue exists."""
+        channel = await self._ready_channel()
+        try:
+            await channel.queue_declare(
+                self._names.main, passive=True, timeout=self._publish_timeout
+            )
+        except AMQP_FAILURES as exc:
+            raise unavailable(
+                f"The ingest queue is not available: {describe(exc)}",
+                retry_after=self._retry_after,
+            ) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+        connection, self._connection, self._channel = self._connection, None, None
+        await close_quietly(connection)
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _ready_channel(self) -> AbstractChannel:
+        if self._closed:
+            raise unavailable("The publisher is closed.", retry_after=self._retry_after)
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        connecting = self._connecting
+        if connecting is None:
+            loop = asyncio.get_running_loop()
+            failure = self._last_failure
+            if failure is not None and loop.time() < self._retry_at:
+                raise unavailable(
+                    failure.message, code=failure.code, retry_after=failure.retry_after
+                )
+            connecting = self._connecting = asyncio.create_task(self._reconnect())
+            connecting.add_done_callback(self._reconnected)
+        # Shielded: a caller that gives up (its HTTP client went away) must not cancel the
+        # attempt that the other publishes are waiting for.
+        return await asyncio.shield(connecting)
+
+    def _reconnected(self, task: asyncio.Task[AbstractChannel]) -> None:
+        if self._connecting is task:
+            self._connecting = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Unavailable):
+            log.warning("rabbitmq.publisher_connect_failed", error=exc.message)
+            self._last_failure = exc
+            self._retry_at = asyncio.get_running_loop().time() + self._reconnect_interval
+        elif exc is None:
+            self._last_failure = None
+
+    async def _reconnect(self) -> AbstractChannel:
+        stale, self._connection, self._channel = self._connection, None, None
+        if stale is not None:
+            # Closing a connection to a vanished broker waits for its own timeout; nobody
+            # needs to wait for that.
+            closing = asyncio.create_task(close_quietly(stale))
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
+        connection = await open_connection(
+            self._url, within=self._connect_timeout, retry_after=self._retry_after
+        )
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                channel = await open_channel(
+                    connection, confirms=True, within=self._connect_timeout
+                )
+                await declare_topology(channel, self._names, max_length=self._max_length)
+        except BaseException as exc:
+            await close_quietly(connection)
+            if isinstance(exc, AMQP_FAILURES):
+                log.error("rabbitmq.topology_failed", url=redact(self._url), error=describe(exc))
+                raise unavailable(
+                    f"The ingest queue cannot be set up: {describe(exc)}",
+                    retry_after=self._retry_after,
+                ) from exc
+            raise
+        if self._closed:
+            await close_quietly(connection)
+            raise unavailable("The publisher is closed.", retry_after=self._retry_after)
+        self._connection, self._channel = connection, channel
+        log.info("rabbitmq.publisher_connected", url=redact(self._url), queue=self._names.main)
+        return channel

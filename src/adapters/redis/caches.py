@@ -1,0 +1,179 @@
+"""Redis caches shared by every process: API keys, committed idempotency keys and analytics answers.
+
+Each one behaves like its in-memory counterpart while Redis answers, and fails open otherwise:
+a miss, an empty answer or a no-op, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+
+import msgspec
+import redis.asyncio as aioredis
+
+from adapters.redis.gateway import RedisGateway
+from eventcore.events import IngestBatch
+from eventcore.tenancy import ApiKey, ProjectRef
+
+_MAX_RAW_ID_BYTES = 64
+
+_key_encoder = msgspec.msgpack.Encoder()
+_key_decoder = msgspec.msgpack.Decoder(ApiKey)
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisKeyCache:
+    """Key records live ``ttl`` seconds; :meth:`evict` deletes one for every process at once.
+
+    The default TTL is one second, like the in-memory cache, because the revocation bound must
+    hold even when the delete cannot reach Redis (it fails open) or races a lookup that read the
+    store just before the revocation and writes the old record back just after the delete. A
+    longer TTL saves few store lookups (one per key per TTL) and stretches both windows.
+    """
+
+    def __init__(self, gateway: RedisGateway, ttl: float = 1.0) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self._gw = gateway
+        self._ttl_ms = _milliseconds(ttl)
+
+    def _key(self, key_hash: str) -> str:
+        # No workspace here: a key is looked up before its tenant is known.
+        return f"{self._gw.prefix}:apikey:{key_hash}"
+
+    async def get(self, key_hash: str) -> ApiKey | None:
+        raw = _bytes(await self._gw.attempt(lambda r: r.get(self._key(key_hash)), None))
+        if raw is None:
+            return None
+        try:
+            return _key_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    async def put(self, key: ApiKey) -> None:
+        value = _key_encoder.encode(key)
+        await self._gw.attempt(
+            lambda r: r.set(self._key(key.key_hash), value, px=self._ttl_ms), None
+        )
+
+    async def evict(self, key_hash: str) -> None:
+        await self._gw.attempt(lambda r: r.delete(self._key(key_hash)), None)
+
+
+class RedisCommittedKeys:
+    """One Redis key per committed (workspace, project, event id), forgotten after ``ttl_seconds``."""
+
+    def __init__(self, gateway: RedisGateway, ttl_seconds: float = 86_400) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        self._gw = gateway
+        self._ttl_ms = _milliseconds(ttl_seconds)
+
+    def _key(self, workspace_id: str, project_id: str, event_id: str) -> str:
+        return self._gw.key(workspace_id, "ck", project_id, _bounded(event_id))
+
+    async def known(self, tenant: ProjectRef, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        keys = [self._key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
+        # One MGET: every key carries the same workspace hash tag, so it is one slot in a cluster.
+        found: list[bytes | str | None] = await self._gw.attempt(lambda r: r.mget(keys), [])
+        return {
+            event_id for event_id, hit in zip(event_ids, found, strict=False) if hit is not None
+        }
+
+    async def remember(self, batches: Sequence[IngestBatch]) -> None:
+        keys = [
+            self._key(batch.workspace_id, batch.project_id, event.id)
+            for batch in batches
+            for event in batch.events
+        ]
+        if not keys:
+            return
+
+        async def set_all(client: aioredis.Redis) -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, b"1", px=self._ttl_ms)
+                await pipe.execute()
+
+        await self._gw.attempt(set_all, None)
+
+
+class RedisQueryCache:
+    """Answers under ``{ws}:q:<sha256 of the query key>``; a generation counter per workspace.
+
+    When Redis cannot be read, :meth:`generation` answers a fresh negative number that no stored
+    answer was ever filed under, so the caller computes the answer instead of trusting the cache.
+    Bumps that could not reach Redis are kept and sent with the next bump, so answers filed
+    before a commit this process could not announce stop being served once Redis answers it
+    again (until then they are bounded by their TTL).
+    """
+
+    def __init__(self, gateway: RedisGateway) -> None:
+        self._gw = gateway
+        self._unsent_bumps: set[str] = set()
+
+    async def generation(self, workspace_id: str) -> int:
+        unknown = -1 - secrets.randbits(62)
+
+        async def read(client: aioredis.Redis) -> int:
+            raw = await client.get(self._gw.key(workspace_id, "gen"))
+            if raw is None:
+                return 0
+            try:
+                return int(raw)
+            except ValueError:
+                return unknown
+
+        return await self._gw.attempt(read, unknown)
+
+    async def bump(self, workspace_ids: Iterable[str]) -> None:
+        pending = self._unsent_bumps | set(workspace_ids)
+        if not pending:
+            return
+
+        async def increment_all(client: aioredis.Redis) -> bool:
+            async with client.pipeline(transaction=False) as pipe:
+                for workspace_id in pending:
+                    pipe.incr(self._gw.key(workspace_id, "gen"))
+                await pipe.execute()
+            return True
+
+        if await self._gw.attempt(increment_all, False):
+            self._unsent_bumps -= pending
+        else:
+            self._unsent_bumps |= pending
+
+    def _key(self, workspace_id: str, key: str) -> str:
+        return self._gw.key(workspace_id, "q", hashlib.sha256(key.encode()).hexdigest())
+
+    async def get(self, workspace_id: str, key: str) -> bytes | None:
+        return _bytes(await self._gw.attempt(lambda r: r.get(self._key(workspace_id, key)), None))
+
+    async def put(self, workspace_id: str, key: str, value: bytes, ttl_seconds: float) -> None:
+        cache_key = self._key(workspace_id, key)
+        if ttl_seconds <= 0:
+            # Already expired: like the in-memory cache, it replaces the old answer with nothing.
+            await self._gw.attempt(lambda r: r.delete(cache_key), None)
+            return
+        await self._gw.attempt(
+            lambda r: r.set(cache_key, value, px=_milliseconds(ttl_seconds)), None
+        )
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    # The client is opened without decode_responses, so values are bytes; the types allow str.
+    return value.encode() if isinstance(value, str) else value
+
+
+def _bounded(event_id: str) -> str:
+    """The id itself when short, else a digest; a digest ('#' + 64 hex) is longer than any kept id."""
+    if len(event_id.encode()) <= _MAX_RAW_ID_BYTES:
+        return event_id
+    return "#" + hashlib.sha256(event_id.encode()).hexdigest()

@@ -1,0 +1,180 @@
+"""Helpers for the HTTP tests: the started app with calls in the words of the public contract."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from litestar.testing import TestClient
+
+from entrypoints.container import Container
+from entrypoints.settings import Settings
+
+PASSWORD = "correct horse battery staple"
+_emails = itertools.count(1)
+
+
+def unique_email(label: str = "user") -> str:
+    return f"{label}{next(_emails)}@example.com"
+
+
+def refuse_server_errors(response: httpx.Response) -> None:
+    """No request in the suite may ever end in a 500: the contract says never a stack trace."""
+    if response.status_code >= 500 and response.status_code != 503:
+        response.read()
+        raise AssertionError(
+            f"{response.request.method} {response.request.url} answered "
+            f"{response.status_code}: {response.text}"
+        )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The answer has ``status`` and the JSON error shape (and ``code`` when given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", error["code"]), body
+    assert isinstance(error["message"], str), body
+    assert error["message"].strip(), body
+    if code is not None:
+        assert error["code"] == code, body
+    return dict(error)
+
+
+@dataclass
+class Account:
+    """A signed-in user, acting in one workspace."""
+
+    email: str
+    user_id: str
+    workspace_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token)
+
+
+@dataclass
+class Tenant:
+    """A workspace owner with one project and one API key for it."""
+
+    owner: Account
+    project_id: str
+    key_id: str
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.owner.headers
+
+    @property
+    def key_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+
+@dataclass
+class Api:
+    """A started app and its client, with helpers speaking the public HTTP contract."""
+
+    client: TestClient[Any]
+    settings: Settings
+    container: Container
+    data_dir: Path
+    running: bool = True
+
+    def stop(self) -> None:
+        """Run the app's shutdown (closing its store), as a stopping server would."""
+        if self.running:
+            self.running = False
+            self.client.__exit__(None, None, None)
+
+    def signup(self, email: str | None = None, workspace: str = "Acme") -> Account:
+        email = email or unique_email("owner")
+        response = self.client.post(
+            "/v1/auth/signup", json={"email": email, "password": PASSWORD, "workspace": workspace}
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return Account(email, body["user_id"], body["workspace_id"], body["access_token"])
+
+    def login(self, email: str, workspace_id: str | None = None) -> httpx.Response:
+        payload: dict[str, Any] = {"email": email, "password": PASSWORD}
+        if workspace_id is not None:
+            payload["workspace_id"] = workspace_id
+        return self.client.post("/v1/auth/login", json=payload)
+
+    def create_project(self, account: Account, name: str = "Website") -> str:
+        response = self.client.post("/v1/projects", json={"name": name}, headers=account.headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def create_key(self, account: Account, project_id: str, name: str = "server") -> dict[str, Any]:
+        response = self.client.post(
+            f"/v1/projects/{project_id}/api-keys", json={"name": name}, headers=account.headers
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def tenant(self, workspace: str = "Acme") -> Tenant:
+        """A new owner with a project and an API key."""
+        owner = self.signup(workspace=workspace)
+        project_id = self.create_project(owner)
+        key = self.create_key(owner, project_id)
+        return Tenant(owner, project_id, key["id"], key["key"])
+
+    def member(self, owner: Account, role: str) -> Account:
+        """A new user added to the owner's workspace with ``role`` and signed in there."""
+        user = self.signup(email=unique_email(role), workspace="Their own")
+        response = self.client.post(
+            "/v1/members", json={"email": user.email, "role": role}, headers=owner.headers
+        )
+        assert response.status_code == 201, response.text
+        login = self.login(user.email, owner.workspace_id)
+        assert login.status_code == 200, login.text
+        return Account(user.email, user.user_id, owner.workspace_id, login.json()["access_token"])
+
+    def ingest(self, tenant: Tenant, body: Any) -> httpx.Response:
+        return self.client.post("/v1/ingest", json=body, headers=tenant.key_headers)
+
+    def events(self, account: Account, project_id: str, **params: Any) -> httpx.Response:
+        return self.client.get(
+            "/v1/events", params={"project_id": project_id, **params}, headers=account.headers
+        )
+
+    def all_events(self, account: Account, project_id: str) -> list[dict[str, Any]]:
+        """Every stored event of the project, following the cursor to the end."""
+        events: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            response = self.events(account, project_id, **params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            events.extend(page["events"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return events
+
+    def counts(self, account: Account, project_id: str, **params: Any) -> httpx.Response:
+        return self.client.get(
+            "/v1/analytics/counts",
+            params={"project_id": project_id, **params},
+            headers=account.headers,
+        )
+
+
+ApiFactory = Callable[..., Api]

@@ -1,0 +1,429 @@
+"""Analytics and the event list over HTTP: windows, buckets, filters, paging and authentication."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.http.support import Api, Tenant, assert_error
+
+# Events at fixed past moments, so that every bucket below is known exactly.
+FIXTURE_EVENTS = [
+    {"id": "e1", "type": "click", "timestamp": "2025-03-01T10:15:30Z"},
+    {"id": "e2", "type": "click", "timestamp": "2025-03-01T10:15:45Z"},
+    {"id": "e3", "type": "view", "timestamp": "2025-03-01T10:47:00Z"},
+    {"id": "e4", "type": "click", "timestamp": "2025-03-01T11:05:00Z"},
+    {"id": "e5", "type": "click", "timestamp": "2025-03-02T09:00:00Z"},
+    {"id": "e6", "type": "view", "timestamp": "2025-03-01T12:20:00+02:00"},
+    {"id": "e7", "type": "buy", "timestamp": "2025-03-02T23:59:59Z"},
+]
+DAY_START = "2025-03-01T00:00:00Z"
+DAY_END = "2025-03-03T00:00:00Z"
+
+
+@pytest.fixture
+def loaded(api: Api, tenant: Tenant) -> Tenant:
+    response = api.ingest(tenant, {"events": FIXTURE_EVENTS})
+    assert response.json()["accepted"] == len(FIXTURE_EVENTS), response.text
+    return tenant
+
+
+def series(body: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return sorted((p["bucket"], p["event_type"], p["count"]) for p in body["series"])
+
+
+def check_shape(body: dict[str, Any]) -> None:
+    """The counts answer's fields, UTC buckets with Z, and a total equal to the series sum."""
+    assert {"project_id", "granularity", "start", "end", "total", "series"} <= set(body)
+    assert body["start"].endswith("Z")
+    assert body["end"].endswith("Z")
+    for point in body["series"]:
+        assert set(point) >= {"bucket", "event_type", "count"}
+        assert point["bucket"].endswith("Z"), point
+    assert body["total"] == sum(p["count"] for p in body["series"])
+
+
+# --- counts ------------------------------------------------------------------------------------
+
+
+def test_counts_per_minute(api: Api, loaded: Tenant) -> None:
+    """Minute buckets hold exactly the events of each minute, by type."""
+    response = api.counts(
+        loaded.owner,
+        loaded.project_id,
+        granularity="minute",
+        start="2025-03-01T10:00:00Z",
+        end="2025-03-01T11:00:00Z",
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_shape(body)
+    assert body["project_id"] == loaded.project_id
+    assert body["granularity"] == "minute"
+    assert series(body) == [
+        ("2025-03-01T10:15:00Z", "click", 2),
+        ("2025-03-01T10:20:00Z", "view", 1),
+        ("2025-03-01T10:47:00Z", "view", 1),
+    ]
+    assert body["total"] == 4
+
+
+def test_counts_per_hour(api: Api, loaded: Tenant) -> None:
+    """Hour buckets hold exactly the events of each hour, by type."""
+    body = api.counts(
+        loaded.owner, loaded.project_id, granularity="hour", start=DAY_START, end=DAY_END
+    ).json()
+
+    check_shape(body)
+    assert body["granularity"] == "hour"
+    assert series(body) == [
+        ("2025-03-01T10:00:00Z", "click", 2),
+        ("2025-03-01T10:00:00Z", "view", 2),
+        ("2025-03-01T11:00:00Z", "click", 1),
+        ("2025-03-02T09:00:00Z", "click", 1),
+        ("2025-03-02T23:00:00Z", "buy", 1),
+    ]
+    assert body["total"] == 7
+
+
+def test_counts_per_day(api: Api, loaded: Tenant) -> None:
+    """Day buckets start at UTC midnight and sum the day's events, by type."""
+    body = api.counts(
+        loaded.owner, loaded.project_id, granularity="day", start=DAY_START, end=DAY_END
+    ).json()
+
+    check_shape(body)
+    assert body["granularity"] == "day"
+    assert series(body) == [
+        ("2025-03-01T00:00:00Z", "click", 3),
+        ("2025-03-01T00:00:00Z", "view", 2),
+        ("2025-03-02T00:00:00Z", "buy", 1),
+        ("2025-03-02T00:00:00Z", "click", 1),
+    ]
+
+
+def test_the_window_selects_buckets_from_start_to_end(api: Api, loaded: Tenant) -> None:
+    """Only buckets inside [start, end) are counted."""
+    body = api.counts(
+        loaded.owner,
+        loaded.project_id,
+        granularity="hour",
+        start="2025-03-01T11:00:00Z",
+        end="2025-03-02T10:00:00Z",
+    ).json()
+
+    assert series(body) == [
+        ("2025-03-01T11:00:00Z", "click", 1),
+        ("2025-03-02T09:00:00Z", "click", 1),
+    ]
+
+
+def test_counts_filter_by_event_type(api: Api, loaded: Tenant) -> None:
+    """`event_type` keeps that type only."""
+    body = api.counts(
+        loaded.owner,
+        loaded.project_id,
+        granularity="hour",
+        start=DAY_START,
+        end=DAY_END,
+        event_type="click",
+    ).json()
+
+    check_shape(body)
+    assert {p["event_type"] for p in body["series"]} == {"click"}
+    assert body["total"] == 4
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2025-03-01T10:00:00Z", "2025-03-01T11:00:00Z"),
+        ("2025-03-01T10:00:00+00:00", "2025-03-01T11:00:00+00:00"),
+        ("2025-03-01T12:00:00+02:00", "2025-03-01T06:00:00-05:00"),
+    ],
+    ids=["z", "plus-zero", "other-offsets"],
+)
+def test_times_with_any_offset_name_the_same_window(
+    api: Api, loaded: Tenant, start: str, end: str
+) -> None:
+    """RFC 3339 times with Z, +00:00 or any other offset select the same UTC window."""
+    body = api.counts(
+        loaded.owner, loaded.project_id, granularity="minute", start=start, end=end
+    ).json()
+
+    assert body["start"] == "2025-03-01T10:00:00Z"
+    assert body["end"] == "2025-03-01T11:00:00Z"
+    assert body["total"] == 4
+
+
+def test_a_plus_sent_unescaped_is_read_as_an_offset(api: Api, loaded: Tenant) -> None:
+    """An offset whose '+' arrived as a space (unescaped in the query string) still works."""
+    url = (
+        f"/v1/analytics/counts?project_id={loaded.project_id}&granularity=minute"
+        "&start=2025-03-01T10:00:00+00:00&end=2025-03-01T11:00:00+00:00"
+    )
+
+    response = api.client.get(url, headers=loaded.headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 4
+    assert response.json()["start"] == "2025-03-01T10:00:00Z"
+
+
+def test_the_default_window_is_the_last_24_hours(api: Api, tenant: Tenant) -> None:
+    """Without start and end, counts cover the last 24 hours in hour buckets."""
+    old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    api.ingest(tenant, {"events": [{"type": "now"}, {"type": "old", "timestamp": old}]})
+
+    response = api.counts(tenant.owner, tenant.project_id)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_shape(body)
+    assert body["granularity"] == "hour"
+    assert [(p["event_type"], p["count"]) for p in body["series"]] == [("now", 1)]
+    start = datetime.fromisoformat(body["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(body["end"].replace("Z", "+00:00"))
+    assert timedelta(hours=24) <= end - start <= timedelta(hours=26)
+    assert end >= datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_counts_follow_new_events_at_once(api: Api, tenant: Tenant) -> None:
+    """An answer already read is never served stale after more events are stored."""
+    window = {"granularity": "day", "start": DAY_START, "end": DAY_END}
+    api.ingest(tenant, {"id": "a", "type": "t", "timestamp": "2025-03-01T01:00:00Z"})
+    first = api.counts(tenant.owner, tenant.project_id, **window).json()
+
+    api.ingest(tenant, {"id": "b", "type": "t", "timestamp": "2025-03-01T02:00:00Z"})
+    second = api.counts(tenant.owner, tenant.project_id, **window).json()
+
+    assert first["total"] == 1
+    assert second["total"] == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"granularity": "week"},
+        {"granularity": ""},
+        {"start": "2025-03-01T11:00:00Z", "end": "2025-03-01T10:00:00Z"},
+        {"start": "2025-03-01T10:00:00Z", "end": "2025-03-01T10:00:00Z"},
+        {"start": "2025-03-01T10:00:00"},
+        {"end": "2025-03-01T10:00:00"},
+        {"start": "yesterday"},
+        {"start": "2025-13-01T00:00:00Z"},
+        {"granularity": "minute", "start": "2025-03-01T00:00:00Z", "end": "2025-03-09T00:00:00Z"},
+        {"granularity": "hour", "start": "1990-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
+    ],
+    ids=[
+        "bad-granularity",
+        "empty-granularity",
+        "start-after-end",
+        "start-equals-end",
+        "naive-start",
+        "naive-end",
+        "not-a-time",
+        "impossible-date",
+        "too-many-minutes",
+        "too-many-hours",
+    ],
+)
+def test_bad_count_queries_are_bad_requests(
+    api: Api, tenant: Tenant, params: dict[str, str]
+) -> None:
+    """A bad granularity, start >= end, a naive or invalid time, or too many buckets is 400."""
+    assert_error(api.counts(tenant.owner, tenant.project_id, **params), 400)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/analytics/counts", "/v1/analytics/event-types", "/v1/events"]
+)
+def test_a_missing_project_id_is_a_bad_request(api: Api, tenant: Tenant, path: str) -> None:
+    """Every read without `project_id` answers 400."""
+    assert_error(api.client.get(path, headers=tenant.headers), 400)
+
+
+# --- event types -------------------------------------------------------------------------------
+
+
+def test_event_types_are_largest_first(api: Api, loaded: Tenant) -> None:
+    """Event-type totals come largest first, within the window."""
+    response = api.client.get(
+        "/v1/analytics/event-types",
+        params={"project_id": loaded.project_id, "start": DAY_START, "end": DAY_END},
+        headers=loaded.headers,
+    )
+    narrow = api.client.get(
+        "/v1/analytics/event-types",
+        params={
+            "project_id": loaded.project_id,
+            "start": "2025-03-02T00:00:00Z",
+            "end": "2025-03-02T10:00:00Z",
+        },
+        headers=loaded.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "event_types": [
+            {"event_type": "click", "count": 4},
+            {"event_type": "view", "count": 2},
+            {"event_type": "buy", "count": 1},
+        ]
+    }
+    assert narrow.json() == {"event_types": [{"event_type": "click", "count": 1}]}
+
+
+def test_bad_event_type_windows_are_bad_requests(api: Api, tenant: Tenant) -> None:
+    """Event types with start >= end or a naive time answer 400."""
+    for params in (
+        {"start": "2025-03-02T00:00:00Z", "end": "2025-03-01T00:00:00Z"},
+        {"start": "2025-03-01T00:00:00"},
+    ):
+        response = api.client.get(
+            "/v1/analytics/event-types",
+            params={"project_id": tenant.project_id, **params},
+            headers=tenant.headers,
+        )
+        assert_error(response, 400)
+
+
+# --- the event list ----------------------------------------------------------------------------
+
+
+def test_events_are_newest_first(api: Api, loaded: Tenant) -> None:
+    """The event list comes newest first, with every documented field."""
+    response = api.events(loaded.owner, loaded.project_id)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["next_cursor"] is None
+    assert [e["id"] for e in body["events"]] == ["e7", "e5", "e4", "e3", "e6", "e2", "e1"]
+    for event in body["events"]:
+        assert {"id", "type", "timestamp", "received_at", "properties"} <= set(event)
+        assert event["timestamp"].endswith("Z")
+    assert body["events"][4]["timestamp"] == "2025-03-01T10:20:00Z"
+
+
+def test_events_filter_by_type(api: Api, loaded: Tenant) -> None:
+    """`event_type` lists that type only."""
+    body = api.events(loaded.owner, loaded.project_id, event_type="view").json()
+    assert [e["id"] for e in body["events"]] == ["e3", "e6"]
+
+
+def test_cursor_paging_visits_every_event_once(api: Api, tenant: Tenant) -> None:
+    """Following next_cursor visits every event exactly once, newest first, ties included."""
+    base = datetime(2025, 3, 1, tzinfo=UTC)
+    events = [
+        # Pairs share a timestamp, so that paging has to break ties.
+        {"id": f"p{i:02}", "type": "t", "timestamp": (base + timedelta(minutes=i // 2)).isoformat()}
+        for i in range(25)
+    ]
+    api.ingest(tenant, {"events": events})
+
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 4}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.events(tenant.owner, tenant.project_id, **params).json()
+        pages += 1
+        assert len(page["events"]) <= 4
+        seen.extend(page["events"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert pages < 20, "paging does not end"
+
+    ids = [e["id"] for e in seen]
+    assert sorted(ids) == sorted(e["id"] for e in events)
+    assert len(set(ids)) == len(ids)
+    assert pages == 7
+    stamps = [e["timestamp"] for e in seen]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+@pytest.mark.parametrize("limit", ["1001", "0", "-1", "many"])
+def test_a_limit_outside_1_to_1000_is_a_bad_request(api: Api, tenant: Tenant, limit: str) -> None:
+    """`limit` over 1000, under 1 or not a number answers 400."""
+    assert_error(api.events(tenant.owner, tenant.project_id, limit=limit), 400)
+
+
+def test_a_limit_of_1000_is_accepted(api: Api, tenant: Tenant) -> None:
+    """`limit=1000` is the largest page and is accepted."""
+    assert api.events(tenant.owner, tenant.project_id, limit=1000).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "cursor", ["not a cursor!", "AAAA", "eyJhIjoxfQ", "W10", "WyJ4IiwxXQ"], ids=str
+)
+def test_a_cursor_the_api_did_not_give_is_a_bad_request(
+    api: Api, tenant: Tenant, cursor: str
+) -> None:
+    """A cursor that is not one the API returned answers 400."""
+    assert_error(api.events(tenant.owner, tenant.project_id, cursor=cursor), 400)
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+READS = ["/v1/analytics/counts", "/v1/analytics/event-types", "/v1/events"]
+
+
+def forged_token(secret: str, tenant: Tenant, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": "eventcore",
+        "sub": tenant.owner.user_id,
+        "ws": tenant.owner.workspace_id,
+        "role": "owner",
+        "iat": now,
+        "exp": now + 3600,
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize("path", READS)
+def test_reads_need_an_access_token(api: Api, tenant: Tenant, path: str) -> None:
+    """Analytics and events without an access token answer 401."""
+    assert_error(api.client.get(path, params={"project_id": tenant.project_id}), 401)
+
+
+@pytest.mark.parametrize("path", READS)
+@pytest.mark.parametrize(
+    "kind", ["garbage", "api-key", "other-secret", "expired", "unknown-role", "no-workspace"]
+)
+def test_reads_refuse_bad_tokens(api: Api, tenant: Tenant, path: str, kind: str) -> None:
+    """A malformed, foreign-secret, expired or incomplete token answers 401."""
+    secret = (api.data_dir / "jwt-secret").read_text().strip()
+    token = {
+        "garbage": "not.a.token",
+        "api-key": tenant.api_key,
+        "other-secret": forged_token("another-secret-that-is-long-enough-for-hs256", tenant),
+        "expired": forged_token(secret, tenant, iat=1_700_000_000, exp=1_700_003_600),
+        "unknown-role": forged_token(secret, tenant, role="emperor"),
+        "no-workspace": jwt.encode(
+            {"iss": "eventcore", "sub": "u", "role": "owner", "iat": 1, "exp": 2**40},
+            secret,
+            algorithm="HS256",
+        ),
+    }[kind]
+
+    response = api.client.get(
+        path, params={"project_id": tenant.project_id}, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert_error(response, 401)
+    # A token forged with the real secret does work: the refusals above are about the token.
+    good = forged_token(secret, tenant)
+    ok = api.client.get(
+        path, params={"project_id": tenant.project_id}, headers={"Authorization": f"Bearer {good}"}
+    )
+    assert ok.status_code == 200, ok.text

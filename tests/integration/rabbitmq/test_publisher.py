@@ -1,0 +1,258 @@
+"""RabbitPublisher: confirmed, persistent, pipelined publishes; every failure is Unavailable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiormq
+import pytest
+from pamqp import commands as spec
+from tests.support.rabbitmq import (
+    AMQP_URL,
+    Recorder,
+    TcpProxy,
+    batch,
+    closed_port,
+    event_ids,
+    numbered_batch,
+    running,
+)
+
+from adapters.rabbitmq import QueueNames, RabbitConsumer, RabbitPublisher, queue_depth
+from eventcore.errors import Unavailable
+from eventcore.events import decode_batch
+
+pytestmark = pytest.mark.integration
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_published_batch_is_consumed_unchanged(names: QueueNames) -> None:
+    """A published batch reaches the consumer's handler exactly as it was sent."""
+    sent = batch("e1", "e2", "e3", workspace_id="ws-a", project_id="p-a")
+    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+        await publisher.publish(sent)
+    recorder = Recorder()
+    async with running(RabbitConsumer(AMQP_URL, names), recorder):
+        await recorder.wait_for_batches(1)
+    assert recorder.batches == [sent]
+    assert await queue_depth(AMQP_URL, names) == 0
+
+
+async def test_message_is_persistent_with_attempt_zero_and_trace_headers(names: QueueNames) -> None:
+    """The message is persistent, starts at x-attempt 0 and carries the caller's traceparent."""
+    sent = numbered_batch(1)
+    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+        await publisher.publish(sent, headers={"traceparent": TRACEPARENT})
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        message = await channel.basic_get(names.main, no_ack=True)
+        assert isinstance(message.delivery, spec.Basic.GetOk)
+        properties = message.header.properties
+        assert properties.delivery_mode == 2
+        assert properties.headers is not None
+        assert properties.headers["x-attempt"] == 0
+        assert properties.headers["traceparent"] == TRACEPARENT
+        assert decode_batch(message.body) == sent
+    finally:
+        await connection.close()
+
+
+async def test_concurrent_publishes_are_all_confirmed_and_pipelined(
+    names: QueueNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many concurrent publishes are in flight together on one channel and all are confirmed."""
+    in_flight = 0
+    most_in_flight = 0
+    original = aiormq.Channel.basic_publish
+
+    async def counting_publish(self: aiormq.Channel, *args: object, **kwargs: object) -> object:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            return await original(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight -= 1
+
+    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+        monkeypatch.setattr(aiormq.Channel, "basic_publish", counting_publish)
+        await asyncio.gather(*(publisher.publish(numbered_batch(n)) for n in range(200)))
+    assert most_in_flight > 1
+    assert await queue_depth(AMQP_URL, names) == 200
+
+
+async def test_full_queue_refuses_and_keeps_what_it_accepted(names: QueueNames) -> None:
+    """A full queue makes publish raise queue_full, and every batch it confirmed is still there."""
+    accepted = []
+    refused = []
+    async with await RabbitPublisher.open(AMQP_URL, names, max_length=3) as publisher:
+        for number in range(8):
+            sent = numbered_batch(number)
+            try:
+                await publisher.publish(sent)
+            except Unavailable as exc:
+                refused.append(exc)
+            else:
+                accepted.append(sent)
+    assert refused
+    assert {exc.code for exc in refused} == {"queue_full"}
+    assert all(exc.retry_after > 0 for exc in refused)
+    assert len(accepted) >= 3
+    assert await queue_depth(AMQP_URL, names) == len(accepted)
+    recorder = Recorder()
+    async with running(RabbitConsumer(AMQP_URL, names, max_length=3), recorder):
+        await recorder.wait_for_batches(len(accepted))
+    assert event_ids(recorder.batches) == event_ids(accepted)
+
+
+async def test_unreachable_broker_is_unavailable() -> None:
+    """Opening a publisher on a port where no broker listens raises Unavailable."""
+    url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
+    with pytest.raises(Unavailable) as raised:
+        await RabbitPublisher.open(url, QueueNames("never.declared"), connect_timeout=2)
+    assert raised.value.code == "queue_unavailable"
+    assert "guest:guest" not in raised.value.message
+
+
+async def test_publish_to_unreachable_broker_is_unavailable() -> None:
+    """A publisher made without connecting raises Unavailable on publish and on ping."""
+    url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
+    publisher = RabbitPublisher(url, QueueNames("never.declared"), connect_timeout=2)
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await publisher.publish(numbered_batch(1))
+        assert raised.value.code == "queue_unavailable"
+        with pytest.raises(Unavailable):
+            await publisher.ping()
+    finally:
+        await publisher.close()
+
+
+async def test_ping_answers_when_connected(names: QueueNames) -> None:
+    """ping succeeds against a reachable broker with the main queue declared."""
+    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+        await publisher.ping()
+        await publisher.ping()
+
+
+async def test_unroutable_publish_is_unavailable(names: QueueNames) -> None:
+    """If the main queue was deleted under the publisher, publish raises Unavailable."""
+    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+        connection = await aiormq.connect(AMQP_URL)
+        try:
+            channel = await connection.channel()
+            await channel.queue_delete(names.main)
+        finally:
+            await connection.close()
+        with pytest.raises(Unavailable) as raised:
+            await publisher.publish(numbered_batch(1))
+        assert raised.value.code == "queue_unavailable"
+
+
+async def test_publisher_reconnects_after_the_broker_comes_back(
+    names: QueueNames, proxy: TcpProxy
+) -> None:
+    """After the connection is cut publish raises Unavailable; once restored the same publisher works."""
+    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    try:
+        await publisher.publish(numbered_batch(1))
+        proxy.cut()
+        with pytest.raises(Unavailable) as raised:
+            await publisher.publish(numbered_batch(2))
+        assert raised.value.code == "queue_unavailable"
+        with pytest.raises(Unavailable):
+            await publisher.publish(numbered_batch(3))
+        proxy.restore()
+        await publisher.publish(numbered_batch(4))
+        await publisher.ping()
+    finally:
+        await publisher.close()
+    assert await queue_depth(AMQP_URL, names) == 2
+
+
+async def test_concurrent_publishes_share_one_reconnect(
+    names: QueueNames, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishes that find the connection gone wait for one reconnect attempt together."""
+    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    connects = 0
+    original = aiormq.Connection.connect
+
+    async def counting_connect(self: aiormq.Connection, *args: object, **kwargs: object) -> bool:
+        nonlocal connects
+        connects += 1
+        return await original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        proxy.cut()
+        with pytest.raises(Unavailable):
+            await publisher.publish(numbered_batch(0))
+        proxy.restore()
+        monkeypatch.setattr(aiormq.Connection, "connect", counting_connect)
+        await asyncio.gather(*(publisher.publish(numbered_batch(n)) for n in range(1, 21)))
+    finally:
+        await publisher.close()
+    assert connects == 1
+    assert await queue_depth(AMQP_URL, names) == 20
+
+
+async def test_closed_publisher_refuses(names: QueueNames) -> None:
+    """A closed publisher raises Unavailable rather than reconnecting."""
+    publisher = await RabbitPublisher.open(AMQP_URL, names)
+    await publisher.close()
+    with pytest.raises(Unavailable):
+        await publisher.publish(numbered_batch(1))
+    assert await queue_depth(AMQP_URL, names) == 0
+
+
+async def test_publishes_in_flight_when_the_connection_drops_fail_cleanly(
+    names: QueueNames, proxy: TcpProxy
+) -> None:
+    """Publishes caught by a cut either were confirmed or raise Unavailable; none hangs or is lost."""
+    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    try:
+        pending = [asyncio.create_task(publisher.publish(numbered_batch(n))) for n in range(300)]
+        # Cut once the first confirms are in, while many others are still on the wire.
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        proxy.cut()
+        async with asyncio.timeout(10):
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        await publisher.close()
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert all(isinstance(failure, Unavailable) for failure in failures), failures
+    confirmed = len(outcomes) - len(failures)
+    assert confirmed >= 1
+    # Every confirmed batch is held; some refused ones may have reached the queue as well.
+    assert await queue_depth(AMQP_URL, names) >= confirmed
+
+
+async def test_publisher_starts_afresh_when_confirms_stop_coming(
+    names: QueueNames, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish left unconfirmed past its timeout raises Unavailable and the next one reconnects."""
+    publisher = await RabbitPublisher.open(
+        proxy.url, names, publish_timeout=0.3, reconnect_interval=0
+    )
+    connects = 0
+    original = aiormq.Connection.connect
+
+    async def counting_connect(self: aiormq.Connection, *args: object, **kwargs: object) -> bool:
+        nonlocal connects
+        connects += 1
+        return await original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiormq.Connection, "connect", counting_connect)
+    try:
+        proxy.freeze()
+        with pytest.raises(Unavailable) as raised:
+            await publisher.publish(numbered_batch(1))
+        assert raised.value.code == "queue_unavailable"
+        proxy.thaw()
+        await publisher.publish(numbered_batch(2))
+    finally:
+        await publisher.close()
+    assert connects == 1
+    assert await queue_depth(AMQP_URL, names) in {1, 2}
