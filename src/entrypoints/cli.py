@@ -112,10 +112,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from entrypoints.worker import run_worker
 
@@ -159,3 +155,7 @@ def _run(work: Coroutine[Any, Any, object]) -> int:
         print(f"eventcore: cannot reach a server: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -133,11 +133,11 @@ def make_window(
             raise InvalidRequest(
                 f"`{name}` needs a time zone offset (RFC 3339).", code="invalid_query"
             )
-    end = end or now
-    start = start or end - DEFAULT_WINDOW
-    if start >= end:
-        raise InvalidRequest("`start` must be before `end`.", code="invalid_query")
     try:
+        end = end or now
+        start = start or end - DEFAULT_WINDOW
+        if start >= end:
+            raise InvalidRequest("`start` must be before `end`.", code="invalid_query")
         window = Window(bucket_start(start, granularity), bucket_end(end, granularity), granularity)
     except OverflowError:
         raise InvalidRequest(

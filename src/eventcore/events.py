@@ -159,6 +159,8 @@ def validate_event(raw: bytes, *, now: datetime, limits: EventLimits) -> Event |
         return "invalid_event", "The event is not well-formed JSON or is nested too deeply."
     if not wire.type.strip():
         return "invalid_event", "`type` must contain a non-blank character."
+    if "\x00" in wire.type or (wire.id is not None and "\x00" in wire.id):
+        return "invalid_event", "`id` and `type` may not contain the NUL character (\\u0000)."
     properties = _check_properties(wire.properties)
     if isinstance(properties, tuple):
         return properties
@@ -246,7 +248,7 @@ class StoredEvent(msgspec.Struct, frozen=True):
 class EventCursor(msgspec.Struct, frozen=True, array_like=True):
     """Where the next page starts: strictly older than (timestamp, seq)."""
 
-    timestamp: datetime
+    timestamp: Annotated[datetime, Meta(tz=True)]
     seq: int
 
     def encode(self) -> str:

@@ -2,111 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from tests.support.processes import Server, serve
 
 pytestmark = pytest.mark.integration
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 PASSWORD = "correct horse battery staple"
-START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def clean_environment() -> dict[str, str]:
-    """The test runner's environment without any EVENTCORE_* setting, and the sources importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCORE_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    return env
-
-
-class Server:
-    """A running `eventcore serve` process and a client for it."""
-
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process = process
-        self.log = log
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=10.0,
-            event_hooks={"response": [self._refuse_server_errors]},
-        )
-
-    def _refuse_server_errors(self, response: httpx.Response) -> None:
-        if response.status_code >= 500 and response.status_code != 503:
-            response.read()
-            raise AssertionError(
-                f"{response.request.method} {response.request.url} answered "
-                f"{response.status_code}: {response.text}\n{self.output()}"
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"eventcore serve exited with {self.process.returncode}:\n{self.output()}"
-                )
-            try:
-                if self.client.get("/health/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"eventcore serve was not ready in {START_TIMEOUT_SECONDS} s:\n{self.output()}")
-
-    def terminate(self) -> int:
-        """SIGTERM, as a process manager stops it; the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"eventcore serve did not stop on SIGTERM:\n{self.output()}")
-
-
-@contextmanager
-def serve(workdir: Path, logs: Path, name: str) -> Iterator[Server]:
-    """`eventcore serve` in ``workdir`` on a free port; always killed at the end."""
-    port = free_port()
-    log = logs / f"{name}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
-            cwd=workdir,
-            env=clean_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, port, log)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.client.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def counts(server: Server, token: str, project_id: str) -> dict[str, Any]:

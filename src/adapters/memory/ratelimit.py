@@ -20,7 +20,9 @@ class MemoryRateLimiter:
         now = self._clock.now().timestamp()
         tokens, last = self._buckets.get(workspace_id, (self._burst, now))
         tokens = min(self._burst, tokens + (now - last) * self._rate)
-        if events <= tokens:
+        # A request larger than the whole burst passes when the bucket is full and leaves it in
+        # debt, so it is possible at all and the average rate still holds.
+        if events <= tokens or tokens >= self._burst:
             self._buckets[workspace_id] = (tokens - events, now)
             return 0.0
         self._buckets[workspace_id] = (tokens, now)

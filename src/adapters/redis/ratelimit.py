@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from adapters.redis.gateway import RedisGateway
 
 # The same bucket as MemoryRateLimiter, run atomically in Redis on Redis's clock (TIME), so
@@ -26,13 +24,15 @@ if now > at then
   at = now
 end
 local wait = 0
-if events <= tokens then
+-- A request larger than the whole burst passes when the bucket is full and leaves it in debt.
+if events <= tokens or tokens >= burst then
   tokens = tokens - events
 else
   wait = math.max((math.min(events, burst) - tokens) / rate, 0.001)
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.17g', at))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+-- Once full again the bucket is as if never used, so it may expire then.
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[4]))
 return string.format('%.17g', wait)
 """
 
@@ -49,8 +49,7 @@ class RedisRateLimiter:
         self._gw = gateway
         self._rate = rate
         self._burst = burst if burst is not None else rate
-        # A bucket left alone this long is full again, exactly as if it had never been used.
-        self._idle_ms = math.ceil(self._burst / rate * 1000) + 1000
+        self._idle_ms = 1000  # kept beyond the moment a bucket is full again
         self._take = gateway.client.register_script(_TAKE)
 
     async def acquire(self, workspace_id: str, events: int) -> float:

@@ -66,7 +66,7 @@ class Analytics:
     ) -> CountSeries:
         await self._check(principal, project_id)
         window = make_window(start, end, granularity, now=self._clock.now())
-        key = _key("counts", project_id, window, event_type or "")
+        key = _key("counts", project_id, window, "*" if event_type is None else "=" + event_type)
         return await self._cached(
             principal.workspace_id,
             key,

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from eventcore.errors import InvalidRequest, RateLimited
+from eventcore.errors import InvalidRequest, PayloadTooLarge, RateLimited
 from eventcore.events import (
     EventLimits,
     IngestBatch,
@@ -70,7 +70,7 @@ class Ingestor:
     ) -> IngestReceipt:
         """Events for a tenant the caller has already authenticated (JSON texts or mappings)."""
         if len(events) > self.limits.max_events_per_batch:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"A batch holds at most {self.limits.max_events_per_batch} events.",
                 code="too_many_events",
             )

@@ -28,11 +28,14 @@ async def test_a_refused_request_takes_nothing(gateway: RedisGateway) -> None:
     assert await limiter.acquire("ws1", 3) == 0.0
 
 
-async def test_a_request_larger_than_the_burst_is_refused(gateway: RedisGateway) -> None:
-    """More events than the burst are refused even from a full bucket, as in memory."""
+async def test_a_request_larger_than_the_burst_passes_from_a_full_bucket_and_leaves_debt(
+    gateway: RedisGateway,
+) -> None:
+    """More events than the burst pass only from a full bucket; the debt then delays the next."""
     limiter = RedisRateLimiter(gateway, rate=1, burst=5)
-    assert await limiter.acquire("ws1", 6) > 0
-    assert await limiter.acquire("ws1", 5) == 0.0
+    assert await limiter.acquire("ws1", 8) == 0.0
+    wait = await limiter.acquire("ws1", 1)
+    assert wait > 3  # 3 events of debt plus the one asked for, at one event per second
 
 
 async def test_the_bucket_refills_at_the_rate_up_to_the_burst(gateway: RedisGateway) -> None:
