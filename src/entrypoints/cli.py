@@ -10,7 +10,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import eventcore
-from entrypoints.settings import ConfigurationError, Settings, load_settings
+from entrypoints.settings import ConfigurationError, Settings, load_settings, require_shared_secret
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +91,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     log = structlog.get_logger("eventcore")
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1.")
+    require_shared_secret(settings)
+    if not preflight(settings):
+        return 1
     if settings.uses_postgres:
         log.info("starting", profile="distributed" if settings.distributed else "postgres")
     else:
@@ -115,7 +118,47 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from entrypoints.worker import run_worker
 
+    if not preflight(settings):
+        return 1
     return _run(run_worker(settings))
+
+
+def preflight(settings: Settings) -> bool:
+    """Open every configured server once, so that one that cannot be reached is a clear message."""
+    from entrypoints.container import build_container, components, start, stop
+
+    async def check() -> list[str]:
+        container = build_container(settings)
+        await start(container)
+        problems = []
+        try:
+            for name, component in (await components(container)).items():
+                if component is None:
+                    continue
+                try:
+                    await asyncio.wait_for(component.ping(), 5)
+                except Exception as exc:
+                    problems.append(f"{name}: {exc}")
+        finally:
+            await stop(container)
+        return problems
+
+    try:
+        problems = asyncio.run(check())
+    except Exception as exc:
+        hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
+        print(
+            f"eventcore: cannot start: {type(exc).__name__}: {exc}{hint}".strip(), file=sys.stderr
+        )
+        return False
+    for problem in problems:
+        if problem.startswith("redis:"):
+            # Without Redis eventcore degrades (no cache, no fast path) but serves.
+            print(f"eventcore: warning: {problem}; continuing without it", file=sys.stderr)
+        else:
+            print(f"eventcore: cannot start: {problem}", file=sys.stderr)
+            return False
+    return True
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

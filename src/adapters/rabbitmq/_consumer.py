@@ -279,7 +279,13 @@ class RabbitConsumer:
                 error=describe(exc),
                 exc_info=True,
             )
-            await self._retry_later(channel, group, describe(exc))
+            if len(group) > 1:
+                # One bad batch must not take the good ones of its group along to the retry
+                # queues (and, mixed with new traffic there, fail them again): handle each
+                # alone. Batches already committed are duplicates then, which changes nothing.
+                await self._settle_one_by_one(channel, group, handler)
+            else:
+                await self._retry_later(channel, group, describe(exc))
             return
         self._failures = 0
         tags = [_tag(delivery.message) for delivery in group]
@@ -293,6 +299,27 @@ class RabbitConsumer:
             # Committed but not acked: the broker redelivers and the store ignores the repeat.
             log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
             raise _ConnectionLost("acks could not be sent") from exc
+
+    async def _settle_one_by_one(
+        self, channel: AbstractChannel, group: list[_Delivery], handler: Handler
+    ) -> None:
+        for index, delivery in enumerate(group):
+            try:
+                await handler([delivery.batch])
+            except Unavailable:
+                for rest in group[index:]:
+                    await self._requeue(channel, rest.message)
+                await self._back_off()
+                return
+            except Exception as exc:
+                if not await self._retry_one(channel, delivery.message, describe(exc)):
+                    await self._back_off()
+                continue
+            try:
+                await channel.basic_ack(_tag(delivery.message))
+            except AMQP_FAILURES as exc:
+                log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+                raise _ConnectionLost("acks could not be sent") from exc
 
     async def _retry_later(
         self, channel: AbstractChannel, group: list[_Delivery], error: str

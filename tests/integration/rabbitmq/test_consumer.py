@@ -28,6 +28,7 @@ from adapters.rabbitmq import (
     queue_depth,
 )
 from eventcore.errors import Unavailable
+from eventcore.events import IngestBatch
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +280,25 @@ async def test_consumer_comes_back_when_its_queue_is_deleted(names: QueueNames) 
         await publish(names, 2)
         await recorder.wait_for_batches(2)
     assert [b.events[0].id for b in recorder.batches] == ["b1-e0", "b2-e0"]
+
+
+async def test_one_bad_batch_does_not_take_its_group_to_the_retry_queues(names: QueueNames) -> None:
+    """When a group fails, each batch is tried alone: good ones commit, only the bad one retries."""
+    for number in (1, 2, 3):
+        await publish(names, number)
+    poison = numbered_batch(2)
+    committed: list[IngestBatch] = []
+    groups: list[int] = []
+
+    async def handler(batches: list[IngestBatch]) -> None:
+        groups.append(len(batches))
+        if poison in batches:
+            raise RuntimeError("cannot store this one")
+        committed.extend(batches)
+
+    async with running(RabbitConsumer(AMQP_URL, names), handler, max_wait=0.3):
+        letters = await eventually(lambda: dlq_list(AMQP_URL, names), lambda found: len(found) == 1)
+    assert sorted(committed, key=lambda b: b.events[0].id) == [numbered_batch(1), numbered_batch(3)]
+    assert groups[0] == 3  # they did arrive as one group
+    assert letters[0].attempts == 1 + names.max_retries
+    assert letters[0].events == len(poison.events)

@@ -1,0 +1,118 @@
+"""The SQLite schema as numbered migrations, tracked by ``PRAGMA user_version``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each migration is a list of statements run in one transaction together with the version bump.
+# Never edit a released migration: append a new one.
+#
+# Every tenant table is keyed and indexed by workspace_id first (the Citus distribution column in
+# the PostgreSQL twin). The exceptions are the lookups that find a tenant in the first place:
+# users by email, API keys by hash, and memberships by user (a user's workspaces at sign-in).
+# Times are integer microseconds since the Unix epoch, UTC.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE users (
+            id TEXT NOT NULL PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE workspaces (
+            id TEXT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE memberships (
+            workspace_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (workspace_id, user_id)
+        )""",
+        "CREATE INDEX memberships_by_user ON memberships (user_id, created_at)",
+        """CREATE TABLE projects (
+            workspace_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (workspace_id, id)
+        )""",
+        """CREATE TABLE api_keys (
+            workspace_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER,
+            PRIMARY KEY (workspace_id, id)
+        )""",
+        "CREATE INDEX api_keys_by_project ON api_keys (workspace_id, project_id, created_at)",
+        # seq is the rowid: the insertion order that breaks timestamp ties when paging. SQLite
+        # appends the rowid to every index, so both indexes serve ORDER BY ts DESC, seq DESC.
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            properties TEXT NOT NULL,
+            UNIQUE (workspace_id, project_id, event_id)
+        )""",
+        "CREATE INDEX events_by_time ON events (workspace_id, project_id, ts)",
+        "CREATE INDEX events_by_type_time ON events (workspace_id, project_id, event_type, ts)",
+        """CREATE TABLE counts_minute (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (workspace_id, project_id, bucket, event_type)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE counts_hour (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (workspace_id, project_id, bucket, event_type)
+        ) WITHOUT ROWID""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer eventcore: refuse rather than misread it."""
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the database up to :data:`SCHEMA_VERSION`; returns the version it started at.
+
+    The version is read again inside the write transaction, so two processes opening the same
+    new file at once apply each migration exactly once.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (found,) = connection.execute("PRAGMA user_version").fetchone()
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"The database has schema version {found}; this eventcore knows up to "
+                f"{SCHEMA_VERSION}. Upgrade eventcore to open it."
+            )
+        for statements in MIGRATIONS[found:]:
+            for statement in statements:
+                connection.execute(statement)
+        # PRAGMA takes no parameters; the value is our own integer.
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return int(found)

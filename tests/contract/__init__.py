@@ -1,0 +1,1 @@
+"""Port contract suites: each port's behaviour, written once, run against every implementation."""

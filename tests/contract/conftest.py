@@ -1,0 +1,79 @@
+"""Fixtures that yield each registered implementation of a port (see ``implementations.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventcore.ports import ApiKeyCache, CommittedKeys, QueryCache, RateLimiter, Store
+from tests.contract.implementations import (
+    COMMITTED_KEYS,
+    INGEST_QUEUES,
+    KEY_CACHES,
+    QUERY_CACHES,
+    RATE_LIMITERS,
+    STORES,
+    Implementation,
+    QueueKit,
+    Scratch,
+    StoreKit,
+    Timed,
+)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Scratch:
+    return Scratch(tmp_path, f"eventcore_contract_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=[i.param() for i in STORES])
+async def store_kit(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncIterator[StoreKit]:
+    implementation: Implementation[StoreKit] = request.param
+    async with implementation.open(scratch) as kit:
+        yield kit
+
+
+@pytest.fixture
+def store(store_kit: StoreKit) -> Store:
+    return store_kit.store
+
+
+@pytest.fixture(params=[i.param() for i in KEY_CACHES])
+async def key_cache(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[ApiKeyCache]]:
+    async with request.param.open(scratch) as timed:
+        yield timed
+
+
+@pytest.fixture(params=[i.param() for i in COMMITTED_KEYS])
+async def committed_keys(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[CommittedKeys]:
+    async with request.param.open(scratch) as keys:
+        yield keys
+
+
+@pytest.fixture(params=[i.param() for i in QUERY_CACHES])
+async def query_cache(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[QueryCache]]:
+    async with request.param.open(scratch) as timed:
+        yield timed
+
+
+@pytest.fixture(params=[i.param() for i in RATE_LIMITERS])
+async def rate_limiter(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[RateLimiter]]:
+    async with request.param.open(scratch) as timed:
+        yield timed
+
+
+@pytest.fixture(params=[i.param() for i in INGEST_QUEUES])
+async def ingest_queue(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncIterator[QueueKit]:
+    async with request.param.open(scratch) as kit:
+        yield kit

@@ -1,0 +1,207 @@
+"""The AccountStore contract: users, workspaces, memberships, projects and API keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from eventcore.errors import Conflict
+from eventcore.ports import Store
+from eventcore.tenancy import Membership, Role, User, Workspace
+from tests.contract.support import (
+    T0,
+    api_key,
+    at,
+    is_utc,
+    membership,
+    new_id,
+    project,
+    user,
+    workspace,
+)
+
+
+async def signup(store: Store, email: str | None = None) -> tuple[User, Workspace, Membership]:
+    owner_user, owned = user(email), workspace()
+    owner = membership(owned.id, owner_user.id, Role.OWNER)
+    await store.create_signup(owner_user, owned, owner)
+    return owner_user, owned, owner
+
+
+async def test_signup_stores_the_user_and_their_ownership(store: Store) -> None:
+    """A signup stores the user, findable by id and email, as owner of the new workspace."""
+    new_user, new_workspace, owner = await signup(store, "ada@example.com")
+
+    assert await store.get_user(new_user.id) == new_user
+    assert await store.get_user_by_email("ada@example.com") == new_user
+    assert await store.get_membership(new_workspace.id, new_user.id) == owner
+    assert await store.list_memberships(new_user.id) == [owner]
+
+
+async def test_signup_with_a_taken_email_conflicts_and_stores_nothing(store: Store) -> None:
+    """A second signup with the same email raises email_taken and leaves no trace."""
+    first, _, _ = await signup(store, "ada@example.com")
+    second, second_workspace = user("ada@example.com"), workspace()
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_signup(
+            second, second_workspace, membership(second_workspace.id, second.id, Role.OWNER)
+        )
+
+    assert raised.value.code == "email_taken"
+    assert await store.get_user(second.id) is None
+    assert await store.get_membership(second_workspace.id, second.id) is None
+    assert await store.list_memberships(second.id) == []
+    assert await store.get_user_by_email("ada@example.com") == first
+
+
+async def test_unknown_records_are_none_or_empty(store: Store) -> None:
+    """Lookups of things never stored answer None or an empty list."""
+    assert await store.get_user("nobody") is None
+    assert await store.get_user_by_email("nobody@example.com") is None
+    assert await store.get_membership("ws", "nobody") is None
+    assert await store.list_memberships("nobody") == []
+    assert await store.get_project("ws", "prj") is None
+    assert await store.list_projects("ws") == []
+    assert await store.list_api_keys("ws", "prj") == []
+    assert await store.find_api_key("0" * 64) is None
+
+
+async def test_memberships_are_listed_oldest_first(store: Store) -> None:
+    """A user's memberships across workspaces come back ordered by when they were made."""
+    member, _, owner = await signup(store)
+    later = membership(new_id("ws"), member.id, Role.ADMIN, owner.created_at + timedelta(hours=2))
+    earlier = membership(
+        new_id("ws"), member.id, Role.VIEWER, owner.created_at - timedelta(hours=1)
+    )
+    await store.add_membership(later)
+    await store.add_membership(earlier)
+
+    assert await store.list_memberships(member.id) == [earlier, owner, later]
+    assert await store.get_membership(later.workspace_id, member.id) == later
+
+
+async def test_adding_a_member_twice_conflicts_and_keeps_the_first(store: Store) -> None:
+    """A second membership of the same user in the same workspace raises already_member."""
+    owner_user, owned, owner = await signup(store)
+
+    with pytest.raises(Conflict) as raised:
+        await store.add_membership(membership(owned.id, owner_user.id, Role.VIEWER, at(5)))
+
+    assert raised.value.code == "already_member"
+    assert await store.get_membership(owned.id, owner_user.id) == owner
+    assert await store.list_memberships(owner_user.id) == [owner]
+
+
+async def test_a_membership_belongs_to_its_workspace_only(store: Store) -> None:
+    """A member of workspace A is not a member of workspace B."""
+    member, _, _ = await signup(store)
+    _, other_workspace, _ = await signup(store)
+
+    assert await store.get_membership(other_workspace.id, member.id) is None
+
+
+async def test_projects_are_listed_oldest_first_within_their_workspace(store: Store) -> None:
+    """list_projects returns the workspace's projects by creation time and no other's."""
+    mine, theirs = new_id("ws"), new_id("ws")
+    second = project(mine, at(10), "second")
+    first = project(mine, at(0), "first")
+    foreign = project(theirs, at(5), "foreign")
+    for p in (second, foreign, first):
+        await store.create_project(p)
+
+    assert await store.list_projects(mine) == [first, second]
+    assert await store.list_projects(theirs) == [foreign]
+    assert await store.get_project(mine, first.id) == first
+
+
+async def test_a_project_is_invisible_from_another_workspace(store: Store) -> None:
+    """get_project with another workspace's id answers None."""
+    owned = project(new_id("ws"))
+    await store.create_project(owned)
+
+    assert await store.get_project(new_id("ws"), owned.id) is None
+
+
+async def test_api_keys_are_found_by_hash_and_listed_per_project(store: Store) -> None:
+    """A key is found by its hash and listed, oldest first, under its own project only."""
+    web = project(new_id("ws"))
+    mobile = project(web.workspace_id, name="Mobile")
+    newer, older, other = api_key(web, at(3)), api_key(web, at(1)), api_key(mobile, at(2))
+    for key in (newer, older, other):
+        await store.create_api_key(key)
+
+    assert await store.find_api_key(newer.key_hash) == newer
+    assert await store.list_api_keys(web.workspace_id, web.id) == [older, newer]
+    assert await store.list_api_keys(web.workspace_id, mobile.id) == [other]
+
+
+async def test_api_keys_are_invisible_from_another_workspace(store: Store) -> None:
+    """Listing or revoking a key with another workspace's id finds nothing and changes nothing."""
+    web = project(new_id("ws"))
+    key = api_key(web)
+    await store.create_api_key(key)
+    intruder = new_id("ws")
+
+    assert await store.list_api_keys(intruder, web.id) == []
+    assert await store.revoke_api_key(intruder, key.id, at(1)) is None
+    assert await store.find_api_key(key.key_hash) == key
+
+
+async def test_revoking_a_key_keeps_the_first_revocation_time(store: Store) -> None:
+    """Revocation marks the key once; revoking again returns the first time unchanged."""
+    web = project(new_id("ws"))
+    key = api_key(web)
+    await store.create_api_key(key)
+
+    first = await store.revoke_api_key(web.workspace_id, key.id, at(1))
+    again = await store.revoke_api_key(web.workspace_id, key.id, at(2))
+
+    assert first is not None
+    assert first.revoked_at == at(1)
+    assert first.id == key.id
+    assert first.key_hash == key.key_hash
+    assert again == first
+    assert await store.find_api_key(key.key_hash) == first
+    assert await store.list_api_keys(web.workspace_id, web.id) == [first]
+
+
+async def test_revoking_an_unknown_key_returns_none(store: Store) -> None:
+    """revoke_api_key of a key that does not exist answers None."""
+    assert await store.revoke_api_key(new_id("ws"), "no-such-key", at(1)) is None
+
+
+async def test_times_come_back_exact_and_in_utc(store: Store) -> None:
+    """Stored times keep their microseconds and come back timezone-aware UTC."""
+    moment = T0 + timedelta(microseconds=123_457)
+    new_user, new_workspace = user(created_at=moment), workspace(moment)
+    await store.create_signup(
+        new_user, new_workspace, membership(new_workspace.id, new_user.id, Role.OWNER, moment)
+    )
+    web = project(new_workspace.id, moment)
+    await store.create_project(web)
+    key = api_key(web, moment)
+    await store.create_api_key(key)
+    revoked = await store.revoke_api_key(
+        web.workspace_id, key.id, moment + timedelta(microseconds=1)
+    )
+
+    found_user = await store.get_user(new_user.id)
+    found_membership = await store.get_membership(new_workspace.id, new_user.id)
+    found_project = await store.get_project(web.workspace_id, web.id)
+    assert found_user is not None
+    assert found_membership is not None
+    assert found_project is not None
+    assert revoked is not None
+    assert revoked.revoked_at is not None
+    for stamp in (
+        found_user.created_at,
+        found_membership.created_at,
+        found_project.created_at,
+        revoked.created_at,
+    ):
+        assert stamp == moment
+        assert is_utc(stamp)
+    assert revoked.revoked_at == moment + timedelta(microseconds=1)
+    assert is_utc(revoked.revoked_at)

@@ -1,0 +1,108 @@
+"""EventStore properties: any history of appends and repairs leaves a store equal to the model."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from msgspec import Raw
+
+from eventcore.aggregation import Granularity
+from eventcore.events import Event, IngestBatch
+from tests.contract.implementations import STORES, Implementation, Scratch, StoreKit
+from tests.contract.support import T0, Model, assert_matches_model
+
+WORKSPACES = ("ws-a", "ws-b")
+PROJECTS = ("prj-1", "prj-2")
+TYPES = ("view", "click", "buy")
+IDS = tuple("abcdefghij")
+# Bucket edges and shared instants: ties in (timestamp) and events either side of a boundary.
+EDGES = (
+    T0,
+    T0 + timedelta(microseconds=1),
+    T0 + timedelta(minutes=1) - timedelta(microseconds=1),
+    T0 + timedelta(hours=1) - timedelta(microseconds=1),
+    T0 + timedelta(hours=1),
+    T0 + timedelta(hours=2, seconds=30),
+)
+
+moments = st.one_of(
+    st.sampled_from(EDGES),
+    st.integers(0, 3 * 3600 * 1_000_000 - 1).map(lambda us: T0 + timedelta(microseconds=us)),
+)
+events = st.builds(
+    Event,
+    id=st.sampled_from(IDS),
+    type=st.sampled_from(TYPES),
+    timestamp=moments,
+    properties=st.integers(0, 99).map(lambda n: Raw(b'{"n":%d}' % n)),
+)
+batches = st.builds(
+    IngestBatch,
+    workspace_id=st.sampled_from(WORKSPACES),
+    project_id=st.sampled_from(PROJECTS),
+    received_at=moments,
+    events=st.lists(events, max_size=6),
+)
+
+
+@dataclass(frozen=True)
+class Append:
+    batches: list[IngestBatch]
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    workspace_id: str | None
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Append | Rebuild]:
+    """Appends drawn from a small pool of batches, so redeliveries and resends are common."""
+    pool = draw(st.lists(batches, min_size=1, max_size=5))
+    appends = st.lists(st.sampled_from(pool), min_size=1, max_size=4).map(Append)
+    rebuilds = st.sampled_from((None, *WORKSPACES)).map(Rebuild)
+    return draw(st.lists(st.one_of(appends, rebuilds), min_size=1, max_size=6))
+
+
+def windows() -> st.SearchStrategy[tuple[datetime, datetime]]:
+    return st.tuples(moments, moments).map(lambda pair: (min(pair), max(pair)))
+
+
+@pytest.mark.parametrize("implementation", [i.param() for i in STORES])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), window=windows())
+async def test_any_history_leaves_the_store_equal_to_the_model(
+    implementation: Implementation[StoreKit],
+    tmp_path_factory: pytest.TempPathFactory,
+    history: list[Append | Rebuild],
+    window: tuple[datetime, datetime],
+) -> None:
+    """Every append reports what the model reports, and every query answers what it answers."""
+    scratch = Scratch(tmp_path_factory.mktemp("store"), f"prop_{uuid.uuid4().hex[:12]}")
+    model = Model()
+    async with implementation.open(scratch) as kit:
+        store = kit.store
+        for step in history:
+            if isinstance(step, Append):
+                assert await store.append(step.batches) == model.append(step.batches)
+            else:
+                assert await store.rebuild_counts(step.workspace_id) == model.count_in(
+                    step.workspace_id
+                )
+
+        tenants = [(ws, prj) for ws in WORKSPACES for prj in PROJECTS]
+        await assert_matches_model(store, model, tenants, TYPES, page_size=2)
+        start, end = window
+        for ws, prj in tenants:
+            for grain in (Granularity.MINUTE, Granularity.HOUR):
+                assert await store.count_series(ws, prj, grain, start, end) == model.series(
+                    ws, prj, grain, start, end
+                )
+            assert await store.event_type_totals(ws, prj, start, end) == model.totals(
+                ws, prj, start, end
+            )

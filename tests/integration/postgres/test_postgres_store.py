@@ -1,0 +1,361 @@
+"""PostgresStore on a real server: exactly-once appends, exact counts, paging, tenant walls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from msgspec import Raw
+from tests.integration.postgres.conftest import T0, Tenant, seed_tenant
+from tests.support.postgres import (
+    owner_connection,
+    recount_from_events,
+    stored_counts,
+    truncate_tables,
+)
+
+from adapters.memory import MemoryStore
+from adapters.postgres import PostgresStore
+from eventcore.aggregation import CountKey, Granularity
+from eventcore.errors import Conflict, Unavailable
+from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
+from eventcore.ports import AppendResult
+from eventcore.tenancy import Membership, Role, User, Workspace
+
+pytestmark = pytest.mark.integration
+
+EVERYTHING = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def event(event_id: str, event_type: str = "page_view", minutes: float = 0) -> Event:
+    return Event(
+        event_id,
+        event_type,
+        T0 + timedelta(minutes=minutes),
+        Raw(b'{"id":"%s"}' % event_id.encode()),
+    )
+
+
+def batch(workspace_id: str, project_id: str, *events: Event) -> IngestBatch:
+    return IngestBatch(workspace_id, project_id, T0 + timedelta(hours=1), list(events))
+
+
+def ids(events: list[StoredEvent]) -> list[str]:
+    return [e.id for e in events]
+
+
+async def test_mixed_workspace_appends_store_each_event_once(store: PostgresStore) -> None:
+    """One append over several workspaces stores each (workspace, project, id) once, like memory."""
+    calls = [
+        [
+            batch("ws-a", "web", event("e1"), event("e2"), event("e1")),
+            batch("ws-b", "web", event("e1"), event("e2")),
+            batch("ws-a", "app", event("e1")),
+            batch("ws-a", "web", event("e2"), event("e3")),
+        ],
+        [batch("ws-b", "web", event("e2"), event("e4")), batch("ws-a", "web", event("e3"))],
+    ]
+    memory = MemoryStore()
+
+    for call in calls:
+        assert await store.append(call) == await memory.append(call)
+    for call in calls:  # a redelivery of everything
+        assert await store.append(call) == AppendResult(0, sum(len(b.events) for b in call))
+
+    for workspace_id, project_id in (("ws-a", "web"), ("ws-a", "app"), ("ws-b", "web")):
+        listed = await store.list_events(workspace_id, project_id, limit=100)
+        expected = await memory.list_events(workspace_id, project_id, limit=100)
+        assert ids(listed) == ids(expected)
+
+
+async def test_the_first_of_equal_ids_in_one_append_is_the_one_kept(store: PostgresStore) -> None:
+    """Two events with one id in a single append: the first is stored and counted, once."""
+    first = Event("e1", "signup", T0, Raw(b'{"v": 1}'))
+    second = Event("e1", "click", T0 + timedelta(minutes=5), Raw(b'{"v": 2}'))
+
+    assert await store.append([batch("ws-a", "web", first), batch("ws-a", "web", second)]) == (
+        AppendResult(1, 1)
+    )
+
+    [stored] = await store.list_events("ws-a", "web", limit=10)
+    assert (stored.type, stored.timestamp, msgspec.json.decode(stored.properties)) == (
+        "signup",
+        T0,
+        {"v": 1},
+    )
+    series = await store.count_series("ws-a", "web", Granularity.HOUR, *EVERYTHING)
+    assert [(p.event_type, p.count) for p in series] == [("signup", 1)]
+
+
+async def test_properties_come_back_as_the_same_json_without_parsing(store: PostgresStore) -> None:
+    """Stored properties are returned as JSON text in a Raw that decodes to what was sent."""
+    sent = '{"plan":"pro","n":[1,2.5,null],"nested":{"a":true},"unicode":"żółw 🐢"}'.encode()
+    await store.append([batch("ws-a", "web", Event("e1", "signup", T0, Raw(sent)))])
+
+    [stored] = await store.list_events("ws-a", "web", limit=1)
+
+    assert isinstance(stored.properties, Raw)
+    assert msgspec.json.decode(stored.properties) == msgspec.json.decode(sent)
+    assert stored.timestamp.utcoffset() == timedelta(0)
+
+
+EVENTS = st.builds(
+    event,
+    st.sampled_from([f"e{n}" for n in range(8)]),
+    st.sampled_from(["page_view", "Click", "click", "ärger"]),
+    st.integers(-90, 150).map(lambda m: m / 2),  # half-minutes around two hour boundaries
+)
+BATCHES = st.builds(
+    lambda workspace_id, project_id, events: batch(workspace_id, project_id, *events),
+    st.sampled_from(["ws-a", "ws-b", "ws-c"]),
+    st.sampled_from(["web", "app"]),
+    st.lists(EVENTS, max_size=6),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(calls=st.lists(st.lists(BATCHES, min_size=1, max_size=4), min_size=1, max_size=3))
+async def test_counts_are_exact_against_a_recount_by_sql(
+    postgres_dsn: str, store: PostgresStore, calls: list[list[IngestBatch]]
+) -> None:
+    """After any appends, both count tables equal a SQL recount of the events, and memory's answers."""
+    await truncate_tables(postgres_dsn)
+    memory = MemoryStore()
+
+    for call in calls:
+        assert await store.append(call) == await memory.append(call)
+
+    counts = await stored_counts(postgres_dsn)
+    assert counts == await recount_from_events(postgres_dsn)
+    assert counts == +memory.counts
+    for workspace_id in ("ws-a", "ws-b", "ws-c"):
+        for project_id in ("web", "app"):
+            for grain in (Granularity.MINUTE, Granularity.HOUR):
+                assert await store.count_series(
+                    workspace_id, project_id, grain, *EVERYTHING
+                ) == await memory.count_series(workspace_id, project_id, grain, *EVERYTHING)
+            assert await store.event_type_totals(
+                workspace_id, project_id, *EVERYTHING
+            ) == await memory.event_type_totals(workspace_id, project_id, *EVERYTHING)
+
+
+async def test_concurrent_overlapping_appends_neither_deadlock_nor_double_count(
+    postgres_dsn: str,
+) -> None:
+    """Writers appending the same events in opposite orders, with a rebuild among them, stay exact."""
+    await truncate_tables(postgres_dsn)
+    # Enough rows per statement that the writers' inserts overlap in time: inserting in arrival
+    # order instead of key order deadlocks here on most runs.
+    EACH = 500
+    events = [event(f"e{n}", ("a", "b")[n % 2], minutes=n) for n in range(EACH)]
+    batches = [batch(workspace_id, "web", *events) for workspace_id in ("ws-a", "ws-b", "ws-c")]
+    forwards = batches + [batch(b.workspace_id, "app", *b.events) for b in batches]
+    backwards = [
+        batch(b.workspace_id, b.project_id, *reversed(b.events)) for b in reversed(forwards)
+    ]
+    async with await PostgresStore.open(postgres_dsn, max_size=5) as store:
+        for _ in range(5):
+            results = await asyncio.gather(
+                *(store.append(forwards if n % 2 else backwards) for n in range(4)),
+                store.rebuild_counts(),
+            )
+            appended = [r for r in results if isinstance(r, AppendResult)]
+            assert sum(r.inserted for r in appended) in (0, 6 * EACH)
+            assert all(r.inserted + r.duplicates == 6 * EACH for r in appended)
+
+    assert await stored_counts(postgres_dsn) == await recount_from_events(postgres_dsn)
+    async with owner_connection(postgres_dsn) as owner:
+        cursor = await owner.execute("SELECT count(*) FROM eventcore.events")
+        assert await cursor.fetchone() == (6 * EACH,)
+
+
+async def test_paging_with_the_cursor_walks_every_event_once_newest_first(
+    store: PostgresStore,
+) -> None:
+    """Pages of three, each strictly older than the last, list every event once, ties by arrival."""
+    # Four timestamps for ten events: many ties, broken by insertion order (newest first).
+    events = [event(f"e{n}", ("a", "b")[n % 2], minutes=n % 4) for n in range(10)]
+    memory = MemoryStore()
+    for chunk in (events[:4], events[4:]):
+        await store.append([batch("ws-a", "web", *chunk)])
+        await memory.append([batch("ws-a", "web", *chunk)])
+
+    for event_type in (None, "a"):
+        pages: list[list[StoredEvent]] = []
+        cursor: EventCursor | None = None
+        while not pages or len(pages[-1]) == 3:
+            page = await store.list_events(
+                "ws-a", "web", limit=3, event_type=event_type, before=cursor
+            )
+            pages.append(page)
+            if page:
+                cursor = EventCursor.decode(EventCursor.after(page[-1]).encode())
+        walked = [e for page in pages for e in page]
+        expected = await memory.list_events("ws-a", "web", limit=100, event_type=event_type)
+        assert ids(walked) == ids(expected)
+        keys = [(e.timestamp, e.seq) for e in walked]
+        assert keys == sorted(set(keys), reverse=True)
+
+
+async def test_another_workspaces_ids_answer_none(
+    store: PostgresStore, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """Asked with workspace B, A's project, key, member and events are not there."""
+    acme, globex = two_tenants
+    b = globex.workspace_id
+
+    assert await store.get_project(b, acme.project.id) is None
+    assert await store.get_membership(b, acme.user.id) is None
+    assert await store.revoke_api_key(b, acme.key.id, T0) is None
+    assert await store.list_api_keys(b, acme.project.id) == []
+    assert await store.list_events(b, acme.project.id, limit=10) == []
+    assert await store.count_series(b, acme.project.id, Granularity.MINUTE, *EVERYTHING) == []
+    assert await store.event_type_totals(b, acme.project.id, *EVERYTHING) == []
+    # Nothing was touched: A's key is still live.
+    assert await store.find_api_key(acme.key.key_hash) == acme.key
+    assert await store.get_project(acme.workspace_id, acme.project.id) == acme.project
+
+
+async def test_account_conflicts_carry_the_reference_codes(
+    store: PostgresStore, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A taken email is email_taken, a second membership already_member, and nothing half-stored."""
+    acme, _ = two_tenants
+    intruder = User("user-x", acme.user.email, "h", T0)
+    late_workspace = Workspace("ws-x", "X", T0)
+
+    with pytest.raises(Conflict) as taken:
+        await store.create_signup(
+            intruder, late_workspace, Membership("ws-x", "user-x", Role.OWNER, T0)
+        )
+    with pytest.raises(Conflict) as member:
+        await store.add_membership(Membership(acme.workspace_id, acme.user.id, Role.VIEWER, T0))
+
+    assert (taken.value.code, member.value.code) == ("email_taken", "already_member")
+    assert await store.get_user("user-x") is None
+    assert await store.get_membership("ws-x", "user-x") is None
+    assert (await store.get_membership(acme.workspace_id, acme.user.id)) == Membership(
+        acme.workspace_id, acme.user.id, Role.OWNER, T0
+    )
+
+
+async def test_memberships_list_oldest_first_ties_in_arrival_order(
+    store: PostgresStore, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A user's memberships across workspaces come oldest first, equal times as they were added."""
+    acme, _ = two_tenants
+    later = T0 + timedelta(days=1)
+    for workspace_id, created in (("ws-z", later), ("ws-m", later), ("ws-a0", T0)):
+        await store.add_membership(Membership(workspace_id, acme.user.id, Role.VIEWER, created))
+
+    memberships = await store.list_memberships(acme.user.id)
+
+    assert [m.workspace_id for m in memberships] == [acme.workspace_id, "ws-a0", "ws-z", "ws-m"]
+
+
+async def test_revoking_a_key_keeps_the_first_time(
+    store: PostgresStore, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A key revoked twice keeps its first revocation time, and the lookup by hash sees it."""
+    acme, _ = two_tenants
+    first = await store.revoke_api_key(acme.workspace_id, acme.key.id, T0 + timedelta(hours=1))
+    second = await store.revoke_api_key(acme.workspace_id, acme.key.id, T0 + timedelta(hours=2))
+
+    assert first == second == msgspec.structs.replace(acme.key, revoked_at=T0 + timedelta(hours=1))
+    assert await store.find_api_key(acme.key.key_hash) == first
+
+
+async def test_rebuild_restores_damaged_counts(postgres_dsn: str, store: PostgresStore) -> None:
+    """Rebuilding recomputes counts from events: one workspace alone, or every workspace."""
+    await store.append(
+        [
+            batch("ws-a", "web", *(event(f"e{n}", minutes=n * 7) for n in range(20))),
+            batch("ws-b", "web", *(event(f"e{n}", "click", minutes=n) for n in range(5))),
+        ]
+    )
+    exact = await recount_from_events(postgres_dsn)
+    async with owner_connection(postgres_dsn) as owner:
+        await owner.execute("UPDATE eventcore.counts_minute SET count = count + 5")
+        await owner.execute("DELETE FROM eventcore.counts_hour WHERE workspace_id = 'ws-b'")
+        await owner.execute(
+            "INSERT INTO eventcore.counts_hour VALUES ('ws-gone', 'web', %s, 'x', 3)", (T0,)
+        )
+
+    assert await store.rebuild_counts("ws-a") == 20
+    damaged = await stored_counts(postgres_dsn)
+    assert {k: v for k, v in damaged.items() if k.workspace_id == "ws-a"} == {
+        k: v for k, v in exact.items() if k.workspace_id == "ws-a"
+    }
+    assert damaged != exact
+
+    assert await store.rebuild_counts() == 25
+    assert await stored_counts(postgres_dsn) == exact
+
+
+async def test_buckets_are_utc_whatever_the_server_time_zone(postgres_dsn: str) -> None:
+    """With the database's time zone set to +05:30, buckets still start on UTC minutes and hours."""
+    async with owner_connection(postgres_dsn) as owner:
+        database = (await (await owner.execute("SELECT current_database()")).fetchone() or [""])[0]
+    odd_zone = postgres_dsn + "?options=-c%20TimeZone%3DAsia/Kolkata"
+    await truncate_tables(postgres_dsn)
+    async with await PostgresStore.open(odd_zone, max_size=1) as store:
+        moment = datetime(2026, 3, 1, 12, 44, 30, tzinfo=UTC)
+        await store.append([batch("ws-a", "web", Event("e1", "t", moment, Raw(b"{}")))])
+        hours = await store.count_series("ws-a", "web", Granularity.HOUR, *EVERYTHING)
+        [stored] = await store.list_events("ws-a", "web", limit=1)
+
+    assert database.startswith("eventcore_test_")
+    assert hours[0].bucket == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert hours[0].bucket.utcoffset() == stored.timestamp.utcoffset() == timedelta(0)
+    assert await stored_counts(postgres_dsn) == Counter(
+        {
+            CountKey(
+                "ws-a", "web", Granularity.MINUTE, datetime(2026, 3, 1, 12, 44, tzinfo=UTC), "t"
+            ): 1,
+            CountKey("ws-a", "web", Granularity.HOUR, datetime(2026, 3, 1, 12, tzinfo=UTC), "t"): 1,
+        }
+    )
+
+
+async def test_ping_answers_and_a_dropped_connection_is_unavailable(
+    postgres_dsn: str, store: PostgresStore
+) -> None:
+    """ping returns while the server answers; a connection the server killed raises Unavailable."""
+    await store.ping()
+    async with owner_connection(postgres_dsn) as owner:
+        await owner.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+    with pytest.raises(Unavailable) as failure:
+        await store.ping()
+
+    assert failure.value.code == "database_unavailable"
+    await store.ping()  # the pool replaced the dead connection
+
+
+async def test_the_store_opens_only_where_it_can_work(postgres_dsn: str) -> None:
+    """Opening with a role that does not exist fails at once with the database's reason."""
+    with pytest.raises(psycopg.Error, match="no_such_role"):
+        await PostgresStore.open(postgres_dsn, app_role="no_such_role")
+
+
+async def test_seeded_tenants_are_complete(store: PostgresStore) -> None:
+    """The seed used by these tests puts one row of each kind in place for its workspace."""
+    tenant = await seed_tenant(store, "initech")
+
+    assert await store.get_user_by_email("initech@example.com") == tenant.user
+    assert await store.list_projects(tenant.workspace_id) == [tenant.project]
+    assert await store.list_api_keys(tenant.workspace_id, tenant.project.id) == [tenant.key]
+    assert len(await store.list_events(tenant.workspace_id, tenant.project.id, limit=5)) == 2
