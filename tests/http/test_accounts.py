@@ -1,4 +1,4 @@
-"""Sign-up, login, projects, API keys and members over HTTP, as API.md describes them."""
+"""Sign-up, login, projects, API keys and members over HTTP, as the public contract describes them."""
 
 from __future__ import annotations
 

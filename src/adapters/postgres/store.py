@@ -57,7 +57,7 @@ stored AS (
     INSERT INTO eventcore.events AS e
         (workspace_id, project_id, event_id, seq, event_time, received_at, type, properties)
     SELECT %(workspace_id)s::text, project_id, event_id, seq, event_time, received_at, type,
-           properties::jsonb
+           properties::json
     FROM incoming
     ORDER BY project_id COLLATE "C", event_id COLLATE "C", position
     ON CONFLICT DO NOTHING
@@ -174,16 +174,16 @@ ORDER BY total DESC, event_type
 """
 
 
-class _RawJsonbBinaryLoader(Loader):
-    """jsonb straight to msgspec.Raw: its binary form is a version byte, then the JSON text."""
+class _RawJsonBinaryLoader(Loader):
+    """json straight to msgspec.Raw: its binary form is the client's JSON text itself."""
 
     format = Format.BINARY
 
     def load(self, data: Buffer) -> Raw:
-        return Raw(bytes(data[1:]))
+        return Raw(bytes(data))
 
 
-class _RawJsonbTextLoader(Loader):
+class _RawJsonTextLoader(Loader):
     format = Format.TEXT
 
     def load(self, data: Buffer) -> Raw:
@@ -231,8 +231,8 @@ class PostgresStore:
         ).format(session)
 
         async def configure(conn: Connection) -> None:
-            conn.adapters.register_loader("jsonb", _RawJsonbBinaryLoader)
-            conn.adapters.register_loader("jsonb", _RawJsonbTextLoader)
+            conn.adapters.register_loader("json", _RawJsonBinaryLoader)
+            conn.adapters.register_loader("json", _RawJsonTextLoader)
             await conn.execute(session)
 
         async def reset_session(conn: Connection) -> None:

@@ -63,7 +63,9 @@ CREATE TABLE eventcore.events (
     event_time   timestamptz NOT NULL,
     received_at  timestamptz NOT NULL,
     type         text COLLATE "C" NOT NULL,
-    properties   jsonb NOT NULL,
+    -- json, not jsonb: the client's own text is kept as sent (jsonb would rewrite it, and can
+    -- expand a short number like 1e100000 into 100,000 digits).
+    properties   json NOT NULL,
     PRIMARY KEY (workspace_id, project_id, event_id)
 );
 ALTER SEQUENCE eventcore.event_seq OWNED BY eventcore.events.seq;
