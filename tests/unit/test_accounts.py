@@ -278,7 +278,7 @@ async def test_permissions_matrix(app: App, tenant: Tenant, role: Role, action: 
 
 
 def test_the_matrix_covers_every_role_and_the_documented_rules() -> None:
-    """The table above says what API.md says: owner everything, admin no members, viewer reads."""
+    """The table above is the documented one: owner everything, admin no members, viewer reads."""
     assert ALLOWED[Role.OWNER] > ALLOWED[Role.ADMIN] > ALLOWED[Role.VIEWER]
     assert set(ALLOWED) == set(Role)
 
