@@ -107,16 +107,20 @@ def query_cache(redis: Any, clock: Clock) -> QueryCache:
     return cache
 
 
-def rate_limiter(redis: Any, clock: Clock, settings: Settings) -> RateLimiter:
-    rate = settings.rate_limit_events_per_second
+def rate_limiter(redis: Any, clock: Clock, rate: float, burst: float) -> RateLimiter:
+    """A limiter of ``rate`` per second (0: none), shared through Redis when there is one."""
     if rate == 0:
         return UnlimitedRateLimiter()
     if redis is None:
-        return MemoryRateLimiter(clock, rate, settings.burst)
+        return MemoryRateLimiter(clock, rate, burst)
     from adapters.redis import RedisRateLimiter
 
-    limiter: RateLimiter = RedisRateLimiter(redis, rate, settings.burst)
+    limiter: RateLimiter = RedisRateLimiter(redis, rate, burst)
     return limiter
+
+
+def per_minute(attempts: float) -> float:
+    return attempts / 60
 
 
 class Gateways(containers.DeclarativeContainer):
@@ -130,7 +134,27 @@ class Gateways(containers.DeclarativeContainer):
     key_cache = providers.Singleton(key_cache, redis, clock)
     committed = providers.Singleton(committed_keys, redis)
     query_cache = providers.Singleton(query_cache, redis, clock)
-    limiter = providers.Singleton(rate_limiter, redis, clock, settings)
+    limiter = providers.Singleton(
+        rate_limiter,
+        redis,
+        clock,
+        settings.provided.rate_limit_events_per_second,
+        settings.provided.burst,
+    )
+    login_limiter = providers.Singleton(
+        rate_limiter,
+        redis,
+        clock,
+        providers.Callable(per_minute, settings.provided.login_attempts_per_minute),
+        settings.provided.login_attempts_per_minute,
+    )
+    address_limiter = providers.Singleton(
+        rate_limiter,
+        redis,
+        clock,
+        providers.Callable(per_minute, settings.provided.login_attempts_per_minute_per_address),
+        settings.provided.login_attempts_per_minute_per_address,
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -157,6 +181,8 @@ class Container(containers.DeclarativeContainer):
         queue=gateways.queue,
         limits=settings.provided.limits,
         cache_ttl=settings.provided.analytics_cache_seconds,
+        login_limiter=gateways.login_limiter,
+        address_limiter=gateways.address_limiter,
     )
 
 

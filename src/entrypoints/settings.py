@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_lifetime_seconds: int = 3600
     rate_limit_events_per_second: float = 10_000.0
     rate_limit_burst: float = 0.0
+    login_attempts_per_minute: float = 10.0
+    login_attempts_per_minute_per_address: float = 60.0
     max_batch_events: int = 1000
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 1024 * 1024

@@ -45,12 +45,26 @@ def build_platform(
     queue: IngestQueue | None = None,
     limits: EventLimits | None = None,
     cache_ttl: float = 300.0,
+    login_limiter: RateLimiter | None = None,
+    address_limiter: RateLimiter | None = None,
 ) -> Platform:
-    """Wire the use cases. Without a queue, batches are committed as they are published."""
+    """Wire the use cases. Without a queue, batches are committed as they are published.
+
+    ``login_limiter`` and ``address_limiter`` throttle login attempts per account and per client
+    address; without them logins are not throttled.
+    """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
     return Platform(
-        accounts=Accounts(store, hasher, tokens, clock, key_cache),
+        accounts=Accounts(
+            store,
+            hasher,
+            tokens,
+            clock,
+            key_cache,
+            login_limiter=login_limiter,
+            address_limiter=address_limiter,
+        ),
         keys=keys,
         ingestor=Ingestor(keys, queue or InlineQueue(processor), limiter, committed, clock, limits),
         processor=processor,

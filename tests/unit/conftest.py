@@ -144,6 +144,8 @@ def build_app(
     committed: MemoryCommittedKeys | None = None,
     limits: EventLimits | None = None,
     now: datetime = NOW,
+    login_limiter: RateLimiter | None = None,
+    address_limiter: RateLimiter | None = None,
 ) -> App:
     """The application over in-memory adapters; pass an adapter to swap it for one test.
 
@@ -172,6 +174,8 @@ def build_app(
         query_cache=query_cache,
         queue=queue,
         limits=limits,
+        login_limiter=login_limiter,
+        address_limiter=address_limiter,
     )
     return App(platform, memory, clock, tokens, key_cache, committed, query_cache, limiter, queue)
 

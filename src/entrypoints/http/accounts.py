@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, post
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromPath, JSONBody
@@ -46,9 +48,17 @@ class AuthController(Controller):
 
     @post("/login", status_code=HTTP_200_OK, summary="Get an access token")
     async def login(
-        self, data: JSONBody[LoginRequest], platform: NamedDependency[Platform]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginRequest],
+        platform: NamedDependency[Platform],
     ) -> LoginResponse:
-        token = await platform.accounts.login(data.email, data.password, data.workspace_id)
+        token = await platform.accounts.login(
+            data.email,
+            data.password,
+            data.workspace_id,
+            client_address=request.client.host if request.client else None,
+        )
         return LoginResponse(token.access_token, token.expires_in)
 
 

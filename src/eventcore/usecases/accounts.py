@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import uuid
 
 import msgspec
 
-from eventcore.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
-from eventcore.ports import AccountStore, ApiKeyCache, Clock, PasswordHasher, TokenCodec
+from eventcore.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
+from eventcore.ports import (
+    AccountStore,
+    ApiKeyCache,
+    Clock,
+    PasswordHasher,
+    RateLimiter,
+    TokenCodec,
+)
 from eventcore.tenancy import (
     ApiKey,
     Membership,
@@ -51,6 +65,11 @@ class IssuedApiKey(msgspec.Struct, frozen=True):
     secret: str
 
 
+def _digest(value: str) -> str:
+    # Throttle keys never hold an email or an address in the clear.
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -78,12 +97,18 @@ class Accounts:
         tokens: TokenCodec,
         clock: Clock,
         key_cache: ApiKeyCache,
+        *,
+        login_limiter: RateLimiter | None = None,
+        address_limiter: RateLimiter | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
         self._clock = clock
         self._key_cache = key_cache
+        self._login_limiter = login_limiter
+        self._address_limiter = address_limiter
+        self._dummy_hash: str | None = None
 
     async def signup(self, email: str, password: str, workspace_name: str) -> SignupResult:
         email = normalise_email(email)
@@ -106,9 +131,23 @@ class Accounts:
         return SignupResult(user.id, workspace.id, token, expires_in)
 
     async def login(
-        self, email: str, password: str, workspace_id: str | None = None
+        self,
+        email: str,
+        password: str,
+        workspace_id: str | None = None,
+        *,
+        client_address: str | None = None,
     ) -> AccessToken:
-        user = await self._store.get_user_by_email(normalise_email(email))
+        """An access token, after the attempt passes the per-account and per-address throttles."""
+        email = normalise_email(email)
+        await self._throttle(email, client_address)
+        user = await self._store.get_user_by_email(email)
+        if user is None:
+            # Verify against a dummy hash anyway, so the answer takes as long as for a real
+            # account and does not tell which emails have one.
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hasher.hash(secrets.token_urlsafe(16))
+            await self._hasher.verify(self._dummy_hash, password)
         if user is None or not await self._hasher.verify(user.password_hash, password):
             raise AuthenticationFailed(
                 "The email or password is wrong.", code="invalid_credentials"
@@ -125,6 +164,21 @@ class Accounts:
             Principal(user.id, membership.workspace_id, membership.role), self._clock.now()
         )
         return AccessToken(token, expires_in)
+
+    async def _throttle(self, email: str, client_address: str | None) -> None:
+        checks = [(self._login_limiter, f"login-account:{_digest(email)}")]
+        if client_address:
+            checks.append((self._address_limiter, f"login-address:{_digest(client_address)}"))
+        for limiter, key in checks:
+            if limiter is None:
+                continue
+            wait = await limiter.acquire(key, 1)
+            if wait > 0:
+                raise RateLimited(
+                    "Too many login attempts; wait before trying again.",
+                    retry_after=max(1, math.ceil(wait)),
+                    code="too_many_login_attempts",
+                )
 
     def authenticate(self, token: str) -> Principal:
         return self._tokens.verify(token, self._clock.now())
