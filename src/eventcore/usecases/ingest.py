@@ -74,18 +74,20 @@ class Ingestor:
                 f"A batch holds at most {self.limits.max_events_per_batch} events.",
                 code="too_many_events",
             )
-        now = self._clock.now()
-        validated = validate_events(events, now=now, limits=self.limits)
-        if not validated.events:
-            if not validated.rejected:
-                raise InvalidRequest("Send at least one event.", code="invalid_body")
-            raise EventsRejected(validated.rejected)
-        wait = await self._limiter.acquire(tenant.workspace_id, len(validated.events))
+        if not events:
+            raise InvalidRequest("Send at least one event.", code="invalid_body")
+        # The limit counts every event sent, valid or not, and is checked before validation:
+        # a workspace over its rate costs as little as possible, so it cannot slow the others.
+        wait = await self._limiter.acquire(tenant.workspace_id, len(events))
         if wait > 0:
             raise RateLimited(
                 "This workspace is sending events faster than its rate limit.",
                 retry_after=math.ceil(wait),
             )
+        now = self._clock.now()
+        validated = validate_events(events, now=now, limits=self.limits)
+        if not validated.events:
+            raise EventsRejected(validated.rejected)
         fresh, repeated = first_occurrences(validated.events)
         known = await self._committed.known(tenant, [event.id for event in fresh])
         if known:
