@@ -1,4 +1,5 @@
-"""Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit and integration."""
+"""Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit, integration and
+faults."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "unit", "integration"]
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults"]
 nox.options.error_on_missing_interpreters = True
 
 LINTED = ["src", "tests", "bench", "noxfile.py"]
@@ -38,4 +39,12 @@ def unit(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, and real eventcore processes."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "integration", "-q", *session.posargs)
+    session.run("pytest", "-m", "integration", "-q", "--ignore=tests/faults", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Crash and outage tests: workers killed, servers cut off through a proxy, SIGTERM under
+    load; ends with a report of what was lost or duplicated (nothing, or it fails)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/faults", "-m", "integration", "-q", *session.posargs)

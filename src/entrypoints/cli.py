@@ -118,9 +118,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from entrypoints.worker import run_worker
 
+    # SIGTERM while starting (nothing consumed yet) is a clean stop too, status 0 rather than
+    # death by signal; once consuming, the worker's own handler lets the group in flight finish.
+    signal.signal(signal.SIGTERM, _stop_starting)
     if not preflight(settings):
         return 1
     return _run(run_worker(settings))
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def preflight(settings: Settings) -> bool:

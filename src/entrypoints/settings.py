@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from eventcore import failpoints
 from eventcore.events import EventLimits
 
 
@@ -43,6 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_prefetch: int = 200
     log_level: str = "info"
     log_format: str = "auto"
+    # OTLP/HTTP collector for traces (e.g. http://collector:4318); empty: no spans exported.
+    otlp_endpoint: str = ""
+    # `eventcore worker` serves Prometheus metrics here; port 0 switches it off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    # For testing only: make `eventcore worker` die at named points (see eventcore.failpoints).
+    failpoints: str = ""
 
     @property
     def distributed(self) -> bool:
@@ -135,6 +143,16 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError("EVENTCORE_JWT_SECRET must be at least 32 characters.")
     if settings.rate_limit_events_per_second < 0:
         raise ConfigurationError("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND may not be negative.")
+    try:
+        failpoints.parse(settings.failpoints)
+    except ValueError as exc:
+        raise ConfigurationError(f"EVENTCORE_FAILPOINTS: {exc}") from None
+    if not 0 <= settings.worker_metrics_port <= 65535:
+        raise ConfigurationError("EVENTCORE_WORKER_METRICS_PORT must be 0 (off) to 65535.")
+    if settings.otlp_endpoint and not settings.otlp_endpoint.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            "EVENTCORE_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP)."
+        )
     for name in ("max_batch_events", "max_event_bytes", "max_request_bytes"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"EVENTCORE_{name.upper()} must be positive.")

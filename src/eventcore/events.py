@@ -188,12 +188,20 @@ def _check_properties(raw: Raw) -> Raw | tuple[str, str]:
 
 
 def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
+    # A loop, not recursion: properties nested a few hundred deep (which the JSON decoder
+    # accepts) would otherwise exhaust Python's stack and turn a bad event into a crash.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                return True
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

@@ -30,6 +30,7 @@ class Platform:
     processor: BatchProcessor
     analytics: Analytics
     store: Store
+    clock: Clock
 
 
 def build_platform(
@@ -70,4 +71,5 @@ def build_platform(
         processor=processor,
         analytics=Analytics(store, store, query_cache, clock, cache_ttl),
         store=store,
+        clock=clock,
     )

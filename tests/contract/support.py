@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import msgspec
 from msgspec import Raw
 
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, bucket_start
@@ -189,14 +191,37 @@ class Model:
         return sum(1 for m in self.stored.values() if workspace_id in (None, m.workspace_id))
 
 
-def summary(events: Iterable[StoredEvent]) -> list[tuple[str, str, datetime, datetime, bytes]]:
-    """What a stored event says, without its store-assigned seq."""
-    return [(e.id, e.type, e.timestamp, e.received_at, bytes(e.properties)) for e in events]
+def json_value(properties: Raw | bytes) -> Any:
+    """The JSON value of event properties, compared instead of their text.
+
+    A store may normalise the text (PostgreSQL's jsonb drops spacing, orders keys and keeps the
+    last of duplicate keys), so stores agree on the value, not the bytes. Booleans are tagged
+    because Python's ``True == 1`` would otherwise let a store turn ``1`` into ``true`` unseen.
+    """
+    return _tag_booleans(msgspec.json.decode(bytes(properties)))
 
 
-def model_summary(events: Iterable[ModelEvent]) -> list[tuple[str, str, datetime, datetime, bytes]]:
+def _tag_booleans(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, dict):
+        return {key: _tag_booleans(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tag_booleans(item) for item in value]
+    return value
+
+
+Summary = tuple[str, str, datetime, datetime, Any]
+
+
+def summary(events: Iterable[StoredEvent]) -> list[Summary]:
+    """What a stored event says, without its store-assigned seq; properties as a JSON value."""
+    return [(e.id, e.type, e.timestamp, e.received_at, json_value(e.properties)) for e in events]
+
+
+def model_summary(events: Iterable[ModelEvent]) -> list[Summary]:
     return [
-        (m.event.id, m.event.type, m.event.timestamp, m.received_at, bytes(m.event.properties))
+        (m.event.id, m.event.type, m.event.timestamp, m.received_at, json_value(m.event.properties))
         for m in events
     ]
 

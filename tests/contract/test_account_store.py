@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from eventcore.errors import Conflict
@@ -205,3 +206,85 @@ async def test_times_come_back_exact_and_in_utc(store: Store) -> None:
         assert is_utc(stamp)
     assert revoked.revoked_at == moment + timedelta(microseconds=1)
     assert is_utc(revoked.revoked_at)
+
+
+# Reused ids: a store holds one record per id and refuses a second one with the same id, as a
+# primary key does, rather than silently replacing the first (the generic code "conflict").
+
+
+async def test_a_reused_project_id_conflicts_and_keeps_the_first(store: Store) -> None:
+    """Creating a project under an id its workspace already uses raises Conflict."""
+    first = project(new_id("ws"), at(0), "First")
+    await store.create_project(first)
+    again = msgspec.structs.replace(first, name="Second", created_at=at(5))
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_project(again)
+
+    assert raised.value.code == "conflict"
+    assert await store.get_project(first.workspace_id, first.id) == first
+    assert await store.list_projects(first.workspace_id) == [first]
+
+
+async def test_a_reused_api_key_id_conflicts_and_keeps_the_first(store: Store) -> None:
+    """Creating an API key under an id its workspace already uses raises Conflict."""
+    web = project(new_id("ws"))
+    first = api_key(web, at(0))
+    await store.create_api_key(first)
+    again = msgspec.structs.replace(api_key(web, at(5)), id=first.id)
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_api_key(again)
+
+    assert raised.value.code == "conflict"
+    assert await store.find_api_key(first.key_hash) == first
+    assert await store.find_api_key(again.key_hash) is None
+    assert await store.list_api_keys(web.workspace_id, web.id) == [first]
+
+
+async def test_a_reused_api_key_hash_conflicts_and_keeps_the_first(store: Store) -> None:
+    """A second key with an existing key's hash raises Conflict, so a hash finds one key only."""
+    web = project(new_id("ws"))
+    first = api_key(web, at(0))
+    await store.create_api_key(first)
+    again = msgspec.structs.replace(api_key(web, at(5)), key_hash=first.key_hash)
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_api_key(again)
+
+    assert raised.value.code == "conflict"
+    assert await store.find_api_key(first.key_hash) == first
+    assert await store.list_api_keys(web.workspace_id, web.id) == [first]
+
+
+async def test_a_signup_reusing_a_workspace_id_conflicts_and_stores_nothing(store: Store) -> None:
+    """A signup whose new workspace's id is taken raises Conflict and stores no user."""
+    first_user, taken, first_owner = await signup(store)
+    second = user()
+    again = Workspace(id=taken.id, name="Other", created_at=at(5))
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_signup(second, again, membership(taken.id, second.id, Role.OWNER))
+
+    assert raised.value.code == "conflict"
+    assert await store.get_user(second.id) is None
+    assert await store.get_user_by_email(second.email) is None
+    assert await store.get_membership(taken.id, second.id) is None
+    assert await store.list_memberships(second.id) == []
+    assert await store.get_membership(taken.id, first_user.id) == first_owner
+
+
+async def test_a_signup_reusing_a_user_id_conflicts_and_stores_nothing(store: Store) -> None:
+    """A signup whose new user's id is taken (under another email) raises Conflict."""
+    first_user, _, first_owner = await signup(store)
+    again = msgspec.structs.replace(user(), id=first_user.id)
+    other = workspace()
+
+    with pytest.raises(Conflict) as raised:
+        await store.create_signup(again, other, membership(other.id, again.id, Role.OWNER))
+
+    assert raised.value.code == "conflict"
+    assert await store.get_user(first_user.id) == first_user
+    assert await store.get_user_by_email(again.email) is None
+    assert await store.get_membership(other.id, first_user.id) is None
+    assert await store.list_memberships(first_user.id) == [first_owner]

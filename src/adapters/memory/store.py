@@ -42,8 +42,18 @@ class MemoryStore:
     # accounts
 
     async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+        # Every check before any write: a refused signup leaves nothing behind, as a rolled-back
+        # transaction would. Reused ids raise the databases' primary-key Conflict.
         if await self.get_user_by_email(user.email) is not None:
             raise Conflict("An account with this email already exists.", code="email_taken")
+        if user.id in self.users:
+            raise Conflict("A user with this id already exists.")
+        if workspace.id in self.workspaces:
+            raise Conflict("A workspace with this id already exists.")
+        if (owner.workspace_id, owner.user_id) in self.memberships:
+            raise Conflict(
+                "That user is already a member of this workspace.", code="already_member"
+            )
         self.users[user.id] = user
         self.workspaces[workspace.id] = workspace
         self.memberships[(owner.workspace_id, owner.user_id)] = owner
@@ -70,6 +80,10 @@ class MemoryStore:
         self.memberships[key] = membership
 
     async def create_project(self, project: Project) -> None:
+        # The databases key projects by (workspace, id); held here by id alone, a reused id is
+        # refused in any workspace rather than replacing another workspace's project.
+        if project.id in self.projects:
+            raise Conflict("A project with this id already exists.")
         self.projects[project.id] = project
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
@@ -81,6 +95,11 @@ class MemoryStore:
         return sorted(found, key=lambda p: p.created_at)
 
     async def create_api_key(self, key: ApiKey) -> None:
+        # As for projects, a reused id is refused in any workspace; a key hash is unique overall.
+        if key.id in self.api_keys:
+            raise Conflict("An API key with this id already exists.")
+        if await self.find_api_key(key.key_hash) is not None:
+            raise Conflict("An API key with this hash already exists.")
         self.api_keys[key.id] = key
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -11,6 +13,8 @@ from typing import Any, Self, TypeAlias
 
 import psycopg
 from msgspec import Raw
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from psycopg import AsyncConnection, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
@@ -18,6 +22,7 @@ from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.postgres.schema import DEFAULT_APP_ROLE
+from eventcore import failpoints
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity
 from eventcore.errors import Conflict, InvalidRequest, Unavailable
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
@@ -25,6 +30,8 @@ from eventcore.ports import AppendResult
 from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
 
 Connection: TypeAlias = AsyncConnection[tuple[Any, ...]]
+
+_tracer = trace.get_tracer("adapters.postgres")
 
 # Transaction-local, so it ends with the transaction whatever happens to the connection.
 _SET_TENANT = "SELECT set_config('app.workspace_id', %s, true)"
@@ -190,6 +197,14 @@ class _RawJsonTextLoader(Loader):
         return Raw(bytes(data))
 
 
+# API keys this process has read, kept to authenticate ingest while PostgreSQL cannot be reached
+# (see find_api_key): how many, how long a lookup waits for a pooled connection before the last
+# record read is used instead, and how long after a failed lookup the next one tries again.
+_KNOWN_KEYS = 10_000
+_KEY_LOOKUP_TIMEOUT = 2.0
+_KEY_LOOKUP_RETRY = 1.0
+
+
 def _counts_lock(workspace_id: str) -> int:
     """A stable 32-bit key for the workspace's counts lock (collisions only serialise more)."""
     digest = hashlib.blake2b(workspace_id.encode(), digest_size=4).digest()
@@ -206,6 +221,9 @@ class PostgresStore:
 
     def __init__(self, pool: AsyncConnectionPool[Connection]) -> None:
         self._pool = pool
+        self._known_keys: OrderedDict[str, ApiKey] = OrderedDict()
+        self._keys_unreachable_until: float | None = None
+        self._probing_keys = False
 
     @classmethod
     async def open(
@@ -285,11 +303,20 @@ class PostgresStore:
             await conn.execute("SELECT 1")
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection in autocommit; a database that cannot answer is Unavailable."""
+    async def _connection(
+        self, wait_for_connection: float | None = None
+    ) -> AsyncIterator[Connection]:
+        """A pooled connection in autocommit; a database that cannot answer is Unavailable.
+
+        ``wait_for_connection`` bounds the wait for a free connection (default: the pool's).
+        """
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=wait_for_connection) as conn:
                 yield conn
+        except psycopg.errors.UniqueViolation:
+            # A record id (or key hash) already in use: as the other stores, refuse, never
+            # overwrite. (Taken emails and memberships are reported before they get here.)
+            raise Conflict("A record with that id already exists.", code="conflict") from None
         except psycopg.OperationalError as exc:
             # Connection loss, pool timeout, deadlock, serialization failure, shutdown: all
             # transient for the caller (a worker retries, the API answers 503).
@@ -329,16 +356,14 @@ class PostgresStore:
                 raise Conflict("An account with this email already exists.", code="email_taken")
             await conn.execute(
                 "INSERT INTO eventcore.workspaces (workspace_id, name, created_at)"
-                " VALUES (%s, %s, %s) ON CONFLICT (workspace_id)"
-                " DO UPDATE SET name = excluded.name, created_at = excluded.created_at",
+                " VALUES (%s, %s, %s)",
                 (workspace.id, workspace.name, workspace.created_at),
             )
             if owner.workspace_id != workspace.id:
                 await conn.execute(_SET_TENANT, (owner.workspace_id,))
             await conn.execute(
                 "INSERT INTO eventcore.memberships (workspace_id, user_id, role, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (workspace_id, user_id)"
-                " DO UPDATE SET role = excluded.role, created_at = excluded.created_at",
+                " VALUES (%s, %s, %s, %s)",
                 (owner.workspace_id, owner.user_id, owner.role.value, owner.created_at),
             )
 
@@ -406,8 +431,7 @@ class PostgresStore:
         async with self._tenant(project.workspace_id) as conn:
             await conn.execute(
                 "INSERT INTO eventcore.projects (workspace_id, project_id, name, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (workspace_id, project_id)"
-                " DO UPDATE SET name = excluded.name, created_at = excluded.created_at",
+                " VALUES (%s, %s, %s, %s)",
                 (project.workspace_id, project.id, project.name, project.created_at),
             )
 
@@ -436,10 +460,7 @@ class PostgresStore:
             await conn.execute(
                 "INSERT INTO eventcore.api_keys (key_id, workspace_id, project_id, name, prefix,"
                 " key_hash, created_at, revoked_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (workspace_id, key_id)"
-                " DO UPDATE SET project_id = excluded.project_id, name = excluded.name,"
-                " prefix = excluded.prefix, key_hash = excluded.key_hash,"
-                " created_at = excluded.created_at, revoked_at = excluded.revoked_at",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     key.id,
                     key.workspace_id,
@@ -472,22 +493,75 @@ class PostgresStore:
                 (at, workspace_id, key_id),
             )
             row = await cursor.fetchone()
-        return ApiKey(*row) if row is not None else None
+        if row is None:
+            return None
+        revoked = ApiKey(*row)
+        self._known_keys.pop(revoked.key_hash, None)
+        return revoked
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        # The tenant is what this lookup finds: a SECURITY DEFINER function answers it.
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "SELECT key_id, workspace_id, project_id, name, prefix, key_hash, created_at,"
-                " revoked_at FROM eventcore.find_api_key(%s)",
-                (key_hash,),
-            )
-            row = await cursor.fetchone()
-        return ApiKey(*row) if row is not None else None
+        """The key's record; while PostgreSQL cannot be reached, the record last read here.
+
+        Ingest must keep accepting while the database is away (the batches wait in the queue
+        for it), and a key is the one thing ingest reads from the database. So a key this
+        process has read before is answered as last read when the database does not answer
+        (after a short wait, then without asking for ``_KEY_LOOKUP_RETRY`` s while one lookup
+        probes it); a key never read is Unavailable. A revocation made elsewhere meanwhile
+        takes effect once the database answers again.
+        """
+        known = self._known_keys.get(key_hash)
+        down_until = self._keys_unreachable_until
+        if (
+            known is not None
+            and down_until is not None
+            and (self._probing_keys or time.monotonic() < down_until)
+        ):
+            return known
+        probing = down_until is not None
+        self._probing_keys = self._probing_keys or probing
+        try:
+            # The tenant is what this lookup finds: a SECURITY DEFINER function answers it.
+            async with self._connection(_KEY_LOOKUP_TIMEOUT) as conn:
+                cursor = await conn.execute(
+                    "SELECT key_id, workspace_id, project_id, name, prefix, key_hash,"
+                    " created_at, revoked_at FROM eventcore.find_api_key(%s)",
+                    (key_hash,),
+                )
+                row = await cursor.fetchone()
+        except Unavailable:
+            self._keys_unreachable_until = time.monotonic() + _KEY_LOOKUP_RETRY
+            if known is None:
+                raise
+            return known
+        finally:
+            if probing:
+                self._probing_keys = False
+        self._keys_unreachable_until = None
+        if row is None:
+            self._known_keys.pop(key_hash, None)
+            return None
+        record = ApiKey(*row)
+        self._known_keys[key_hash] = record
+        self._known_keys.move_to_end(key_hash)
+        if len(self._known_keys) > _KNOWN_KEYS:
+            self._known_keys.popitem(last=False)
+        return record
 
     # events
 
     async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+        # One CLIENT span per transaction: the worker's trace shows what the commit cost.
+        with _tracer.start_as_current_span(
+            "postgresql append",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": "postgresql", "db.operation.name": "append"},
+        ) as span:
+            result = await self._append(batches)
+            span.set_attribute("eventcore.inserted", result.inserted)
+            span.set_attribute("eventcore.duplicates", result.duplicates)
+            return result
+
+    async def _append(self, batches: Sequence[IngestBatch]) -> AppendResult:
         by_workspace: dict[str, list[IngestBatch]] = {}
         total = 0
         for batch in batches:
@@ -510,6 +584,7 @@ class PostgresStore:
                 row = await cursor.fetchone()
                 assert row is not None
                 inserted += row[0]
+            failpoints.hit(failpoints.AFTER_INSERT)
         return AppendResult(inserted, total - inserted)
 
     async def count_series(

@@ -28,7 +28,9 @@ from adapters.rabbitmq._amqp import (
     publish_confirmed,
     redact,
 )
+from adapters.rabbitmq._telemetry import consumer_metrics, processing_group
 from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore import failpoints
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, decode_batch
 
@@ -95,6 +97,7 @@ class RabbitConsumer:
         self._consuming = False
         self._failures = 0
         self._running = False
+        self._metrics = consumer_metrics()
 
     @property
     def names(self) -> QueueNames:
@@ -183,7 +186,12 @@ class RabbitConsumer:
                 group = await self._gather(channel, inbox, max_events, max_wait)
                 if group is None:
                     break
-                await self._settle(channel, group, handler)
+                with processing_group(
+                    self._names.main,
+                    [delivery.batch for delivery in group],
+                    [delivery.message.header.properties.headers for delivery in group],
+                ):
+                    await self._settle(channel, group, handler)
             if not self._stopping.is_set():
                 raise _ConnectionLost(
                     "the channel to the broker closed"
@@ -250,7 +258,9 @@ class RabbitConsumer:
             headers[DEAD_REASON_HEADER] = "undecodable"
             headers[LAST_ERROR_HEADER] = error
             headers[ATTEMPTS_HEADER] = 0
-            if not await self._forward(channel, message, self._names.dead_letter, headers):
+            if await self._forward(channel, message, self._names.dead_letter, headers):
+                self._metrics.dead_lettered.labels("undecodable").inc()
+            else:
                 await self._back_off()
             return None
         return _Delivery(message, batch)
@@ -288,6 +298,7 @@ class RabbitConsumer:
                 await self._retry_later(channel, group, describe(exc))
             return
         self._failures = 0
+        failpoints.hit(failpoints.BEFORE_ACK)
         tags = [_tag(delivery.message) for delivery in group]
         try:
             # Every ack but the last is only queued; waiting for the last one's write means
@@ -315,6 +326,7 @@ class RabbitConsumer:
                 if not await self._retry_one(channel, delivery.message, describe(exc)):
                     await self._back_off()
                 continue
+            failpoints.hit(failpoints.BEFORE_ACK)
             try:
                 await channel.basic_ack(_tag(delivery.message))
             except AMQP_FAILURES as exc:
@@ -338,7 +350,10 @@ class RabbitConsumer:
         headers[LAST_ERROR_HEADER] = error
         if attempt < self._names.max_retries:
             headers[ATTEMPT_HEADER] = attempt + 1
-            return await self._forward(channel, message, self._names.retry_queues[attempt], headers)
+            queue = self._names.retry_queues[attempt]
+            if forwarded := await self._forward(channel, message, queue, headers):
+                self._metrics.retries.inc()
+            return forwarded
         headers[ATTEMPTS_HEADER] = attempt + 1
         headers[DEAD_REASON_HEADER] = "retries_exhausted"
         log.error(
@@ -347,7 +362,9 @@ class RabbitConsumer:
             attempts=attempt + 1,
             error=error,
         )
-        return await self._forward(channel, message, self._names.dead_letter, headers)
+        if forwarded := await self._forward(channel, message, self._names.dead_letter, headers):
+            self._metrics.dead_lettered.labels("retries_exhausted").inc()
+        return forwarded
 
     async def _forward(
         self,
@@ -379,6 +396,7 @@ class RabbitConsumer:
         return True
 
     async def _requeue(self, channel: AbstractChannel, message: DeliveredMessage) -> None:
+        self._metrics.requeued.inc()
         # A closed channel returns the message by itself.
         with contextlib.suppress(*AMQP_FAILURES):
             await channel.basic_nack(_tag(message), requeue=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection
@@ -23,11 +24,19 @@ from adapters.rabbitmq._amqp import (
     redact,
     unavailable,
 )
+from adapters.rabbitmq._telemetry import publishing
 from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, encode_batch
 
 log = structlog.get_logger(__name__)
+
+
+class QueueLength(NamedTuple):
+    """What a passive declare says about a queue."""
+
+    messages: int
+    consumers: int
 
 
 class RabbitPublisher:
@@ -106,9 +115,17 @@ class RabbitPublisher:
     async def publish(
         self, batch: IngestBatch, *, headers: Mapping[str, str] | None = None
     ) -> None:
-        """Hold the batch durably or raise Unavailable; ``headers`` carry e.g. a W3C traceparent."""
-        body = encode_batch(batch)
+        """Hold the batch durably or raise Unavailable; ``headers`` carry e.g. a W3C traceparent.
+
+        The current trace context is added to the headers (``traceparent``), so the worker's
+        processing joins the trace of the request that published the batch.
+        """
         message_headers: FieldTable = dict(headers or {})
+        with publishing(self._names.main, batch, message_headers):
+            await self._publish(batch, message_headers)
+
+    async def _publish(self, batch: IngestBatch, message_headers: FieldTable) -> None:
+        body = encode_batch(batch)
         message_headers[ATTEMPT_HEADER] = 0
         channel = await self._ready_channel()
         try:
@@ -146,6 +163,41 @@ class RabbitPublisher:
                 f"The ingest queue is not available: {describe(exc)}",
                 retry_after=self._retry_after,
             ) from exc
+
+    async def queue_lengths(self) -> dict[str, QueueLength]:
+        """Ready messages and consumers of the ``main`` queue, the ``retry`` queues (summed) and
+        the ``dead_letter`` queue, for metrics; Unavailable if the broker cannot say.
+
+        Read with passive declares on a short-lived channel of their own: a declare that fails
+        closes its channel, which must never be the one the publishes share.
+        """
+        await self._ready_channel()
+        connection = self._connection
+        if connection is None:
+            raise unavailable("The publisher is not connected.", retry_after=self._retry_after)
+        lengths: dict[str, QueueLength] = {}
+        try:
+            channel = await open_channel(connection, confirms=False, within=self._publish_timeout)
+            try:
+                roles = [("main", self._names.main), ("dead_letter", self._names.dead_letter)]
+                roles += [("retry", queue) for queue in self._names.retry_queues]
+                for role, queue in roles:
+                    declared = await channel.queue_declare(
+                        queue, passive=True, timeout=self._publish_timeout
+                    )
+                    seen = lengths.get(role, QueueLength(0, 0))
+                    lengths[role] = QueueLength(
+                        seen.messages + int(declared.message_count or 0),
+                        seen.consumers + int(declared.consumer_count or 0),
+                    )
+            finally:
+                with contextlib.suppress(*AMQP_FAILURES):
+                    await channel.close()
+        except AMQP_FAILURES as exc:
+            raise unavailable(
+                f"The queue lengths cannot be read: {describe(exc)}", retry_after=self._retry_after
+            ) from exc
+        return lengths
 
     async def close(self) -> None:
         self._closed = True

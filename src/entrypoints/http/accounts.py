@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
 
+from entrypoints.http.errors import API_ERRORS
 from entrypoints.http.schemas import (
     ApiKeyList,
     ApiKeyView,
@@ -36,7 +37,10 @@ class AuthController(Controller):
     tags = ["accounts"]
 
     @post(
-        "/signup", status_code=HTTP_201_CREATED, summary="Create a user and the workspace they own"
+        "/signup",
+        status_code=HTTP_201_CREATED,
+        summary="Create a user and the workspace they own",
+        responses=API_ERRORS,
     )
     async def signup(
         self, data: JSONBody[SignupRequest], platform: NamedDependency[Platform]
@@ -46,7 +50,7 @@ class AuthController(Controller):
             result.user_id, result.workspace_id, result.access_token, result.expires_in
         )
 
-    @post("/login", status_code=HTTP_200_OK, summary="Get an access token")
+    @post("/login", status_code=HTTP_200_OK, summary="Get an access token", responses=API_ERRORS)
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -67,7 +71,12 @@ class ProjectController(Controller):
     tags = ["projects"]
     security = USER_AUTH
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a project (owner, admin)")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create a project (owner, admin)",
+        responses=API_ERRORS,
+    )
     async def create(
         self,
         data: JSONBody[NameRequest],
@@ -76,7 +85,7 @@ class ProjectController(Controller):
     ) -> ProjectView:
         return ProjectView.of(await platform.accounts.create_project(principal, data.name))
 
-    @get("/", summary="List the workspace's projects")
+    @get("/", summary="List the workspace's projects", responses=API_ERRORS)
     async def list(
         self, platform: NamedDependency[Platform], principal: NamedDependency[Principal]
     ) -> ProjectList:
@@ -87,6 +96,7 @@ class ProjectController(Controller):
         "/{project_id:str}/api-keys",
         status_code=HTTP_201_CREATED,
         summary="Create an API key; its secret is shown this once (owner, admin)",
+        responses=API_ERRORS,
     )
     async def create_key(
         self,
@@ -101,7 +111,11 @@ class ProjectController(Controller):
             key.id, issued.secret, key.prefix, key.project_id, key.name, key.created_at
         )
 
-    @get("/{project_id:str}/api-keys", summary="List a project's API keys, without secrets")
+    @get(
+        "/{project_id:str}/api-keys",
+        summary="List a project's API keys, without secrets",
+        responses=API_ERRORS,
+    )
     async def list_keys(
         self,
         project_id: FromPath[str],
@@ -118,6 +132,7 @@ class ProjectController(Controller):
     tags=["projects"],
     security=USER_AUTH,
     summary="Revoke an API key; it stops working within one second (owner, admin)",
+    responses=API_ERRORS,
 )
 async def revoke_api_key(
     key_id: FromPath[str],
@@ -133,6 +148,7 @@ async def revoke_api_key(
     tags=["accounts"],
     security=USER_AUTH,
     summary="Add an existing user to the workspace (owner)",
+    responses=API_ERRORS,
 )
 async def add_member(
     data: JSONBody[MemberRequest],

@@ -11,6 +11,7 @@ from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
+from entrypoints.http.errors import API_ERRORS
 from entrypoints.http.schemas import EventList, EventView
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
 from eventcore.errors import InvalidRequest
@@ -38,7 +39,11 @@ def parse_time(name: str, value: str | None) -> datetime | None:
 
 
 @get(
-    "/v1/analytics/counts", tags=["analytics"], security=USER_AUTH, summary="Event counts over time"
+    "/v1/analytics/counts",
+    tags=["analytics"],
+    security=USER_AUTH,
+    summary="Event counts over time",
+    responses=API_ERRORS,
 )
 async def counts(
     platform: NamedDependency[Platform],
@@ -64,6 +69,7 @@ async def counts(
     tags=["analytics"],
     security=USER_AUTH,
     summary="Event counts per type, largest first",
+    responses=API_ERRORS,
 )
 async def event_types(
     platform: NamedDependency[Platform],
@@ -77,7 +83,13 @@ async def event_types(
     )
 
 
-@get("/v1/events", tags=["analytics"], security=USER_AUTH, summary="Stored events, newest first")
+@get(
+    "/v1/events",
+    tags=["analytics"],
+    security=USER_AUTH,
+    summary="Stored events, newest first",
+    responses=API_ERRORS,
+)
 async def list_events(
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],

@@ -13,11 +13,13 @@ from litestar.plugins.prometheus import PrometheusConfig
 
 import eventcore
 from entrypoints.container import Container, build_container, components, start, stop
-from entrypoints.http import accounts, analytics, ingest, operations
+from entrypoints.http import accounts, analytics, ingest, operations, segment
 from entrypoints.http.deps import DEPENDENCIES
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.observability import observe_requests
 from entrypoints.http.operations import Check
 from entrypoints.settings import Settings, load_settings, require_shared_secret
+from entrypoints.telemetry import flush_spans, setup_tracing
 
 # Redis is not needed to serve: without it eventcore degrades (no cache, no fast path).
 CRITICAL = {"database": True, "queue": True, "redis": False}
@@ -37,19 +39,30 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     settings = settings or load_settings()
     require_shared_secret(settings)
     container = container or build_container(settings)
+    setup_tracing(settings, service="eventcore-api")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.platform = await start(container)
         app.state.checks = await readiness_checks(container)
+        app.state.queue_lengths = getattr(
+            (await components(container))["queue"], "queue_lengths", None
+        )
         try:
             yield
         finally:
             await stop(container)
+            flush_spans()
 
     prometheus = PrometheusConfig(app_name="eventcore", group_path=True, prefix="eventcore")
-    return Litestar(
-        route_handlers=[*accounts.ROUTES, *ingest.ROUTES, *analytics.ROUTES, *operations.ROUTES],
+    app = Litestar(
+        route_handlers=[
+            *accounts.ROUTES,
+            *ingest.ROUTES,
+            *analytics.ROUTES,
+            *operations.ROUTES,
+            *segment.ROUTES,
+        ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -74,7 +87,14 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         state=_initial_state(),
         debug=False,
+        # Logging is eventcore's (entrypoints.logs): Litestar's default config would replace the
+        # root handler and turn the JSON lines back into plain text.
+        logging_config=None,
     )
+    # Around the whole app rather than in `middleware=`, which only runs for matched routes:
+    # a 404 or 405 gets its request id, span and access-log line too.
+    app.asgi_handler = observe_requests(app.asgi_handler)
+    return app
 
 
 def _initial_state() -> Any:

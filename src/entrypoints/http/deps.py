@@ -8,9 +8,10 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
+from entrypoints.http.observability import bind_workspace
 from eventcore.errors import AuthenticationFailed
 from eventcore.platform import Platform
-from eventcore.tenancy import Principal
+from eventcore.tenancy import ApiKey, Principal
 
 
 def provide_platform(state: State) -> Platform:
@@ -32,7 +33,17 @@ async def provide_principal(
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("Send an access token as `Authorization: Bearer <token>`.")
-    return platform.accounts.authenticate(token)
+    principal = platform.accounts.authenticate(token)
+    bind_workspace(principal.workspace_id)
+    return principal
+
+
+async def resolve_api_key(platform: Platform, secret: str | None) -> ApiKey:
+    """The API key's record (AuthenticationFailed if unknown or revoked); from here on the
+    request's log lines and span name its workspace."""
+    record = await platform.keys.resolve(secret)
+    bind_workspace(record.workspace_id)
+    return record
 
 
 DEPENDENCIES = {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from eventcore.errors import (
     AuthenticationFailed,
@@ -20,6 +22,7 @@ from eventcore.errors import (
     RateLimited,
     Unavailable,
 )
+from eventcore.events import RejectedEvent
 from eventcore.usecases.ingest import EventsRejected
 
 log = structlog.get_logger("eventcore.http")
@@ -47,6 +50,42 @@ _HTTP_CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
+}
+
+
+class ErrorDetail(msgspec.Struct):
+    """What went wrong: a stable snake_case ``code`` and a human ``message``.
+
+    ``rejected`` lists each invalid event when an ingest request had no valid one.
+    """
+
+    code: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]*$")]
+    message: Annotated[str, msgspec.Meta(min_length=1)]
+    rejected: list[RejectedEvent] | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    400: "The request is malformed or breaks a documented rule",
+    401: "Credentials are missing, unknown, expired or revoked",
+    403: "The caller's role does not allow this",
+    404: "No such resource in the caller's workspace",
+    409: "The resource already exists",
+    413: "The body is over a documented size or count limit",
+    429: "Over a rate limit; retry after `Retry-After` seconds",
+    503: "A dependency is unavailable; nothing was done; retry after `Retry-After` seconds",
+}
+
+# What every API route documents: any of them may meet any of these (a 409 from a store
+# constraint, a 503 from a store that is down, a 413 from the body limit), always in one shape.
+API_ERRORS: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=ErrorBody, description=meaning, generate_examples=False)
+    for status, meaning in _ERROR_MEANINGS.items()
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, post
@@ -19,8 +19,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
 
 from entrypoints.http.body import read_body
-from entrypoints.http.deps import bearer_token
-from entrypoints.http.metrics import record_receipt
+from entrypoints.http.deps import bearer_token, resolve_api_key
+from entrypoints.http.errors import API_ERRORS
+from entrypoints.http.metrics import counting_refusals, record_receipt
+from eventcore.events import split_request
 from eventcore.platform import Platform
 from eventcore.usecases.ingest import IngestReceipt
 
@@ -30,10 +32,17 @@ _EVENT = Schema(
     properties={
         "id": Schema(
             type=OpenAPIType.STRING,
+            min_length=1,
             max_length=128,
             description="Idempotency key within the project",
         ),
-        "type": Schema(type=OpenAPIType.STRING, min_length=1, max_length=128),
+        "type": Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,
+            max_length=128,
+            pattern=r"\S",
+            description="Holds a character other than white space",
+        ),
         "timestamp": Schema(
             one_of=[
                 Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
@@ -55,13 +64,13 @@ _BATCH = Schema(
 class IngestOperation(Operation):
     """Documents the body the handler reads itself (raw, so gzip and per-event errors work)."""
 
-    request_body: RequestBody | None = field(
-        default_factory=lambda: RequestBody(
+    def __post_init__(self) -> None:
+        # Litestar passes request_body=None for a handler without `data`, so set it here.
+        self.request_body = RequestBody(
             required=True,
             description="One event, or a batch of events. `Content-Encoding: gzip` is accepted.",
             content={"application/json": OpenAPIMediaType(schema=Schema(one_of=[_EVENT, _BATCH]))},
         )
-    )
 
 
 def api_key(request: Request[Any, Any, Any]) -> str | None:
@@ -75,13 +84,20 @@ def api_key(request: Request[Any, Any, Any]) -> str | None:
     security=[{"ApiKey": []}, {"ApiKeyBearer": []}],
     summary="Send one event or a batch",
     operation_class=IngestOperation,
+    responses=API_ERRORS,
 )
 async def ingest(
     request: Request[Any, Any, Any], platform: NamedDependency[Platform]
 ) -> IngestReceipt:
     key = api_key(request)
-    body = await read_body(request, platform.ingestor.limits.max_request_bytes)
-    receipt = await platform.ingestor.ingest(key, body)
+    limits = platform.ingestor.limits
+    body = await read_body(request, limits.max_request_bytes)
+    # What Ingestor.ingest does, in steps, so that the workspace is bound to the request's logs
+    # once the key is resolved and refused events are counted.
+    record = await resolve_api_key(platform, key)
+    events = split_request(body, limits)
+    with counting_refusals(len(events)):
+        receipt = await platform.ingestor.submit(record.tenant, events)
     record_receipt(receipt)
     return receipt
 

@@ -10,7 +10,9 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ControllerRouterHandler
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from entrypoints.http.metrics import refresh_queue_gauges
 from entrypoints.http.schemas import Health
 
 Check = Callable[[], Awaitable[object]]
@@ -56,6 +58,14 @@ class MetricsController(PrometheusController):
     path = "/metrics"
     include_in_schema = True
     tags = ["operations"]
+
+    # Re-declared only so that the OpenAPI document says what it serves: Prometheus text.
+    @get(media_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics (text exposition format)")
+    async def get(self, state: State) -> Response[bytes]:
+        # The queue's length is read from RabbitMQ now, when a scrape asks for it.
+        await refresh_queue_gauges(state.get("queue_lengths"))
+        metrics: Response[bytes] = await PrometheusController.get.fn(self)
+        return metrics
 
 
 ROUTES: list[ControllerRouterHandler] = [live, ready, MetricsController]

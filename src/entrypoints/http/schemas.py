@@ -13,10 +13,23 @@ from eventcore.tenancy import ApiKey, Project, Role
 Text = Annotated[str, Meta(max_length=1024)]
 
 
+def _documented(**rules: object) -> Meta:
+    """Text whose rules the use case checks itself (with a clearer message than a schema error
+    would give); ``rules`` state them in the OpenAPI document so that clients know them."""
+    return Meta(max_length=1024, extra_json_schema={"extra": rules})
+
+
+# Trimmed and lower-cased before it is checked; the rule eventcore applies, looser than RFC 5322.
+Email = Annotated[str, _documented(max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
+Password = Annotated[str, _documented(min_length=8)]
+# A name is trimmed, then must hold 1 to 200 characters.
+Name = Annotated[str, _documented(max_length=200, pattern=r"\S")]
+
+
 class SignupRequest(msgspec.Struct, forbid_unknown_fields=False):
-    email: Text
-    password: Text
-    workspace: Text
+    email: Email
+    password: Password
+    workspace: Name
 
 
 class SignupResponse(msgspec.Struct):
@@ -40,7 +53,7 @@ class LoginResponse(msgspec.Struct):
 
 
 class NameRequest(msgspec.Struct):
-    name: Text
+    name: Name
 
 
 class ProjectView(msgspec.Struct):
@@ -86,7 +99,7 @@ class ApiKeyList(msgspec.Struct):
 
 
 class MemberRequest(msgspec.Struct):
-    email: Text
+    email: Email
     role: Role
 
 

@@ -66,12 +66,21 @@ class Ingestor:
         return await self.submit(record.tenant, split_request(body, self.limits))
 
     async def submit(
-        self, tenant: ProjectRef, events: Sequence[bytes | Mapping[str, Any]]
+        self,
+        tenant: ProjectRef,
+        events: Sequence[bytes | Mapping[str, Any]],
+        *,
+        limits: EventLimits | None = None,
     ) -> IngestReceipt:
-        """Events for a tenant the caller has already authenticated (JSON texts or mappings)."""
-        if len(events) > self.limits.max_events_per_batch:
+        """Events for a tenant the caller has already authenticated (JSON texts or mappings).
+
+        ``limits`` replaces the ingestor's own for this call (a protocol that wraps each message
+        in an event needs room for the wrapping).
+        """
+        limits = limits or self.limits
+        if len(events) > limits.max_events_per_batch:
             raise PayloadTooLarge(
-                f"A batch holds at most {self.limits.max_events_per_batch} events.",
+                f"A batch holds at most {limits.max_events_per_batch} events.",
                 code="too_many_events",
             )
         if not events:
@@ -85,7 +94,7 @@ class Ingestor:
                 retry_after=math.ceil(wait),
             )
         now = self._clock.now()
-        validated = validate_events(events, now=now, limits=self.limits)
+        validated = validate_events(events, now=now, limits=limits)
         if not validated.events:
             raise EventsRejected(validated.rejected)
         fresh, repeated = first_occurrences(validated.events)

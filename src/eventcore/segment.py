@@ -1,0 +1,409 @@
+"""The Segment tracking protocol: its messages as eventcore events, with clock-skew correction.
+
+Segment's HTTP tracking API, which RudderStack, Jitsu and others speak too, sends
+``{"batch": [message, ...], "sentAt": ..., "writeKey"?: ...}`` to ``/v1/batch``, or one message
+to ``/v1/<type>``. Each message becomes one eventcore event:
+
+- ``id`` is the message's ``messageId``: an SDK that retries a batch has it stored once.
+- ``type`` is the ``event`` name of a ``track`` message, and the message type (``identify``,
+  ``page``, ``screen``, ``group``, ``alias``) otherwise.
+- ``timestamp`` is the message's ``timestamp`` corrected for the sender's clock skew: with a
+  ``sentAt``, ``timestamp + (received_at - sentAt)``; without one, ``timestamp`` as sent; without
+  a ``timestamp``, the time received.
+- ``properties`` is the whole message as the client sent it (minus a ``writeKey``, a secret).
+
+A message without ``userId`` and ``anonymousId`` is rejected, alone: the others still go through.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from msgspec import Raw
+
+from eventcore.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
+from eventcore.events import MAX_ID_LENGTH, MAX_TYPE_LENGTH, EventLimits, RejectedEvent
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+# What the protocol documents and its SDKs rely on: they drop a message over 32 KB themselves
+# and close a batch before 500 KB. eventcore's limits must be at least these.
+PROTOCOL_MESSAGE_BYTES = 32 * 1024
+PROTOCOL_BATCH_BYTES = 500 * 1024
+
+# The most an event adds around the message it carries: ``id`` and ``type`` of at most 128
+# characters (6 bytes each once JSON-escaped), a timestamp, and the keys. A message is checked
+# against the per-event limit itself, so an event may be larger by this much.
+ENVELOPE_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRequest:
+    """One request of the protocol: the JSON text of each message, and the batch's fields."""
+
+    messages: list[bytes]
+    sent_at: datetime | None = None
+    write_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MappedMessages:
+    """The events made of a request's messages, and the messages rejected on the way.
+
+    ``positions[i]`` is the index in the request of the message that became ``events[i]``.
+    """
+
+    events: list[bytes] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+    def merge(self, later: list[RejectedEvent]) -> list[RejectedEvent]:
+        """These rejections plus ``later`` ones, which index ``events``, all by message index."""
+        moved = [
+            RejectedEvent(index=self.positions[r.index], code=r.code, message=r.message)
+            for r in later
+        ]
+        return sorted([*self.rejected, *moved], key=lambda r: r.index)
+
+
+class _Batch(msgspec.Struct):
+    batch: list[Raw] | None = None
+    sentAt: Any = None
+    writeKey: Any = None
+
+
+_NULL = Raw(b"null")
+
+
+class _Message(msgspec.Struct):
+    """The fields eventcore checks; the others travel untouched in the stored payload.
+
+    Objects stay JSON text (``Raw``): only their first byte is looked at, so a large
+    ``properties`` costs no decoding.
+    """
+
+    type: Any = None
+    messageId: Any = None
+    timestamp: Any = None
+    sentAt: Any = None
+    userId: Any = None
+    anonymousId: Any = None
+    event: Any = None
+    previousId: Any = None
+    groupId: Any = None
+    name: Any = None
+    category: Any = None
+    properties: Raw = _NULL
+    traits: Raw = _NULL
+    context: Raw = _NULL
+    integrations: Raw = _NULL
+
+
+# The fields each message type takes beyond the common ones, by kind of value.
+_IDS = ("userId", "anonymousId")
+_OBJECTS = {
+    "track": ("properties", "context", "integrations"),
+    "identify": ("traits", "context", "integrations"),
+    "page": ("properties", "context", "integrations"),
+    "screen": ("properties", "context", "integrations"),
+    "group": ("traits", "context", "integrations"),
+    "alias": ("context", "integrations"),
+}
+_REQUIRED_IDS = {"group": "groupId", "alias": "previousId"}
+_TEXTS = {"page": ("name", "category"), "screen": ("name", "category")}
+
+
+class _Envelope(msgspec.Struct, omit_defaults=True):
+    type: str
+    timestamp: datetime | None = None
+    id: str | None = None
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch)
+_object_decoder = msgspec.json.Decoder(dict[str, Raw])
+_message_decoder = msgspec.json.Decoder(_Message)
+_encoder = msgspec.json.Encoder()
+
+
+def protocol_limits(limits: EventLimits) -> EventLimits:
+    """The limits an ingestor applies to events made of messages: one message may be as large as
+    one native event, so the event carrying it may be larger by the envelope."""
+    return msgspec.structs.replace(limits, max_event_bytes=limits.max_event_bytes + ENVELOPE_BYTES)
+
+
+def parse_batch(body: bytes, limits: EventLimits) -> SegmentRequest:
+    """A ``/v1/batch`` body, or raise for the whole request."""
+    _check_body(body, limits)
+    try:
+        top = _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidRequest(
+            'The body must be a JSON object {"batch": [message, ...], "sentAt": ...}.',
+            code="invalid_body",
+        ) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise InvalidRequest(
+            "The request body is not well-formed JSON.", code="malformed_json"
+        ) from None
+    if top.batch is None:
+        raise InvalidRequest(
+            'The body has no "batch": send {"batch": [message, ...]}.', code="invalid_body"
+        )
+    if not top.batch:
+        raise InvalidRequest('"batch" is empty: send at least one message.', code="invalid_body")
+    if len(top.batch) > limits.max_events_per_batch:
+        raise PayloadTooLarge(
+            f"A batch holds at most {limits.max_events_per_batch} messages; "
+            f"this one has {len(top.batch)}.",
+            code="too_many_events",
+        )
+    return SegmentRequest(
+        messages=[bytes(message) for message in top.batch],
+        sent_at=_sent_at(top.sentAt),
+        write_key=_write_key(top.writeKey),
+    )
+
+
+def parse_message(body: bytes, message_type: str, limits: EventLimits) -> SegmentRequest:
+    """A ``/v1/<type>`` body: one message of that type, which may carry ``writeKey`` itself."""
+    _check_body(body, limits)
+    try:
+        fields = _object_decoder.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidRequest(
+            f"The body must be one {message_type} message as a JSON object.", code="invalid_body"
+        ) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise InvalidRequest(
+            "The request body is not well-formed JSON.", code="malformed_json"
+        ) from None
+    declared = fields.get("type")
+    if declared is None or msgspec.json.decode(declared) is None:
+        fields.pop("type", None)
+        fields = {"type": Raw(_encoder.encode(message_type)), **fields}
+    elif msgspec.json.decode(declared) != message_type:
+        raise InvalidRequest(
+            f"This path takes {message_type} messages; the body's `type` names another.",
+            code="type_mismatch",
+        )
+    key = fields.pop("writeKey", None)
+    write_key = _write_key(msgspec.json.decode(key)) if key is not None else None
+    sent = fields.get("sentAt")
+    return SegmentRequest(
+        messages=[_encoder.encode(fields)],
+        sent_at=_sent_at(msgspec.json.decode(sent)) if sent is not None else None,
+        write_key=write_key,
+    )
+
+
+def basic_write_key(credentials: str) -> str:
+    """The write key of ``Authorization: Basic base64("<writeKey>:")`` (the user name)."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise AuthenticationFailed(
+            "The Basic credentials are not base64 of `<write key>:`.", code="invalid_api_key"
+        ) from None
+    return decoded.partition(":")[0]
+
+
+def map_messages(
+    request: SegmentRequest, *, received_at: datetime, max_message_bytes: int
+) -> MappedMessages:
+    """Each message of the request to an event's JSON text, or a rejection by its index."""
+    mapped = MappedMessages()
+    for index, message in enumerate(request.messages):
+        outcome = message_to_event(
+            message,
+            sent_at=request.sent_at,
+            received_at=received_at,
+            max_message_bytes=max_message_bytes,
+        )
+        if isinstance(outcome, bytes):
+            mapped.events.append(outcome)
+            mapped.positions.append(index)
+        else:
+            code, text = outcome
+            mapped.rejected.append(RejectedEvent(index=index, code=code, message=text))
+    return mapped
+
+
+def message_to_event(
+    message: bytes,
+    *,
+    sent_at: datetime | None,
+    received_at: datetime,
+    max_message_bytes: int,
+) -> bytes | tuple[str, str]:
+    """One message's JSON text to the JSON text of its event, or ``(code, reason)``.
+
+    The event still goes through eventcore's own validation, as any ingested event does.
+    """
+    if len(message) > max_message_bytes:
+        return "message_too_large", f"A message is at most {max_message_bytes} bytes of JSON."
+    if not message.startswith(b"{"):
+        return "invalid_message", "A message must be a JSON object."
+    try:
+        fields = _message_decoder.decode(message)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return "invalid_message", "The message is not well-formed JSON or is nested too deeply."
+    problem = _check_fields(fields)
+    if problem is not None:
+        return problem
+    event_type: str = fields.event if fields.type == "track" else fields.type
+    timestamp = _moment(fields.timestamp)
+    if timestamp is None and fields.timestamp is not None:
+        return "invalid_timestamp", "`timestamp` must be an ISO-8601 time with an offset."
+    own_sent_at = _moment(fields.sentAt)
+    if own_sent_at is None and fields.sentAt is not None:
+        return "invalid_timestamp", "`sentAt` must be an ISO-8601 time with an offset."
+    try:
+        moment = corrected_time(
+            timestamp, sent_at=own_sent_at or sent_at, received_at=received_at
+        ).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return "invalid_timestamp", "The skew-corrected `timestamp` is out of range."
+    if b'"writeKey"' in message:
+        message = _without_write_key(message)
+    head = _encoder.encode(_Envelope(type=event_type, timestamp=moment, id=fields.messageId))
+    return head[:-1] + b',"properties":' + message + b"}"
+
+
+def corrected_time(
+    timestamp: datetime | None, *, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """When the message happened, on the server's clock.
+
+    The sender's clock may be wrong by any amount, but it is wrong by the same amount at
+    ``timestamp`` and at ``sentAt``; ``received_at - sentAt`` measures that error (plus the
+    network delay) on the server's clock, so it is added to ``timestamp``.
+    """
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return timestamp + (received_at - sent_at)
+
+
+def _check_body(body: bytes, limits: EventLimits) -> None:
+    if len(body) > limits.max_request_bytes:
+        raise PayloadTooLarge(
+            f"The request body is larger than {limits.max_request_bytes} bytes.",
+            code="request_too_large",
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "The request body is not valid UTF-8.", code="malformed_json"
+        ) from None
+
+
+def _sent_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = _moment(value)
+    if moment is None:
+        raise InvalidRequest(
+            "`sentAt` must be an ISO-8601 time with an offset.", code="invalid_sent_at"
+        )
+    return moment
+
+
+def _write_key(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise AuthenticationFailed("`writeKey` must be a string.", code="invalid_api_key")
+    return value
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ISO-8601 string with an offset as a datetime; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+def _check_fields(fields: _Message) -> tuple[str, str] | None:
+    """What is wrong with a message's fields for its type, if anything."""
+    kind = fields.type
+    if kind not in MESSAGE_TYPES:
+        return "invalid_type", f"`type` must be one of {', '.join(MESSAGE_TYPES)}."
+    for name in _IDS:
+        if not _is_id_or_null(getattr(fields, name)):
+            return "invalid_identity", f"`{name}` must be a string or a number."
+    if not (_is_identity(fields.userId) or _is_identity(fields.anonymousId)):
+        return "missing_identity", "A message needs a `userId` or an `anonymousId`."
+    if fields.messageId is not None and not _is_key(fields.messageId, MAX_ID_LENGTH):
+        return (
+            "invalid_message_id",
+            f"`messageId` must be a string of 1 to {MAX_ID_LENGTH} characters without NUL.",
+        )
+    if kind == "track" and not (_is_key(fields.event, MAX_TYPE_LENGTH) and fields.event.strip()):
+        return (
+            "invalid_event_name",
+            f"A track message needs an `event` name of 1 to {MAX_TYPE_LENGTH} characters.",
+        )
+    required = _REQUIRED_IDS.get(kind)
+    if required is not None and not _is_identity(getattr(fields, required)):
+        return f"missing_{_snake(required)}", f"A {kind} message needs a `{required}`."
+    for name in _OBJECTS[kind]:
+        if bytes(getattr(fields, name))[:1] not in (b"{", b"n"):
+            return "invalid_field", f"`{name}` must be a JSON object."
+    for name in _TEXTS.get(kind, ()):
+        if not isinstance(getattr(fields, name), str | None):
+            return "invalid_field", f"`{name}` must be a string."
+    return None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _is_id_or_null(value: Any) -> bool:
+    return value is None or _is_identity(value) or isinstance(value, str)
+
+
+def _is_identity(value: Any) -> bool:
+    """A user, group or alias id: a non-blank string or a number, as the SDKs send them."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_key(value: Any, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value
+
+
+def _without_write_key(message: bytes) -> bytes:
+    fields = _object_decoder.decode(message)
+    if fields.pop("writeKey", None) is None:
+        return message
+    return _encoder.encode(fields)
+
+
+__all__ = [
+    "ENVELOPE_BYTES",
+    "MESSAGE_TYPES",
+    "PROTOCOL_BATCH_BYTES",
+    "PROTOCOL_MESSAGE_BYTES",
+    "MappedMessages",
+    "SegmentRequest",
+    "basic_write_key",
+    "corrected_time",
+    "map_messages",
+    "message_to_event",
+    "parse_batch",
+    "parse_message",
+    "protocol_limits",
+]

@@ -1,0 +1,453 @@
+"""Stateful property tests of the whole pipeline across two workspaces, against a simple model.
+
+Hypothesis drives random sequences of ingests (ids drawn from a small pool, so that repeats are
+common, some events without an id), resends, key creation and revocation, queries, and (in the core
+variant, whose queue holds batches until the test delivers them) deliveries out of order,
+redeliveries of batches already committed and a fast path that forgets. After every query and at
+the end: the stored events are exactly the model's, the counts are exact at minute, hour and day,
+another workspace sees none of it, and a revoked key is refused.
+
+Two variants: the HTTP API on the embedded profile (what a client sees), and the core wired with
+the in-memory adapters and a :class:`MemoryQueue` (what a queue consumer sees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from adapters.memory import MemoryCommittedKeys, MemoryQueue
+from eventcore import AuthenticationFailed, Granularity, NotFound
+from eventcore.aggregation import bucket_start
+from eventcore.events import IngestBatch
+from eventcore.tenancy import Principal
+from tests.fuzz.conftest import start_api
+from tests.fuzz.support import examples, write
+from tests.http.support import Account, Api
+from tests.unit.conftest import NOW as CORE_NOW
+from tests.unit.conftest import App, build_app
+
+T = TypeVar("T")
+
+IDS = [f"e{i}" for i in range(6)]
+TYPES = ["click", "view", "buy"]
+GRAINS = list(Granularity)
+# Minutes after the base: bucket edges often, anywhere in three days otherwise.
+MINUTES = st.sampled_from([0, 1, 59, 60, 61, 1439, 1440, 2879]) | st.integers(0, 3 * 1440 - 1)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An event as the client sent it (``id`` None: the server gives it one)."""
+
+    id: str | None
+    type: str
+    minute: int
+
+
+EVENT = st.builds(
+    Sent,
+    id=st.sampled_from(IDS) | st.none(),
+    type=st.sampled_from(TYPES),
+    minute=MINUTES,
+)
+BATCH = st.lists(EVENT, min_size=1, max_size=6)
+
+
+@dataclass
+class ProjectModel:
+    """What a project must hold: stored events by id (server ids for the ones sent without)."""
+
+    workspace: str
+    events: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    anonymous: list[tuple[str, datetime]] = field(default_factory=list)
+
+    def counts(self, grain: Granularity) -> Counter[tuple[datetime, str]]:
+        every = [*self.events.values(), *self.anonymous]
+        return Counter((bucket_start(moment, grain), event_type) for event_type, moment in every)
+
+    def stored(self) -> Counter[tuple[str | None, str, datetime]]:
+        """Each stored event as (id, type, time), with None for ids the server chose."""
+        known = [(event_id, t, m) for event_id, (t, m) in self.events.items()]
+        return Counter([*known, *((None, t, m) for t, m in self.anonymous)])
+
+
+@dataclass
+class Key:
+    id: str
+    secret: str
+    project_id: str
+    workspace: str
+    revoked: bool = False
+
+
+def expected_receipt(model: ProjectModel, batch: list[Sent]) -> tuple[int, int]:
+    """(accepted, duplicates) when every committed id is known: first sendings of new ids only."""
+    seen: set[str] = set()
+    accepted = 0
+    for event in batch:
+        if event.id is None or (event.id not in model.events and event.id not in seen):
+            accepted += 1
+        if event.id is not None:
+            seen.add(event.id)
+    return accepted, len(batch) - accepted
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class HttpPipeline(RuleBasedStateMachine):
+    """Through the HTTP API on the embedded profile: what clients of two workspaces see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="eventcore-stateful-"))
+        self.api: Api = start_api(self.data_dir, {"EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND": "0"})
+        # Whole days back, so that three days of minutes never reach past now + 24 h.
+        today = bucket_start(datetime.now(UTC), Granularity.DAY)
+        self.base = today - timedelta(days=2)
+        self.owners: dict[str, Account] = {}
+        self.projects: dict[str, ProjectModel] = {}
+        self.keys: list[Key] = []
+        self.history: list[tuple[str, list[Sent]]] = []
+        for workspace, projects in (("A", ["A1", "A2"]), ("B", ["B1"])):
+            owner = self.api.signup(workspace=workspace)
+            self.owners[workspace] = owner
+            for name in projects:
+                project_id = self.api.create_project(owner, name)
+                self.projects[project_id] = ProjectModel(workspace)
+                self._new_key(project_id)
+
+    def teardown(self) -> None:
+        try:
+            for project_id in self.projects:
+                for grain in GRAINS:
+                    self._check(project_id, grain)
+        finally:
+            self.api.stop()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _new_key(self, project_id: str) -> Key:
+        workspace = self.projects[project_id].workspace
+        issued = self.api.create_key(self.owners[workspace], project_id)
+        key = Key(issued["id"], issued["key"], project_id, workspace)
+        self.keys.append(key)
+        return key
+
+    def _body(self, batch: list[Sent]) -> bytes:
+        events = []
+        for event in batch:
+            wire: dict[str, Any] = {
+                "type": event.type,
+                "timestamp": (self.base + timedelta(minutes=event.minute)).isoformat(),
+            }
+            if event.id is not None:
+                wire["id"] = event.id
+            events.append(wire)
+        return write({"events": events})
+
+    def _send(self, key: Key, batch: list[Sent]) -> None:
+        response = self.api.client.post(
+            "/v1/ingest", content=self._body(batch), headers={"X-API-Key": key.secret}
+        )
+        if key.revoked:
+            assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] == "revoked_api_key"
+            return
+        model = self.projects[key.project_id]
+        accepted, duplicates = expected_receipt(model, batch)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"accepted": accepted, "duplicates": duplicates, "rejected": []}
+        for event in batch:
+            moment = self.base + timedelta(minutes=event.minute)
+            if event.id is None:
+                model.anonymous.append((event.type, moment))
+            else:
+                model.events.setdefault(event.id, (event.type, moment))
+        self.history.append((key.project_id, batch))
+
+    @rule(data=st.data(), batch=BATCH)
+    def ingest(self, data: st.DataObject, batch: list[Sent]) -> None:
+        """Send a batch with any key, live or revoked."""
+        self._send(data.draw(st.sampled_from(self.keys), label="key"), batch)
+
+    @precondition(lambda self: self.history)
+    @rule(data=st.data())
+    def resend(self, data: st.DataObject) -> None:
+        """Send an earlier batch again, as a client retrying would, with a live key."""
+        project_id, batch = data.draw(st.sampled_from(self.history), label="earlier batch")
+        live = [key for key in self.keys if key.project_id == project_id and not key.revoked]
+        key = data.draw(st.sampled_from(live), label="key") if live else self._new_key(project_id)
+        self._send(key, batch)
+
+    @rule(data=st.data())
+    def create_key(self, data: st.DataObject) -> None:
+        self._new_key(data.draw(st.sampled_from(sorted(self.projects)), label="project"))
+
+    @precondition(lambda self: any(not key.revoked for key in self.keys))
+    @rule(data=st.data())
+    def revoke_key(self, data: st.DataObject) -> None:
+        """Revoke a live key: at once refused, and another workspace's owner could not have."""
+        key = data.draw(st.sampled_from([k for k in self.keys if not k.revoked]), label="key")
+        other = self.owners["B" if key.workspace == "A" else "A"]
+        foreign = self.api.client.delete(f"/v1/api-keys/{key.id}", headers=other.headers)
+        assert foreign.status_code == 404, foreign.text
+        response = self.api.client.delete(
+            f"/v1/api-keys/{key.id}", headers=self.owners[key.workspace].headers
+        )
+        assert response.status_code == 204, response.text
+        key.revoked = True
+        self._send(key, [Sent("after-revoke", "click", 0)])
+
+    @rule(data=st.data(), grain=st.sampled_from(GRAINS))
+    def query(self, data: st.DataObject, grain: Granularity) -> None:
+        """Read a project's events and counts; the other workspace gets 404 for it."""
+        self._check(data.draw(st.sampled_from(sorted(self.projects)), label="project"), grain)
+
+    def _check(self, project_id: str, grain: Granularity) -> None:
+        model = self.projects[project_id]
+        owner = self.owners[model.workspace]
+        stored = Counter(
+            (e["id"] if e["id"] in model.events else None, e["type"], parse_time(e["timestamp"]))
+            for e in self.api.all_events(owner, project_id)
+        )
+        assert stored == model.stored()
+        window = {
+            "start": (self.base - timedelta(days=1)).isoformat(),
+            "end": (self.base + timedelta(days=4)).isoformat(),
+            "granularity": grain.value,
+        }
+        response = self.api.counts(owner, project_id, **window)
+        assert response.status_code == 200, response.text
+        series = response.json()
+        counted = Counter(
+            {(parse_time(p["bucket"]), p["event_type"]): p["count"] for p in series["series"]}
+        )
+        assert counted == model.counts(grain)
+        assert series["total"] == sum(counted.values())
+        stranger = self.owners["B" if model.workspace == "A" else "A"]
+        assert self.api.events(stranger, project_id).status_code == 404
+        assert self.api.counts(stranger, project_id, **window).status_code == 404
+
+
+TestHttpPipeline = HttpPipeline.TestCase
+TestHttpPipeline.settings = settings(
+    max_examples=examples(12),
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@dataclass
+class CoreTenant:
+    workspace: str
+    principal: Principal
+
+
+class CorePipeline(RuleBasedStateMachine):
+    """The core on in-memory adapters, the queue drained by the test: what a consumer sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.queue = MemoryQueue()
+        # A fast path that remembers only the last few keys, as a Redis that lost some would.
+        self.app: App = build_app(queue=self.queue, committed=MemoryCommittedKeys(max_entries=4))
+        self.base = bucket_start(CORE_NOW, Granularity.DAY) - timedelta(days=2)
+        self.tenants: dict[str, CoreTenant] = {}
+        self.projects: dict[str, ProjectModel] = {}
+        self.keys: list[Key] = []
+        self.delivered: list[IngestBatch] = []
+        for workspace, projects in (("A", ["A1", "A2"]), ("B", ["B1"])):
+            tenant = self.run(self.app.signup(workspace=workspace))
+            self.tenants[workspace] = CoreTenant(workspace, tenant.principal)
+            self.projects[tenant.project_id] = ProjectModel(workspace)
+            self.keys.append(Key(tenant.key.id, tenant.api_key, tenant.project_id, workspace))
+            for name in projects[1:]:
+                project, key, secret = self.run(self.app.add_project(tenant.principal, name))
+                self.projects[project.id] = ProjectModel(workspace)
+                self.keys.append(Key(key.id, secret, project.id, workspace))
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def teardown(self) -> None:
+        try:
+            # Whatever is still queued is delivered in the end, as a consumer would.
+            self._commit(self.queue.take())
+            for project_id in self.projects:
+                for grain in GRAINS:
+                    self._check(project_id, grain)
+        finally:
+            self.loop.close()
+
+    def _commit(self, batches: list[IngestBatch]) -> None:
+        self.run(self.app.processor.process(batches))
+        self.delivered.extend(batches)
+        for batch in batches:
+            model = self.projects[batch.project_id]
+            for event in batch.events:
+                model.events.setdefault(event.id, (event.type, event.timestamp))
+
+    @rule(data=st.data(), batch=BATCH)
+    def ingest(self, data: st.DataObject, batch: list[Sent]) -> None:
+        """Send a batch with any key: a revoked one is refused, others queue one batch."""
+        key = data.draw(st.sampled_from(self.keys), label="key")
+        body = write(
+            {
+                "events": [
+                    {
+                        "type": e.type,
+                        "timestamp": (self.base + timedelta(minutes=e.minute)).isoformat(),
+                        **({"id": e.id} if e.id is not None else {}),
+                    }
+                    for e in batch
+                ]
+            }
+        )
+        queued = len(self.queue.batches)
+        if key.revoked:
+            with pytest.raises(AuthenticationFailed) as refused:
+                self.run(self.app.ingestor.ingest(key.secret, body))
+            assert refused.value.code == "revoked_api_key"
+            assert len(self.queue.batches) == queued
+            return
+        receipt = self.run(self.app.ingestor.ingest(key.secret, body))
+        model = self.projects[key.project_id]
+        assert receipt.rejected == []
+        assert receipt.accepted + receipt.duplicates == len(batch)
+        # The fast path may have forgotten an id (then it is queued again, and the store drops
+        # it), but it never calls one duplicate that is neither committed nor repeated.
+        first_sendings = [
+            e for i, e in enumerate(batch) if e.id is None or e.id not in {x.id for x in batch[:i]}
+        ]
+        new = [e for e in first_sendings if e.id is None or e.id not in model.events]
+        assert len(new) <= receipt.accepted <= len(first_sendings)
+        if receipt.accepted == 0:
+            assert len(self.queue.batches) == queued
+            return
+        assert len(self.queue.batches) == queued + 1
+        queued_batch = self.queue.batches[-1]
+        assert (queued_batch.workspace_id, queued_batch.project_id) == (
+            self.tenants[key.workspace].principal.workspace_id,
+            key.project_id,
+        )
+        sent = Counter((e.type, self.base + timedelta(minutes=e.minute)) for e in first_sendings)
+        published = Counter((e.type, e.timestamp) for e in queued_batch.events)
+        assert published <= sent
+        assert len(queued_batch.events) == receipt.accepted
+        for event in new:
+            if event.id is not None:
+                assert event.id in {e.id for e in queued_batch.events}
+
+    @precondition(lambda self: self.queue.batches)
+    @rule(data=st.data())
+    def deliver_one(self, data: st.DataObject) -> None:
+        """A consumer takes any queued batch (out of order) and commits it."""
+        index = data.draw(st.integers(0, len(self.queue.batches) - 1), label="queued batch")
+        self._commit([self.queue.batches.pop(index)])
+
+    @precondition(lambda self: self.queue.batches)
+    @rule()
+    def deliver_all(self) -> None:
+        """A consumer takes every queued batch and commits them in one transaction."""
+        self._commit(self.queue.take())
+
+    @precondition(lambda self: self.delivered)
+    @rule(data=st.data())
+    def redeliver(self, data: st.DataObject) -> None:
+        """A committed batch comes again (its ack was lost): nothing changes."""
+        batch = data.draw(st.sampled_from(self.delivered), label="committed batch")
+        before = dict(self.app.memory.events)
+        result = self.run(self.app.processor.process([batch]))
+        assert result.inserted == 0
+        assert self.app.memory.events == before
+
+    @rule(data=st.data())
+    def create_key(self, data: st.DataObject) -> None:
+        project_id = data.draw(st.sampled_from(sorted(self.projects)), label="project")
+        workspace = self.projects[project_id].workspace
+        issued = self.run(
+            self.app.accounts.create_api_key(self.tenants[workspace].principal, project_id, "k")
+        )
+        self.keys.append(Key(issued.record.id, issued.secret, project_id, workspace))
+
+    @precondition(lambda self: any(not key.revoked for key in self.keys))
+    @rule(data=st.data())
+    def revoke_key(self, data: st.DataObject) -> None:
+        """Revoke a live key; another workspace's owner cannot."""
+        key = data.draw(st.sampled_from([k for k in self.keys if not k.revoked]), label="key")
+        stranger = self.tenants["B" if key.workspace == "A" else "A"].principal
+        with pytest.raises(NotFound):
+            self.run(self.app.accounts.revoke_api_key(stranger, key.id))
+        self.run(self.app.accounts.revoke_api_key(self.tenants[key.workspace].principal, key.id))
+        key.revoked = True
+
+    @rule(data=st.data(), grain=st.sampled_from(GRAINS))
+    def query(self, data: st.DataObject, grain: Granularity) -> None:
+        self._check(data.draw(st.sampled_from(sorted(self.projects)), label="project"), grain)
+
+    @invariant()
+    def nothing_is_stored_twice_or_across_tenants(self) -> None:
+        """Every stored row is one of the model's events, in the project it was sent to."""
+        for (workspace_id, project_id, event_id), (
+            event,
+            ws,
+            project,
+        ) in self.app.memory.events.items():
+            assert (workspace_id, project_id, event_id) == (ws, project, event.id)
+            model = self.projects[project]
+            assert self.tenants[model.workspace].principal.workspace_id == ws
+            assert model.events[event.id] == (event.type, event.timestamp)
+        assert len(self.app.memory.events) == sum(len(m.events) for m in self.projects.values())
+
+    def _check(self, project_id: str, grain: Granularity) -> None:
+        model = self.projects[project_id]
+        principal = self.tenants[model.workspace].principal
+        analytics = self.app.analytics
+        events: list[tuple[str, str, datetime]] = []
+        cursor: str | None = None
+        while True:
+            page = self.run(analytics.list_events(principal, project_id, limit=7, cursor=cursor))
+            events.extend((e.id, e.type, e.timestamp) for e in page.events)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        assert sorted(events) == sorted((i, t, m) for i, (t, m) in model.events.items())
+        start, end = self.base - timedelta(days=1), self.base + timedelta(days=4)
+        series = self.run(
+            analytics.counts(principal, project_id, start=start, end=end, granularity=grain)
+        )
+        counted = Counter({(p.bucket, p.event_type): p.count for p in series.series})
+        assert counted == model.counts(grain)
+        assert series.total == len(model.events)
+        stranger = self.tenants["B" if model.workspace == "A" else "A"].principal
+        with pytest.raises(NotFound):
+            self.run(
+                analytics.counts(stranger, project_id, start=start, end=end, granularity=grain)
+            )
+        with pytest.raises(NotFound):
+            self.run(analytics.list_events(stranger, project_id))
+
+
+TestCorePipeline = CorePipeline.TestCase
+TestCorePipeline.settings = settings(
+    max_examples=examples(25),
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)

@@ -1,0 +1,160 @@
+"""Fixtures of the observability tests: the app in process, its log lines, its spans, a stack.
+
+``logs`` configures eventcore's logging (JSON) into a buffer the test reads and puts the
+process's logging back afterwards; ``spans`` attaches an in-memory exporter to the process's
+tracer provider (which then records spans) for the test's duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from dependency_injector import providers
+from litestar.testing import TestClient
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.http.support import Api, ApiFactory, refuse_server_errors
+from tests.support.postgres import fresh_database
+from tests.support.rabbitmq import AMQP_URL, delete_queues, require_rabbitmq, unique_names
+
+from adapters.memory import FakePasswordHasher
+from adapters.rabbitmq import DEFAULT_MAX_LENGTH, QueueNames
+from entrypoints.container import Container, build_container
+from entrypoints.http.app import create_app
+from entrypoints.logs import configure_logging
+from entrypoints.settings import load_settings
+from entrypoints.telemetry import add_span_processor, remove_span_processor, setup_tracing
+
+
+class LogLines:
+    """The JSON lines eventcore logged during the test, parsed."""
+
+    def __init__(self, buffer: io.StringIO) -> None:
+        self._buffer = buffer
+
+    def all(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._buffer.getvalue().splitlines() if line.strip()]
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.all() if line.get("event") == event]
+
+    def text(self) -> str:
+        return self._buffer.getvalue()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogLines]:
+    """eventcore's production logging (JSON, info level), written to a buffer for the test."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    configure_logging(load_settings({"EVENTCORE_LOG_FORMAT": "json"}), buffer)
+    # Loggers must not keep this configuration once the test has put the defaults back.
+    structlog.configure(cache_logger_on_first_use=False)
+    try:
+        yield LogLines(buffer)
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this process ends during the test, kept in memory."""
+    setup_tracing(load_settings({}), service="eventcore-test")
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    add_span_processor(processor)
+    try:
+        yield exporter
+    finally:
+        remove_span_processor(processor)
+        exporter.clear()
+
+
+@pytest.fixture
+def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
+    """Start the production app in process (embedded profile unless ``env`` says otherwise),
+    with a fast password hasher; stopped at the end of the test."""
+    stack = ExitStack()
+    started = itertools.count(1)
+
+    def start(
+        env: dict[str, str] | None = None,
+        configure: Callable[[Container], None] | None = None,
+        refuse_500: bool = True,
+    ) -> Api:
+        data_dir = tmp_path / f"eventcore-data-{next(started)}"
+        settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
+        container = build_container(settings)
+        container.hasher.override(providers.Object(FakePasswordHasher()))
+        if configure is not None:
+            configure(container)
+        client: TestClient[Any] = TestClient(create_app(settings, container=container))
+        if refuse_500:
+            client.event_hooks["response"].append(refuse_server_errors)
+        client.__enter__()
+        api = Api(client, settings, container, data_dir)
+        stack.callback(api.stop)
+        return api
+
+    with stack:
+        yield start
+
+
+@pytest.fixture
+def api(make_api: ApiFactory) -> Api:
+    return make_api()
+
+
+class Stack:
+    """Settings of the distributed profile on a fresh database and unique queues."""
+
+    def __init__(self, dsn: str, names: QueueNames) -> None:
+        self.dsn = dsn
+        self.names = names
+        self.env = {
+            "EVENTCORE_DATABASE_URL": dsn,
+            "EVENTCORE_AMQP_URL": AMQP_URL,
+            "EVENTCORE_QUEUE_NAME": names.base,
+            "EVENTCORE_QUEUE_RETRY_DELAYS": ",".join(str(d) for d in names.retry_delays),
+            # The adapter's default, which test helpers declaring the topology use too.
+            "EVENTCORE_QUEUE_MAX_LENGTH": str(DEFAULT_MAX_LENGTH),
+            "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
+        }
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    """A migrated database of its own and queue names of its own; both removed afterwards."""
+    await require_rabbitmq()
+    names = unique_names()
+    try:
+        with fresh_database() as dsn:
+            yield Stack(dsn, names)
+    finally:
+        await delete_queues(names)
+
+
+async def wait_until(check: Callable[[], bool], *, within: float = 30.0, what: str) -> None:
+    """Poll ``check`` (generously bounded) until it holds; fail naming ``what`` otherwise."""
+    held = check()
+    try:
+        async with asyncio.timeout(within):
+            while not held:
+                await asyncio.sleep(0.05)
+                held = check()
+    except TimeoutError:
+        pytest.fail(f"{what} did not happen within {within} s")
