@@ -114,3 +114,19 @@ def test_the_same_event_id_in_two_projects_of_one_workspace_is_stored_in_both(ap
 
     assert response.json()["accepted"] == 1
     assert [e["type"] for e in api.all_events(tenant.owner, other_project)] == ["b"]
+    assert [e["type"] for e in api.all_events(tenant.owner, tenant.project_id)] == ["a"]
+
+
+def test_a_key_writes_only_to_its_own_project_whatever_the_body_says(api: Api) -> None:
+    """Tenant fields in the body are ignored: the key alone decides where events go."""
+    victim = api.tenant()
+    attacker = api.tenant()
+    body = {
+        "events": [{"id": "x", "type": "forged", "properties": {"n": 1}}],
+        "workspace_id": victim.owner.workspace_id,
+        "project_id": victim.project_id,
+    }
+    response = api.client.post("/v1/ingest", json=body, headers={"X-API-Key": attacker.api_key})
+    assert response.status_code == 202, response.text
+    assert api.all_events(victim.owner, victim.project_id) == []
+    assert [e["type"] for e in api.all_events(attacker.owner, attacker.project_id)] == ["forged"]

@@ -233,7 +233,7 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         app_role: str = DEFAULT_APP_ROLE,
-        pool_timeout: float = 30.0,
+        pool_timeout: float = 5.0,
     ) -> PostgresStore:
         """Open the pool; fails at once, saying why, if the database or the role is not there.
 
