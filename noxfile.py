@@ -1,5 +1,5 @@
-"""Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit, integration and
-faults."""
+"""Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit, integration,
+faults and fuzz."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults"]
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults", "fuzz"]
 nox.options.error_on_missing_interpreters = True
 
 LINTED = ["src", "tests", "bench", "noxfile.py"]
@@ -48,3 +48,19 @@ def faults(session: nox.Session) -> None:
     load; ends with a report of what was lost or duplicated (nothing, or it fails)."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/faults", "-m", "integration", "-q", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Bad input: schemathesis over the app's own OpenAPI document (every operation, valid
+    credentials, real ids), and the hostile-body and stateful suites with more examples."""
+    session.install("-e", ".[fuzz]")
+    session.run(
+        "pytest",
+        "tests/fuzz",
+        "-m",
+        "fuzz or not integration",
+        "-q",
+        *session.posargs,
+        env={"FUZZ_EXAMPLES_SCALE": "4"},
+    )

@@ -8,6 +8,7 @@ import signal
 import sys
 
 import structlog
+from dependency_injector import providers
 
 from entrypoints.container import build_container, start, stop
 from entrypoints.settings import ConfigurationError, Settings
@@ -29,6 +30,8 @@ async def run_worker(settings: Settings) -> None:
     install_failpoints(settings.failpoints)
     setup_tracing(settings, service="eventcore-worker")
     container = build_container(settings)
+    # A worker consumes; it never publishes, so it opens no publisher of its own.
+    container.gateways.queue.override(providers.Object(None))
     platform = await start(container)
     metrics = serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     consumer = RabbitConsumer(

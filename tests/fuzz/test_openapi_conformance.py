@@ -31,7 +31,7 @@ from tests.http.support import Tenant
 pytestmark = pytest.mark.fuzz
 
 # Bounded so that the whole run stays within a few minutes on a 2-core machine.
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = 100
 
 
 @dataclass

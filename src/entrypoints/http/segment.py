@@ -32,8 +32,8 @@ from litestar.types import ControllerRouterHandler
 
 from entrypoints.http import errors
 from entrypoints.http.body import read_body
-from entrypoints.http.deps import bearer_token
-from entrypoints.http.metrics import record_receipt
+from entrypoints.http.deps import bearer_token, resolve_api_key
+from entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.errors import EventcoreError
 from eventcore.events import EventLimits, RejectedEvent
 from eventcore.platform import Platform
@@ -238,20 +238,21 @@ async def accept(
     limits = platform.ingestor.limits
     key = header_write_key(request)
     # A key in a header is checked before the body is read; one in the body only after.
-    record: ApiKey | None = await platform.keys.resolve(key) if key else None
+    record: ApiKey | None = await resolve_api_key(platform, key) if key else None
     body = await read_body(request, limits.max_request_bytes)
     parsed = parse(body, limits)
     if record is None:
-        record = await platform.keys.resolve(parsed.write_key)
+        record = await resolve_api_key(platform, parsed.write_key)
     mapped = map_messages(parsed, received_at=received_at, max_message_bytes=limits.max_event_bytes)
-    if not mapped.events:
-        raise EventsRejected(mapped.rejected)
-    try:
-        receipt = await platform.ingestor.submit(
-            record.tenant, mapped.events, limits=protocol_limits(limits)
-        )
-    except EventsRejected as exc:
-        raise EventsRejected(mapped.merge(exc.rejected)) from None
+    with counting_refusals(len(mapped.events)):
+        if not mapped.events:
+            raise EventsRejected(mapped.rejected)
+        try:
+            receipt = await platform.ingestor.submit(
+                record.tenant, mapped.events, limits=protocol_limits(limits)
+            )
+        except EventsRejected as exc:
+            raise EventsRejected(mapped.merge(exc.rejected)) from None
     rejected = mapped.merge(receipt.rejected)
     record_receipt(msgspec.structs.replace(receipt, rejected=rejected))
     return SegmentReceipt(receipt.accepted, receipt.duplicates, rejected)

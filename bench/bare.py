@@ -1,0 +1,189 @@
+"""The bare limits: what PostgreSQL and RabbitMQ do with the same rows and messages, directly.
+
+Each figure here is what eventcore's own figure is divided by: the platform can at best approach
+them, since it does their work plus its own.
+
+- ``bare_insert``: psycopg, one connection, the events of ``batch`` 100-event requests per
+  statement through ``INSERT .. SELECT FROM unnest(..) ON CONFLICT DO NOTHING RETURNING`` into
+  ``eventcore.events`` itself (as its owner, so without row-level security), one transaction each;
+  the count tables are not touched.
+- ``bare_publish``: aiormq, one connection and one confirm-mode channel, the encoded 100-event
+  batches published persistent and mandatory to a quorum queue of their own, ``window``
+  publishes in flight, each awaited until the broker's confirm.
+- ``bare_query``: the analytics SQL the store runs, sent by psycopg as the owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiormq
+import psycopg
+from msgspec import Raw
+from pamqp import commands as spec
+
+from eventcore.events import Event, IngestBatch, encode_batch
+
+# What the bare insert sends: the store's own statement minus the count tables and the tenant.
+_BARE_INSERT = """
+INSERT INTO eventcore.events AS e
+    (workspace_id, project_id, event_id, event_time, received_at, type, properties)
+SELECT %(workspace_id)s::text, i.project_id, i.event_id, i.event_time, i.received_at, i.type,
+       i.properties::json
+FROM unnest(%(project_ids)b::text[], %(event_ids)b::text[], %(timestamps)b::timestamptz[],
+            %(received)b::timestamptz[], %(types)b::text[], %(properties)b::text[])
+     AS i (project_id, event_id, event_time, received_at, type, properties)
+ON CONFLICT DO NOTHING
+RETURNING e.project_id, e.event_time, e.type
+"""
+
+
+def request_events(run_id: str, request: int, per_request: int, now: datetime) -> list[Event]:
+    """The events of one benchmark request, as bench/wrk/ingest.lua sends them."""
+    return [
+        Event(
+            f"{run_id}-{request}-{n}",
+            "signup" if n % 5 == 0 else "page_view",
+            now,
+            Raw(b'{"path":"/pricing/%d","plan":"pro"}' % n),
+        )
+        for n in range(1, per_request + 1)
+    ]
+
+
+async def bare_insert(
+    dsn: str, *, rows: int, batch_requests: int = 20, per_request: int = 100
+) -> dict[str, Any]:
+    """Rows per second through one connection, ``batch_requests`` x ``per_request`` a statement."""
+    workspace_id = f"bare-{secrets.token_hex(4)}"
+    project_id = "bare-project"
+    now = datetime.now(UTC)
+    per_statement = batch_requests * per_request
+    statements = max(1, rows // per_statement)
+    parameters = []
+    for s in range(statements):
+        events = [
+            event
+            for r in range(batch_requests)
+            for event in request_events(f"bare{s}", r, per_request, now)
+        ]
+        parameters.append(
+            {
+                "workspace_id": workspace_id,
+                "project_ids": [project_id] * len(events),
+                "event_ids": [e.id for e in events],
+                "timestamps": [e.timestamp for e in events],
+                "received": [now] * len(events),
+                "types": [e.type for e in events],
+                "properties": [str(e.properties, "utf-8") for e in events],
+            }
+        )
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        # Warm up: the plan and the connection's caches, as a long-running worker has them.
+        warm = dict(parameters[0], event_ids=[f"warm-{i}" for i in range(per_statement)])
+        await (await conn.execute(_BARE_INSERT, warm)).fetchall()
+        inserted = 0
+        began = time.perf_counter()
+        for p in parameters:
+            async with conn.transaction():
+                cursor = await conn.execute(_BARE_INSERT, p)
+                inserted += len(await cursor.fetchall())
+        elapsed = time.perf_counter() - began
+    return {
+        "rows": inserted,
+        "seconds": elapsed,
+        "rows_per_second": inserted / elapsed,
+        "rows_per_statement": per_statement,
+        "ms_per_statement": elapsed / statements * 1000,
+    }
+
+
+async def bare_publish(
+    amqp_url: str, *, messages: int, per_message: int = 100, window: int = 64
+) -> dict[str, Any]:
+    """Confirmed publishes per second of encoded ``per_message``-event batches."""
+    queue = f"eventcore.bench.bare.{secrets.token_hex(4)}"
+    now = datetime.now(UTC)
+    bodies = [
+        encode_batch(
+            IngestBatch("bare-ws", "bare-project", now, request_events("barepub", m, per_message, now))
+        )
+        for m in range(min(messages, 500))
+    ]
+    connection = await aiormq.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.queue_declare(
+            queue, durable=True, arguments={"x-queue-type": "quorum", "x-max-length": 10_000_000}
+        )
+        properties = spec.Basic.Properties(delivery_mode=2, content_type="application/json")
+        gate = asyncio.Semaphore(window)
+
+        async def publish(body: bytes) -> None:
+            async with gate:
+                await channel.basic_publish(
+                    body, routing_key=queue, properties=properties, mandatory=True
+                )
+
+        await asyncio.gather(*(publish(b) for b in bodies[:50]))  # warm up
+        began = time.perf_counter()
+        await asyncio.gather(*(publish(bodies[m % len(bodies)]) for m in range(messages)))
+        elapsed = time.perf_counter() - began
+        await channel.queue_delete(queue)
+    finally:
+        await connection.close()
+    return {
+        "messages": messages,
+        "seconds": elapsed,
+        "messages_per_second": messages / elapsed,
+        "events_per_second": messages * per_message / elapsed,
+        "bytes_per_message": len(bodies[0]),
+        "in_flight": window,
+    }
+
+
+_SERIES_HOUR = """
+SELECT bucket, event_type, count FROM eventcore.counts_hour
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND bucket >= %(start)s AND bucket < %(end)s AND count <> 0
+ORDER BY bucket, event_type
+"""
+_TYPE_TOTALS = """
+SELECT event_type, sum(count)::bigint AS total FROM eventcore.counts_hour
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND bucket >= %(start)s AND bucket < %(end)s AND count <> 0
+GROUP BY event_type
+ORDER BY total DESC, event_type
+"""
+
+
+async def bare_query(
+    dsn: str, tenants: list[tuple[str, str]], *, newest: datetime, queries: int
+) -> dict[str, Any]:
+    """Milliseconds per analytics query (30 days of hours; type totals), one connection."""
+    end = newest.replace(minute=0) + timedelta(hours=1)
+    results: dict[str, Any] = {}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for name, sql in (("counts", _SERIES_HOUR), ("event_types", _TYPE_TOTALS)):
+            timings = []
+            rows = 0
+            for q in range(queries + 20):
+                workspace_id, project_id = tenants[q % len(tenants)]
+                shift = timedelta(hours=q % 24)
+                parameters = {
+                    "workspace_id": workspace_id,
+                    "project_id": project_id,
+                    "start": end - timedelta(days=30) - shift,
+                    "end": end - shift,
+                }
+                began = time.perf_counter()
+                cursor = await conn.execute(sql, parameters, binary=True)
+                rows = len(await cursor.fetchall())
+                if q >= 20:  # the first ones warm the plans and the caches
+                    timings.append((time.perf_counter() - began) * 1000)
+            results[name] = {"timings_ms": timings, "rows": rows}
+    return results

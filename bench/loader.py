@@ -1,0 +1,238 @@
+"""A fast loader of the analytics data set: N events across W workspaces, as eventcore stores them.
+
+Run against a freshly migrated database as its owner: it adds a user, a workspace, a membership
+and a project per workspace, COPYs the events straight into ``eventcore.events`` (in the
+transaction that truncates it, so with FREEZE, and with the indexes built once afterwards rather
+than row by row), then computes both count tables from the events with one
+``INSERT .. SELECT .. GROUP BY`` each: exactly what the workers would have written for the same
+events. Event times are spread over the last ``days`` days (so the default analytics windows
+see them), with a skewed mix of types.
+
+    python -m bench.loader postgresql://postgres@127.0.0.1/<fresh db> [--events 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+# A skewed mix, like real traffic: most events are page views.
+TYPE_WEIGHTS = {
+    "page_view": 50,
+    "click": 20,
+    "scroll": 10,
+    "signup": 5,
+    "login": 5,
+    "purchase": 4,
+    "add_to_cart": 4,
+    "logout": 2,
+}
+PROPERTIES = [
+    '{"path":"/pricing","referrer":"https://example.com/","plan":"pro"}',
+    '{"path":"/docs/start","referrer":"https://search.example/","plan":"free"}',
+    '{"path":"/","utm_source":"newsletter","n":3}',
+    '{"sku":"sku-1042","total":42.5,"currency":"EUR"}',
+]
+CHUNK_EVENTS = 50_000
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One loaded workspace: who owns it and its one project."""
+
+    workspace_id: str
+    project_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    tenants: list[Tenant]
+    events: int
+    seconds: dict[str, float]
+    newest: datetime
+
+
+async def load(
+    dsn: str, *, events: int, workspaces: int, days: int = 30, now: datetime | None = None
+) -> Loaded:
+    """Load the data set into ``dsn`` (migrated, with no events yet); returns the tenants."""
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    tenants = [
+        Tenant(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(workspaces)
+    ]
+    seconds: dict[str, float] = {}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET TIME ZONE 'UTC'")
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        await conn.execute("SET work_mem = '256MB'")
+        began = time.perf_counter()
+        async with conn.transaction():
+            await _accounts(conn, tenants, now)
+            definitions = await _drop_indexes(conn, "events")
+            await conn.execute("TRUNCATE eventcore.events")
+            await _copy_events(conn, tenants, events, days, now)
+            seconds["copy_events"] = time.perf_counter() - began
+            mark = time.perf_counter()
+            for statement in definitions:
+                await conn.execute(statement)
+            await conn.execute("SELECT setval('eventcore.event_seq', %s)", (max(events, 1),))
+            seconds["index_events"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        async with conn.transaction():
+            minute_indexes = await _drop_indexes(conn, "counts_minute")
+            hour_indexes = await _drop_indexes(conn, "counts_hour")
+            await conn.execute(
+                "INSERT INTO eventcore.counts_minute"
+                " (workspace_id, project_id, bucket, event_type, count)"
+                " SELECT workspace_id, project_id, date_trunc('minute', event_time, 'UTC'), type,"
+                " count(*) FROM eventcore.events GROUP BY 1, 2, 3, 4"
+            )
+            await conn.execute(
+                "INSERT INTO eventcore.counts_hour"
+                " (workspace_id, project_id, bucket, event_type, count)"
+                " SELECT workspace_id, project_id, date_trunc('hour', bucket, 'UTC'), event_type,"
+                " sum(count) FROM eventcore.counts_minute GROUP BY 1, 2, 3, 4"
+            )
+            for statement in minute_indexes + hour_indexes:
+                await conn.execute(statement)
+        seconds["count_tables"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) eventcore.counts_hour")
+        await conn.execute("VACUUM (ANALYZE) eventcore.counts_minute")
+        await conn.execute("ANALYZE eventcore.events")
+        seconds["analyze"] = time.perf_counter() - mark
+    seconds["total"] = sum(seconds.values())
+    return Loaded(tenants, events, seconds, now)
+
+
+async def _accounts(conn: psycopg.AsyncConnection[tuple[object, ...]], tenants: list[Tenant], now: datetime) -> None:
+    async with conn.cursor() as cursor:
+        for table, rows in (
+            (
+                "users (user_id, email, password_hash, created_at)",
+                [(t.user_id, f"bench-{t.user_id}@example.com", "not-a-login", now) for t in tenants],
+            ),
+            (
+                "workspaces (workspace_id, name, created_at)",
+                [(t.workspace_id, f"bench {i}", now) for i, t in enumerate(tenants)],
+            ),
+            (
+                "memberships (workspace_id, user_id, role, created_at)",
+                [(t.workspace_id, t.user_id, "owner", now) for t in tenants],
+            ),
+            (
+                "projects (workspace_id, project_id, name, created_at)",
+                [(t.workspace_id, t.project_id, "web", now) for t in tenants],
+            ),
+        ):
+            async with cursor.copy(f"COPY eventcore.{table} FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+
+
+async def _drop_indexes(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], table: str
+) -> list[str]:
+    """Drop the table's indexes and primary key; returns the statements that rebuild them."""
+    cursor = await conn.execute(
+        "SELECT conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+        " WHERE conrelid = %s::regclass AND contype = 'p'",
+        (f"eventcore.{table}",),
+    )
+    constraints = await cursor.fetchall()
+    cursor = await conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'eventcore'"
+        " AND tablename = %s AND indexname NOT IN"
+        " (SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass)",
+        (table, f"eventcore.{table}"),
+    )
+    indexes = await cursor.fetchall()
+    rebuild = [
+        f'ALTER TABLE eventcore.{table} ADD CONSTRAINT "{name}" {definition}'
+        for name, definition in constraints
+    ]
+    rebuild += [definition for _, definition in indexes]
+    for name, _ in constraints:
+        await conn.execute(f'ALTER TABLE eventcore.{table} DROP CONSTRAINT "{name}"')
+    for name, _ in indexes:
+        await conn.execute(f'DROP INDEX eventcore."{name}"')
+    return rebuild
+
+
+def _event_rows(
+    tenant: Tenant, first: int, count: int, minutes: list[str], weighted_types: list[str]
+) -> bytes:
+    """COPY text rows of one chunk. Times, types and properties are spread by cheap integer
+    hashing of the event's number rather than by a random generator: the loader is bound by
+    how fast rows can be written, and these spread just as evenly."""
+    ws, project = tenant.workspace_id, tenant.project_id
+    span = len(minutes)
+    types = len(weighted_types)
+    props = len(PROPERTIES)
+    rows = [
+        f"{ws}\t{project}\te{i:x}\t{i + 1}\t{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
+        f"{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
+        f"{weighted_types[(i * 131) % types]}\t{PROPERTIES[i % props]}\n"
+        for i in range(first, first + count)
+    ]
+    return "".join(rows).encode()
+
+
+async def _copy_events(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    tenants: list[Tenant],
+    events: int,
+    days: int,
+    now: datetime,
+) -> None:
+    start = now - timedelta(days=days)
+    minutes = [
+        (start + timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M") for m in range(days * 1440)
+    ]
+    weighted_types = [name for name, weight in TYPE_WEIGHTS.items() for _ in range(weight)]
+    per_tenant = [events // len(tenants) + (1 if k < events % len(tenants) else 0) for k in range(len(tenants))]
+    loop = asyncio.get_running_loop()
+    async with conn.cursor() as cursor:
+        async with cursor.copy(
+            "COPY eventcore.events (workspace_id, project_id, event_id, seq, event_time,"
+            " received_at, type, properties) FROM STDIN WITH (FREEZE)"
+        ) as copy:
+            first = 0
+            pending: asyncio.Future[bytes] | None = None
+            for tenant, count in zip(tenants, per_tenant, strict=True):
+                done = 0
+                while done < count:
+                    size = min(CHUNK_EVENTS, count - done)
+                    # Rows for the next chunk are made in a thread while this one is sent.
+                    chunk = loop.run_in_executor(
+                        None, _event_rows, tenant, first + done, size, minutes, weighted_types
+                    )
+                    if pending is not None:
+                        await copy.write(await pending)
+                    pending = chunk
+                    done += size
+                first += count
+            if pending is not None:
+                await copy.write(await pending)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dsn", help="owner's URL of a freshly migrated database")
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--workspaces", type=int, default=100)
+    parser.add_argument("--days", type=int, default=30)
+    args = parser.parse_args()
+    loaded = asyncio.run(load(args.dsn, events=args.events, workspaces=args.workspaces, days=args.days))
+    print(f"loaded {loaded.events:,} events in {len(loaded.tenants)} workspaces: {loaded.seconds}")
+
+
+if __name__ == "__main__":
+    main()
