@@ -427,3 +427,12 @@ def test_reads_refuse_bad_tokens(api: Api, tenant: Tenant, path: str, kind: str)
         path, params={"project_id": tenant.project_id}, headers={"Authorization": f"Bearer {good}"}
     )
     assert ok.status_code == 200, ok.text
+
+
+def test_a_query_parameter_given_twice_is_refused(api: Api, tenant: Tenant) -> None:
+    """`?event_type=a&event_type=b` is an error, not a silent choice of one value."""
+    response = api.client.get(
+        f"/v1/events?project_id={tenant.project_id}&event_type=a&event_type=b",
+        headers=tenant.headers,
+    )
+    assert_error(response, 400, "invalid_query")

@@ -14,7 +14,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 import eventcore
 from entrypoints.container import Container, build_container, components, start, stop
 from entrypoints.http import accounts, analytics, ingest, operations, segment
-from entrypoints.http.deps import DEPENDENCIES
+from entrypoints.http.deps import DEPENDENCIES, refuse_repeated_query_parameters
 from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.observability import observe_requests
 from entrypoints.http.operations import Check
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             *segment.ROUTES,
         ],
         dependencies=DEPENDENCIES,
+        before_request=refuse_repeated_query_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[prometheus.middleware],

@@ -9,7 +9,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from entrypoints.http.observability import bind_workspace
-from eventcore.errors import AuthenticationFailed
+from eventcore.errors import AuthenticationFailed, InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import ApiKey, Principal
 
@@ -44,6 +44,16 @@ async def resolve_api_key(platform: Platform, secret: str | None) -> ApiKey:
     record = await platform.keys.resolve(secret)
     bind_workspace(record.workspace_id)
     return record
+
+
+def refuse_repeated_query_parameters(request: Request[Any, Any, Any]) -> None:
+    """No query parameter of this API takes several values: one given twice is an error, not
+    a silent choice of one of them."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise InvalidRequest(f"`{name}` is given more than once.", code="invalid_query")
+        seen.add(name)
 
 
 DEPENDENCIES = {
