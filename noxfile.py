@@ -64,3 +64,16 @@ def fuzz(session: nox.Session) -> None:
         *session.posargs,
         env={"FUZZ_EXAMPLES_SCALE": "4"},
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark (bench/README.md): eventcore against the bare limits of its parts, on the
+    real servers, in about 10 minutes; not part of the default run. Installs wrk if missing."""
+    import shutil
+
+    if shutil.which("wrk") is None:
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "wrk", external=True)
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "bench.run", *session.posargs)

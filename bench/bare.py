@@ -110,7 +110,9 @@ async def bare_publish(
     now = datetime.now(UTC)
     bodies = [
         encode_batch(
-            IngestBatch("bare-ws", "bare-project", now, request_events("barepub", m, per_message, now))
+            IngestBatch(
+                "bare-ws", "bare-project", now, request_events("barepub", m, per_message, now)
+            )
         )
         for m in range(min(messages, 500))
     ]

@@ -10,6 +10,7 @@ counts. The generator measures its own CPU time, which the benchmark reports.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import resource
 import time
@@ -217,7 +218,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def in_process(target: Callable[..., Any], *args: Any) -> Any:

@@ -32,3 +32,30 @@ async def live() -> dict[str, str]:
 
 def create_app() -> Litestar:
     return Litestar(route_handlers=[ingest, counts, live], debug=False, logging_config=None)
+
+
+def main() -> None:
+    """Serve it as ``eventcore serve`` serves eventcore (same uvicorn settings)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    uvicorn.run(
+        "bench.noop_app:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

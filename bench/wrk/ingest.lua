@@ -1,9 +1,23 @@
--- wrk script for POST /v1/ingest: every event gets a unique id, every answer is counted.
+-- wrk script for POST /v1/ingest: unique event ids, a flood of fixed length, every answer counted.
 --
--- wrk -s bench/wrk/ingest.lua URL -- <api key> <events per request> <run id> [path]
--- Each thread numbers its own requests; ids are "<run id>-<thread>-<request>-<n>", so no two
--- events of a run share an id and every 202 accepts the whole request. done() prints one line,
--- "WRK_RESULT {json}", that the benchmark reads: answers by status and the events accepted.
+-- wrk -d<flood + grace>s -s bench/wrk/ingest.lua URL -- <api key> <events per request> <run id> <flood seconds>
+--
+-- Ids are "<run id>-<thread>-<request>-<n>", so no two events of a run share one and every 202
+-- accepts the whole request. Each thread sends for <flood seconds>, then idles (delay()), so
+-- every request sent is answered before wrk stops: the 202s counted here are exactly what the
+-- server accepted. Times come from CLOCK_MONOTONIC, the clock of Python's time.monotonic().
+-- done() prints one line, "WRK_RESULT {json}", that bench/run.py reads.
+
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec[1]")
+local function now()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts[0].tv_sec) + tonumber(ts[0].tv_nsec) / 1e9
+end
 
 local threads = {}
 local counter = 1
@@ -18,16 +32,27 @@ function init(args)
   key = args[1]
   per_request = tonumber(args[2] or "1")
   run_id = args[3] or "run"
-  path = args[4] or "/v1/ingest"
+  flood = tonumber(args[4] or "10")
   sent = 0
+  answered = 0
   accepted = 0
   statuses = {}
+  first = now()
+  deadline = first + flood
+  last = first
   prefix = run_id .. "-" .. tostring(tid) .. "-"
   headers = { ["X-API-Key"] = key, ["Content-Type"] = "application/json" }
 end
 
 local fmt = string.format
 local concat = table.concat
+
+function delay()
+  if now() >= deadline then
+    return 3600000
+  end
+  return 0
+end
 
 function request()
   sent = sent + 1
@@ -43,10 +68,12 @@ function request()
     end
     body = '{"events":[' .. concat(parts, ",") .. ']}'
   end
-  return wrk.format("POST", path, headers, body)
+  return wrk.format("POST", nil, headers, body)
 end
 
 function response(status, headers, body)
+  answered = answered + 1
+  last = now()
   statuses[status] = (statuses[status] or 0) + 1
   if status == 202 or status == 200 then
     local n = string.match(body, '"accepted":(%d+)')
@@ -55,10 +82,15 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local total_accepted = 0
+  local total_accepted, total_sent, total_answered = 0, 0, 0
+  local first_at, last_at = math.huge, 0
   local by_status = {}
   for _, thread in ipairs(threads) do
     total_accepted = total_accepted + thread:get("accepted")
+    total_sent = total_sent + thread:get("sent")
+    total_answered = total_answered + thread:get("answered")
+    first_at = math.min(first_at, thread:get("first"))
+    last_at = math.max(last_at, thread:get("last"))
     for status, n in pairs(thread:get("statuses")) do
       by_status[status] = (by_status[status] or 0) + n
     end
@@ -67,10 +99,10 @@ function done(summary, latency, requests)
   for status, n in pairs(by_status) do
     table.insert(parts, fmt('"%d":%d', status, n))
   end
-  io.write(fmt('WRK_RESULT {"accepted":%d,"requests":%d,"duration_us":%d,"statuses":{%s},' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+  io.write(fmt('WRK_RESULT {"accepted":%d,"sent":%d,"requests":%d,"first":%.6f,"last":%.6f,' ..
+    '"statuses":{%s},"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"p50":%d,"p99":%d,"max":%d}}\n',
-    total_accepted, summary.requests, summary.duration, concat(parts, ","),
+    total_accepted, total_sent, total_answered, first_at, last_at, concat(parts, ","),
     summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
     summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
 end

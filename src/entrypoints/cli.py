@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import eventcore
@@ -197,7 +197,8 @@ def _run(work: Coroutine[Any, Any, object]) -> int:
     from eventcore.errors import EventcoreError
 
     try:
-        asyncio.run(work)
+        with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            runner.run(work)
     except EventcoreError as exc:
         print(f"eventcore: {exc.message}", file=sys.stderr)
         return 1
@@ -205,6 +206,17 @@ def _run(work: Coroutine[Any, Any, object]) -> int:
         print(f"eventcore: cannot reach a server: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency except on Windows), which
+    roughly halves the loop's own cost per message; else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ async def resolve_api_key(platform: Platform, secret: str | None) -> ApiKey:
     return record
 
 
-def refuse_repeated_query_parameters(request: Request[Any, Any, Any]) -> None:
+# async on purpose: Litestar runs a sync before_request hook in a worker thread, which would
+# cost every request a thread hop.
+async def refuse_repeated_query_parameters(request: Request[Any, Any, Any]) -> None:
     """No query parameter of this API takes several values: one given twice is an error, not
     a silent choice of one of them."""
     seen: set[str] = set()

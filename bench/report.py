@@ -1,0 +1,271 @@
+"""The results table: every figure beside its matching bare limit, the ratio and the target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    bare_name: str = "",
+    bare_value: float | None = None,
+    target: str = "",
+    met: bool | None = None,
+) -> dict[str, Any]:
+    ratio = value / bare_value if value is not None and bare_value else None
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "bare": bare_name,
+        "bare_value": bare_value,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the table, from the raw results of one run."""
+    rows: list[dict[str, Any]] = []
+    insert = r.get("bare_insert", {})
+    publish = r.get("bare_publish", {})
+    http = r.get("bare_http", {})
+    query = r.get("bare_query", {})
+    sqlite = r.get("bare_sqlite", {})
+    rows_s = insert.get("rows_per_second")
+    pub_s = publish.get("events_per_second")
+    noop_single = http.get("single", {}).get("requests_per_second")
+    noop_batch = http.get("batch", {}).get("requests_per_second")
+    noop_lat = http.get("latency", {})
+    noop_get = http.get("get_latency", {})
+
+    # 1. bare limits
+    rows.append(_row("bare: PostgreSQL unnest insert, 2,000 rows/statement", rows_s, "rows/s"))
+    rows.append(_row("bare: RabbitMQ confirmed publish, 100-event messages", pub_s, "events/s"))
+    rows.append(_row("bare: no-op HTTP, single-event POST", noop_single, "req/s"))
+    rows.append(_row("bare: no-op HTTP, 100-event POST", noop_batch, "req/s"))
+    rate = noop_lat.get("offered_per_second")
+    for q in ("p50", "p99", "p999"):
+        rows.append(
+            _row(f"bare: no-op HTTP {q} at {rate or 0:,.0f} req/s", noop_lat.get(f"{q}_ms"), "ms")
+        )
+    for name in ("counts", "event_types"):
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(f"bare: analytics SQL {name} {q}", query.get(name, {}).get(f"{q}_ms"), "ms")
+            )
+    rows.append(
+        _row("bare: SQLite insert, 100 rows/transaction", sqlite.get("rows_per_second"), "rows/s")
+    )
+
+    # 2. batch ingest
+    batch = r.get("batch_ingest")
+    if batch:
+        committed = batch["committed_per_second"]
+        rows.append(
+            _row(
+                "batch ingest: committed, first request to last commit",
+                committed,
+                "events/s",
+                "PostgreSQL insert",
+                rows_s,
+                ">= 40,000 and >= 0.8 x bare",
+                committed >= 40_000 and bool(rows_s) and committed >= 0.8 * rows_s,
+            )
+        )
+        absorbed = batch["absorbed_per_second"]
+        bare_absorb = (
+            min(x for x in (pub_s, (noop_batch or 0) * 100 or None) if x) if pub_s else None
+        )
+        rows.append(
+            _row(
+                f"batch ingest: answered 202 during {batch['seconds']:.0f} s flood",
+                absorbed,
+                "events/s",
+                "min(RabbitMQ, no-op x 100)",
+                bare_absorb,
+                ">= 100,000",
+                absorbed >= 100_000,
+            )
+        )
+        rows.append(
+            _row(
+                "batch ingest: accepted == committed (via the API)",
+                float(batch["committed"]),
+                "events",
+                target="equal",
+                met=batch["accepted_equals_committed"],
+            )
+        )
+    # 3. single-event ingest
+    single = r.get("single_ingest")
+    if single:
+        rows.append(
+            _row(
+                "single-event ingest: committed, first request to last commit",
+                single["committed_per_second"],
+                "req/s",
+                "no-op HTTP single",
+                noop_single,
+                ">= 6,000",
+                single["committed_per_second"] >= 6_000,
+            )
+        )
+        rows.append(
+            _row(
+                "single-event ingest: answered 202 during the flood",
+                single["absorbed_per_second"],
+                "req/s",
+                "no-op HTTP single",
+                noop_single,
+            )
+        )
+    # 4. latency
+    latency = r.get("latency")
+    if latency:
+        rate = latency["offered_per_second"]
+        for q, label in (("p50", "P50"), ("p99", "P99"), ("p999", "P99.9")):
+            rows.append(
+                _row(
+                    f"202 latency {label} at {rate:,.0f} req/s (open loop)",
+                    latency[f"{q}_ms"],
+                    "ms",
+                    f"no-op HTTP {label}",
+                    noop_lat.get(f"{q}_ms"),
+                    "< 10" if q == "p99" else "",
+                    latency[f"{q}_ms"] < 10 if q == "p99" else None,
+                )
+            )
+        visible = latency["visible"]
+        rows.append(
+            _row(
+                f"202 -> visible in counts P99 ({visible['seen']}/{visible['probes']} probes)",
+                visible["p99_ms"],
+                "ms",
+                "one bare insert statement",
+                insert.get("ms_per_statement"),
+                "< 1000",
+                visible["p99_ms"] < 1000 and visible["seen"] == visible["probes"],
+            )
+        )
+    # 5. analytics
+    analytics = r.get("analytics")
+    if analytics:
+        for name, path in (("counts", "counts (30 days, hourly)"), ("event_types", "event-types")):
+            for cached in (False, True):
+                result = analytics[f"{name}_{'cached' if cached else 'uncached'}"]
+                for q in ("p50", "p99"):
+                    bare_value = (
+                        noop_get.get(f"{q}_ms") if cached else query.get(name, {}).get(f"{q}_ms")
+                    )
+                    limit = 2 if cached else 10
+                    rows.append(
+                        _row(
+                            f"analytics {path}, {'cached' if cached else 'uncached'},"
+                            f" {q.upper()} at {result['rate']:.0f} req/s",
+                            result[f"{q}_ms"],
+                            "ms",
+                            f"no-op HTTP GET {q}" if cached else f"analytics SQL {q}",
+                            bare_value,
+                            f"< {limit}" if q == "p99" else "",
+                            result[f"{q}_ms"] < limit if q == "p99" else None,
+                        )
+                    )
+    # 6. embedded profile, memory
+    embedded = r.get("embedded_batch")
+    if embedded:
+        rows.append(
+            _row(
+                "embedded profile: batch ingest, committed",
+                embedded["committed_per_second"],
+                "events/s",
+                "SQLite insert",
+                sqlite.get("rows_per_second"),
+                ">= 20,000",
+                embedded["committed_per_second"] >= 20_000,
+            )
+        )
+    rss = r.get("rss_mb", {})
+    noop_rss = max((v for k, v in rss.items() if k.startswith("noop")), default=None)
+    for label, prefix in (
+        ("API process", "api"),
+        ("worker process", "worker"),
+        ("embedded process", "embedded"),
+    ):
+        values = [v for k, v in rss.items() if k.startswith(prefix)]
+        if prefix == "api":
+            # uvicorn's supervisor (the first) only watches its workers.
+            values = [v for k, v in rss.items() if k.startswith("api") and "[" in k] or values
+        if values:
+            rows.append(
+                _row(
+                    f"peak RSS, largest {label}",
+                    max(values),
+                    "MB",
+                    "no-op HTTP process",
+                    noop_rss,
+                    "< 200",
+                    max(values) < 200,
+                )
+            )
+    return rows
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
+def render(r: dict[str, Any]) -> str:
+    """A Markdown table of the figures (also printed as is)."""
+    lines = []
+    config = r.get("config", {})
+    lines.append(
+        f"eventcore benchmark: {config.get('api_workers')} API x {config.get('workers')} worker"
+        f" processes, {r.get('machine', {}).get('cores')} cores; `{r.get('command', '')}`"
+    )
+    lines.append("")
+    if r.get("sweep"):
+        lines.append(
+            "| N API | M workers | batch 202 events/s | batch committed events/s | single committed req/s |"
+        )
+        lines.append("| ---: | ---: | ---: | ---: | ---: |")
+        for s in r["sweep"]:
+            lines.append(
+                f"| {s['api_workers']} | {s['workers']} | {s['batch_absorbed_per_second']:,.0f}"
+                f" | {s['batch_committed_per_second']:,.0f} | {s['single_committed_per_second']:,.0f} |"
+            )
+        return "\n".join(lines)
+    lines.append("| figure | value | unit | bare limit | bare | ratio | target | met |")
+    lines.append("| --- | ---: | --- | --- | ---: | ---: | --- | --- |")
+    for f in r.get("figures", []):
+        ratio = f"{f['ratio']:.2f}" if f["ratio"] is not None else ""
+        met = {True: "yes", False: "NO", None: ""}[f["met"]]
+        bare_value = _number(f["bare_value"], f["unit"]) if f["bare_value"] is not None else ""
+        lines.append(
+            f"| {f['figure']} | {_number(f['value'], f['unit'])} | {f['unit']} | {f['bare']} |"
+            f" {bare_value} | {ratio} | {f['target']} | {met} |"
+        )
+    extra = []
+    for name in ("batch_ingest", "single_ingest"):
+        if name in r:
+            extra.append(
+                f"{name}: wrk CPU {r[name]['cpu_share']:.0%} of a core; process CPU seconds "
+                f"{r[name]['cpu_seconds']}; non-202 answers {r[name]['non_202'] or 'none'}"
+            )
+    if "latency" in r:
+        extra.append(f"open-loop generator CPU {r['latency']['generator_cpu_share']:.0%} of a core")
+    if r.get("rss_mb"):
+        extra.append(f"peak RSS MB: {r['rss_mb']}")
+    for note in r.get("notes", []):
+        extra.append(f"note: {note}")
+    if extra:
+        lines.append("")
+        lines += [f"- {e}" for e in extra]
+    return "\n".join(lines)

@@ -1,0 +1,1060 @@
+"""The benchmark: eventcore's figures beside the bare limits of its parts, measured in one run.
+
+    python -m bench.run [--events 10000000] [--api-workers 2] [--workers 1] [--seconds 10]
+                        [--sweep 1x1,2x1,2x2] [--profile] [--skip-load]
+
+Against the real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, in a fresh database
+``eventcore_bench_<hex>`` with its own queue names and Redis prefix (all removed at the end):
+
+1. bare limits: PostgreSQL unnest insert of the same rows, RabbitMQ confirmed publish of the same
+   messages, a no-op Litestar endpoint on the same uvicorn settings (throughput and latency),
+   the analytics SQL sent directly, SQLite inserts of the same rows;
+2. batch ingest (100-event requests), 3. single-event ingest, 4. latency at a fixed offered load
+   and the delay until an accepted event is visible, 5. analytics over the loaded data set,
+   cached and uncached, while ingest runs, on the distributed profile with N API and M worker
+   processes; 6. the embedded profile's batch ingest and every process's peak RSS.
+
+Prints a table (each figure beside its bare limit and the ratio) and writes
+bench/results/latest.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import psycopg
+from psycopg import sql
+
+from bench import bare, scenarios
+from bench.loader import Loaded, load
+from bench.loadgen import http_request, percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "ingest.lua"
+HOST = "127.0.0.1"
+ADMIN_DSN = f"postgresql://postgres@{HOST}:5432/postgres"
+AMQP_URL = f"amqp://guest:guest@{HOST}:5672/"
+REDIS_URL = f"redis://{HOST}:6379/15"  # a database of its own: other tests scan db 0
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# processes
+
+
+@dataclass
+class Proc:
+    """A process the benchmark started, with the peak RSS of it and its children."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            parent = psutil.Process(self.popen.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def sample_rss(self) -> None:
+        """Remember each process's peak RSS (VmHWM: the kernel keeps the high-water mark)."""
+        for number, process in enumerate(self.tree()):
+            with contextlib.suppress(psutil.Error, OSError):
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                match = re.search(r"VmHWM:\s+(\d+) kB", status)
+                if match:
+                    label = f"{self.name}[{number}]" if number else self.name
+                    self.peak_rss_mb[label] = max(
+                        self.peak_rss_mb.get(label, 0.0), int(match[1]) / 1024
+                    )
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.tree()]
+
+
+class Processes:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[Proc] = []
+        self.rss: dict[str, float] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_file = (self.logs / f"{name}.log").open("ab")
+        popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = Proc(name, popen)
+        self.running.append(proc)
+        return proc
+
+    def sample(self) -> None:
+        for proc in self.running:
+            proc.sample_rss()
+
+    def stop(self, proc: Proc) -> None:
+        proc.sample_rss()
+        self.rss.update(proc.peak_rss_mb)
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(5)
+        self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.running)):
+            self.stop(proc)
+
+    def check_alive(self) -> None:
+        for proc in self.running:
+            if proc.popen.poll() is not None:
+                tail = (self.logs / f"{proc.name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{tail}")
+
+
+def wait_ready(url: str, processes: Processes, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+
+
+# wrk
+
+
+def wrk(
+    url: str,
+    key: str,
+    per_request: int,
+    run_id: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 2,
+    grace: float = 10.0,
+) -> dict[str, Any]:
+    """Flood ``url`` with wrk and bench/wrk/ingest.lua for ``seconds``; every request sent is
+    answered within the ``grace`` that follows (the script idles then), so its counts are exact.
+    Its result line, plus its own CPU time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds + grace))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            url,
+            "--",
+            key,
+            str(per_request),
+            run_id,
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    match = re.search(r"^WRK_RESULT (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(match[1])
+    # The first thread's request() is called once more, to check the script, and never sent.
+    result["unanswered"] = result["sent"] - 1 - result["requests"]
+    result["seconds"] = result["last"] - result["first"]
+    result["requests_per_second"] = result["requests"] / result["seconds"]
+    result["cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["cpu_share"] = result["cpu_seconds"] / result["seconds"]
+    result["connections"] = connections
+    return result
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "bench: wrk is not installed (Debian: apt-get install -y wrk; `nox -s bench` does it)"
+        )
+
+
+# the run
+
+
+@dataclass
+class Tenant:
+    """An ingest tenant made through the API: a workspace, a project per scenario and keys."""
+
+    token: str
+    workspace_id: str
+    projects: dict[str, tuple[str, str]]  # scenario -> (project id, api key)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = secrets.token_hex(4)
+        # --database: measure again on a data set an earlier run kept (--keep-database).
+        self.reused = bool(args.database)
+        self.database = args.database or f"eventcore_bench_{self.run_id}"
+        self.dsn = f"postgresql://postgres@{HOST}:5432/{self.database}"
+        self.queue = f"eventcore.bench.{self.run_id}"
+        self.redis_prefix = f"ecbench{self.run_id}"
+        self.secret = secrets.token_urlsafe(48)
+        self.workdir = Path(tempfile.mkdtemp(prefix="eventcore-bench-"))
+        self.processes = Processes(self.workdir)
+        self.results: dict[str, Any] = {"notes": []}
+        self.loaded: Loaded | None = None
+        self.started = datetime.now(UTC)
+        self.context = multiprocessing.get_context("spawn")
+        self._pg_backends: set[int] = set()
+        self._pg_cpu: dict[int, float] = {}
+
+    # environment
+
+    def env(self, *, distributed: bool, data_dir: Path | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCORE_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+        env["EVENTCORE_LOG_LEVEL"] = self.args.log_level
+        env["EVENTCORE_LOG_FORMAT"] = "json"
+        # The limiter still runs (a Redis script per request) but never refuses: the benchmark
+        # measures how fast eventcore accepts, not how it refuses.
+        env["EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND"] = "1000000000"
+        env["EVENTCORE_WORKER_METRICS_PORT"] = "0"
+        if distributed:
+            env.update(
+                {
+                    "EVENTCORE_DATABASE_URL": self.dsn,
+                    "EVENTCORE_REDIS_URL": REDIS_URL,
+                    "EVENTCORE_REDIS_PREFIX": self.redis_prefix,
+                    "EVENTCORE_AMQP_URL": AMQP_URL,
+                    "EVENTCORE_QUEUE_NAME": self.queue,
+                    "EVENTCORE_JWT_SECRET": self.secret,
+                }
+            )
+        else:
+            env["EVENTCORE_DATA_DIR"] = str(data_dir)
+        return env
+
+    def eventcore(self, *argv: str) -> list[str]:
+        return [sys.executable, "-m", "entrypoints.cli", *argv]
+
+    # setup and cleanup
+
+    def create_database(self) -> None:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        done = subprocess.run(
+            self.eventcore("migrate"),
+            cwd=ROOT,
+            env=self.env(distributed=True),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"eventcore migrate failed: {done.stdout}{done.stderr}")
+
+    def cleanup(self) -> None:
+        self.processes.stop_all()
+        keep = self.reused or self.args.keep_database
+        with contextlib.suppress(Exception):
+            if keep:
+                raise RuntimeError("kept")
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.database)
+                    )
+                )
+        with contextlib.suppress(Exception):
+            asyncio.run(self._delete_queues())
+        with contextlib.suppress(Exception):
+            asyncio.run(self._delete_redis_keys())
+        shutil.rmtree(self.workdir / "embedded", ignore_errors=True)
+        shutil.rmtree(self.workdir / "noop", ignore_errors=True)
+
+    async def _delete_queues(self) -> None:
+        import aiormq
+
+        from adapters.rabbitmq import QueueNames
+        from adapters.rabbitmq._topology import delete_topology
+
+        connection = await aiormq.connect(AMQP_URL)
+        try:
+            channel = await connection.channel()
+            await delete_topology(channel, QueueNames(self.queue))
+        finally:
+            await connection.close()
+
+    async def _delete_redis_keys(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            batch = []
+            async for key in client.scan_iter(match=f"{self.redis_prefix}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await client.delete(*batch)
+                    batch = []
+            if batch:
+                await client.delete(*batch)
+        finally:
+            await client.aclose()
+
+    # step 0: the data set
+
+    def reuse_data(self) -> None:
+        from bench.loader import tenants_of
+
+        self.loaded = asyncio.run(tenants_of(self.dsn))
+        self.results["load"] = {"events": self.loaded.events, "reused": self.database}
+        log(f"reusing {self.database}: {self.loaded.events:,} events")
+
+    def load_data(self) -> None:
+        log(f"loading {self.args.events:,} events into {self.database} ...")
+        self.loaded = asyncio.run(
+            load(self.dsn, events=self.args.events, workspaces=self.args.workspaces)
+        )
+        self.results["load"] = {
+            "events": self.loaded.events,
+            "workspaces": len(self.loaded.tenants),
+            "seconds": {k: round(v, 1) for k, v in self.loaded.seconds.items()},
+        }
+        log(f"loaded in {self.loaded.seconds['total']:.0f} s {self.results['load']['seconds']}")
+
+    # step 1: bare limits
+
+    def bare_limits(self) -> None:
+        log("bare PostgreSQL unnest insert ...")
+        self.results["bare_insert"] = asyncio.run(
+            bare.bare_insert(self.dsn, rows=self.args.bare_rows)
+        )
+        log(f"  {self.results['bare_insert']['rows_per_second']:,.0f} rows/s")
+        log("bare RabbitMQ confirmed publish ...")
+        self.results["bare_publish"] = asyncio.run(
+            bare.bare_publish(AMQP_URL, messages=self.args.bare_messages)
+        )
+        log(f"  {self.results['bare_publish']['events_per_second']:,.0f} events/s")
+        if self.loaded is not None:
+            log("bare analytics SQL ...")
+            tenants = [(t.workspace_id, t.project_id) for t in self.loaded.tenants]
+            raw = asyncio.run(
+                bare.bare_query(self.dsn, tenants, newest=self.loaded.newest, queries=300)
+            )
+            self.results["bare_query"] = {
+                name: {
+                    "p50_ms": percentile(r["timings_ms"], 0.5),
+                    "p99_ms": percentile(r["timings_ms"], 0.99),
+                    "rows": r["rows"],
+                }
+                for name, r in raw.items()
+            }
+        self.results["bare_sqlite"] = bare_sqlite(self.workdir / "bare.sqlite3", rows=100_000)
+        log(f"  SQLite {self.results['bare_sqlite']['rows_per_second']:,.0f} rows/s")
+        self.bare_http()
+
+    def bare_http(self) -> None:
+        n = self.args.api_workers
+        port = free_port()
+        env = self.env(distributed=False, data_dir=self.workdir / "noop")
+        proc = self.processes.start(
+            "noop-http",
+            [sys.executable, "-m", "bench.noop_app", "--port", str(port), "--workers", str(n)],
+            env,
+        )
+        try:
+            base = f"http://{HOST}:{port}"
+            wait_ready(f"{base}/health/live", self.processes)
+            seconds = self.args.seconds
+            log(f"bare HTTP no-op ({n} processes) ...")
+            single = wrk(
+                f"{base}/v1/ingest", "k", 1, "noop", seconds=seconds / 2, connections=64, grace=2
+            )
+            batch = wrk(
+                f"{base}/v1/ingest", "k", 100, "noop", seconds=seconds / 2, connections=64, grace=2
+            )
+            latency = self.in_child(
+                scenarios.single_events, HOST, port, "k", "noop", self.args.rate, seconds / 2
+            )
+            get_latency = self.in_child(
+                scenarios.fixed_requests,
+                HOST,
+                port,
+                [http_request("GET", "/v1/analytics/counts", HOST, [])],
+                200.0,
+                seconds / 2,
+                False,
+            )
+            proc.sample_rss()
+            self.results["bare_http"] = {
+                "single": single,
+                "batch": batch,
+                "latency": latency,
+                "get_latency": get_latency,
+                "processes": n,
+            }
+            log(
+                f"  {single['requests_per_second']:,.0f} single req/s, "
+                f"{batch['requests_per_second']:,.0f} batch req/s, "
+                f"p99 {latency['p99_ms']:.2f} ms at {self.args.rate:.0f}/s"
+            )
+        finally:
+            self.processes.stop(proc)
+
+    def in_child(self, target: Any, *args: Any) -> Any:
+        """A scenario in a process of its own (the generator never shares our CPU slice)."""
+        with self.context.Pool(1) as pool:
+            return pool.apply(target, args)
+
+    # the distributed profile
+
+    @contextlib.contextmanager
+    def distributed(self, api_workers: int, workers: int) -> Iterator[str]:
+        port = free_port()
+        env = self.env(distributed=True)
+        procs = [
+            self.processes.start(
+                f"api-x{api_workers}",
+                self.eventcore("serve", "--port", str(port), "--workers", str(api_workers)),
+                env,
+            )
+        ]
+        for number in range(workers):
+            procs.append(
+                self.processes.start(f"worker-{number + 1}", self.eventcore("worker"), env)
+            )
+        try:
+            base = f"http://{HOST}:{port}"
+            wait_ready(f"{base}/health/ready", self.processes)
+            # Every API process must be serving, not just the first one to answer.
+            time.sleep(1.0 if api_workers > 1 else 0.2)
+            yield base
+        finally:
+            for proc in procs:
+                self.processes.stop(proc)
+
+    def tenant(self, base: str, name: str, scenarios_: list[str]) -> Tenant:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            signup = client.post(
+                "/v1/auth/signup",
+                json={
+                    "email": f"{name}-{self.run_id}@example.com",
+                    "password": PASSWORD,
+                    "workspace": name,
+                },
+            )
+            signup.raise_for_status()
+            token = signup.json()["access_token"]
+            user = {"Authorization": f"Bearer {token}"}
+            projects = {}
+            for scenario in scenarios_:
+                project = client.post("/v1/projects", json={"name": scenario}, headers=user)
+                project.raise_for_status()
+                project_id = project.json()["id"]
+                key = client.post(
+                    f"/v1/projects/{project_id}/api-keys", json={"name": scenario}, headers=user
+                )
+                key.raise_for_status()
+                projects[scenario] = (project_id, key.json()["key"])
+        return Tenant(token, signup.json()["workspace_id"], projects)
+
+    def committed(self, base: str, tenant: Tenant, scenario: str) -> int:
+        """Events of the scenario's project that the API counts (what the workers committed)."""
+        start = (self.started - timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z")
+        end = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z")
+        answer = httpx.get(
+            f"{base}/v1/analytics/counts",
+            params={
+                "project_id": tenant.projects[scenario][0],
+                "granularity": "hour",
+                "start": start,
+                "end": end,
+            },
+            headers={"Authorization": f"Bearer {tenant.token}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return int(answer.json()["total"])
+
+    def wait_committed(
+        self, base: str, tenant: Tenant, scenario: str, accepted: int, timeout: float = 240
+    ) -> tuple[int, float]:
+        """Poll until the committed count reaches ``accepted``; (count, time it was seen)."""
+        deadline = time.monotonic() + timeout
+        count = 0
+        while time.monotonic() < deadline:
+            count = self.committed(base, tenant, scenario)
+            if count >= accepted:
+                return count, time.monotonic()
+            self.processes.sample()
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"{scenario}: only {count} of {accepted} accepted events committed in {timeout} s"
+        )
+
+    def server_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of this database's PostgreSQL backends, and of RabbitMQ and
+        Redis as a whole (shared with whatever else uses them)."""
+        out = {"postgres (this database)": 0.0, "rabbitmq (all)": 0.0, "redis (all)": 0.0}
+        with contextlib.suppress(Exception), psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+            ).fetchall()
+            for (pid,) in rows:
+                self._pg_backends.add(pid)
+        for pid in list(self._pg_backends):
+            try:
+                times = psutil.Process(pid).cpu_times()
+                self._pg_cpu[pid] = times.user + times.system
+            except psutil.Error:
+                self._pg_backends.discard(pid)
+        out["postgres (this database)"] = sum(self._pg_cpu.values())
+        for process in psutil.process_iter(["name"]):
+            name = process.info["name"] or ""
+            key = (
+                "rabbitmq (all)"
+                if name == "beam.smp"
+                else "redis (all)"
+                if name.startswith("redis-server")
+                else None
+            )
+            if key:
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    out[key] += times.user + times.system
+        return out
+
+    def ingest_rate(
+        self, base: str, tenant: Tenant, scenario: str, per_request: int, profile: bool = False
+    ) -> dict[str, Any]:
+        """wrk flat out for --seconds, then until the last accepted event is committed."""
+        key = tenant.projects[scenario][1]
+        cpu_before = {p.name: p.cpu_seconds() for p in self.processes.running}
+        cpu_before |= self.server_cpu()
+        profiler = self.start_profilers(scenario) if profile else []
+        outcome: dict[str, Any] = {}
+
+        def flood() -> None:
+            try:
+                outcome["result"] = wrk(
+                    f"{base}/v1/ingest",
+                    key,
+                    per_request,
+                    f"{scenario}-{self.run_id}",
+                    seconds=self.args.seconds,
+                    connections=self.args.connections,
+                    grace=3.0,
+                )
+            except Exception as exc:
+                outcome["error"] = exc
+
+        flooding = threading.Thread(target=flood)
+        flooding.start()
+        # The committed count, polled while wrk runs: the last commit may come before it ends.
+        seen: list[tuple[float, int]] = []
+        while flooding.is_alive():
+            seen.append((time.monotonic(), self.committed(base, tenant, scenario)))
+            self.processes.sample()
+            time.sleep(0.05)
+        flooding.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        result: dict[str, Any] = outcome["result"]
+        accepted = result["accepted"]
+        reached = [at for at, count in seen if count >= accepted]
+        if reached:
+            committed_at = reached[0]
+        else:
+            _, committed_at = self.wait_committed(base, tenant, scenario, accepted)
+        self.stop_profilers(profiler)
+        cpu_after = {p.name: p.cpu_seconds() for p in self.processes.running}
+        cpu_after |= self.server_cpu()
+        # wrk's times are CLOCK_MONOTONIC, as time.monotonic() is.
+        elapsed = committed_at - result["first"]
+        # A last look: nothing more than was accepted may ever be committed.
+        time.sleep(0.5)
+        count = self.committed(base, tenant, scenario)
+        result.update(
+            {
+                "committed": count,
+                "accepted_equals_committed": count == accepted,
+                "seconds_to_last_commit": elapsed,
+                "committed_per_second": count / elapsed,
+                "absorbed_per_second": accepted / result["seconds"],
+                "cpu_seconds": {
+                    name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2)
+                    for name in cpu_after
+                }
+                | {"wrk": round(result["cpu_seconds"], 2)},
+                "non_202": {k: v for k, v in result["statuses"].items() if k != "202"},
+            }
+        )
+        return result
+
+    # profiling (py-spy)
+
+    def start_profilers(self, scenario: str) -> list[tuple[subprocess.Popen[bytes], Path]]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        started = []
+        for proc in self.processes.running:
+            for number, pid in enumerate(proc.pids()):
+                if proc.name.startswith("api") and number == 0 and len(proc.pids()) > 1:
+                    continue  # uvicorn's supervisor only watches its workers
+                out = self.workdir / "profiles" / f"{scenario}-{proc.name}-{number}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                started.append(
+                    (
+                        subprocess.Popen(
+                            [
+                                spy,
+                                "record",
+                                "--pid",
+                                str(pid),
+                                "--rate",
+                                "100",
+                                "--format",
+                                "raw",
+                                "--output",
+                                str(out),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        ),
+                        out,
+                    )
+                )
+        return started
+
+    def stop_profilers(self, profilers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+        for popen, _ in profilers:
+            popen.send_signal(signal.SIGINT)
+        for popen, _ in profilers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(20)
+
+    # steps 2-5
+
+    def distributed_steps(self) -> None:
+        n, m = self.args.api_workers, self.args.workers
+        with self.distributed(n, m) as base:
+            tenant = self.tenant(base, "ingest", ["batch", "single", "latency", "background"])
+            log(f"batch ingest, 100-event requests, {n} API x {m} workers ...")
+            batch = self.ingest_rate(base, tenant, "batch", 100, profile=self.args.profile)
+            self.results["batch_ingest"] = batch
+            log(
+                f"  {batch['absorbed_per_second']:,.0f} events/s answered 202, "
+                f"{batch['committed_per_second']:,.0f} events/s committed "
+                f"({batch['committed']:,} events, accepted == committed: "
+                f"{batch['accepted_equals_committed']})"
+            )
+            log("single-event ingest ...")
+            single = self.ingest_rate(base, tenant, "single", 1, profile=self.args.profile)
+            self.results["single_ingest"] = single
+            log(
+                f"  {single['requests'] / single['seconds']:,.0f} requests/s answered 202, "
+                f"{single['committed_per_second']:,.0f} requests/s committed"
+            )
+            self.latency(base, tenant)
+            if self.loaded is not None:
+                self.analytics(base, tenant)
+            self.processes.sample()
+
+    def latency(self, base: str, tenant: Tenant) -> None:
+        port = int(base.rsplit(":", 1)[1])
+        project_id, key = tenant.projects["latency"]
+        start = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:00Z")
+        end = (datetime.now(UTC) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:00Z")
+        poll_path = (
+            f"/v1/analytics/counts?project_id={project_id}&granularity=minute"
+            f"&start={start}&end={end}"
+        )
+        rate = self.args.rate
+        # A fixed load must be one the machine can carry, or the figure is of a growing queue:
+        # above half the single-event capacity just measured, it is scaled down to that half.
+        capacity = self.results.get("single_ingest", {}).get("committed_per_second", 0.0)
+        if capacity and rate > capacity / 2:
+            self.results["notes"].append(
+                f"This machine commits {capacity:,.0f} single-event requests/s at most (step 3), so"
+                f" the fixed load was scaled down from {rate:,.0f} to {capacity / 2:,.0f}"
+                " requests/s (half the capacity)."
+            )
+            rate = capacity / 2
+        for attempt in range(3):
+            log(f"latency at {rate:,.0f} single-event requests/s (open loop) ...")
+            result = self.in_child(
+                scenarios.ingest_latency,
+                HOST,
+                port,
+                key,
+                f"lat{attempt}-{self.run_id}",
+                rate,
+                self.args.seconds,
+                20,
+                poll_path,
+                tenant.token,
+                0.02,
+            )
+            result["rate"] = rate
+            ok = result["statuses"].get("202", 0) >= 0.99 * result["requests"]
+            if ok and result["p99_ms"] < 1000:
+                break
+            self.results["notes"].append(
+                f"The machine could not serve {rate:,.0f} requests/s (p99 {result['p99_ms']:.0f} ms,"
+                f" answers {result['statuses']}); the rate was halved."
+            )
+            rate /= 2
+        self.results["latency"] = result
+        log(
+            f"  202 p50 {result['p50_ms']:.2f} p99 {result['p99_ms']:.2f} "
+            f"p99.9 {result['p999_ms']:.2f} ms; visible p99 {result['visible']['p99_ms']:.0f} ms"
+            f" (generator CPU {result['generator_cpu_share']:.0%})"
+        )
+
+    def analytics(self, base: str, tenant: Tenant) -> None:
+        from adapters.security import JwtCodec
+        from eventcore.tenancy import Principal, Role
+
+        assert self.loaded is not None
+        port = int(base.rsplit(":", 1)[1])
+        codec = JwtCodec(self.secret, lifetime_seconds=3600)
+        now = datetime.now(UTC)
+        tokens = [
+            codec.issue(Principal(t.user_id, t.workspace_id, Role.OWNER), now)[0]
+            for t in self.loaded.tenants
+        ]
+        end = self.loaded.newest.replace(minute=0) + timedelta(hours=1)
+
+        def requests(path: str, shifts: range) -> list[bytes]:
+            made = []
+            for shift in shifts:
+                for t, token in zip(self.loaded.tenants, tokens, strict=True):  # type: ignore[union-attr]
+                    window_end = end - timedelta(hours=shift)
+                    window_start = window_end - timedelta(days=30)
+                    query = (
+                        f"{path}?project_id={t.project_id}"
+                        f"&start={window_start:%Y-%m-%dT%H:%M:%SZ}&end={window_end:%Y-%m-%dT%H:%M:%SZ}"
+                    )
+                    if path.endswith("counts"):
+                        query += "&granularity=hour"
+                    made.append(
+                        http_request("GET", query, HOST, [("Authorization", f"Bearer {token}")])
+                    )
+            return made
+
+        seconds = self.args.analytics_seconds
+        uncached_rate = self.args.uncached_rate
+        shifts = range(1, 2 + int(uncached_rate * seconds) // len(tokens))
+        cached_rate = self.args.cached_rate
+        plans = {
+            "counts_cached": (requests("/v1/analytics/counts", range(0, 1)), cached_rate, True),
+            "counts_uncached": (requests("/v1/analytics/counts", shifts), uncached_rate, False),
+            "event_types_cached": (
+                requests("/v1/analytics/event-types", range(0, 1)),
+                cached_rate,
+                True,
+            ),
+            "event_types_uncached": (
+                requests("/v1/analytics/event-types", range(shifts.stop, 2 * shifts.stop)),
+                uncached_rate,
+                False,
+            ),
+        }
+        key = tenant.projects["background"][1]
+        total = seconds * len(plans) + 30
+        log(
+            f"analytics over {self.loaded.events:,} events while ingest runs "
+            f"({self.args.background_rate:.0f} batch requests/s in the background) ..."
+        )
+        with self.context.Pool(1) as background_pool:
+            background = background_pool.apply_async(
+                scenarios.background_ingest,
+                (HOST, port, key, f"bg-{self.run_id}", self.args.background_rate, total, 100),
+            )
+            time.sleep(1.0)
+            out = {}
+            for name, (reqs, rate, warm) in plans.items():
+                out[name] = self.in_child(
+                    scenarios.fixed_requests, HOST, port, reqs, rate, seconds, warm
+                )
+                out[name]["rate"] = rate
+                log(
+                    f"  {name}: p50 {out[name]['p50_ms']:.2f} ms p99 {out[name]['p99_ms']:.2f} ms"
+                    f" ({out[name]['statuses']})"
+                )
+            background_pool.terminate()
+            out["background"] = {"rate_requests": self.args.background_rate, "events": 100}
+            with contextlib.suppress(Exception):
+                out["background"] = background.get(0.1)
+        self.results["analytics"] = out
+
+    # step 6: the embedded profile
+
+    def embedded(self) -> None:
+        port = free_port()
+        data_dir = self.workdir / "embedded"
+        env = self.env(distributed=False, data_dir=data_dir)
+        proc = self.processes.start(
+            "embedded", self.eventcore("serve", "--port", str(port), "--workers", "1"), env
+        )
+        try:
+            base = f"http://{HOST}:{port}"
+            wait_ready(f"{base}/health/ready", self.processes)
+            tenant = self.tenant(base, "embedded", ["batch"])
+            log("embedded profile, batch ingest ...")
+            result = self.ingest_rate(base, tenant, "batch", 100)
+            self.results["embedded_batch"] = result
+            log(f"  {result['committed_per_second']:,.0f} events/s committed")
+        finally:
+            self.processes.stop(proc)
+
+    # the sweep of N and M
+
+    def sweep(self) -> None:
+        rows = []
+        for spec in self.args.sweep.split(","):
+            n, m = (int(x) for x in spec.lower().split("x"))
+            with self.distributed(n, m) as base:
+                tenant = self.tenant(base, f"sweep{n}x{m}", ["batch", "single"])
+                log(f"sweep {n} API x {m} workers ...")
+                batch = self.ingest_rate(base, tenant, "batch", 100, self.args.profile)
+                single = self.ingest_rate(base, tenant, "single", 1, self.args.profile)
+            rows.append(
+                {
+                    "api_workers": n,
+                    "workers": m,
+                    "batch_absorbed_per_second": batch["absorbed_per_second"],
+                    "batch_committed_per_second": batch["committed_per_second"],
+                    "single_committed_per_second": single["committed_per_second"],
+                }
+            )
+            log(
+                f"  {n}x{m}: batch {batch['committed_per_second']:,.0f} events/s committed, "
+                f"single {single['committed_per_second']:,.0f} requests/s"
+            )
+        self.results["sweep"] = rows
+
+
+def bare_sqlite(path: Path, *, rows: int) -> dict[str, Any]:
+    """The embedded store's bare limit: the same 100-event requests inserted by sqlite3, one
+    transaction each, in a WAL file with synchronous=NORMAL (the store's settings)."""
+    import sqlite3
+
+    from adapters.sqlite.schema import migrate as migrate_sqlite
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        migrate_sqlite(connection)
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(events)")]
+        now = datetime.now(UTC)
+        micros = int(now.timestamp() * 1_000_000)
+        requests = rows // 100
+        batches = [
+            [
+                {
+                    "workspace_id": "bare",
+                    "project_id": "bare",
+                    "event_id": e.id,
+                    "event_type": e.type,
+                    "ts": micros,
+                    "received_at": micros,
+                    "properties": str(e.properties, "utf-8"),
+                }
+                for e in bare.request_events("sqlite", r, 100, now)
+            ]
+            for r in range(requests)
+        ]
+        names = [c for c in batches[0][0] if c in columns]
+        statement = (
+            f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            " ON CONFLICT (workspace_id, project_id, event_id) DO NOTHING"
+        )
+        began = time.perf_counter()
+        for batch in batches:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(statement, [tuple(row[c] for c in names) for row in batch])
+            connection.execute("COMMIT")
+        elapsed = time.perf_counter() - began
+    finally:
+        connection.close()
+    return {"rows": requests * 100, "seconds": elapsed, "rows_per_second": requests * 100 / elapsed}
+
+
+def machine() -> dict[str, Any]:
+    def version(argv: list[str]) -> str:
+        with contextlib.suppress(Exception):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        return "?"
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with psycopg.connect(ADMIN_DSN) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        postgres = row[0] if row else "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": postgres,
+        "rabbitmq": version(["rabbitmq-diagnostics", "-q", "server_version"]),
+        "redis": version(["redis-server", "--version"]),
+        "wrk": version(["wrk", "--version"]),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000_000, help="analytics data set size")
+    parser.add_argument("--workspaces", type=int, default=100)
+    parser.add_argument("--api-workers", type=int, default=2, help="N: eventcore serve --workers N")
+    parser.add_argument("--workers", type=int, default=2, help="M: eventcore worker processes")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--rate", type=float, default=2000.0, help="fixed single-event rate")
+    parser.add_argument("--analytics-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--cached-rate", type=float, default=50.0, help="analytics requests/s, cached answers"
+    )
+    parser.add_argument(
+        "--uncached-rate", type=float, default=20.0, help="analytics requests/s, each one new"
+    )
+    parser.add_argument(
+        "--background-rate",
+        type=float,
+        default=100.0,
+        help="batch requests/s ingested while analytics are measured",
+    )
+    parser.add_argument("--bare-rows", type=int, default=200_000)
+    parser.add_argument("--bare-messages", type=int, default=20_000)
+    parser.add_argument("--log-level", default="info", help="EVENTCORE_LOG_LEVEL of the servers")
+    parser.add_argument("--sweep", default="", help="e.g. 1x1,2x1,2x2: N x M ingest sweep only")
+    parser.add_argument("--profile", action="store_true", help="py-spy every eventcore process")
+    parser.add_argument("--skip-load", action="store_true", help="no data set, no analytics")
+    parser.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
+    parser.add_argument("--database", default="", help="reuse a kept eventcore_bench_* database")
+    parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    args = parser.parse_args(argv)
+    ensure_wrk()
+
+    bench = Bench(args)
+    began = time.perf_counter()
+    command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    log(f"eventcore benchmark {bench.run_id}: {command.strip()}")
+    bench.results["machine"] = machine()
+    try:
+        if bench.reused:
+            bench.reuse_data()
+        else:
+            bench.create_database()
+        if args.sweep:
+            bench.results["bare_insert"] = asyncio.run(
+                bare.bare_insert(bench.dsn, rows=args.bare_rows)
+            )
+            bench.sweep()
+        else:
+            if not args.skip_load and args.events > 0 and not bench.reused:
+                bench.load_data()
+            bench.bare_limits()
+            bench.distributed_steps()
+            bench.embedded()
+    finally:
+        bench.cleanup()
+    bench.results["rss_mb"] = {k: round(v, 1) for k, v in sorted(bench.processes.rss.items())}
+    bench.results["config"] = {
+        "api_workers": args.api_workers,
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "events": args.events,
+        "run_id": bench.run_id,
+    }
+    bench.results["command"] = command.strip()
+    bench.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    bench.results["wall_seconds"] = round(time.perf_counter() - began, 1)
+    from bench.report import figures, render
+
+    if not args.sweep:
+        bench.results["figures"] = figures(bench.results)
+    if args.profile:
+        from bench.profile_summary import render as render_profile
+
+        summaries = [
+            render_profile(path, 20) for path in sorted((bench.workdir / "profiles").glob("*.txt"))
+        ]
+        (RESULTS / "profile.md").write_text(
+            f"# py-spy profiles, `{command.strip()}`\n\n```\n" + "\n\n".join(summaries) + "\n```\n"
+        )
+        log(f"profile summaries in {RESULTS / 'profile.md'}")
+    print(render(bench.results))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
+    log(f"wrote {output} ({bench.results['wall_seconds']:.0f} s)")
+    # The servers' logs are kept only when something went wrong (they are named then).
+    shutil.rmtree(bench.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
