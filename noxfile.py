@@ -53,7 +53,12 @@ def faults(session: nox.Session) -> None:
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """Bad input: schemathesis over the app's own OpenAPI document (every operation, valid
-    credentials, real ids), and the hostile-body and stateful suites with more examples."""
+    credentials, real ids), and the hostile-body and stateful suites with more examples.
+
+    Unlike the other sessions (derandomized on CI), each run explores new examples: the
+    ``fuzz`` Hypothesis profile (tests/conftest.py) draws a fresh seed and prints it first
+    (replay the run with ``nox -s fuzz -- --hypothesis-seed=N``), keeps failing examples in
+    ``.hypothesis/`` to replay them first next time, and prints an ``@reproduce_failure`` blob."""
     session.install("-e", ".[fuzz]")
     session.run(
         "pytest",
@@ -61,6 +66,7 @@ def fuzz(session: nox.Session) -> None:
         "-m",
         "fuzz or not integration",
         "-q",
+        "--hypothesis-profile=fuzz",
         *session.posargs,
         env={"FUZZ_EXAMPLES_SCALE": "4"},
     )

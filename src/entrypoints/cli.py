@@ -155,17 +155,25 @@ def preflight(settings: Settings) -> bool:
     except Exception as exc:
         hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
         print(
-            f"eventcore: cannot start: {type(exc).__name__}: {exc}{hint}".strip(), file=sys.stderr
+            f"eventcore: cannot start: {one_line(f'{type(exc).__name__}: {exc}')}{hint}",
+            file=sys.stderr,
         )
         return False
     for problem in problems:
         if problem.startswith("redis:"):
             # Without Redis eventcore degrades (no cache, no fast path) but serves.
-            print(f"eventcore: warning: {problem}; continuing without it", file=sys.stderr)
+            print(
+                f"eventcore: warning: {one_line(problem)}; continuing without it", file=sys.stderr
+            )
         else:
-            print(f"eventcore: cannot start: {problem}", file=sys.stderr)
+            print(f"eventcore: cannot start: {one_line(problem)}", file=sys.stderr)
             return False
     return True
+
+
+def one_line(text: str) -> str:
+    """A driver's error text on one line: some (psycopg's) span several, with a hint after a tab."""
+    return " ".join(text.split())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -200,10 +208,10 @@ def _run(work: Coroutine[Any, Any, object]) -> int:
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
             runner.run(work)
     except EventcoreError as exc:
-        print(f"eventcore: {exc.message}", file=sys.stderr)
+        print(f"eventcore: {one_line(exc.message)}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"eventcore: cannot reach a server: {exc}", file=sys.stderr)
+        print(f"eventcore: cannot reach a server: {one_line(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

@@ -17,28 +17,31 @@ Ports whose behaviour depends on time are yielded as :class:`Timed`: the in-memo
 a :class:`ManualClock` that ``advance`` moves; a real server's implementation passes
 :func:`real_time`, which sleeps (about 3.5 s in all over the time-based tests).
 
-Registered today: memory and SQLite, and the real servers' adapters (PostgreSQL, Redis, RabbitMQ
-on 127.0.0.1) marked integration, so ``-m "not integration"`` runs the suites without servers.
-An implementation that is known to break one contract test lists it in ``known_gaps`` with the
+Registered today: memory and SQLite, the embedded profile's inline queue (which commits to SQLite
+as it publishes), and the real servers' adapters (PostgreSQL, Redis, RabbitMQ on 127.0.0.1)
+marked integration, so ``-m "not integration"`` runs the suites without servers. An
+implementation that is known to break one contract test lists it in ``known_gaps`` with the
 reason; that test is then a strict xfail for it, so the gap stays visible and the xfail turns
-into a failure the day the implementation is fixed.
+into a failure the day the implementation is fixed. None has a known gap today.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiormq
 import pytest
+from msgspec import Raw
 from pamqp import commands as spec
 
-from adapters.clock import ManualClock
+from adapters.clock import ManualClock, SystemClock
 from adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
@@ -56,7 +59,7 @@ from adapters.redis import (
     RedisRateLimiter,
 )
 from adapters.sqlite import SqliteStore
-from eventcore.events import IngestBatch, decode_batch
+from eventcore.events import Event, IngestBatch, decode_batch
 from eventcore.ports import (
     ApiKeyCache,
     CommittedKeys,
@@ -65,6 +68,7 @@ from eventcore.ports import (
     RateLimiter,
     Store,
 )
+from eventcore.usecases.processing import BatchProcessor, InlineQueue
 from tests.support.postgres import delete_counts, postgres_store, shared_database
 from tests.support.rabbitmq import AMQP_URL, rabbitmq_topology, tcp_proxy
 from tests.support.redis import redis_gateway
@@ -126,11 +130,34 @@ class StoreKit:
 
 
 @dataclass(frozen=True)
+class Held:
+    """One event a queue holds, with what its batch says about it (tenant, time received)."""
+
+    workspace_id: str
+    project_id: str
+    received_at: datetime
+    event: Event
+
+
+def holding(batches: Iterable[IngestBatch]) -> list[Held]:
+    """What a queue that was given ``batches``, in this order, holds: every event of each."""
+    return [Held(b.workspace_id, b.project_id, b.received_at, e) for b in batches for e in b.events]
+
+
+@dataclass(frozen=True)
 class QueueKit:
-    """A queue, the consumer's side of it, and a way to take the broker away for a while."""
+    """A queue, a look at what it holds, and a way to take what it depends on away for a while.
+
+    ``held`` answers what the queue holds once publish has returned, in publish order, read from
+    where it is kept and never on the publisher's word: the broker's main queue (taken off it),
+    the in-memory list (taken), or, for the inline queue, which commits as it publishes, the
+    events committed to the database file, read through a connection of its own. A queue that
+    holds a batch is one that will get it stored (or, inline, already has), so what a batch is
+    held as is its events, each with its batch's tenant and receipt time.
+    """
 
     queue: IngestQueue
-    receive: Callable[[], Awaitable[list[IngestBatch]]]
+    held: Callable[[], Awaitable[list[Held]]]
     outage: Callable[[], AbstractAsyncContextManager[None]]
 
 
@@ -198,9 +225,6 @@ async def postgres_store_kit(scratch: Scratch) -> AsyncIterator[StoreKit]:
         yield StoreKit(store, wipe_counts)
 
 
-# PostgresStore.create_project, create_api_key and the workspace (and owner membership) of
-# create_signup upsert (ON CONFLICT .. DO UPDATE) where memory and SQLite raise Conflict; a reused
-# user id or key hash escapes as psycopg's UniqueViolation rather than Conflict.
 STORES: list[Implementation[StoreKit]] = [
     Implementation("memory", memory_store),
     Implementation("sqlite", sqlite_store),
@@ -238,8 +262,8 @@ async def memory_rate_limiter(scratch: Scratch) -> AsyncIterator[Timed[RateLimit
 async def memory_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
     queue = MemoryQueue()
 
-    async def receive() -> list[IngestBatch]:
-        return queue.take()
+    async def held() -> list[Held]:
+        return holding(queue.take())
 
     @asynccontextmanager
     async def outage() -> AsyncIterator[None]:
@@ -249,7 +273,54 @@ async def memory_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
         finally:
             queue.available = True
 
-    yield QueueKit(queue, receive, outage)
+    yield QueueKit(queue, held, outage)
+
+
+# How long the inline queue's store waits for a locked database file before it is Unavailable
+# (the embedded profile waits 5 s).
+INLINE_BUSY_TIMEOUT_MS = 300
+
+
+@asynccontextmanager
+async def inline_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
+    # The embedded profile's queue, wired as build_platform wires it when there is no broker:
+    # over the processor on the SQLite store, with the in-process committed keys and query
+    # cache. Its outage is the database file locked by another process (an operator's sqlite3
+    # shell, a backup) for longer than the store waits, made short here so the test is quick.
+    path = scratch.directory / "eventcore.sqlite3"
+    async with await SqliteStore.open(path, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS) as store:
+        processor = BatchProcessor(store, MemoryCommittedKeys(), MemoryQueryCache(SystemClock()))
+
+        async def held() -> list[Held]:
+            return await asyncio.to_thread(_committed_events, path)
+
+        @asynccontextmanager
+        async def outage() -> AsyncIterator[None]:
+            with _connection(path) as locker:
+                locker.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                finally:
+                    locker.execute("ROLLBACK")
+
+        yield QueueKit(InlineQueue(processor), held, outage)
+
+
+def _committed_events(path: Path) -> list[Held]:
+    """Every event committed to the SQLite file, in commit order, read as another process would."""
+    with _connection(path) as connection:
+        rows = connection.execute(
+            "SELECT workspace_id, project_id, received_at, event_id, event_type, ts,"
+            " CAST(properties AS BLOB) FROM events ORDER BY seq"
+        ).fetchall()
+    return [
+        Held(workspace, project, _moment(received), Event(id_, type_, _moment(ts), Raw(properties)))
+        for workspace, project, received, id_, type_, ts, properties in rows
+    ]
+
+
+def _moment(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
 # The Redis adapters fail open: a command that times out answers a miss or "allowed" instead of
@@ -298,8 +369,8 @@ async def rabbitmq_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
         publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
         async with publisher:
 
-            async def receive() -> list[IngestBatch]:
-                return await _take_all(names.main)
+            async def held() -> list[Held]:
+                return holding(await _take_all(names.main))
 
             @asynccontextmanager
             async def outage() -> AsyncIterator[None]:
@@ -309,7 +380,7 @@ async def rabbitmq_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
                 finally:
                     proxy.restore()
 
-            yield QueueKit(publisher, receive, outage)
+            yield QueueKit(publisher, held, outage)
 
 
 async def _take_all(queue: str) -> list[IngestBatch]:
@@ -345,5 +416,6 @@ RATE_LIMITERS: list[Implementation[Timed[RateLimiter]]] = [
 ]
 INGEST_QUEUES: list[Implementation[QueueKit]] = [
     Implementation("memory", memory_queue),
+    Implementation("inline", inline_queue),
     Implementation("rabbitmq", rabbitmq_queue, INTEGRATION),
 ]

@@ -127,9 +127,18 @@ async def test_one_remember_covers_batches_of_several_tenants(
 
 
 async def test_generation_is_stable_until_bumped(query_cache: Timed[QueryCache]) -> None:
-    """Reading the generation twice without a bump gives the same number."""
+    """The generation reads the same until its own workspace is bumped, then changes and holds."""
     cache = query_cache.port
-    assert await cache.generation("ws-a") == await cache.generation("ws-a")
+    first = await cache.generation("ws-a")
+    assert await cache.generation("ws-a") == first
+
+    await cache.bump(["ws-b"])
+    assert await cache.generation("ws-a") == first, "another workspace's bump changed it"
+
+    await cache.bump(["ws-a"])
+    bumped = await cache.generation("ws-a")
+    assert bumped != first
+    assert await cache.generation("ws-a") == bumped
 
 
 async def test_bumping_raises_the_generation_every_time(query_cache: Timed[QueryCache]) -> None:

@@ -1,4 +1,6 @@
-"""The IngestQueue contract: a published batch is held whole; a queue that is down takes nothing."""
+"""The IngestQueue contract: once publish returns, the batch is held whole (queued to be stored,
+or, for the inline queue, stored); a queue whose backing service is down refuses, holding
+nothing."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ from datetime import timedelta
 import pytest
 
 from eventcore.errors import Unavailable
-from tests.contract.implementations import QueueKit
+from tests.contract.implementations import QueueKit, holding
 from tests.contract.support import T0, at, batch, event
 
 
-async def test_published_batches_come_out_whole_and_in_order(ingest_queue: QueueKit) -> None:
-    """Every published batch is received unchanged, in publish order."""
+async def test_published_batches_are_held_whole_and_in_order(ingest_queue: QueueKit) -> None:
+    """Every event of every published batch is held unchanged with its batch's tenant and
+    receipt time, in publish order, and nothing else is."""
     published = [
         batch(
             "ws-a",
@@ -26,15 +29,16 @@ async def test_published_batches_come_out_whole_and_in_order(ingest_queue: Queue
     for b in published:
         await ingest_queue.queue.publish(b)
 
-    received = await ingest_queue.receive()
+    held = await ingest_queue.held()
 
-    assert received == published
-    assert bytes(received[0].events[0].properties) == bytes(published[0].events[0].properties)
+    assert held == holding(published)
+    assert bytes(held[0].event.properties) == bytes(published[0].events[0].properties)
 
 
 async def test_an_unavailable_queue_refuses_and_keeps_nothing(ingest_queue: QueueKit) -> None:
-    """During an outage publish raises Unavailable with a retry hint and nothing is delivered."""
-    refused = batch("ws-a", "prj-1", event("lost"))
+    """During an outage publish raises Unavailable with a retry hint and no event of the batch
+    is held; once it is over, publishing works again."""
+    refused = batch("ws-a", "prj-1", event("lost-1"), event("lost-2"))
     async with ingest_queue.outage():
         with pytest.raises(Unavailable) as raised:
             await ingest_queue.queue.publish(refused)
@@ -43,4 +47,4 @@ async def test_an_unavailable_queue_refuses_and_keeps_nothing(ingest_queue: Queu
     accepted = batch("ws-a", "prj-1", event("kept"))
     await ingest_queue.queue.publish(accepted)
 
-    assert await ingest_queue.receive() == [accepted]
+    assert await ingest_queue.held() == holding([accepted])

@@ -19,6 +19,7 @@ from tests.faults.harness import (
     distributed_stack,
     drain,
     events_body,
+    eventually,
     open_tenant,
     queue_depths,
     stored_ids,
@@ -26,7 +27,7 @@ from tests.faults.harness import (
     wait_for_exit,
     workers,
 )
-from tests.support.processes import STOP_TIMEOUT_SECONDS
+from tests.support.processes import STOP_TIMEOUT_SECONDS, Process
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +84,27 @@ def test_full_queue_answers_503_and_loses_nothing_it_accepted(
         assert_exactly_once(stack, result)
 
 
+def committed_groups(process: Process) -> int:
+    """How many groups the worker has committed so far, by its log."""
+    process.check_running()
+    return process.output().count('"worker.batch_committed"')
+
+
+def wait_until_in_flight(load: LoadGenerator, worker: Process | None = None) -> None:
+    """Until the API has acknowledged more batches than it had (and, given ``worker``, that
+    worker has committed more groups than it had): the load is demonstrably flowing, so a
+    signal sent now lands while it runs."""
+    acknowledged = len(load.acknowledged_batches())
+    commits = committed_groups(worker) if worker is not None else 0
+
+    def flowing() -> bool:
+        if worker is not None and committed_groups(worker) <= commits:
+            return False
+        return len(load.acknowledged_batches()) > acknowledged
+
+    eventually(flowing, within=60, what="load flowing through the API and the worker")
+
+
 def test_sigterm_under_load_stops_api_and_workers_cleanly(
     tmp_path: Path, fault_report: Callable[..., Any]
 ) -> None:
@@ -97,7 +119,9 @@ def test_sigterm_under_load_stops_api_and_workers_cleanly(
             pool.wait_consuming()
             # One connection per request: a refused or reset connection then belongs to one
             # request only (with keep-alive, a request on an idle connection the server just
-            # closed fails without having reached it, which says nothing about shutdown).
+            # closed fails without having reached it, which says nothing about shutdown). The
+            # client waits far longer than the API may take to stop, so that no request the API
+            # answered is given up on by a client of a slow machine before its answer came.
             load = LoadGenerator(
                 str(stopping.client.base_url),
                 tenant,
@@ -105,13 +129,14 @@ def test_sigterm_under_load_stops_api_and_workers_cleanly(
                 senders=4,
                 resend=False,
                 keepalive=False,
+                timeout=4 * STOP_TIMEOUT_SECONDS,
             )
             with load:
                 load.wait_for_acknowledged(20)
                 statuses = []
                 for slot in range(2):
-                    time.sleep(1)
                     process = pool.slots[slot]
+                    wait_until_in_flight(load, process)
                     process.process.send_signal(signal.SIGTERM)
                     # An impatient operator sends it twice.
                     time.sleep(0.05)
@@ -120,11 +145,16 @@ def test_sigterm_under_load_stops_api_and_workers_cleanly(
                     # Whatever it was doing is committed whole or not at all.
                     assert counts_agree_with_events(stack.dsn)
                     pool.kill_and_restart(slot)
-                time.sleep(1)
+                wait_until_in_flight(load)
                 stopping.process.send_signal(signal.SIGTERM)
                 terminated_at = time.monotonic()
                 api_status = wait_for_exit(stopping, STOP_TIMEOUT_SECONDS)
-                time.sleep(0.5)
+                # The load goes on until it meets the closed listener.
+                eventually(
+                    lambda: load.outcomes(terminated_at)["ConnectError"] > 0,
+                    within=60,
+                    what="a request refused by the stopped API",
+                )
                 load.stop(settle_within=0)
         load.check()
         assert statuses == [0, 0], pool.output()
@@ -135,14 +165,11 @@ def test_sigterm_under_load_stops_api_and_workers_cleanly(
         with stack.api("api-after") as api:
             result = verdict(stack, api, tenant, load.acknowledged_ids, load.sent_ids)
         stored = set(stored_ids(stack.dsn, tenant.project_id))
-        unanswered = [
-            batch
-            for batch in load.batches
-            if not batch.acknowledged and batch.attempts[-1].outcome != "ConnectError"
-        ]
         refused = [
             b for b in load.batches if b.attempts and b.attempts[-1].outcome == "ConnectError"
         ]
+        # Every other batch without a 202, including one the load stopped before sending.
+        unanswered = [b for b in load.batches if not b.acknowledged and b not in refused]
         after = load.outcomes(terminated_at)
         fault_report(
             "SIGTERM twice to each worker, then SIGTERM to the API, under load",

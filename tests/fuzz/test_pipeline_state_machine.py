@@ -245,8 +245,8 @@ class HttpPipeline(RuleBasedStateMachine):
 
 TestHttpPipeline = HttpPipeline.TestCase
 TestHttpPipeline.settings = settings(
-    max_examples=examples(12),
-    stateful_step_count=20,
+    max_examples=examples(25),
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -446,8 +446,8 @@ class CorePipeline(RuleBasedStateMachine):
 
 TestCorePipeline = CorePipeline.TestCase
 TestCorePipeline.settings = settings(
-    max_examples=examples(25),
-    stateful_step_count=30,
+    max_examples=examples(50),
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -286,12 +286,18 @@ def test_other_keys_keep_working_after_one_is_deleted(api: Api, tenant: Tenant) 
     """Revoking one key leaves the project's other keys working."""
     spare = api.create_key(tenant.owner, tenant.project_id, "spare")
 
-    api.client.delete(f"/v1/api-keys/{tenant.key_id}", headers=tenant.headers)
+    deleted = api.client.delete(f"/v1/api-keys/{tenant.key_id}", headers=tenant.headers)
 
+    assert deleted.status_code == 204, deleted.text
+    assert_error(api.ingest(tenant, {"type": "x"}), 401, "revoked_api_key")
     response = api.client.post(
         "/v1/ingest", json={"type": "x"}, headers={"X-API-Key": spare["key"]}
     )
     assert response.status_code == 202, response.text
+    listed = api.client.get(f"/v1/projects/{tenant.project_id}/api-keys", headers=tenant.headers)
+    revoked_at = {k["id"]: k["revoked_at"] for k in listed.json()["api_keys"]}
+    assert revoked_at[tenant.key_id] is not None
+    assert revoked_at[spare["id"]] is None
 
 
 # --- members and roles -------------------------------------------------------------------------
@@ -381,9 +387,17 @@ def test_an_admin_manages_projects_and_keys(api: Api, tenant: Tenant) -> None:
     listed = api.client.get(f"/v1/projects/{tenant.project_id}/api-keys", headers=admin.headers)
     deleted = api.client.delete(f"/v1/api-keys/{key['id']}", headers=admin.headers)
 
-    assert project_id
+    projects = api.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert project_id in {p["id"] for p in projects}
     assert listed.status_code == 200
-    assert deleted.status_code == 204
+    assert {k["id"] for k in listed.json()["api_keys"]} == {tenant.key_id, key["id"]}
+    assert deleted.status_code == 204, deleted.text
+    refused = api.client.post("/v1/ingest", json={"type": "x"}, headers={"X-API-Key": key["key"]})
+    assert_error(refused, 401, "revoked_api_key")
+    after = api.client.get(f"/v1/projects/{tenant.project_id}/api-keys", headers=admin.headers)
+    revoked_at = {k["id"]: k["revoked_at"] for k in after.json()["api_keys"]}
+    assert revoked_at[key["id"]] is not None
+    assert revoked_at[tenant.key_id] is None
 
 
 def test_a_viewer_reads_but_does_not_manage(api: Api, tenant: Tenant) -> None:

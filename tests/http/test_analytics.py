@@ -207,26 +207,32 @@ def test_counts_follow_new_events_at_once(api: Api, tenant: Tenant) -> None:
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "code"),
     [
-        {"granularity": "week"},
-        {"granularity": ""},
-        {"start": "2025-03-01T11:00:00Z", "end": "2025-03-01T10:00:00Z"},
-        {"start": "2025-03-01T10:00:00Z", "end": "2025-03-01T10:00:00Z"},
-        {"start": "2025-03-01T10:00:00"},
-        {"end": "2025-03-01T10:00:00"},
-        {"start": "yesterday"},
-        {"start": "2025-13-01T00:00:00Z"},
-        {"granularity": "minute", "start": "2025-03-01T00:00:00Z", "end": "2025-03-09T00:00:00Z"},
-        {"granularity": "hour", "start": "1990-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
+        ({"granularity": "week"}, "invalid_request"),
+        ({"granularity": ""}, "invalid_request"),
+        ({"start": "2025-03-01T11:00:00Z", "end": "2025-03-01T10:00:00Z"}, "invalid_query"),
+        ({"start": "2025-03-01T10:00:00Z", "end": "2025-03-01T10:00:00Z"}, "invalid_query"),
+        ({"start": "yesterday"}, "invalid_query"),
+        ({"start": "2025-13-01T00:00:00Z"}, "invalid_query"),
+        (
+            {
+                "granularity": "minute",
+                "start": "2025-03-01T00:00:00Z",
+                "end": "2025-03-09T00:00:00Z",
+            },
+            "window_too_large",
+        ),
+        (
+            {"granularity": "hour", "start": "1990-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
+            "window_too_large",
+        ),
     ],
     ids=[
         "bad-granularity",
         "empty-granularity",
         "start-after-end",
         "start-equals-end",
-        "naive-start",
-        "naive-end",
         "not-a-time",
         "impossible-date",
         "too-many-minutes",
@@ -234,10 +240,30 @@ def test_counts_follow_new_events_at_once(api: Api, tenant: Tenant) -> None:
     ],
 )
 def test_bad_count_queries_are_bad_requests(
-    api: Api, tenant: Tenant, params: dict[str, str]
+    api: Api, tenant: Tenant, params: dict[str, str], code: str
 ) -> None:
-    """A bad granularity, start >= end, a naive or invalid time, or too many buckets is 400."""
-    assert_error(api.counts(tenant.owner, tenant.project_id, **params), 400)
+    """A bad granularity, start >= end, an invalid time, or too many buckets is 400 with its code."""
+    assert_error(api.counts(tenant.owner, tenant.project_id, **params), 400, code)
+
+
+@pytest.mark.parametrize(
+    ("params", "naive"),
+    [
+        ({"start": "2025-03-01T10:00:00", "end": "2025-03-01T12:00:00Z"}, "start"),
+        ({"start": "2025-03-01T10:00:00Z", "end": "2025-03-01T12:00:00"}, "end"),
+        ({"start": "2025-03-01T10:00:00"}, "start"),
+        ({"end": "2025-03-01T10:00:00"}, "end"),
+    ],
+    ids=["naive-start", "naive-end", "naive-start-alone", "naive-end-alone"],
+)
+def test_a_time_without_an_offset_is_refused_for_that_reason(
+    api: Api, tenant: Tenant, params: dict[str, str], naive: str
+) -> None:
+    """A `start` or `end` without a time zone offset is 400 invalid_query naming that time."""
+    error = assert_error(
+        api.counts(tenant.owner, tenant.project_id, **params), 400, "invalid_query"
+    )
+    assert error["message"] == f"`{naive}` needs a time zone offset (RFC 3339)."
 
 
 @pytest.mark.parametrize(
@@ -280,17 +306,23 @@ def test_event_types_are_largest_first(api: Api, loaded: Tenant) -> None:
 
 
 def test_bad_event_type_windows_are_bad_requests(api: Api, tenant: Tenant) -> None:
-    """Event types with start >= end or a naive time answer 400."""
-    for params in (
-        {"start": "2025-03-02T00:00:00Z", "end": "2025-03-01T00:00:00Z"},
-        {"start": "2025-03-01T00:00:00"},
+    """Event types with start >= end or a naive time answer 400 invalid_query for that reason."""
+    for params, message in (
+        (
+            {"start": "2025-03-02T00:00:00Z", "end": "2025-03-01T00:00:00Z"},
+            "`start` must be before `end`.",
+        ),
+        (
+            {"start": "2025-03-01T00:00:00", "end": "2025-03-02T00:00:00Z"},
+            "`start` needs a time zone offset (RFC 3339).",
+        ),
     ):
         response = api.client.get(
             "/v1/analytics/event-types",
             params={"project_id": tenant.project_id, **params},
             headers=tenant.headers,
         )
-        assert_error(response, 400)
+        assert assert_error(response, 400, "invalid_query")["message"] == message
 
 
 # --- the event list ----------------------------------------------------------------------------

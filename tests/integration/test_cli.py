@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -13,10 +14,25 @@ pytestmark = pytest.mark.integration
 SECRET = {"EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40)}
 
 
+def is_log_record(line: str) -> bool:
+    """A structured log record (one JSON object a line): the log stream, which shares stderr."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"event", "level"} <= set(record)
+
+
 def assert_one_clear_line(stderr: str, *expected: str) -> None:
+    """Besides log records, stderr is exactly one non-empty line, `eventcore: ...`, naming each of
+    ``expected``, and nothing on it is a traceback."""
     assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not is_log_record(line)]
+    assert len(lines) == 1, f"expected one line of message, got {len(lines)}: {stderr!r}"
+    (line,) = lines
+    assert line.startswith("eventcore: "), stderr
     for text in expected:
-        assert text in stderr, stderr
+        assert text in line, stderr
 
 
 def test_version(tmp_path: Path) -> None:

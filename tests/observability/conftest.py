@@ -12,8 +12,7 @@ import io
 import itertools
 import json
 import logging
-import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,11 @@ from dependency_injector import providers
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.faults.harness import Stack, distributed_stack
 from tests.http.support import Api, ApiFactory, refuse_server_errors
-from tests.support.postgres import fresh_database
-from tests.support.rabbitmq import AMQP_URL, delete_queues, require_rabbitmq, unique_names
 
 from adapters.memory import FakePasswordHasher
-from adapters.rabbitmq import DEFAULT_MAX_LENGTH, QueueNames
+from adapters.rabbitmq import DEFAULT_MAX_LENGTH
 from entrypoints.container import Container, build_container
 from entrypoints.http.app import create_app
 from entrypoints.logs import configure_logging
@@ -119,33 +117,18 @@ def api(make_api: ApiFactory) -> Api:
     return make_api()
 
 
-class Stack:
-    """Settings of the distributed profile on a fresh database and unique queues."""
-
-    def __init__(self, dsn: str, names: QueueNames) -> None:
-        self.dsn = dsn
-        self.names = names
-        self.env = {
-            "EVENTCORE_DATABASE_URL": dsn,
-            "EVENTCORE_AMQP_URL": AMQP_URL,
-            "EVENTCORE_QUEUE_NAME": names.base,
-            "EVENTCORE_QUEUE_RETRY_DELAYS": ",".join(str(d) for d in names.retry_delays),
-            # The adapter's default, which test helpers declaring the topology use too.
-            "EVENTCORE_QUEUE_MAX_LENGTH": str(DEFAULT_MAX_LENGTH),
-            "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
-        }
-
-
 @pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
-    """A migrated database of its own and queue names of its own; both removed afterwards."""
-    await require_rabbitmq()
-    names = unique_names()
-    try:
-        with fresh_database() as dsn:
-            yield Stack(dsn, names)
-    finally:
-        await delete_queues(names)
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """The distributed profile as the fault tests build it (``tests.faults.harness``): a fresh
+    database migrated by ``eventcore migrate``, queue names and a Redis prefix of its own, all
+    removed afterwards; ``stack.settings`` is what the API here and ``eventcore worker``
+    processes get.
+
+    The queues' maximum length is the adapter's default, which test helpers declaring the
+    topology (``publish_raw``) use too.
+    """
+    with distributed_stack(tmp_path, queue_max_length=str(DEFAULT_MAX_LENGTH)) as opened:
+        yield opened
 
 
 async def wait_until(check: Callable[[], bool], *, within: float = 30.0, what: str) -> None:

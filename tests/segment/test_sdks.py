@@ -69,22 +69,32 @@ class Project:
         return {e["id"]: e for e in response.json()["events"]}
 
     def counts(self) -> dict[str, int]:
-        """The counted events by type, over a window wide enough for all."""
-        response = self.server.client.get(
-            "/v1/analytics/counts",
-            params={
-                "project_id": self.id,
-                "granularity": "day",
-                "start": "2000-01-01T00:00:00Z",
-                "end": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-            },
-            headers=self.headers,
-        )
-        assert response.status_code == 200, response.text
+        """The counted events by type, over the days the project's stored events fall on.
+
+        One day-long window per day found in the data (and today, when the server stamps what
+        it receives), never a fixed start: the query stays far below the bucket limit at any date.
+        """
+        moments = [datetime.fromisoformat(e["timestamp"]) for e in self.events().values()]
+        days = {
+            m.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            for m in [*moments, datetime.now(UTC)]
+        }
         by_type: dict[str, int] = {}
-        for point in response.json()["series"]:
-            by_type[point["event_type"]] = by_type.get(point["event_type"], 0) + point["count"]
-        assert sum(by_type.values()) == response.json()["total"]
+        for day in sorted(days):
+            response = self.server.client.get(
+                "/v1/analytics/counts",
+                params={
+                    "project_id": self.id,
+                    "granularity": "day",
+                    "start": day.isoformat(),
+                    "end": (day + timedelta(days=1)).isoformat(),
+                },
+                headers=self.headers,
+            )
+            assert response.status_code == 200, response.text
+            for point in response.json()["series"]:
+                by_type[point["event_type"]] = by_type.get(point["event_type"], 0) + point["count"]
+            assert sum(p["count"] for p in response.json()["series"]) == response.json()["total"]
         return by_type
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +18,32 @@ def no_hooks() -> Iterator[None]:
     failpoints.clear()
 
 
-def test_a_point_without_a_hook_does_nothing() -> None:
-    """Passing a failpoint with no hook installed has no effect."""
+@pytest.mark.parametrize("name", sorted(failpoints.NAMES))
+def test_a_point_without_a_hook_does_nothing(name: str) -> None:
+    """Passing a failpoint with no hook installed runs no hook, not even those at other points."""
+    ran: list[str] = []
+    for other in failpoints.NAMES - {name}:
+        failpoints.install(other, functools.partial(ran.append, other))
+
+    for _ in range(3):
+        failpoints.hit(name)
+
+    assert ran == []
+    failpoints.hit(min(failpoints.NAMES - {name}))
+    assert ran == [min(failpoints.NAMES - {name})], "the hooks installed elsewhere do run"
+
+
+def test_cleared_hooks_no_longer_run() -> None:
+    """After clear, passing a point that had a hook runs nothing."""
+    ran: list[str] = []
+    for name in failpoints.NAMES:
+        failpoints.install(name, functools.partial(ran.append, name))
+    failpoints.clear()
+
     for name in failpoints.NAMES:
         failpoints.hit(name)
+
+    assert ran == []
 
 
 def test_a_hook_runs_on_the_nth_hit_only() -> None:
@@ -39,8 +62,13 @@ def test_a_hook_runs_on_the_nth_hit_only() -> None:
 
 def test_unknown_points_are_refused() -> None:
     """Installing a hook at a point that does not exist is an error, not a silent no-op."""
+    ran: list[str] = []
     with pytest.raises(ValueError, match="unknown failpoint"):
-        failpoints.install("after_lunch", lambda: None)
+        failpoints.install("after_lunch", lambda: ran.append("after_lunch"))
+
+    for name in ["after_lunch", *failpoints.NAMES]:
+        failpoints.hit(name)
+    assert ran == [], "the refused hook was installed all the same"
 
 
 @pytest.mark.parametrize(

@@ -117,14 +117,63 @@ async def test_rate_limit_is_shared_by_projects_of_a_workspace(make_app: Any) ->
         await app.ingestor.ingest(other_key, body(event("3")))
 
 
-async def test_rejected_events_do_not_use_the_rate_limit(make_app: Any) -> None:
-    """Only valid events count against the workspace's rate."""
-    app: App = make_app(rate=2)
+INVALID = {"id": "no-type"}
+
+
+async def test_invalid_events_use_the_rate_limit_like_valid_ones(make_app: Any) -> None:
+    """Every event sent counts against the rate, valid or not: 4 invalid + 2 valid use up 6."""
+    app: App = make_app(rate=10)
     tenant = await app.signup()
-    receipt = await app.ingestor.submit(
-        tenant.ref, [event("a"), {"id": "bad"}, {"id": "bad2"}, event("b")]
-    )
-    assert receipt.accepted == 2
+    await app.ingestor.submit(tenant.ref, [event("first")])  # 9 of 10 left: the bucket is not full
+    receipt = await app.ingestor.submit(tenant.ref, [event("a"), *[INVALID] * 4, event("b")])
+    assert (receipt.accepted, len(receipt.rejected)) == (2, 4)
+
+    # 3 left, not the 7 that counting only the valid events would leave.
+    with pytest.raises(RateLimited):
+        await app.ingestor.submit(tenant.ref, [event(f"four-{i}") for i in range(4)])
+    receipt = await app.ingestor.submit(tenant.ref, [event(f"three-{i}") for i in range(3)])
+    assert receipt.accepted == 3
+    with pytest.raises(RateLimited):
+        await app.ingestor.submit(tenant.ref, [event("none-left")])
+
+
+async def test_the_rate_limit_is_checked_before_validation(make_app: Any) -> None:
+    """A request of only invalid events uses the rate up, and over the rate it is refused as such."""
+    app: App = make_app(rate=5)
+    tenant = await app.signup()
+    with pytest.raises(EventsRejected):
+        await app.ingestor.submit(tenant.ref, [INVALID] * 5)
+
+    with pytest.raises(RateLimited):
+        await app.ingestor.submit(tenant.ref, [event("valid")])
+    with pytest.raises(RateLimited):
+        await app.ingestor.submit(tenant.ref, [INVALID])
+    assert app.stored(tenant.ref) == []
+
+
+async def test_a_request_larger_than_the_burst_passes_only_when_the_bucket_is_full(
+    make_app: Any,
+) -> None:
+    """Over the burst a request passes on a full bucket only, and its every event leaves a debt."""
+    app: App = make_app(rate=5)
+    tenant = await app.signup()
+    await app.ingestor.submit(tenant.ref, [event("first")])  # 4 of 5 left
+    oversized = [event("a"), event("b"), event("c"), INVALID, INVALID, INVALID]  # 6 > burst 5
+
+    with pytest.raises(RateLimited) as caught:
+        await app.ingestor.submit(tenant.ref, oversized)
+    assert caught.value.retry_after == 1  # the one token missing for a full bucket
+    app.clock.advance(caught.value.retry_after)
+    receipt = await app.ingestor.submit(tenant.ref, oversized)
+    assert (receipt.accepted, len(receipt.rejected)) == (3, 3)
+
+    # All 6 were taken from the 5: one second later the bucket holds 4, not the 7 it would
+    # hold (capped at 5) had only the 3 valid events been counted.
+    app.clock.advance(1)
+    with pytest.raises(RateLimited):
+        await app.ingestor.submit(tenant.ref, [event(f"five-{i}") for i in range(5)])
+    receipt = await app.ingestor.submit(tenant.ref, [event(f"four-{i}") for i in range(4)])
+    assert receipt.accepted == 4
 
 
 async def test_fast_path_reports_committed_ids_as_duplicates(queued_app: App) -> None:

@@ -263,10 +263,19 @@ def test_a_write_key_inside_a_message_is_never_stored() -> None:
 
 
 def test_fields_of_other_types_and_nulls_are_left_alone() -> None:
-    """Only the fields of the message's own type are checked; null stands for absent."""
-    sent = message("identify", traits=None, context=None, properties=5, name=7, groupId=[])
+    """Other types' fields (any value) and nulls (as absent) pass unchecked into the payload as sent."""
+    sent = message("identify", properties=5, name=7, groupId=[], event=12)
+    text = encode({**sent, "traits": None, "context": None, "previousId": None})
 
-    assert isinstance(to_event(encode(sent)), dict)
+    outcome = message_to_event(
+        text, sent_at=None, received_at=RECEIVED, max_message_bytes=LIMITS.max_event_bytes
+    )
+
+    assert outcome == (
+        b'{"type":"identify","timestamp":"2026-01-10T10:59:00Z","id":"m-1","properties":'
+        + text
+        + b"}"
+    )
 
 
 def test_a_message_without_message_id_is_left_for_eventcore_to_name() -> None:
