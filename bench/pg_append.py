@@ -18,7 +18,7 @@ import psycopg
 from msgspec import Raw
 from psycopg import sql
 
-from adapters.postgres import PostgresStore, migrate
+from eventcore.adapters.postgres import PostgresStore, migrate
 from eventcore.events import Event, IngestBatch
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

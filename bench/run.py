@@ -286,7 +286,7 @@ class Bench:
         return env
 
     def eventcore(self, *argv: str) -> list[str]:
-        return [sys.executable, "-m", "entrypoints.cli", *argv]
+        return [sys.executable, "-m", "eventcore.entrypoints.cli", *argv]
 
     # setup and cleanup
 
@@ -326,8 +326,8 @@ class Bench:
     async def _delete_queues(self) -> None:
         import aiormq
 
-        from adapters.rabbitmq import QueueNames
-        from adapters.rabbitmq._topology import delete_topology
+        from eventcore.adapters.rabbitmq import QueueNames
+        from eventcore.adapters.rabbitmq._topology import delete_topology
 
         connection = await aiormq.connect(AMQP_URL)
         try:
@@ -762,7 +762,7 @@ class Bench:
         )
 
     def analytics(self, base: str, tenant: Tenant) -> None:
-        from adapters.security import JwtCodec
+        from eventcore.adapters.security import JwtCodec
         from eventcore.tenancy import Principal, Role
 
         assert self.loaded is not None
@@ -890,7 +890,7 @@ def bare_sqlite(path: Path, *, rows: int) -> dict[str, Any]:
     transaction each, in a WAL file with synchronous=NORMAL (the store's settings)."""
     import sqlite3
 
-    from adapters.sqlite.schema import migrate as migrate_sqlite
+    from eventcore.adapters.sqlite.schema import migrate as migrate_sqlite
 
     connection = sqlite3.connect(path, isolation_level=None)
     try:

@@ -146,7 +146,7 @@ def main() -> None:
             }
         )
         server = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "eventcore.entrypoints.cli", "serve", "--port", str(port)],
             cwd=workdir,
             env=env,
             stdout=subprocess.DEVNULL,

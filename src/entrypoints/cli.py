@@ -10,7 +10,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import eventcore
-from entrypoints.settings import ConfigurationError, Settings, load_settings, require_shared_secret
+from eventcore.entrypoints.settings import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+    require_shared_secret,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"eventcore: {exc}", file=sys.stderr)
         return 2
-    from entrypoints.logs import configure_logging
+    from eventcore.entrypoints.logs import configure_logging
 
     configure_logging(settings)
     try:
@@ -102,7 +107,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # status -15; a clean stop on SIGTERM should exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
-        "entrypoints.http.app:create_app",
+        "eventcore.entrypoints.http.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -116,7 +121,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.worker import run_worker
+    from eventcore.entrypoints.worker import run_worker
 
     # SIGTERM while starting (nothing consumed yet) is a clean stop too, status 0 rather than
     # death by signal; once consuming, the worker's own handler lets the group in flight finish.
@@ -132,7 +137,7 @@ def _stop_starting(signum: int, frame: object) -> None:
 
 def preflight(settings: Settings) -> bool:
     """Open every configured server once, so that one that cannot be reached is a clear message."""
-    from entrypoints.container import build_container, components, start, stop
+    from eventcore.entrypoints.container import build_container, components, start, stop
 
     async def check() -> list[str]:
         container = build_container(settings)
@@ -177,25 +182,25 @@ def one_line(text: str) -> str:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.commands import migrate
+    from eventcore.entrypoints.commands import migrate
 
     return _run(migrate(settings))
 
 
 def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.commands import dlq_list
+    from eventcore.entrypoints.commands import dlq_list
 
     return _run(dlq_list(settings, limit=args.limit, as_json=args.json))
 
 
 def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.commands import dlq_replay
+    from eventcore.entrypoints.commands import dlq_replay
 
     return _run(dlq_replay(settings, limit=args.limit))
 
 
 def _rollup_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoints.commands import rollup_rebuild
+    from eventcore.entrypoints.commands import rollup_rebuild
 
     return _run(rollup_rebuild(settings, workspace_id=args.workspace))
 

@@ -6,18 +6,18 @@ import sys
 
 import msgspec
 
-from entrypoints.container import build_container, start, stop
-from entrypoints.settings import ConfigurationError, Settings
+from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.settings import ConfigurationError, Settings
 
 
 async def migrate(settings: Settings) -> None:
     """Create or upgrade the schema; safe to run again and from several processes at once."""
     if settings.uses_postgres:
-        from adapters.postgres import migrate as migrate_postgres
+        from eventcore.adapters.postgres import migrate as migrate_postgres
 
         applied = await migrate_postgres(settings.database_url)
     else:
-        from adapters.sqlite import SqliteStore
+        from eventcore.adapters.sqlite import SqliteStore
 
         # Opening the embedded store brings its schema up to date.
         store = await SqliteStore.open(settings.sqlite_path)
@@ -38,7 +38,7 @@ def _require_queue(settings: Settings) -> None:
 
 async def dlq_list(settings: Settings, *, limit: int, as_json: bool) -> None:
     _require_queue(settings)
-    from adapters.rabbitmq import dlq_list as list_dead
+    from eventcore.adapters.rabbitmq import dlq_list as list_dead
 
     letters = await list_dead(settings.amqp_url, settings.queue_names, limit=limit)
     if as_json:
@@ -56,7 +56,7 @@ async def dlq_list(settings: Settings, *, limit: int, as_json: bool) -> None:
 
 async def dlq_replay(settings: Settings, *, limit: int | None) -> None:
     _require_queue(settings)
-    from adapters.rabbitmq import dlq_replay as replay
+    from eventcore.adapters.rabbitmq import dlq_replay as replay
 
     moved = await replay(settings.amqp_url, settings.queue_names, limit=limit)
     print(f"replayed {moved} batch(es) into {settings.queue_name}")

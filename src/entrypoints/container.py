@@ -13,16 +13,16 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
-from adapters.clock import SystemClock
-from adapters.memory import (
+from eventcore.adapters.clock import SystemClock
+from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
     MemoryQueryCache,
     MemoryRateLimiter,
     UnlimitedRateLimiter,
 )
-from adapters.security import Argon2Hasher, JwtCodec
-from entrypoints.settings import Settings, jwt_secret
+from eventcore.adapters.security import Argon2Hasher, JwtCodec
+from eventcore.entrypoints.settings import Settings, jwt_secret
 from eventcore.platform import Platform, build_platform
 from eventcore.ports import (
     ApiKeyCache,
@@ -37,11 +37,11 @@ from eventcore.ports import (
 
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     if settings.uses_postgres:
-        from adapters.postgres import PostgresStore
+        from eventcore.adapters.postgres import PostgresStore
 
         store: Any = await PostgresStore.open(settings.database_url)
     else:
-        from adapters.sqlite import SqliteStore
+        from eventcore.adapters.sqlite import SqliteStore
 
         store = await SqliteStore.open(settings.sqlite_path)
     try:
@@ -55,7 +55,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[Any]:
     if not settings.redis_url:
         yield None
         return
-    from adapters.redis import RedisGateway
+    from eventcore.adapters.redis import RedisGateway
 
     gateway = await RedisGateway.open(settings.redis_url, prefix=settings.redis_prefix)
     try:
@@ -69,7 +69,7 @@ async def open_queue(settings: Settings) -> AsyncIterator[IngestQueue | None]:
     if not settings.amqp_url:
         yield None
         return
-    from adapters.rabbitmq import RabbitPublisher
+    from eventcore.adapters.rabbitmq import RabbitPublisher
 
     publisher = await RabbitPublisher.open(
         settings.amqp_url, settings.queue_names, max_length=settings.queue_max_length
@@ -83,7 +83,7 @@ async def open_queue(settings: Settings) -> AsyncIterator[IngestQueue | None]:
 def key_cache(redis: Any, clock: Clock) -> ApiKeyCache:
     if redis is None:
         return MemoryKeyCache(clock, ttl=1.0)
-    from adapters.redis import RedisKeyCache
+    from eventcore.adapters.redis import RedisKeyCache
 
     cache: ApiKeyCache = RedisKeyCache(redis)
     return cache
@@ -92,7 +92,7 @@ def key_cache(redis: Any, clock: Clock) -> ApiKeyCache:
 def committed_keys(redis: Any) -> CommittedKeys:
     if redis is None:
         return MemoryCommittedKeys()
-    from adapters.redis import RedisCommittedKeys
+    from eventcore.adapters.redis import RedisCommittedKeys
 
     keys: CommittedKeys = RedisCommittedKeys(redis)
     return keys
@@ -101,7 +101,7 @@ def committed_keys(redis: Any) -> CommittedKeys:
 def query_cache(redis: Any, clock: Clock) -> QueryCache:
     if redis is None:
         return MemoryQueryCache(clock)
-    from adapters.redis import RedisQueryCache
+    from eventcore.adapters.redis import RedisQueryCache
 
     cache: QueryCache = RedisQueryCache(redis)
     return cache
@@ -113,7 +113,7 @@ def rate_limiter(redis: Any, clock: Clock, rate: float, burst: float) -> RateLim
         return UnlimitedRateLimiter()
     if redis is None:
         return MemoryRateLimiter(clock, rate, burst)
-    from adapters.redis import RedisRateLimiter
+    from eventcore.adapters.redis import RedisRateLimiter
 
     limiter: RateLimiter = RedisRateLimiter(redis, rate, burst)
     return limiter

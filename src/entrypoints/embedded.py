@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from entrypoints.container import build_container, start, stop
-from entrypoints.settings import Settings
+from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.settings import Settings
 from eventcore.platform import Platform
 
 
@@ -20,7 +20,7 @@ async def open_embedded(
 ) -> AsyncIterator[Platform]:
     """The same wiring as ``eventcore serve``, without HTTP: SQLite under ``data_dir``.
 
-    Keyword arguments override :class:`~entrypoints.settings.Settings` fields, for example
+    Keyword arguments override :class:`~eventcore.entrypoints.settings.Settings` fields, for example
     ``rate_limit_events_per_second=0`` to switch rate limiting off.
     """
     config = msgspec.structs.replace(Settings(data_dir=str(data_dir)), **settings)

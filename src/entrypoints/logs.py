@@ -15,7 +15,7 @@ from typing import TextIO
 import structlog
 from opentelemetry import trace
 
-from entrypoints.settings import Settings
+from eventcore.entrypoints.settings import Settings
 
 
 def add_trace_ids(

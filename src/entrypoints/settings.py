@@ -83,7 +83,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def queue_names(self) -> Any:
         """The RabbitMQ queue names (imported here only when the distributed profile asks)."""
-        from adapters.rabbitmq import QueueNames
+        from eventcore.adapters.rabbitmq import QueueNames
 
         return QueueNames(self.queue_name, self.retry_delays)
 

@@ -39,7 +39,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from prometheus_client import Counter, Histogram, start_http_server
 
-from entrypoints.settings import Settings
+from eventcore.entrypoints.settings import Settings
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch
 from eventcore.ports import AppendResult
@@ -168,7 +168,7 @@ class WorkerMetrics(NamedTuple):
 @functools.cache
 def worker_metrics() -> WorkerMetrics:
     """The worker's metrics (the consumer's own, retries and dead letters, live in
-    adapters.rabbitmq), registered on first use so that the API does not export them."""
+    eventcore.adapters.rabbitmq), registered on first use so that the API does not export them."""
     metrics = WorkerMetrics(
         batch_events=Histogram(
             "eventcore_worker_batch_events",

@@ -10,10 +10,15 @@ import sys
 import structlog
 from dependency_injector import providers
 
-from entrypoints.container import build_container, start, stop
-from entrypoints.settings import ConfigurationError, Settings
-from entrypoints.telemetry import flush_spans, observed_handler, serve_worker_metrics, setup_tracing
 from eventcore import failpoints
+from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.settings import ConfigurationError, Settings
+from eventcore.entrypoints.telemetry import (
+    flush_spans,
+    observed_handler,
+    serve_worker_metrics,
+    setup_tracing,
+)
 
 log = structlog.get_logger("eventcore.worker")
 
@@ -25,7 +30,7 @@ async def run_worker(settings: Settings) -> None:
             "`eventcore worker` consumes RabbitMQ: set EVENTCORE_AMQP_URL (and a PostgreSQL "
             "EVENTCORE_DATABASE_URL). The embedded profile needs no worker."
         )
-    from adapters.rabbitmq import RabbitConsumer
+    from eventcore.adapters.rabbitmq import RabbitConsumer
 
     install_failpoints(settings.failpoints)
     setup_tracing(settings, service="eventcore-worker")

@@ -1,8 +1,9 @@
 """eventcore: multi-tenant event ingestion that stores each event once and counts it exactly.
 
 This package is the pure core: domain rules, ports and use cases, with no I/O of its own. The
-adapters (``adapters.memory``, ``adapters.sqlite``, ...) implement the ports; ``entrypoints``
-wires them into the HTTP API, the worker and the CLI.
+adapters (``eventcore.adapters.memory``, ``eventcore.adapters.sqlite``, ...) implement the ports;
+``eventcore.entrypoints`` wires them into the HTTP API, the worker and the CLI. (Those two come
+from the source folders ``src/adapters`` and ``src/entrypoints``: see the README.)
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -41,8 +41,8 @@ import pytest
 from msgspec import Raw
 from pamqp import commands as spec
 
-from adapters.clock import ManualClock, SystemClock
-from adapters.memory import (
+from eventcore.adapters.clock import ManualClock, SystemClock
+from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
     MemoryQueryCache,
@@ -50,15 +50,15 @@ from adapters.memory import (
     MemoryRateLimiter,
     MemoryStore,
 )
-from adapters.rabbitmq import RabbitPublisher
-from adapters.redis import (
+from eventcore.adapters.rabbitmq import RabbitPublisher
+from eventcore.adapters.redis import (
     RedisCommittedKeys,
     RedisGateway,
     RedisKeyCache,
     RedisQueryCache,
     RedisRateLimiter,
 )
-from adapters.sqlite import SqliteStore
+from eventcore.adapters.sqlite import SqliteStore
 from eventcore.events import Event, IngestBatch, decode_batch
 from eventcore.ports import (
     ApiKeyCache,

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from adapters.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteStore
+from eventcore.adapters.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteStore
 from eventcore.aggregation import Granularity
 from eventcore.errors import Conflict, Unavailable
 from eventcore.events import Event
@@ -77,7 +77,7 @@ async def test_a_committed_append_survives_the_process_being_killed(tmp_path: Pa
     script = textwrap.dedent(
         f"""
         import asyncio, os, signal
-        from adapters.sqlite import SqliteStore
+        from eventcore.adapters.sqlite import SqliteStore
         from tests.contract.support import batch, event
 
         async def main():

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 import yaml
 
-from entrypoints.cli import _parser
-from entrypoints.settings import Settings
+from eventcore.entrypoints.cli import _parser
+from eventcore.entrypoints.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -70,8 +70,8 @@ def eventcore_command(args: list[str], where: str) -> Any:
 @cache
 def route_paths() -> frozenset[str]:
     """The path of every route of the API, as the app itself registers them."""
-    from entrypoints.http.app import create_app
-    from entrypoints.settings import load_settings
+    from eventcore.entrypoints.http.app import create_app
+    from eventcore.entrypoints.settings import load_settings
 
     app = create_app(load_settings({"EVENTCORE_DATA_DIR": "/nonexistent/eventcore-deploy-test"}))
     return frozenset(route.path for route in app.routes)

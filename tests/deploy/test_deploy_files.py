@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from tests.deploy.support import (
     settings_variables,
 )
 
-from entrypoints.settings import Settings, load_settings
+from eventcore.entrypoints.settings import Settings, load_settings
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -265,6 +266,9 @@ def test_dockerfile_stages_are_consistent() -> None:
     assert copied_from == ["build"]
     for source in sources:
         assert (ROOT / source).exists(), source
+    # The wheel is built from what was copied: the build's own hook must be among it.
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert build["targets"]["wheel"]["hooks"]["custom"]["path"] in sources
     assert final["USER"] not in {"0", "root"}
     assert final["ENTRYPOINT"] == ["eventcore"]
     serve = eventcore_command(final["CMD"], "Dockerfile CMD")

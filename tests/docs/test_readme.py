@@ -54,7 +54,7 @@ def test_every_setting_is_documented() -> None:
     """Each field of Settings appears in the README as its EVENTCORE_ variable."""
     import msgspec
 
-    from entrypoints.settings import Settings
+    from eventcore.entrypoints.settings import Settings
 
     for field in msgspec.structs.fields(Settings):
         assert f"EVENTCORE_{field.name.upper()}" in README, field.name

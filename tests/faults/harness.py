@@ -29,7 +29,7 @@ import psycopg
 import pytest
 import redis
 
-from adapters.rabbitmq import QueueNames
+from eventcore.adapters.rabbitmq import QueueNames
 from tests.support.postgres import fresh_database, require_server, run_coroutine
 from tests.support.processes import (
     STOP_TIMEOUT_SECONDS,
@@ -351,7 +351,7 @@ def spawn(stack: Stack, name: str, args: list[str], settings: Mapping[str, str])
     log = stack.logs / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", *args],
+            [sys.executable, "-m", "eventcore.entrypoints.cli", *args],
             cwd=stack.workdir,
             env=clean_environment(settings),
             stdin=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from adapters.postgres import PostgresStore
+from eventcore.adapters.postgres import PostgresStore
 from eventcore.errors import Unavailable
 from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
 from tests.faults.harness import (

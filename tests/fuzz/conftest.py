@@ -18,10 +18,10 @@ from dependency_injector import providers
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from adapters.memory import FakePasswordHasher
-from entrypoints.container import Container, build_container
-from entrypoints.http.app import create_app
-from entrypoints.settings import Settings, load_settings
+from eventcore.adapters.memory import FakePasswordHasher
+from eventcore.entrypoints.container import Container, build_container
+from eventcore.entrypoints.http.app import create_app
+from eventcore.entrypoints.settings import Settings, load_settings
 from tests.http.support import Api, refuse_server_errors
 
 # Modules that only the `fuzz` session runs (they import schemathesis, from the `fuzz` extra).

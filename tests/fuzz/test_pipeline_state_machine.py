@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from adapters.memory import MemoryCommittedKeys, MemoryQueue
 from eventcore import AuthenticationFailed, Granularity, NotFound
+from eventcore.adapters.memory import MemoryCommittedKeys, MemoryQueue
 from eventcore.aggregation import bucket_start
 from eventcore.events import IngestBatch
 from eventcore.tenancy import Principal

@@ -17,10 +17,10 @@ import pytest
 from dependency_injector import providers
 from litestar.testing import TestClient
 
-from adapters.memory import FakePasswordHasher
-from entrypoints.container import Container, build_container
-from entrypoints.http.app import create_app
-from entrypoints.settings import load_settings
+from eventcore.adapters.memory import FakePasswordHasher
+from eventcore.entrypoints.container import Container, build_container
+from eventcore.entrypoints.http.app import create_app
+from eventcore.entrypoints.settings import load_settings
 from tests.http.support import Api, ApiFactory, Tenant, refuse_server_errors
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from litestar.testing import TestClient
 
-from entrypoints.container import Container
-from entrypoints.settings import Settings
+from eventcore.entrypoints.container import Container
+from eventcore.entrypoints.settings import Settings
 
 PASSWORD = "correct horse battery staple"
 _emails = itertools.count(1)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 
-from adapters.memory import MemoryQueue
-from entrypoints.container import Container
+from eventcore.adapters.memory import MemoryQueue
+from eventcore.entrypoints.container import Container
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
 
 RECEIPT = {"accepted", "duplicates", "rejected"}

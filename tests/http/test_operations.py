@@ -12,8 +12,8 @@ from dependency_injector import providers
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.sqlite import SqliteStore
-from entrypoints.settings import Settings
+from eventcore.adapters.sqlite import SqliteStore
+from eventcore.entrypoints.settings import Settings
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -7,8 +7,8 @@ import sqlite3
 
 from dependency_injector import providers
 
-from adapters.security import Argon2Hasher
-from entrypoints.container import Container
+from eventcore.adapters.security import Argon2Hasher
+from eventcore.entrypoints.container import Container
 from tests.http.support import PASSWORD, ApiFactory
 
 

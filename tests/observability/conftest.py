@@ -26,13 +26,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.faults.harness import Stack, distributed_stack
 from tests.http.support import Api, ApiFactory, refuse_server_errors
 
-from adapters.memory import FakePasswordHasher
-from adapters.rabbitmq import DEFAULT_MAX_LENGTH
-from entrypoints.container import Container, build_container
-from entrypoints.http.app import create_app
-from entrypoints.logs import configure_logging
-from entrypoints.settings import load_settings
-from entrypoints.telemetry import add_span_processor, remove_span_processor, setup_tracing
+from eventcore.adapters.memory import FakePasswordHasher
+from eventcore.adapters.rabbitmq import DEFAULT_MAX_LENGTH
+from eventcore.entrypoints.container import Container, build_container
+from eventcore.entrypoints.http.app import create_app
+from eventcore.entrypoints.logs import configure_logging
+from eventcore.entrypoints.settings import load_settings
+from eventcore.entrypoints.telemetry import add_span_processor, remove_span_processor, setup_tracing
 
 
 class LogLines:

@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.http.support import Api, ApiFactory, bearer
 from tests.observability.conftest import LogLines
 
-from adapters.sqlite import SqliteStore
-from entrypoints.container import Container
-from entrypoints.http.observability import RequestObservability, bind_workspace
-from entrypoints.logs import configure_logging
-from entrypoints.settings import load_settings
+from eventcore.adapters.sqlite import SqliteStore
+from eventcore.entrypoints.container import Container
+from eventcore.entrypoints.http.observability import RequestObservability, bind_workspace
+from eventcore.entrypoints.logs import configure_logging
+from eventcore.entrypoints.settings import load_settings
 from eventcore.tenancy import Project
 
 SECRET_MARKER = "payload-marker-7c1d"

@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from tests.http.support import Api, ApiFactory
 
-from entrypoints.http.metrics import QUEUE_MESSAGES, refresh_queue_gauges
+from eventcore.entrypoints.http.metrics import QUEUE_MESSAGES, refresh_queue_gauges
 
 
 class Scrape:

@@ -41,7 +41,7 @@ def test_metrics_of_all_api_processes_are_added_up(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "entrypoints.cli",
+                "eventcore.entrypoints.cli",
                 "serve",
                 "--port",
                 str(port),

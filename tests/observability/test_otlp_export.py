@@ -16,8 +16,8 @@ from tests.support.processes import clean_environment
 # The app as `eventcore serve` builds it, one request, then shutdown (which flushes the spans).
 SCRIPT = """
 from litestar.testing import TestClient
-from entrypoints.http.app import create_app
-from entrypoints.settings import load_settings
+from eventcore.entrypoints.http.app import create_app
+from eventcore.entrypoints.settings import load_settings
 
 with TestClient(create_app(load_settings())) as client:
     assert client.get("/v1/projects").status_code == 401

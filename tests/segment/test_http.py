@@ -11,8 +11,8 @@ import pytest
 from dependency_injector import providers
 from openapi_spec_validator import validate
 
-from adapters.memory import MemoryQueue
-from entrypoints.container import Container
+from eventcore.adapters.memory import MemoryQueue
+from eventcore.entrypoints.container import Container
 from eventcore.segment import MESSAGE_TYPES, PROTOCOL_BATCH_BYTES, PROTOCOL_MESSAGE_BYTES
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
 from tests.segment.support import (

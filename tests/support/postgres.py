@@ -33,7 +33,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
+from eventcore.adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
 from eventcore.aggregation import CountKey, Granularity
 
 HOST = "127.0.0.1"

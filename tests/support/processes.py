@@ -102,7 +102,7 @@ def _start(
     log = logs / f"{name}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", *args],
+            [sys.executable, "-m", "eventcore.entrypoints.cli", *args],
             cwd=workdir,
             env=clean_environment(settings),
             stdin=subprocess.DEVNULL,
@@ -148,7 +148,7 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """A one-shot `eventcore` command, e.g. ``["migrate"]``; its result."""
     return subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", *args],
+        [sys.executable, "-m", "eventcore.entrypoints.cli", *args],
         cwd=workdir,
         env=clean_environment(settings),
         capture_output=True,

@@ -14,7 +14,12 @@ import aiormq
 import msgspec
 import pytest
 
-from adapters.rabbitmq import QueueNames, RabbitConsumer, declare_topology, delete_topology
+from eventcore.adapters.rabbitmq import (
+    QueueNames,
+    RabbitConsumer,
+    declare_topology,
+    delete_topology,
+)
 from eventcore.events import Event, IngestBatch
 
 RABBITMQ_HOST = "127.0.0.1"

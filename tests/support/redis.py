@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.redis import RedisGateway
+from eventcore.adapters.redis import RedisGateway
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379

@@ -13,18 +13,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.memory import (
-    FakePasswordHasher,
-    MemoryCommittedKeys,
-    MemoryKeyCache,
-    MemoryQueryCache,
-    MemoryQueue,
-    MemoryRateLimiter,
-    MemoryStore,
-    UnlimitedRateLimiter,
-)
-from adapters.security import JwtCodec
 from eventcore import (
     Accounts,
     Analytics,
@@ -35,6 +23,18 @@ from eventcore import (
     ProjectRef,
     build_platform,
 )
+from eventcore.adapters.clock import ManualClock
+from eventcore.adapters.memory import (
+    FakePasswordHasher,
+    MemoryCommittedKeys,
+    MemoryKeyCache,
+    MemoryQueryCache,
+    MemoryQueue,
+    MemoryRateLimiter,
+    MemoryStore,
+    UnlimitedRateLimiter,
+)
+from eventcore.adapters.security import JwtCodec
 from eventcore.events import StoredEvent
 from eventcore.ports import IngestQueue, RateLimiter, Store
 from eventcore.tenancy import ApiKey, Principal, Project, Role

@@ -10,7 +10,6 @@ from typing import Any
 import jwt
 import pytest
 
-from adapters.security import JwtCodec
 from eventcore import (
     AuthenticationFailed,
     Conflict,
@@ -20,6 +19,7 @@ from eventcore import (
     Principal,
     Role,
 )
+from eventcore.adapters.security import JwtCodec
 from eventcore.usecases.accounts import hash_api_key
 from tests.unit.conftest import JWT_SECRET, PASSWORD, App, Tenant
 from tests.unit.helpers import body, event

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from adapters.memory import MemoryStore
 from eventcore import Event, Granularity, IngestBatch, InvalidRequest, NotFound
+from eventcore.adapters.memory import MemoryStore
 from eventcore.aggregation import CountPoint, EventTypeCount
 from tests.unit.conftest import NOW, App, Tenant
 from tests.unit.helpers import event

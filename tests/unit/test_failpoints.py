@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from entrypoints.settings import ConfigurationError, load_settings
 from eventcore import failpoints
+from eventcore.entrypoints.settings import ConfigurationError, load_settings
 
 
 @pytest.fixture(autouse=True)

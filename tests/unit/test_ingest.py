@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from adapters.memory import MemoryCommittedKeys, MemoryQueue
 from eventcore import AuthenticationFailed, EventsRejected, RateLimited, Unavailable
+from eventcore.adapters.memory import MemoryCommittedKeys, MemoryQueue
 from tests.unit.conftest import App, Tenant
 from tests.unit.helpers import body, event
 

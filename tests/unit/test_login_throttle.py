@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.clock import ManualClock
-from adapters.memory import MemoryRateLimiter
+from eventcore.adapters.clock import ManualClock
+from eventcore.adapters.memory import MemoryRateLimiter
 from eventcore.errors import AuthenticationFailed, RateLimited
 from tests.unit.conftest import NOW, PASSWORD, AppFactory
 

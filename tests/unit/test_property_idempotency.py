@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.memory import MemoryCommittedKeys, MemoryQueue
 from eventcore import Granularity, IngestBatch
+from eventcore.adapters.memory import MemoryCommittedKeys, MemoryQueue
 from eventcore.aggregation import CountKey
 from eventcore.idempotency import IdempotencyKey
 from tests.unit.conftest import NOW, App, AppFactory, Tenant

@@ -5,13 +5,13 @@ They are public so that code embedding eventcore can test itself with them.
 
 from typing import Any
 
-from adapters.clock import ManualClock
-from adapters.memory.caches import MemoryCommittedKeys, MemoryKeyCache, MemoryQueryCache
-from adapters.memory.queue import MemoryQueue
-from adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
-from adapters.memory.security import FakePasswordHasher
-from adapters.memory.store import MemoryStore
-from adapters.security import JwtCodec
+from eventcore.adapters.clock import ManualClock
+from eventcore.adapters.memory.caches import MemoryCommittedKeys, MemoryKeyCache, MemoryQueryCache
+from eventcore.adapters.memory.queue import MemoryQueue
+from eventcore.adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
+from eventcore.adapters.memory.security import FakePasswordHasher
+from eventcore.adapters.memory.store import MemoryStore
+from eventcore.adapters.security import JwtCodec
 from eventcore.platform import Platform, build_platform
 from eventcore.ports import Clock
 from eventcore.usecases.processing import InlineQueue

@@ -1,13 +1,13 @@
 """PostgreSQL adapter of the distributed profile: the store, its schema and its migrations."""
 
-from adapters.postgres.schema import (
+from eventcore.adapters.postgres.schema import (
     DEFAULT_APP_ROLE,
     Migration,
     MigrationError,
     load_migrations,
     migrate,
 )
-from adapters.postgres.store import PostgresStore
+from eventcore.adapters.postgres.store import PostgresStore
 
 __all__ = [
     "DEFAULT_APP_ROLE",

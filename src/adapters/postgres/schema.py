@@ -55,7 +55,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     """Every migration file in the package, in version order."""
     found: dict[str, Migration] = {}
-    for entry in resources.files("adapters.postgres").joinpath("migrations").iterdir():
+    for entry in resources.files("eventcore.adapters.postgres").joinpath("migrations").iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None:
             continue

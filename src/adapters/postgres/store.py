@@ -21,8 +21,8 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.postgres.schema import DEFAULT_APP_ROLE
 from eventcore import failpoints
+from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity
 from eventcore.errors import Conflict, InvalidRequest, Unavailable
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
@@ -31,7 +31,7 @@ from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
 
 Connection: TypeAlias = AsyncConnection[tuple[Any, ...]]
 
-_tracer = trace.get_tracer("adapters.postgres")
+_tracer = trace.get_tracer("eventcore.adapters.postgres")
 
 # Transaction-local, so it ends with the transaction whatever happens to the connection.
 _SET_TENANT = "SELECT set_config('app.workspace_id', %s, true)"

@@ -5,10 +5,10 @@ that refuses publishes when full, one delay queue per retry whose expired messag
 to the main queue, and a dead-letter queue, all bound to one direct exchange.
 """
 
-from adapters.rabbitmq._consumer import Handler, RabbitConsumer
-from adapters.rabbitmq._deadletter import DeadLetter, dlq_list, dlq_replay, queue_depth
-from adapters.rabbitmq._publisher import RabbitPublisher
-from adapters.rabbitmq._topology import (
+from eventcore.adapters.rabbitmq._consumer import Handler, RabbitConsumer
+from eventcore.adapters.rabbitmq._deadletter import DeadLetter, dlq_list, dlq_replay, queue_depth
+from eventcore.adapters.rabbitmq._publisher import RabbitPublisher
+from eventcore.adapters.rabbitmq._topology import (
     DEFAULT_BASE,
     DEFAULT_MAX_LENGTH,
     DEFAULT_RETRY_DELAYS,

@@ -12,7 +12,8 @@ import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.common import FieldTable
 
-from adapters.rabbitmq._amqp import (
+from eventcore import failpoints
+from eventcore.adapters.rabbitmq._amqp import (
     AMQP_FAILURES,
     ATTEMPT_HEADER,
     ATTEMPTS_HEADER,
@@ -28,9 +29,8 @@ from adapters.rabbitmq._amqp import (
     publish_confirmed,
     redact,
 )
-from adapters.rabbitmq._telemetry import consumer_metrics, processing_group
-from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
-from eventcore import failpoints
+from eventcore.adapters.rabbitmq._telemetry import consumer_metrics, processing_group
+from eventcore.adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, decode_batch
 

@@ -7,7 +7,7 @@ import msgspec
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp import commands as spec
 
-from adapters.rabbitmq._amqp import (
+from eventcore.adapters.rabbitmq._amqp import (
     AMQP_FAILURES,
     ATTEMPT_HEADER,
     ATTEMPTS_HEADER,
@@ -24,7 +24,7 @@ from adapters.rabbitmq._amqp import (
     publish_confirmed,
     unavailable,
 )
-from adapters.rabbitmq._topology import QueueNames
+from eventcore.adapters.rabbitmq._topology import QueueNames
 from eventcore.errors import InvalidRequest, Unavailable
 from eventcore.events import decode_batch
 

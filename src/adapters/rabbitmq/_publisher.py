@@ -12,7 +12,7 @@ import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection
 from pamqp.common import FieldTable
 
-from adapters.rabbitmq._amqp import (
+from eventcore.adapters.rabbitmq._amqp import (
     AMQP_FAILURES,
     ATTEMPT_HEADER,
     close_quietly,
@@ -24,8 +24,8 @@ from adapters.rabbitmq._amqp import (
     redact,
     unavailable,
 )
-from adapters.rabbitmq._telemetry import publishing
-from adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore.adapters.rabbitmq._telemetry import publishing
+from eventcore.adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, encode_batch
 

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Histogram
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch
 
-_tracer = trace.get_tracer("adapters.rabbitmq")
+_tracer = trace.get_tracer("eventcore.adapters.rabbitmq")
 
 PUBLISH_SECONDS = Histogram(
     "eventcore_queue_publish_seconds",

@@ -1,8 +1,8 @@
 """Redis adapters of the distributed profile: shared caches and rate limit, all failing open."""
 
-from adapters.redis.caches import RedisCommittedKeys, RedisKeyCache, RedisQueryCache
-from adapters.redis.gateway import RedisGateway
-from adapters.redis.ratelimit import RedisRateLimiter
+from eventcore.adapters.redis.caches import RedisCommittedKeys, RedisKeyCache, RedisQueryCache
+from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.ratelimit import RedisRateLimiter
 
 __all__ = [
     "RedisCommittedKeys",

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 import redis.asyncio as aioredis
 
-from adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import RedisGateway
 from eventcore.events import IngestBatch
 from eventcore.tenancy import ApiKey, ProjectRef
 

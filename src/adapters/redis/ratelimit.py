@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import RedisGateway
 
 # The same bucket as MemoryRateLimiter, run atomically in Redis on Redis's clock (TIME), so
 # processes on different machines draw from one budget and their clock skew does not matter.

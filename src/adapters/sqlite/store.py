@@ -32,7 +32,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
 
 from msgspec import Raw
 
-from adapters.sqlite.schema import migrate
+from eventcore.adapters.sqlite.schema import migrate
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity
 from eventcore.errors import Conflict, Unavailable
 from eventcore.events import EventCursor, IngestBatch, StoredEvent

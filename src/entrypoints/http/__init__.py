@@ -1,5 +1,5 @@
 """The HTTP API (Litestar)."""
 
-from entrypoints.http.app import create_app
+from eventcore.entrypoints.http.app import create_app
 
 __all__ = ["create_app"]

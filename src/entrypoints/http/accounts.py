@@ -11,8 +11,8 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
 
-from entrypoints.http.errors import API_ERRORS
-from entrypoints.http.schemas import (
+from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.schemas import (
     ApiKeyList,
     ApiKeyView,
     LoginRequest,

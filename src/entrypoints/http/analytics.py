@@ -11,9 +11,9 @@ from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
-from entrypoints.http.errors import API_ERRORS
-from entrypoints.http.schemas import EventList, EventView
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
+from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.schemas import EventList, EventView
 from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal

@@ -12,14 +12,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 import eventcore
-from entrypoints.container import Container, build_container, components, start, stop
-from entrypoints.http import accounts, analytics, ingest, operations, segment
-from entrypoints.http.deps import DEPENDENCIES, refuse_repeated_query_parameters
-from entrypoints.http.errors import EXCEPTION_HANDLERS
-from entrypoints.http.observability import observe_requests
-from entrypoints.http.operations import Check
-from entrypoints.settings import Settings, load_settings, require_shared_secret
-from entrypoints.telemetry import flush_spans, setup_tracing
+from eventcore.entrypoints.container import Container, build_container, components, start, stop
+from eventcore.entrypoints.http import accounts, analytics, ingest, operations, segment
+from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_repeated_query_parameters
+from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
+from eventcore.entrypoints.http.observability import observe_requests
+from eventcore.entrypoints.http.operations import Check
+from eventcore.entrypoints.settings import Settings, load_settings, require_shared_secret
+from eventcore.entrypoints.telemetry import flush_spans, setup_tracing
 
 # Redis is not needed to serve: without it eventcore degrades (no cache, no fast path).
 CRITICAL = {"database": True, "queue": True, "redis": False}
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         state=_initial_state(),
         debug=False,
-        # Logging is eventcore's (entrypoints.logs): Litestar's default config would replace the
+        # Logging is eventcore's (eventcore.entrypoints.logs): Litestar's default config would replace the
         # root handler and turn the JSON lines back into plain text.
         logging_config=None,
     )

@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
-from entrypoints.http.observability import bind_workspace
+from eventcore.entrypoints.http.observability import bind_workspace
 from eventcore.errors import AuthenticationFailed, InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import ApiKey, Principal

@@ -18,10 +18,10 @@ from litestar.openapi.spec import (
 from litestar.status_codes import HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
 
-from entrypoints.http.body import read_body
-from entrypoints.http.deps import bearer_token, resolve_api_key
-from entrypoints.http.errors import API_ERRORS
-from entrypoints.http.metrics import counting_refusals, record_receipt
+from eventcore.entrypoints.http.body import read_body
+from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
+from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.events import split_request
 from eventcore.platform import Platform
 from eventcore.usecases.ingest import IngestReceipt

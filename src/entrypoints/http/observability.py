@@ -28,7 +28,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 log = structlog.get_logger("eventcore.http")
-_tracer = trace.get_tracer("entrypoints.http")
+_tracer = trace.get_tracer("eventcore.entrypoints.http")
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's id is kept only if it cannot forge log fields or flood them.

@@ -12,8 +12,8 @@ from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from entrypoints.http.metrics import refresh_queue_gauges
-from entrypoints.http.schemas import Health
+from eventcore.entrypoints.http.metrics import refresh_queue_gauges
+from eventcore.entrypoints.http.schemas import Health
 
 Check = Callable[[], Awaitable[object]]
 CHECK_TIMEOUT_SECONDS = 2.0

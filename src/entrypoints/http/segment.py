@@ -30,10 +30,10 @@ from litestar.openapi.spec import (
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
-from entrypoints.http import errors
-from entrypoints.http.body import read_body
-from entrypoints.http.deps import bearer_token, resolve_api_key
-from entrypoints.http.metrics import counting_refusals, record_receipt
+from eventcore.entrypoints.http import errors
+from eventcore.entrypoints.http.body import read_body
+from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
+from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.errors import EventcoreError
 from eventcore.events import EventLimits, RejectedEvent
 from eventcore.platform import Platform

@@ -10,7 +10,7 @@ import pytest
 from msgspec import Raw
 from tests.support.postgres import postgres_dsn, postgres_store
 
-from adapters.postgres import PostgresStore
+from eventcore.adapters.postgres import PostgresStore
 from eventcore.events import Event, IngestBatch
 from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.support.postgres import fresh_database, owner_connection
 
-from adapters.postgres import MigrationError, load_migrations, migrate
+from eventcore.adapters.postgres import MigrationError, load_migrations, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from tests.support.postgres import (
     require_server,
 )
 
-from adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
+from eventcore.adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
 from eventcore.events import Event, IngestBatch
 
 pytestmark = pytest.mark.integration

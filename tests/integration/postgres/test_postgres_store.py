@@ -20,8 +20,8 @@ from tests.support.postgres import (
     truncate_tables,
 )
 
-from adapters.memory import MemoryStore
-from adapters.postgres import PostgresStore
+from eventcore.adapters.memory import MemoryStore
+from eventcore.adapters.postgres import PostgresStore
 from eventcore.aggregation import CountKey, Granularity
 from eventcore.errors import Conflict, Unavailable
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent

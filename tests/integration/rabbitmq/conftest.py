@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from tests.support.rabbitmq import TcpProxy, rabbitmq_topology, tcp_proxy
 
-from adapters.rabbitmq import QueueNames
+from eventcore.adapters.rabbitmq import QueueNames
 
 
 @pytest.fixture

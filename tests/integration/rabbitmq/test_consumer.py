@@ -19,7 +19,7 @@ from tests.support.rabbitmq import (
     unique_names,
 )
 
-from adapters.rabbitmq import (
+from eventcore.adapters.rabbitmq import (
     QueueNames,
     RabbitConsumer,
     RabbitPublisher,

@@ -7,7 +7,7 @@ import pytest
 from pamqp import commands as spec
 from tests.support.rabbitmq import AMQP_URL, numbered_batch, publish_raw, require_rabbitmq
 
-from adapters.rabbitmq import DeadLetter, QueueNames, dlq_list, dlq_replay, queue_depth
+from eventcore.adapters.rabbitmq import DeadLetter, QueueNames, dlq_list, dlq_replay, queue_depth
 from eventcore.events import encode_batch
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from tests.support.rabbitmq import (
     running,
 )
 
-from adapters.rabbitmq import QueueNames, RabbitConsumer, RabbitPublisher, queue_depth
+from eventcore.adapters.rabbitmq import QueueNames, RabbitConsumer, RabbitPublisher, queue_depth
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, decode_batch
 

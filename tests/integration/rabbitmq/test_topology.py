@@ -6,7 +6,7 @@ import aiormq
 import pytest
 from tests.support.rabbitmq import AMQP_URL, numbered_batch
 
-from adapters.rabbitmq import (
+from eventcore.adapters.rabbitmq import (
     DEFAULT_BASE,
     QueueNames,
     RabbitPublisher,

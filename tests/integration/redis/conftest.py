@@ -8,7 +8,7 @@ import pytest
 from tests.integration.redis.helpers import PATIENT_SECONDS
 from tests.support.redis import redis_gateway
 
-from adapters.redis import RedisGateway
+from eventcore.adapters.redis import RedisGateway
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from tests.integration.redis.helpers import batch
 from tests.support.redis import scan_keys
 
-from adapters.redis import RedisCommittedKeys, RedisGateway
+from eventcore.adapters.redis import RedisCommittedKeys, RedisGateway
 from eventcore.tenancy import ProjectRef
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.redis.helpers import PATIENT_SECONDS, api_key, batch
 from tests.support.redis import TcpProxy, closed_port, redis_gateway, redis_proxy
 
-from adapters.redis import (
+from eventcore.adapters.redis import (
     RedisCommittedKeys,
     RedisGateway,
     RedisKeyCache,

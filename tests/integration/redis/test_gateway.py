@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from tests.integration.redis.helpers import PATIENT_SECONDS, api_key, batch
 from tests.support.redis import closed_port, redis_gateway, redis_proxy, scan_keys
 
-from adapters.redis import (
+from eventcore.adapters.redis import (
     RedisCommittedKeys,
     RedisGateway,
     RedisKeyCache,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.integration.redis.helpers import api_key
 
-from adapters.redis import RedisGateway, RedisKeyCache
+from eventcore.adapters.redis import RedisGateway, RedisKeyCache
 
 pytestmark = pytest.mark.integration
 

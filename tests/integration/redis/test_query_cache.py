@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.redis import RedisGateway, RedisQueryCache
+from eventcore.adapters.redis import RedisGateway, RedisQueryCache
 
 pytestmark = pytest.mark.integration
 

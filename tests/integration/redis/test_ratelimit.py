@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from adapters.redis import RedisGateway, RedisRateLimiter
+from eventcore.adapters.redis import RedisGateway, RedisRateLimiter
 
 pytestmark = pytest.mark.integration
 
