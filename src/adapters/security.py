@@ -9,6 +9,7 @@ import jwt
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from eventcore.defaults import TOKEN_LIFETIME_SECONDS
 from eventcore.errors import AuthenticationFailed
 from eventcore.tenancy import Principal, Role
 
@@ -41,7 +42,7 @@ class Argon2Hasher:
 class JwtCodec:
     """Access tokens carrying the user, the workspace and the role; they expire."""
 
-    def __init__(self, secret: str, *, lifetime_seconds: int = 3600) -> None:
+    def __init__(self, secret: str, *, lifetime_seconds: int = TOKEN_LIFETIME_SECONDS) -> None:
         if len(secret) < 32:
             raise ValueError("The JWT secret must be at least 32 characters.")
         self._secret = secret

@@ -7,9 +7,9 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
 
 import eventcore
+from eventcore import defaults
 from eventcore.entrypoints.settings import (
     ConfigurationError,
     Settings,
@@ -66,7 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     dlq = commands.add_parser("dlq", help="inspect or re-queue dead-lettered batches")
     dlq_commands = dlq.add_subparsers(title="dlq commands", metavar="COMMAND", required=True)
     dlq_list = dlq_commands.add_parser("list", help="show dead-lettered batches (they stay there)")
-    dlq_list.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    dlq_list.add_argument(
+        "--limit",
+        type=int,
+        default=defaults.DEAD_LETTERS_LISTED,
+        help=f"at most this many (default {defaults.DEAD_LETTERS_LISTED})",
+    )
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq_list.set_defaults(run=_dlq_list)
     dlq_replay = dlq_commands.add_parser(
@@ -97,8 +102,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1.")
     require_shared_secret(settings)
-    if not preflight(settings):
-        return 1
+    if checked := _run(_check_api(settings)):
+        return checked
     if settings.uses_postgres:
         log.info("starting", profile="distributed" if settings.distributed else "postgres")
     else:
@@ -120,65 +125,28 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check_api(settings: Settings) -> None:
+    """Reach every server the API needs once, before uvicorn starts the API processes (each
+    opens its own connections, on its own event loop): one that is down is then one clear line
+    instead of a failed start-up in every process."""
+    from eventcore.entrypoints.bootstrap import ApiContainer
+    from eventcore.entrypoints.preflight import check
+
+    container = ApiContainer(settings=settings)
+    await check(container, container.readiness)
+
+
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from eventcore.entrypoints.worker import run_worker
 
     # SIGTERM while starting (nothing consumed yet) is a clean stop too, status 0 rather than
     # death by signal; once consuming, the worker's own handler lets the group in flight finish.
     signal.signal(signal.SIGTERM, _stop_starting)
-    if not preflight(settings):
-        return 1
     return _run(run_worker(settings))
 
 
 def _stop_starting(signum: int, frame: object) -> None:
     raise SystemExit(0)
-
-
-def preflight(settings: Settings) -> bool:
-    """Open every configured server once, so that one that cannot be reached is a clear message."""
-    from eventcore.entrypoints.container import build_container, components, start, stop
-
-    async def check() -> list[str]:
-        container = build_container(settings)
-        await start(container)
-        problems = []
-        try:
-            for name, component in (await components(container)).items():
-                if component is None:
-                    continue
-                try:
-                    await asyncio.wait_for(component.ping(), 5)
-                except Exception as exc:
-                    problems.append(f"{name}: {exc}")
-        finally:
-            await stop(container)
-        return problems
-
-    try:
-        problems = asyncio.run(check())
-    except Exception as exc:
-        hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
-        print(
-            f"eventcore: cannot start: {one_line(f'{type(exc).__name__}: {exc}')}{hint}",
-            file=sys.stderr,
-        )
-        return False
-    for problem in problems:
-        if problem.startswith("redis:"):
-            # Without Redis eventcore degrades (no cache, no fast path) but serves.
-            print(
-                f"eventcore: warning: {one_line(problem)}; continuing without it", file=sys.stderr
-            )
-        else:
-            print(f"eventcore: cannot start: {one_line(problem)}", file=sys.stderr)
-            return False
-    return True
-
-
-def one_line(text: str) -> str:
-    """A driver's error text on one line: some (psycopg's) span several, with a hint after a tab."""
-    return " ".join(text.split())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -205,13 +173,17 @@ def _rollup_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     return _run(rollup_rebuild(settings, workspace_id=args.workspace))
 
 
-def _run(work: Coroutine[Any, Any, object]) -> int:
+def _run(work: Coroutine[None, None, None]) -> int:
     """Run a command; a server that cannot be reached is a one-line error, not a traceback."""
+    from eventcore.entrypoints.preflight import CannotStart, one_line
     from eventcore.errors import EventcoreError
 
     try:
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
             runner.run(work)
+    except CannotStart as exc:
+        print(f"eventcore: cannot start: {exc}", file=sys.stderr)
+        return 1
     except EventcoreError as exc:
         print(f"eventcore: {one_line(exc.message)}", file=sys.stderr)
         return 1

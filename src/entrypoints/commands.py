@@ -6,7 +6,13 @@ import sys
 
 import msgspec
 
-from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.bootstrap import (
+    CommandContainer,
+    close_resources,
+    open_resources,
+    rabbit_options,
+    resolve,
+)
 from eventcore.entrypoints.settings import ConfigurationError, Settings
 
 
@@ -40,7 +46,8 @@ async def dlq_list(settings: Settings, *, limit: int, as_json: bool) -> None:
     _require_queue(settings)
     from eventcore.adapters.rabbitmq import dlq_list as list_dead
 
-    letters = await list_dead(settings.amqp_url, settings.queue_names, limit=limit)
+    options = rabbit_options(settings)
+    letters = await list_dead(options.url, options.names, limit=limit)
     if as_json:
         for letter in letters:
             sys.stdout.write(msgspec.json.encode(letter).decode() + "\n")
@@ -58,19 +65,20 @@ async def dlq_replay(settings: Settings, *, limit: int | None) -> None:
     _require_queue(settings)
     from eventcore.adapters.rabbitmq import dlq_replay as replay
 
-    moved = await replay(settings.amqp_url, settings.queue_names, limit=limit)
+    options = rabbit_options(settings)
+    moved = await replay(options.url, options.names, limit=limit)
     print(f"replayed {moved} batch(es) into {settings.queue_name}")
 
 
 async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> None:
-    """Recompute the count tables from raw events (a repair; ingest may keep running)."""
-    container = build_container(settings)
-    platform = await start(container)
+    """Recompute the count tables from raw events (a repair; ingest may keep running), and
+    retire every cached answer computed from the old counts."""
+    container = CommandContainer(settings=settings)
+    await open_resources(container)
     try:
-        counted = await platform.store.rebuild_counts(workspace_id)
-        if workspace_id is not None:
-            await container.gateways.query_cache().bump([workspace_id])
+        maintenance = await resolve(container.maintenance)
+        recount = await maintenance.rebuild_counts(workspace_id)
     finally:
-        await stop(container)
+        await close_resources(container)
     scope = f"workspace {workspace_id}" if workspace_id else "every workspace"
-    print(f"recounted {counted} events for {scope}")
+    print(f"recounted {recount.events} events for {scope}")

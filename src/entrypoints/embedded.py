@@ -9,7 +9,12 @@ from typing import Any
 
 import msgspec
 
-from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.bootstrap import (
+    ApiContainer,
+    close_resources,
+    open_resources,
+    resolve,
+)
 from eventcore.entrypoints.settings import Settings
 from eventcore.platform import Platform
 
@@ -24,9 +29,9 @@ async def open_embedded(
     ``rate_limit_events_per_second=0`` to switch rate limiting off.
     """
     config = msgspec.structs.replace(Settings(data_dir=str(data_dir)), **settings)
-    container = build_container(config)
-    platform = await start(container)
+    container = ApiContainer(settings=config)
+    await open_resources(container)
     try:
-        yield platform
+        yield await resolve(container.platform)
     finally:
-        await stop(container)
+        await close_resources(container)

@@ -6,11 +6,11 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
-from eventcore import failpoints
+from eventcore import defaults
+from eventcore.entrypoints import failpoints
 from eventcore.events import EventLimits
 
 
@@ -26,22 +26,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""
     amqp_url: str = ""
     jwt_secret: str = ""
-    token_lifetime_seconds: int = 3600
-    rate_limit_events_per_second: float = 10_000.0
+    token_lifetime_seconds: int = defaults.TOKEN_LIFETIME_SECONDS
+    rate_limit_events_per_second: float = defaults.RATE_LIMIT_EVENTS_PER_SECOND
+    # 0: twice the rate (see ``burst``).
     rate_limit_burst: float = 0.0
-    login_attempts_per_minute: float = 10.0
-    login_attempts_per_minute_per_address: float = 60.0
-    max_batch_events: int = 1000
-    max_event_bytes: int = 32 * 1024
-    max_request_bytes: int = 1024 * 1024
-    analytics_cache_seconds: float = 300.0
-    queue_name: str = "eventcore.ingest"
-    queue_max_length: int = 1_000_000
-    queue_retry_delays: str = "1,5,25"
-    redis_prefix: str = "ec"
-    worker_batch_events: int = 2000
-    worker_batch_wait_ms: int = 50
-    worker_prefetch: int = 200
+    login_attempts_per_minute: float = defaults.LOGIN_ATTEMPTS_PER_MINUTE
+    login_attempts_per_minute_per_address: float = defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS
+    max_batch_events: int = defaults.MAX_BATCH_EVENTS
+    max_event_bytes: int = defaults.MAX_EVENT_BYTES
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    analytics_cache_seconds: float = defaults.ANALYTICS_CACHE_SECONDS
+    queue_name: str = defaults.QUEUE_NAME
+    queue_max_length: int = defaults.QUEUE_MAX_LENGTH
+    queue_retry_delays: str = ",".join(f"{delay:g}" for delay in defaults.QUEUE_RETRY_DELAYS)
+    redis_prefix: str = defaults.REDIS_PREFIX
+    worker_batch_events: int = defaults.WORKER_BATCH_EVENTS
+    worker_batch_wait_ms: int = defaults.WORKER_BATCH_WAIT_MS
+    worker_prefetch: int = defaults.WORKER_PREFETCH
     log_level: str = "info"
     log_format: str = "auto"
     # OTLP/HTTP collector for traces (e.g. http://collector:4318); empty: no spans exported.
@@ -49,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `eventcore worker` serves Prometheus metrics here; port 0 switches it off.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
-    # For testing only: make `eventcore worker` die at named points (see eventcore.failpoints).
+    # For testing only: make `eventcore worker` die at named points (eventcore.entrypoints.failpoints).
     failpoints: str = ""
 
     @property
@@ -79,13 +80,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def retry_delays(self) -> tuple[float, ...]:
         return tuple(float(part) for part in self.queue_retry_delays.split(",") if part.strip())
-
-    @property
-    def queue_names(self) -> Any:
-        """The RabbitMQ queue names (imported here only when the distributed profile asks)."""
-        from eventcore.adapters.rabbitmq import QueueNames
-
-        return QueueNames(self.queue_name, self.retry_delays)
 
     @property
     def burst(self) -> float:

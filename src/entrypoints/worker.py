@@ -3,91 +3,77 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
+from types import FrameType
 
 import structlog
-from dependency_injector import providers
 
-from eventcore import failpoints
-from eventcore.entrypoints.container import build_container, start, stop
+from eventcore.entrypoints.bootstrap import WorkerContainer, close_resources, resolve
+from eventcore.entrypoints.preflight import open_checked
 from eventcore.entrypoints.settings import ConfigurationError, Settings
-from eventcore.entrypoints.telemetry import (
-    flush_spans,
-    observed_handler,
-    serve_worker_metrics,
-    setup_tracing,
-)
+from eventcore.entrypoints.telemetry import flush_spans, serve_worker_metrics, setup_tracing
 
 log = structlog.get_logger("eventcore.worker")
 
 
 async def run_worker(settings: Settings) -> None:
-    """Consume until SIGTERM or SIGINT; the batch in flight is committed and acked, or left unacked."""
+    """Consume until SIGTERM or SIGINT; the batch in flight is committed and acked, or left unacked.
+
+    The gateways are opened and checked once (a server that cannot be reached raises
+    :class:`~eventcore.entrypoints.preflight.CannotStart`), and the worker then runs on the very
+    graph it checked.
+    """
     if not settings.distributed:
         raise ConfigurationError(
             "`eventcore worker` consumes RabbitMQ: set EVENTCORE_AMQP_URL (and a PostgreSQL "
             "EVENTCORE_DATABASE_URL). The embedded profile needs no worker."
         )
-    from eventcore.adapters.rabbitmq import RabbitConsumer
-
-    install_failpoints(settings.failpoints)
     setup_tracing(settings, service="eventcore-worker")
-    container = build_container(settings)
-    # A worker consumes; it never publishes, so it opens no publisher of its own.
-    container.gateways.queue.override(providers.Object(None))
-    platform = await start(container)
-    metrics = serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
-    consumer = RabbitConsumer(
-        settings.amqp_url, settings.queue_names, max_length=settings.queue_max_length
-    )
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, consumer.stop)
-    log.info(
-        "worker.started",
-        queue=settings.queue_name,
-        batch_events=settings.worker_batch_events,
-        batch_wait_ms=settings.worker_batch_wait_ms,
-    )
+    container = WorkerContainer(settings=settings)
+    for name, nth in container.failpoints().armed.items():
+        log.warning("worker.failpoint_armed", failpoint=name, hit=nth)
+    await open_checked(container, container.readiness)
     try:
-        await consumer.run(
-            observed_handler(platform.processor.process),
-            max_events=settings.worker_batch_events,
-            max_wait=settings.worker_batch_wait_ms / 1000,
-            prefetch=settings.worker_prefetch,
+        handler = await resolve(container.handler)
+        consumer = await resolve(container.consumer)
+        metrics = serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(consumer.stop)
+
+        # Plain signal handlers rather than the loop's: a loop's handler cannot be taken back
+        # without resetting the signal to its default for a moment (a SIGTERM then would kill
+        # the worker), and closing the loop resets it too.
+        previous_interrupt = signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        log.info(
+            "worker.started",
+            queue=settings.queue_name,
+            batch_events=settings.worker_batch_events,
+            batch_wait_ms=settings.worker_batch_wait_ms,
         )
+        try:
+            await consumer.run(
+                handler,
+                max_events=settings.worker_batch_events,
+                max_wait=settings.worker_batch_wait_ms / 1000,
+                prefetch=settings.worker_prefetch,
+            )
+        finally:
+            # Already stopping: a repeated SIGTERM must not cut the closing of connections short
+            # (the worker would end by the signal, not with status 0). Ignored from here on, in
+            # one step, and by the operating system: the interpreter puts a Python handler back
+            # to the default as it exits, but leaves SIG_IGN alone. A second Ctrl-C interrupts
+            # as it would anywhere.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(
+                signal.SIGINT,
+                signal.default_int_handler if previous_interrupt is None else previous_interrupt,
+            )
+            if metrics is not None:
+                metrics.close()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        # Already stopping: a repeated SIGTERM must not cut the closing of connections short
-        # (the worker would end by the signal, not with status 0).
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        await stop(container)
-        if metrics is not None:
-            metrics.close()
+        await close_resources(container)
         flush_spans()
         log.info("worker.stopped")
-
-
-# The status of a process killed by SIGKILL as a shell reports it (128 + 9).
-FAILPOINT_EXIT_STATUS = 137
-
-
-def install_failpoints(spec: str) -> None:
-    """For testing only: ``EVENTCORE_FAILPOINTS="after_insert:3"`` ends the worker abruptly on
-    the 3rd pass through that point, as a power cut or SIGKILL would (no cleanup, no acks, no
-    COMMIT), so crash tests can stop it exactly between two steps of the commit path."""
-    for name, nth in failpoints.parse(spec).items():
-        log.warning("worker.failpoint_armed", failpoint=name, hit=nth)
-        failpoints.install(name, failpoints.on_nth_hit(nth, _die_at(name)))
-
-
-def _die_at(name: str) -> failpoints.Hook:
-    def die() -> None:
-        # Written straight to the descriptor: os._exit flushes no buffer.
-        os.write(sys.stderr.fileno(), f"eventcore worker: failpoint {name} reached\n".encode())
-        os._exit(FAILPOINT_EXIT_STATUS)
-
-    return die

@@ -16,19 +16,26 @@ from eventcore.aggregation import (
     Granularity,
 )
 from eventcore.errors import (
+    AlreadyExists,
+    AlreadyMember,
     AuthenticationFailed,
+    CacheUnavailable,
     Conflict,
+    DatabaseUnavailable,
+    EmailTaken,
     EventcoreError,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    QueueFull,
+    QueueUnavailable,
     RateLimited,
     Unavailable,
 )
 from eventcore.events import Event, EventLimits, IngestBatch, RejectedEvent, StoredEvent
 from eventcore.platform import Platform, build_platform
-from eventcore.ports import AppendResult
+from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import Principal, ProjectRef, Role
 from eventcore.usecases import (
     Accounts,
@@ -38,6 +45,7 @@ from eventcore.usecases import (
     EventsRejected,
     Ingestor,
     IngestReceipt,
+    Maintenance,
 )
 
 try:
@@ -47,13 +55,18 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "Accounts",
+    "AlreadyExists",
+    "AlreadyMember",
     "Analytics",
     "AppendResult",
     "AuthenticationFailed",
     "BatchProcessor",
+    "CacheUnavailable",
     "Conflict",
     "CountPoint",
     "CountSeries",
+    "DatabaseUnavailable",
+    "EmailTaken",
     "Event",
     "EventLimits",
     "EventPage",
@@ -66,13 +79,17 @@ __all__ = [
     "IngestReceipt",
     "Ingestor",
     "InvalidRequest",
+    "Maintenance",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "Platform",
     "Principal",
     "ProjectRef",
+    "QueueFull",
+    "QueueUnavailable",
     "RateLimited",
+    "Recount",
     "RejectedEvent",
     "Role",
     "StoredEvent",

@@ -6,15 +6,19 @@ import enum
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import NamedTuple
 
 import msgspec
 
+from eventcore.defaults import DEFAULT_WINDOW, MAX_BUCKETS
 from eventcore.errors import InvalidRequest
 from eventcore.events import IngestBatch
 
 
 class Granularity(enum.StrEnum):
+    """The bucket width a query asks for."""
+
     MINUTE = "minute"
     HOUR = "hour"
     DAY = "day"
@@ -24,19 +28,29 @@ class Granularity(enum.StrEnum):
         return _STEPS[self]
 
     @property
-    def stored_as(self) -> Granularity:
-        """Count tables exist at minute and hour grain; days are summed from hours."""
-        return Granularity.HOUR if self is Granularity.DAY else self
+    def stored_as(self) -> StoredGrain:
+        """The grain whose count table answers this granularity (days are summed from hours)."""
+        return StoredGrain.HOUR if self is Granularity.DAY else StoredGrain(self.value)
 
 
-_STEPS = {
-    Granularity.MINUTE: timedelta(minutes=1),
-    Granularity.HOUR: timedelta(hours=1),
-    Granularity.DAY: timedelta(days=1),
-}
-STORED_GRAINS = (Granularity.MINUTE, Granularity.HOUR)
-MAX_BUCKETS = 10_000
-DEFAULT_WINDOW = timedelta(hours=24)
+class StoredGrain(enum.StrEnum):
+    """A grain the count tables are kept at: the only granularities a store is asked for."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+
+    @property
+    def granularity(self) -> Granularity:
+        return Granularity(self.value)
+
+
+_STEPS = MappingProxyType(
+    {
+        Granularity.MINUTE: timedelta(minutes=1),
+        Granularity.HOUR: timedelta(hours=1),
+        Granularity.DAY: timedelta(days=1),
+    }
+)
 
 
 def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
@@ -56,28 +70,33 @@ def bucket_end(moment: datetime, granularity: Granularity) -> datetime:
 
 
 class CountKey(NamedTuple):
+    """One row of a count table."""
+
     workspace_id: str
     project_id: str
-    granularity: Granularity
+    grain: StoredGrain
     bucket: datetime
     event_type: str
 
 
 def count_increments(batches: Iterable[IngestBatch]) -> Counter[CountKey]:
-    """What the count tables gain when exactly these events are newly stored.
+    """What the count tables gain when exactly these events are newly stored: one at each
+    stored grain for every event.
 
-    Callers pass only events that were actually inserted: a duplicate adds nothing.
+    Callers pass only events that were actually inserted: a duplicate adds nothing. Every store
+    keeps its count tables by this rule (the SQL stores state it in SQL); a contract test holds
+    each of them to it.
     """
     increments: Counter[CountKey] = Counter()
     for batch in batches:
         for event in batch.events:
-            for grain in STORED_GRAINS:
+            for grain in StoredGrain:
                 increments[
                     CountKey(
                         batch.workspace_id,
                         batch.project_id,
                         grain,
-                        bucket_start(event.timestamp, grain),
+                        bucket_start(event.timestamp, grain.granularity),
                         event.type,
                     )
                 ] += 1

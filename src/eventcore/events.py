@@ -1,4 +1,8 @@
-"""Events: the wire form a client sends, its validation and limits, and the queued batch."""
+"""Events: the wire form a client sends, its validation and limits, and the queued batch.
+
+The rules here hold for every way an event arrives (the native API, a wire protocol translated
+at the edge, code that embeds eventcore): one body check, one validation, one clock-skew rule.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,25 @@ import base64
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import Meta, Raw
 
+from eventcore import defaults
 from eventcore.errors import InvalidRequest, PayloadTooLarge
 
-MAX_ID_LENGTH = 128
-MAX_TYPE_LENGTH = 128
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
 
 
 class EventLimits(msgspec.Struct, frozen=True):
     """The documented limits of one ingest request."""
 
-    max_events_per_batch: int = 1000
-    max_event_bytes: int = 32 * 1024
-    max_request_bytes: int = 1024 * 1024
-    max_future: timedelta = timedelta(hours=24)
+    max_events_per_batch: int = defaults.MAX_BATCH_EVENTS
+    max_event_bytes: int = defaults.MAX_EVENT_BYTES
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    max_future: timedelta = defaults.MAX_FUTURE
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
@@ -61,8 +65,8 @@ class ValidatedBatch(msgspec.Struct, frozen=True):
 
 
 class _WireEvent(msgspec.Struct):
-    type: Annotated[str, Meta(min_length=1, max_length=MAX_TYPE_LENGTH)]
-    id: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)] | None = None
+    type: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_TYPE_LENGTH)]
+    id: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_ID_LENGTH)] | None = None
     timestamp: Annotated[datetime, Meta(tz=True)] | int | float | None = None
     properties: Raw = msgspec.field(default_factory=lambda: Raw(b"null"))
 
@@ -75,10 +79,14 @@ _batch_decoder = msgspec.json.Decoder(IngestBatch)
 _encoder = msgspec.json.Encoder()
 
 
-def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
-    """Split a request body into the JSON text of each event, or raise for the whole request.
+def decode_body(
+    body: bytes, decoder: msgspec.json.Decoder[T], limits: EventLimits, shape: str
+) -> T:
+    """The top level of a request body that carries events, or raise for the whole request.
 
-    A body is either one event object or ``{"events": [...]}``.
+    The one body check of every ingest path, native or a protocol translated at the edge: at most
+    ``limits.max_request_bytes``, UTF-8, well-formed JSON, and of the decoder's type (else
+    ``invalid_body``, saying ``shape``: what the body must be).
     """
     if len(body) > limits.max_request_bytes:
         raise PayloadTooLarge(
@@ -92,15 +100,23 @@ def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
             "The request body is not valid UTF-8.", code="malformed_json"
         ) from None
     try:
-        top = _top_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError:
-        raise InvalidRequest(
-            'The body must be a JSON event object or {"events": [...]}.', code="invalid_body"
-        ) from None
+        raise InvalidRequest(shape, code="invalid_body") from None
     except (msgspec.DecodeError, RecursionError):
         raise InvalidRequest(
             "The request body is not well-formed JSON.", code="malformed_json"
         ) from None
+
+
+def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
+    """Split a request body into the JSON text of each event, or raise for the whole request.
+
+    A body is either one event object or ``{"events": [...]}``.
+    """
+    top = decode_body(
+        body, _top_decoder, limits, 'The body must be a JSON event object or {"events": [...]}.'
+    )
     raw_events = top.get("events")
     if raw_events is None:
         return [body]
@@ -112,12 +128,17 @@ def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
         ) from None
     if not items:
         raise InvalidRequest('"events" is empty: send at least one event.', code="invalid_body")
-    if len(items) > limits.max_events_per_batch:
+    check_count(len(items), limits)
+    return [bytes(item) for item in items]
+
+
+def check_count(count: int, limits: EventLimits, what: str = "events") -> None:
+    """Raise for a batch of more events (or of protocol ``what``) than one request may hold."""
+    if count > limits.max_events_per_batch:
         raise PayloadTooLarge(
-            f"A batch holds at most {limits.max_events_per_batch} events; this one has {len(items)}.",
+            f"A batch holds at most {limits.max_events_per_batch} {what}; this one has {count}.",
             code="too_many_events",
         )
-    return [bytes(item) for item in items]
 
 
 def validate_events(
@@ -228,6 +249,24 @@ def _event_time(
     if moment > latest:
         return "timestamp_in_future", "`timestamp` is more than 24 hours in the future."
     return moment
+
+
+def corrected_time(
+    timestamp: datetime | None, *, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """When an event happened, on the server's clock, from the sender's ``timestamp`` and the
+    time it says it sent the event (``sent_at``).
+
+    The sender's clock may be wrong by any amount, but it is wrong by the same amount at
+    ``timestamp`` and at ``sent_at``; ``received_at - sent_at`` measures that error (plus the
+    network delay) on the server's clock, so it is added to ``timestamp``. Without ``sent_at``
+    the timestamp is taken as sent; without a timestamp, the event happened when received.
+    """
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return timestamp + (received_at - sent_at)
 
 
 def encode_batch(batch: IngestBatch) -> bytes:

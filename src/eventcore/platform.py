@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventcore.defaults import ANALYTICS_CACHE_SECONDS
 from eventcore.events import EventLimits
 from eventcore.ports import (
     ApiKeyCache,
@@ -19,18 +20,20 @@ from eventcore.ports import (
 from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
 from eventcore.usecases.ingest import Ingestor
+from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
 
 
 @dataclass(frozen=True, slots=True)
 class Platform:
+    """The use cases, and nothing else: the ports behind them are the composition root's."""
+
     accounts: Accounts
     keys: KeyResolver
     ingestor: Ingestor
     processor: BatchProcessor
     analytics: Analytics
-    store: Store
-    clock: Clock
+    maintenance: Maintenance
 
 
 def build_platform(
@@ -45,7 +48,7 @@ def build_platform(
     query_cache: QueryCache,
     queue: IngestQueue | None = None,
     limits: EventLimits | None = None,
-    cache_ttl: float = 300.0,
+    cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     login_limiter: RateLimiter | None = None,
     address_limiter: RateLimiter | None = None,
 ) -> Platform:
@@ -70,6 +73,5 @@ def build_platform(
         ingestor=Ingestor(keys, queue or InlineQueue(processor), limiter, committed, clock, limits),
         processor=processor,
         analytics=Analytics(store, store, query_cache, clock, cache_ttl),
-        store=store,
-        clock=clock,
+        maintenance=Maintenance(store, query_cache),
     )

@@ -1,7 +1,17 @@
 """Ports: what the core needs from the outside world, as structural protocols.
 
-Every method that touches tenant data takes the workspace explicitly; the one exception is
-:meth:`AccountStore.find_api_key`, which is how a tenant is found in the first place.
+Every method that reads or writes one tenant's data takes its workspace explicitly. The
+exceptions take none on purpose: users are not tenant data (one account can belong to several
+workspaces), so :meth:`AccountStore.get_user` and :meth:`AccountStore.get_user_by_email` look
+them up globally; :meth:`AccountStore.find_api_key` (the tenant is what it finds) and
+:meth:`AccountStore.list_memberships` (a user's workspaces, asked at login before one is
+chosen) cross tenants by nature; and :meth:`EventStore.rebuild_counts` without a workspace
+repairs all of them (an operator's command).
+
+A store raises only :mod:`eventcore.errors`: :class:`~eventcore.errors.EmailTaken`,
+:class:`~eventcore.errors.AlreadyMember` and :class:`~eventcore.errors.AlreadyExists` for what
+it refuses to store twice (keeping the first), :class:`~eventcore.errors.DatabaseUnavailable`
+when its database cannot be reached or is busy (nothing was written).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from typing import Protocol
 
 import msgspec
 
-from eventcore.aggregation import CountPoint, EventTypeCount, Granularity
+from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.tenancy import ApiKey, Membership, Principal, Project, ProjectRef, User, Workspace
 
@@ -24,9 +34,20 @@ class AppendResult(msgspec.Struct, frozen=True):
     duplicates: int
 
 
+class Recount(msgspec.Struct, frozen=True):
+    """What a rebuild of the count tables did: events counted, and the workspaces it touched
+    (whose cached answers are then out of date)."""
+
+    events: int
+    workspace_ids: frozenset[str]
+
+
 class AccountStore(Protocol):
     async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
-        """Store a new user, their workspace and ownership atomically; Conflict if the email is taken."""
+        """Store a new user, their workspace and ownership atomically, or nothing.
+
+        EmailTaken if the email is taken; AlreadyExists if the user's or workspace's id is.
+        """
 
     async def get_user(self, user_id: str) -> User | None: ...
 
@@ -38,16 +59,18 @@ class AccountStore(Protocol):
         """The user's memberships, oldest first."""
 
     async def add_membership(self, membership: Membership) -> None:
-        """Conflict if the user is already a member of the workspace."""
+        """AlreadyMember if the user is already a member of the workspace."""
 
-    async def create_project(self, project: Project) -> None: ...
+    async def create_project(self, project: Project) -> None:
+        """AlreadyExists if the id is in use."""
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None: ...
 
     async def list_projects(self, workspace_id: str) -> list[Project]:
         """Oldest first."""
 
-    async def create_api_key(self, key: ApiKey) -> None: ...
+    async def create_api_key(self, key: ApiKey) -> None:
+        """AlreadyExists if the id or the key hash is in use."""
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         """Oldest first, revoked ones included."""
@@ -69,15 +92,12 @@ class EventStore(Protocol):
         self,
         workspace_id: str,
         project_id: str,
-        granularity: Granularity,
+        grain: StoredGrain,
         start: datetime,
         end: datetime,
         event_type: str | None = None,
     ) -> list[CountPoint]:
-        """Non-zero counts of buckets starting in [start, end), by bucket then event type.
-
-        ``granularity`` is a stored grain: minute or hour.
-        """
+        """Non-zero counts of ``grain`` buckets starting in [start, end), by bucket then type."""
 
     async def event_type_totals(
         self, workspace_id: str, project_id: str, start: datetime, end: datetime
@@ -95,8 +115,12 @@ class EventStore(Protocol):
     ) -> list[StoredEvent]:
         """Newest first by (timestamp, seq), strictly older than ``before`` when given."""
 
-    async def rebuild_counts(self, workspace_id: str | None = None) -> int:
-        """Recompute the count tables from stored events; returns the events counted."""
+    async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
+        """Recompute the count tables from stored events (of one workspace, or of all).
+
+        The recount names every workspace whose count rows it replaced or whose events it
+        counted: the ones whose cached answers may now be out of date.
+        """
 
 
 class Store(AccountStore, EventStore, Protocol):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 import msgspec
 
@@ -24,18 +26,20 @@ class Permission(enum.StrEnum):
     MANAGE_MEMBERS = "manage_members"
 
 
-_GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.OWNER: frozenset(Permission),
-    Role.ADMIN: frozenset(
-        {
-            Permission.READ_ANALYTICS,
-            Permission.READ_PROJECTS,
-            Permission.MANAGE_PROJECTS,
-            Permission.MANAGE_API_KEYS,
-        }
-    ),
-    Role.VIEWER: frozenset({Permission.READ_ANALYTICS, Permission.READ_PROJECTS}),
-}
+_GRANTS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
+    {
+        Role.OWNER: frozenset(Permission),
+        Role.ADMIN: frozenset(
+            {
+                Permission.READ_ANALYTICS,
+                Permission.READ_PROJECTS,
+                Permission.MANAGE_PROJECTS,
+                Permission.MANAGE_API_KEYS,
+            }
+        ),
+        Role.VIEWER: frozenset({Permission.READ_ANALYTICS, Permission.READ_PROJECTS}),
+    }
+)
 
 
 def allows(role: Role, permission: Permission) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from eventcore.ports import ApiKeyCache, CommittedKeys, QueryCache, RateLimiter, Store
 from tests.contract.implementations import (
     COMMITTED_KEYS,
+    DATABASE_STORES,
     INGEST_QUEUES,
     KEY_CACHES,
     QUERY_CACHES,
@@ -43,6 +44,16 @@ async def opened(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncItera
 @pytest.fixture(params=[i.param() for i in STORES])
 async def store_kit(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncIterator[StoreKit]:
     async with opened(request, scratch) as kit:
+        yield kit
+
+
+@pytest.fixture(params=[i.param() for i in DATABASE_STORES])
+async def database_store_kit(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[StoreKit]:
+    """A store in front of a database, with a way to cut it off (``StoreKit.unreachable``)."""
+    async with opened(request, scratch) as kit:
+        assert kit.unreachable is not None, f"{request.param.name} has no outage to provoke"
         yield kit
 
 

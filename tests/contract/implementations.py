@@ -50,7 +50,8 @@ from eventcore.adapters.memory import (
     MemoryRateLimiter,
     MemoryStore,
 )
-from eventcore.adapters.rabbitmq import RabbitPublisher
+from eventcore.adapters.postgres import PostgresStore
+from eventcore.adapters.rabbitmq import RabbitOptions, RabbitPublisher
 from eventcore.adapters.redis import (
     RedisCommittedKeys,
     RedisGateway,
@@ -69,7 +70,9 @@ from eventcore.ports import (
     Store,
 )
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
-from tests.support.postgres import delete_counts, postgres_store, shared_database
+from tests.support.postgres import PORT as POSTGRES_PORT
+from tests.support.postgres import delete_counts, dsn_through, postgres_store, shared_database
+from tests.support.proxy import fault_proxy
 from tests.support.rabbitmq import AMQP_URL, rabbitmq_topology, tcp_proxy
 from tests.support.redis import redis_gateway
 
@@ -81,6 +84,8 @@ INTEGRATION = (pytest.mark.integration,)
 # the burst allowed at once. Chosen so that refilling the whole burst takes half a second.
 RATE = 20.0
 BURST = 10
+# How long a store cut off from its database waits for it before it is DatabaseUnavailable.
+UNREACHABLE_WAIT_MS = 300
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,14 @@ class Timed(Generic[T]):
 
 @dataclass(frozen=True)
 class StoreKit:
-    """A store, and how to damage its count tables behind its back (to test the repair)."""
+    """A store, how to damage its count tables behind its back (to test the repair), and
+    another store of the same kind that cannot reach its database while ``unreachable`` lasts
+    (None for a store with no database to lose, as memory).
+    """
 
     store: Store
     wipe_counts: Callable[[], Awaitable[None]]
+    unreachable: Callable[[], AbstractAsyncContextManager[Store]] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +207,20 @@ async def sqlite_store(scratch: Scratch) -> AsyncIterator[StoreKit]:
     async def wipe_counts() -> None:
         await asyncio.to_thread(delete_counts)
 
+    @asynccontextmanager
+    async def unreachable() -> AsyncIterator[Store]:
+        # The file locked by another process (an operator's sqlite3 shell, a backup) for longer
+        # than this second store waits, made short so the test is quick.
+        async with await SqliteStore.open(path, busy_timeout_ms=UNREACHABLE_WAIT_MS) as locked_out:
+            with _connection(path) as locker:
+                locker.execute("BEGIN IMMEDIATE")
+                try:
+                    yield locked_out
+                finally:
+                    locker.execute("ROLLBACK")
+
     async with await SqliteStore.open(path) as store:
-        yield StoreKit(store, wipe_counts)
+        yield StoreKit(store, wipe_counts, unreachable)
 
 
 @contextmanager
@@ -222,7 +243,21 @@ async def postgres_store_kit(scratch: Scratch) -> AsyncIterator[StoreKit]:
         async def wipe_counts() -> None:
             await delete_counts(dsn)
 
-        yield StoreKit(store, wipe_counts)
+        @asynccontextmanager
+        async def unreachable() -> AsyncIterator[Store]:
+            # A second store whose pool reaches the server through a fault proxy, then cut:
+            # its connections are reset and new ones refused, as with a server that went down.
+            with fault_proxy(POSTGRES_PORT) as proxy:
+                cut_off = await PostgresStore.open(
+                    dsn_through(dsn, proxy.port),
+                    max_size=1,
+                    pool_timeout=UNREACHABLE_WAIT_MS / 1000,
+                )
+                async with cut_off:
+                    proxy.cut()
+                    yield cut_off
+
+        yield StoreKit(store, wipe_counts, unreachable)
 
 
 STORES: list[Implementation[StoreKit]] = [
@@ -230,6 +265,9 @@ STORES: list[Implementation[StoreKit]] = [
     Implementation("sqlite", sqlite_store),
     Implementation("postgres", postgres_store_kit, INTEGRATION),
 ]
+# The stores in front of a database, which can be cut off from it (the reference store in
+# memory has nothing to lose, so outage tests are not parametrized with it).
+DATABASE_STORES = [implementation for implementation in STORES if implementation.name != "memory"]
 
 
 # caches, rate limiters, queues
@@ -366,7 +404,9 @@ async def rabbitmq_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
     # reconnects (at once: reconnect_interval=0) when it is over. What was held is read straight
     # from the broker's main queue, never taken on the publisher's word.
     async with rabbitmq_topology() as names, tcp_proxy() as proxy:
-        publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+        publisher = await RabbitPublisher.open(
+            RabbitOptions(proxy.url, names, reconnect_interval=0)
+        )
         async with publisher:
 
             async def held() -> list[Held]:

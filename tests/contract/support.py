@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, bucket_start
+from eventcore.aggregation import CountKey, CountPoint, EventTypeCount, StoredGrain, bucket_start
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.idempotency import IdempotencyKey
-from eventcore.ports import AppendResult, EventStore
+from eventcore.ports import AppendResult, EventStore, Recount
 from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -162,14 +162,14 @@ class Model:
         self,
         workspace_id: str,
         project_id: str,
-        granularity: Granularity,
+        grain: StoredGrain,
         start: datetime,
         end: datetime,
         event_type: str | None = None,
     ) -> list[CountPoint]:
         counts: Counter[tuple[datetime, str]] = Counter()
         for m in self.events(workspace_id, project_id, event_type):
-            bucket = bucket_start(m.event.timestamp, granularity)
+            bucket = bucket_start(m.event.timestamp, grain.granularity)
             if start <= bucket < end:
                 counts[(bucket, m.event.type)] += 1
         return [CountPoint(b, t, n) for (b, t), n in sorted(counts.items())]
@@ -178,7 +178,7 @@ class Model:
         self, workspace_id: str, project_id: str, start: datetime, end: datetime
     ) -> list[EventTypeCount]:
         counts: Counter[str] = Counter()
-        for point in self.series(workspace_id, project_id, Granularity.HOUR, start, end):
+        for point in self.series(workspace_id, project_id, StoredGrain.HOUR, start, end):
             counts[point.event_type] += point.count
         return [
             EventTypeCount(t, n) for t, n in sorted(counts.items(), key=lambda i: (-i[1], i[0]))
@@ -187,8 +187,17 @@ class Model:
     def tenants(self) -> set[tuple[str, str]]:
         return {(m.workspace_id, m.project_id) for m in self.stored.values()}
 
-    def count_in(self, workspace_id: str | None) -> int:
-        return sum(1 for m in self.stored.values() if workspace_id in (None, m.workspace_id))
+    def recount(self, workspace_id: str | None) -> Recount:
+        """What a rebuild of intact count tables reports: the events of the workspace (or all)."""
+        counted = [m for m in self.stored.values() if workspace_id in (None, m.workspace_id)]
+        return Recount(len(counted), frozenset(m.workspace_id for m in counted))
+
+    def inserted(self) -> list[IngestBatch]:
+        """The events actually inserted, in order, each as a batch of one with its tenant."""
+        return [
+            IngestBatch(m.workspace_id, m.project_id, m.received_at, [m.event])
+            for m in sorted(self.stored.values(), key=lambda m: m.order)
+        ]
 
 
 def json_value(properties: Raw | bytes) -> Any:
@@ -240,7 +249,7 @@ async def assert_matches_model(
         listed = await page_through(store, workspace_id, project_id, limit=page_size)
         assert summary(listed) == model_summary(model.events(workspace_id, project_id))
         assert len({e.seq for e in listed}) == len(listed)
-        for grain in (Granularity.MINUTE, Granularity.HOUR):
+        for grain in StoredGrain:
             assert await store.count_series(
                 workspace_id, project_id, grain, start, end
             ) == model.series(workspace_id, project_id, grain, start, end)
@@ -255,5 +264,18 @@ async def assert_matches_model(
                 model.events(workspace_id, project_id, event_type)
             )
             assert await store.count_series(
-                workspace_id, project_id, Granularity.MINUTE, start, end, event_type
-            ) == model.series(workspace_id, project_id, Granularity.MINUTE, start, end, event_type)
+                workspace_id, project_id, StoredGrain.MINUTE, start, end, event_type
+            ) == model.series(workspace_id, project_id, StoredGrain.MINUTE, start, end, event_type)
+
+
+async def count_rows(store: EventStore, tenants: Iterable[tuple[str, str]]) -> Counter[CountKey]:
+    """The store's count tables as rows (non-zero), read through its port: every stored grain
+    over a window covering every event."""
+    rows: Counter[CountKey] = Counter()
+    start, end = EVERYTHING
+    for workspace_id, project_id in tenants:
+        for grain in StoredGrain:
+            for point in await store.count_series(workspace_id, project_id, grain, start, end):
+                key = CountKey(workspace_id, project_id, grain, point.bucket, point.event_type)
+                rows[key] = point.count
+    return rows

@@ -7,7 +7,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from eventcore.errors import Conflict
+from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
 from eventcore.ports import Store
 from eventcore.tenancy import Membership, Role, User, Workspace
 from tests.contract.support import (
@@ -45,7 +45,7 @@ async def test_signup_with_a_taken_email_conflicts_and_stores_nothing(store: Sto
     first, _, _ = await signup(store, "ada@example.com")
     second, second_workspace = user("ada@example.com"), workspace()
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(EmailTaken) as raised:
         await store.create_signup(
             second, second_workspace, membership(second_workspace.id, second.id, Role.OWNER)
         )
@@ -87,7 +87,7 @@ async def test_adding_a_member_twice_conflicts_and_keeps_the_first(store: Store)
     """A second membership of the same user in the same workspace raises already_member."""
     owner_user, owned, owner = await signup(store)
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyMember) as raised:
         await store.add_membership(membership(owned.id, owner_user.id, Role.VIEWER, at(5)))
 
     assert raised.value.code == "already_member"
@@ -209,64 +209,65 @@ async def test_times_come_back_exact_and_in_utc(store: Store) -> None:
 
 
 # Reused ids: a store holds one record per id and refuses a second one with the same id, as a
-# primary key does, rather than silently replacing the first (the generic code "conflict").
+# primary key does, rather than silently replacing the first (AlreadyExists, "already_exists";
+# test_store_errors holds every store to the same error for each).
 
 
 async def test_a_reused_project_id_conflicts_and_keeps_the_first(store: Store) -> None:
-    """Creating a project under an id its workspace already uses raises Conflict."""
+    """Creating a project under an id its workspace already uses raises AlreadyExists."""
     first = project(new_id("ws"), at(0), "First")
     await store.create_project(first)
     again = msgspec.structs.replace(first, name="Second", created_at=at(5))
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyExists) as raised:
         await store.create_project(again)
 
-    assert raised.value.code == "conflict"
+    assert raised.value.code == "already_exists"
     assert await store.get_project(first.workspace_id, first.id) == first
     assert await store.list_projects(first.workspace_id) == [first]
 
 
 async def test_a_reused_api_key_id_conflicts_and_keeps_the_first(store: Store) -> None:
-    """Creating an API key under an id its workspace already uses raises Conflict."""
+    """Creating an API key under an id its workspace already uses raises AlreadyExists."""
     web = project(new_id("ws"))
     first = api_key(web, at(0))
     await store.create_api_key(first)
     again = msgspec.structs.replace(api_key(web, at(5)), id=first.id)
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyExists) as raised:
         await store.create_api_key(again)
 
-    assert raised.value.code == "conflict"
+    assert raised.value.code == "already_exists"
     assert await store.find_api_key(first.key_hash) == first
     assert await store.find_api_key(again.key_hash) is None
     assert await store.list_api_keys(web.workspace_id, web.id) == [first]
 
 
 async def test_a_reused_api_key_hash_conflicts_and_keeps_the_first(store: Store) -> None:
-    """A second key with an existing key's hash raises Conflict, so a hash finds one key only."""
+    """A second key with an existing key's hash raises AlreadyExists, so a hash finds one key only."""
     web = project(new_id("ws"))
     first = api_key(web, at(0))
     await store.create_api_key(first)
     again = msgspec.structs.replace(api_key(web, at(5)), key_hash=first.key_hash)
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyExists) as raised:
         await store.create_api_key(again)
 
-    assert raised.value.code == "conflict"
+    assert raised.value.code == "already_exists"
     assert await store.find_api_key(first.key_hash) == first
     assert await store.list_api_keys(web.workspace_id, web.id) == [first]
 
 
 async def test_a_signup_reusing_a_workspace_id_conflicts_and_stores_nothing(store: Store) -> None:
-    """A signup whose new workspace's id is taken raises Conflict and stores no user."""
+    """A signup whose new workspace's id is taken raises AlreadyExists and stores no user."""
     first_user, taken, first_owner = await signup(store)
     second = user()
     again = Workspace(id=taken.id, name="Other", created_at=at(5))
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyExists) as raised:
         await store.create_signup(second, again, membership(taken.id, second.id, Role.OWNER))
 
-    assert raised.value.code == "conflict"
+    assert raised.value.code == "already_exists"
     assert await store.get_user(second.id) is None
     assert await store.get_user_by_email(second.email) is None
     assert await store.get_membership(taken.id, second.id) is None
@@ -275,15 +276,15 @@ async def test_a_signup_reusing_a_workspace_id_conflicts_and_stores_nothing(stor
 
 
 async def test_a_signup_reusing_a_user_id_conflicts_and_stores_nothing(store: Store) -> None:
-    """A signup whose new user's id is taken (under another email) raises Conflict."""
+    """A signup whose new user's id is taken (under another email) raises AlreadyExists."""
     first_user, _, first_owner = await signup(store)
     again = msgspec.structs.replace(user(), id=first_user.id)
     other = workspace()
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(AlreadyExists) as raised:
         await store.create_signup(again, other, membership(other.id, again.id, Role.OWNER))
 
-    assert raised.value.code == "conflict"
+    assert raised.value.code == "already_exists"
     assert await store.get_user(first_user.id) == first_user
     assert await store.get_user_by_email(again.email) is None
     assert await store.get_membership(other.id, first_user.id) is None

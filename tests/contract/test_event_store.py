@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 
-from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, bucket_start
+from eventcore.aggregation import (
+    CountPoint,
+    EventTypeCount,
+    Granularity,
+    StoredGrain,
+    bucket_start,
+)
 from eventcore.events import Event
-from eventcore.ports import AppendResult, Store
+from eventcore.ports import AppendResult, Recount, Store
 from tests.contract.implementations import StoreKit
 from tests.contract.support import (
     EVERYTHING,
@@ -63,13 +70,13 @@ async def test_appending_the_same_events_again_is_a_no_op(store: Store) -> None:
     events = spread(6)
     await store.append([batch(WS, WEB, *events)])
     listed = await store.list_events(WS, WEB, limit=100)
-    counts = await store.count_series(WS, WEB, Granularity.MINUTE, START, END)
+    counts = await store.count_series(WS, WEB, StoredGrain.MINUTE, START, END)
 
     for _ in range(3):
         assert await store.append([batch(WS, WEB, *events)]) == AppendResult(0, 6)
 
     assert await store.list_events(WS, WEB, limit=100) == listed
-    assert await store.count_series(WS, WEB, Granularity.MINUTE, START, END) == counts
+    assert await store.count_series(WS, WEB, StoredGrain.MINUTE, START, END) == counts
 
 
 async def test_a_redelivered_batch_in_the_same_append_counts_once(store: Store) -> None:
@@ -156,18 +163,34 @@ async def test_counts_equal_a_brute_force_recount(store: Store) -> None:
     for batches in appends:
         assert await store.append(batches) == model.append(batches)
 
-    for grain in (Granularity.MINUTE, Granularity.HOUR):
+    for grain in StoredGrain:
         expected = model.series(WS, WEB, grain, START, END)
         assert await store.count_series(WS, WEB, grain, START, END) == expected
         assert sum(p.count for p in expected) == 60
+
+
+@pytest.mark.parametrize("grain", list(StoredGrain))
+async def test_every_stored_grain_answers_as_the_model(store: Store, grain: StoredGrain) -> None:
+    """At each stored grain, every store answers the same buckets, windows and type filters."""
+    events = [*spread(90), event("edge", "tick", at(60) - timedelta(microseconds=1))]
+    model = Model()
+    batches = [batch(WS, WEB, *events), batch(WS, APP, *events[:10])]
+    assert await store.append(batches) == model.append(batches)
+    windows = [(START, END), (at(59), at(121)), (at(1, seconds=30), at(2))]
+
+    for (start, end), event_type in itertools.product(windows, (None, "signup", "tick")):
+        assert await store.count_series(WS, WEB, grain, start, end, event_type) == model.series(
+            WS, WEB, grain, start, end, event_type
+        )
+    assert await store.count_series(WS, WEB, grain, START, END) != []
 
 
 async def test_minute_buckets_sum_to_their_hour(store: Store) -> None:
     """Summing the minute buckets of each hour gives that hour's count, type by type."""
     await store.append([batch(WS, WEB, *spread(50))])
 
-    minutes = await store.count_series(WS, WEB, Granularity.MINUTE, START, END)
-    hours = await store.count_series(WS, WEB, Granularity.HOUR, START, END)
+    minutes = await store.count_series(WS, WEB, StoredGrain.MINUTE, START, END)
+    hours = await store.count_series(WS, WEB, StoredGrain.HOUR, START, END)
 
     summed: Counter[tuple[datetime, str]] = Counter()
     for point in minutes:
@@ -189,11 +212,11 @@ async def test_buckets_split_exactly_at_the_boundary(store: Store) -> None:
         ]
     )
 
-    assert await store.count_series(WS, WEB, Granularity.HOUR, START, END) == [
+    assert await store.count_series(WS, WEB, StoredGrain.HOUR, START, END) == [
         CountPoint(T0, "tick", 1),
         CountPoint(hour, "tick", 1),
     ]
-    assert await store.count_series(WS, WEB, Granularity.MINUTE, START, END) == [
+    assert await store.count_series(WS, WEB, StoredGrain.MINUTE, START, END) == [
         CountPoint(hour - timedelta(minutes=1), "tick", 1),
         CountPoint(hour, "tick", 1),
     ]
@@ -205,7 +228,7 @@ async def test_count_series_selects_buckets_starting_in_the_half_open_window(sto
         [batch(WS, WEB, *(event(f"m{m}", "view", at(m, seconds=30)) for m in range(5)))]
     )
 
-    points = await store.count_series(WS, WEB, Granularity.MINUTE, at(1), at(4))
+    points = await store.count_series(WS, WEB, StoredGrain.MINUTE, at(1), at(4))
 
     assert points == [CountPoint(at(m), "view", 1) for m in (1, 2, 3)]
 
@@ -216,9 +239,9 @@ async def test_count_series_filters_by_event_type(store: Store) -> None:
     model = Model()
     model.append([batch(WS, WEB, *spread(30))])
 
-    points = await store.count_series(WS, WEB, Granularity.HOUR, START, END, "signup")
+    points = await store.count_series(WS, WEB, StoredGrain.HOUR, START, END, "signup")
 
-    assert points == model.series(WS, WEB, Granularity.HOUR, START, END, "signup")
+    assert points == model.series(WS, WEB, StoredGrain.HOUR, START, END, "signup")
     assert {p.event_type for p in points} == {"signup"}
 
 
@@ -337,8 +360,8 @@ async def test_queries_never_return_another_tenants_data(store: Store) -> None:
     for ws, prj in ((OTHER_WS, WEB), (WS, APP), ("ws-nobody", WEB)):
         assert await store.list_events(ws, prj, limit=100) == []
         assert await store.list_events(ws, prj, limit=100, event_type="signup") == []
-        assert await store.count_series(ws, prj, Granularity.MINUTE, START, END) == []
-        assert await store.count_series(ws, prj, Granularity.HOUR, START, END, "signup") == []
+        assert await store.count_series(ws, prj, StoredGrain.MINUTE, START, END) == []
+        assert await store.count_series(ws, prj, StoredGrain.HOUR, START, END, "signup") == []
         assert await store.event_type_totals(ws, prj, START, END) == []
     totals = await store.event_type_totals(OTHER_WS, APP, START, END)
     assert sum(t.count for t in totals) == 9
@@ -351,8 +374,9 @@ async def test_rebuild_counts_reproduces_the_maintained_counts(store: Store) -> 
     model = Model()
     model.append([batch(WS, WEB, *spread(30)), batch(OTHER_WS, APP, *spread(20))])
 
-    assert await store.rebuild_counts() == 50
-    assert await store.rebuild_counts(OTHER_WS) == 20
+    assert await store.rebuild_counts() == Recount(50, frozenset({WS, OTHER_WS}))
+    assert await store.rebuild_counts(OTHER_WS) == Recount(20, frozenset({OTHER_WS}))
+    assert await store.rebuild_counts("ws-nobody") == Recount(0, frozenset())
 
     await assert_matches_model(store, model, [(WS, WEB), (OTHER_WS, APP)], ["signup"])
 
@@ -365,15 +389,15 @@ async def test_rebuild_counts_repairs_wiped_counts(store_kit: StoreKit) -> None:
     model.append(batches)
     await store.append(batches)
     await store_kit.wipe_counts()
-    assert await store.count_series(WS, WEB, Granularity.HOUR, START, END) == []
+    assert await store.count_series(WS, WEB, StoredGrain.HOUR, START, END) == []
 
-    assert await store.rebuild_counts(WS) == 30
+    assert await store.rebuild_counts(WS) == Recount(30, frozenset({WS}))
 
-    assert await store.count_series(WS, WEB, Granularity.HOUR, START, END) == model.series(
-        WS, WEB, Granularity.HOUR, START, END
+    assert await store.count_series(WS, WEB, StoredGrain.HOUR, START, END) == model.series(
+        WS, WEB, StoredGrain.HOUR, START, END
     )
-    assert await store.count_series(OTHER_WS, APP, Granularity.HOUR, START, END) == []
-    assert await store.rebuild_counts() == 50
+    assert await store.count_series(OTHER_WS, APP, StoredGrain.HOUR, START, END) == []
+    assert await store.rebuild_counts() == Recount(50, frozenset({WS, OTHER_WS}))
     await assert_matches_model(store, model, [(WS, WEB), (OTHER_WS, APP)], ["signup", "click"])
 
 

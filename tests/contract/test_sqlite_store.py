@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from eventcore.adapters.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteStore
-from eventcore.aggregation import Granularity
-from eventcore.errors import Conflict, Unavailable
+from eventcore.aggregation import StoredGrain
+from eventcore.errors import AlreadyExists, DatabaseUnavailable
 from eventcore.events import Event
 from eventcore.ports import AppendResult
 from eventcore.tenancy import Role
@@ -183,20 +183,21 @@ async def test_two_stores_on_one_file_still_store_each_event_once(tmp_path: Path
 async def test_a_store_locked_by_another_writer_is_unavailable_then_recovers(
     tmp_path: Path,
 ) -> None:
-    """When another process holds the write lock too long, append raises Unavailable, then works."""
+    """When another process holds the write lock too long, append is DatabaseUnavailable, then
+    works."""
     path = tmp_path / "eventcore.sqlite3"
     async with await SqliteStore.open(path, busy_timeout_ms=20) as store:
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(Unavailable):
+            with pytest.raises(DatabaseUnavailable):
                 await store.append([batch("ws", "prj", event("e1"))])
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
 
         assert await store.append([batch("ws", "prj", event("e1"))]) == AppendResult(1, 0)
-        assert await store.count_series("ws", "prj", Granularity.HOUR, START, END) != []
+        assert await store.count_series("ws", "prj", StoredGrain.HOUR, START, END) != []
 
 
 async def test_closing_is_idempotent_and_a_closed_store_refuses_work(tmp_path: Path) -> None:
@@ -219,17 +220,20 @@ async def test_synchronous_full_is_accepted_and_other_modes_are_not(tmp_path: Pa
 
 
 async def test_a_reused_record_id_conflicts_instead_of_overwriting(tmp_path: Path) -> None:
-    """Creating a project or key under an id already stored raises Conflict and keeps the first."""
+    """Creating a project or key under an id already stored raises AlreadyExists (in eventcore's
+    words, not SQLite's) and keeps the first."""
     async with await SqliteStore.open(tmp_path / "eventcore.sqlite3") as store:
         web = project("ws-a")
         key = api_key(web)
         await store.create_project(web)
         await store.create_api_key(key)
 
-        with pytest.raises(Conflict):
+        with pytest.raises(AlreadyExists) as project_taken:
             await store.create_project(msgspec.structs.replace(web, name="Renamed"))
-        with pytest.raises(Conflict):
+        with pytest.raises(AlreadyExists) as key_taken:
             await store.create_api_key(msgspec.structs.replace(key, key_hash="f" * 64))
+
+        assert "constraint" not in project_taken.value.message + key_taken.value.message
 
         assert await store.list_projects("ws-a") == [web]
         assert await store.list_api_keys("ws-a", web.id) == [key]

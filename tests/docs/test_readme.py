@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from tests.support.processes import clean_environment, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+HOUR = timedelta(hours=1)
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
+def section(title: str) -> str:
+    """The README's text under ``## title``, up to the next section."""
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def test_embedding_example_runs_and_prints_what_the_readme_says(tmp_path: Path) -> None:
-    """The embedding example runs unchanged and prints the output the README states."""
+    """The embedding example runs unchanged, twice in a row in the same directory (a user runs
+    it again), and prints the output the README states each time."""
     blocks = [b for b in python_blocks() if "open_embedded" in b]
     assert len(blocks) == 1
-    result = subprocess.run(
-        [sys.executable, "-c", blocks[0]],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["1 1 ['invalid_event']", "1"]
+    for run in ("first", "second"):
+        result = subprocess.run(
+            [sys.executable, "-c", blocks[0]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{run} run: {result.stderr}"
+        assert result.stdout.splitlines() == ["1 1 ['invalid_event']", "1"], run
+    assert "It prints `1 1 ['invalid_event']` and `1`, and the same when run again" in README
     assert (tmp_path / "my-service-events" / "eventcore.sqlite3").exists()
 
 
@@ -58,3 +74,226 @@ def test_every_setting_is_documented() -> None:
 
     for field in msgspec.structs.fields(Settings):
         assert f"EVENTCORE_{field.name.upper()}" in README, field.name
+
+
+def table(title: str) -> dict[str, list[str]]:
+    """The rows of the table under ``## title``, by their first cell."""
+    rows: dict[str, list[str]] = {}
+    for line in section(title).splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _size(count: int) -> str:
+    return f"{count // 1024**2} MiB" if count % 1024**2 == 0 else f"{count // 1024} KiB"
+
+
+def test_the_limits_table_states_the_defaults() -> None:
+    """Each limit the README states is the one eventcore.defaults defines."""
+    from eventcore import defaults
+
+    rows = table("Limits")
+    rate = int(defaults.RATE_LIMIT_EVENTS_PER_SECOND)
+    stated = {
+        "events per ingest request": f"{defaults.MAX_BATCH_EVENTS:,}",
+        "bytes per event (its JSON)": _size(defaults.MAX_EVENT_BYTES),
+        "bytes per ingest request (after gzip decompression, too)": _size(
+            defaults.MAX_REQUEST_BYTES
+        ),
+        "event `id` / `type` length": (
+            f"{defaults.MAX_ID_LENGTH} / 1\N{EN DASH}{defaults.MAX_TYPE_LENGTH} characters"
+        ),
+        "event `timestamp`": f"from 1970-01-01 to {defaults.MAX_FUTURE // HOUR} hours ahead",
+        "ingest rate per workspace (every event sent counts, valid or not)": (
+            f"{rate:,} events/s, bursts of {2 * rate:,}"
+        ),
+        "events per `/v1/events` page": f"{defaults.MAX_PAGE:,} (default {defaults.DEFAULT_PAGE})",
+    }
+    for limit, value in stated.items():
+        assert rows[limit][0] == value, limit
+    assert rows["buckets per analytics query"][0].startswith(f"{defaults.MAX_BUCKETS:,} ")
+
+
+def test_the_configuration_table_states_each_settings_default() -> None:
+    """Where the README gives a setting's default as a value, it is the setting's own default."""
+    import msgspec
+
+    from eventcore.entrypoints.settings import Settings
+
+    fields = {f"EVENTCORE_{f.name.upper()}": f.name for f in msgspec.structs.fields(Settings)}
+    checked = 0
+    for names_cell, (default, _) in table("Configuration").items():
+        names = re.findall(r"`(EVENTCORE_\w+)`", names_cell)
+        values = default.split(", ")
+        literal = all(re.fullmatch(r"`[^`<]*`|\d+", value) for value in values)
+        if not literal or len(values) != len(names):
+            continue  # a default in words: "see Limits", "(none: ...)", "twice the rate", ...
+        for name, value in zip(names, values, strict=True):
+            actual = getattr(Settings(), fields[name])
+            if isinstance(actual, float) and actual.is_integer():
+                actual = int(actual)
+            assert value.strip("`") == str(actual), name
+            checked += 1
+    assert checked >= 15
+
+
+# --- the quick start, against a real `eventcore serve` -----------------------------------------
+
+
+class Step(NamedTuple):
+    """Shell lines of the quick start, and the answer the README shows after them (if any)."""
+
+    command: str
+    answer: str | None
+
+
+def quick_start_steps() -> list[Step]:
+    """The quick start's bash block cut after each answer it shows.
+
+    An answer is a comment starting ``# {``; comment lines starting ``#  `` continue it (the
+    answer is one line, broken to be read: the breaks and the indent are not part of it).
+    """
+    blocks = re.findall(r"```bash\n(.*?)```", section("Quick start"), flags=re.S)
+    assert len(blocks) == 1, "the quick start is one bash block"
+    steps: list[Step] = []
+    command: list[str] = []
+    answer: list[str] = []
+    for line in blocks[0].splitlines():
+        if line.startswith("# {"):
+            answer.append(line.removeprefix("# "))
+            continue
+        if answer and line.startswith("#  "):
+            answer.append(line.removeprefix("#  "))
+            continue
+        if answer:
+            steps.append(Step("\n".join(command), "".join(answer)))
+            command, answer = [], []
+        command.append(line)
+    if answer or any(line.strip() for line in command):
+        steps.append(Step("\n".join(command), "".join(answer) if answer else None))
+    return steps
+
+
+class Ran(NamedTuple):
+    output: str
+    began: datetime
+    ended: datetime
+
+
+def run_quick_start(steps: list[Step], port: int, workdir: Path) -> tuple[list[Ran], str]:
+    """Run the steps in one shell, as a user pastes them; each one's output and when it ran, and
+    the project id the shell kept."""
+    marks = "printf '\\n@@%s %s\\n' {} \"$EPOCHREALTIME\""
+    script = ["set -u"]
+    for index, step in enumerate(steps):
+        script += [marks.format(f"begin-{index}"), step.command, marks.format(f"end-{index}")]
+    script.append('printf "@@project %s\\n" "$PROJECT"')
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(script).replace("localhost:8000", f"localhost:{port}")],
+        cwd=workdir,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = re.findall(
+        r"@@begin-(\d+) ([\d.]+)\n(.*?)\n@@end-\1 ([\d.]+)\n", result.stdout, flags=re.S
+    )
+    assert [int(index) for index, *_ in found] == list(range(len(steps))), result.stdout
+    ran = [Ran(output.strip(), _moment(began), _moment(ended)) for _, began, output, ended in found]
+    project = re.search(r"@@project (\S+)", result.stdout)
+    assert project is not None, result.stdout
+    return ran, project.group(1)
+
+
+def _moment(epoch: str) -> datetime:
+    return datetime.fromtimestamp(float(epoch), UTC)
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def match(expected: Any, actual: Any, found: dict[str, list[tuple[int, Any]]], step: int) -> None:
+    """``actual`` holds ``expected``'s values, keys in the same order, except where ``expected``
+    holds a placeholder (``"<...>"``): what stands there is collected in ``found``, by step."""
+    if isinstance(expected, str) and re.fullmatch(r"<[^<>]+>", expected):
+        found.setdefault(expected, []).append((step, actual))
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict), (expected, actual)
+        assert list(actual) == list(expected), (expected, actual)
+        for key, value in expected.items():
+            match(value, actual[key], found, step)
+    elif isinstance(expected, list):
+        assert isinstance(actual, list), (expected, actual)
+        assert len(actual) == len(expected), (expected, actual)
+        for item, got in zip(expected, actual, strict=True):
+            match(item, got, found, step)
+    else:
+        assert actual == expected, (expected, actual)
+
+
+@pytest.mark.integration
+def test_the_quick_start_answers_what_the_readme_shows(tmp_path: Path) -> None:
+    """The quick start's commands, run as written against a fresh `eventcore serve` (its own
+    port and data directory), print exactly the answers the README shows after them, on any
+    date: each placeholder stands for the value the README says it does."""
+    assert shutil.which("curl"), "the quick start needs curl"
+    steps = quick_start_steps()
+    workdir, logs = tmp_path / "work", tmp_path / "logs"
+    workdir.mkdir()
+    logs.mkdir()
+    with serve(workdir, logs, "readme-serve") as server:
+        ran, project = run_quick_start(steps, server.port, workdir)
+
+    found: dict[str, list[tuple[int, Any]]] = {}
+    for index, (step, result) in enumerate(zip(steps, ran, strict=True)):
+        if step.answer is None:
+            assert result.output == "", f"the README shows no answer for:\n{step.command}"
+        else:
+            match(json.loads(step.answer), json.loads(result.output), found, index)
+
+    assert set(found) == {
+        "<project id>",
+        "<received at>",
+        "<hour received>",
+        "<window start>",
+        "<window end>",
+    }, "each placeholder is explained in the README and checked here"
+    values = {name: {value for _, value in seen} for name, seen in found.items()}
+    assert all(len(seen) == 1 for seen in values.values()), values
+    value = {name: seen.pop() for name, seen in values.items()}
+    assert value["<project id>"] == project
+
+    # The events were received while the ingest call ran, and are counted in that hour.
+    ingest = next(r for s, r in zip(steps, ran, strict=True) if "/v1/ingest" in s.command)
+    received = datetime.fromisoformat(value["<received at>"])
+    assert ingest.began <= received <= ingest.ended
+    assert datetime.fromisoformat(value["<hour received>"]) == _floor_hour(received)
+    # The window is the 24 hours before the counts call, rounded out to whole hours.
+    (counts,) = {step for step, _ in found["<window start>"]}
+    start = datetime.fromisoformat(value["<window start>"])
+    end = datetime.fromisoformat(value["<window end>"])
+    assert start in {
+        _floor_hour(ran[counts].began - 24 * HOUR),
+        _floor_hour(ran[counts].ended - 24 * HOUR),
+    }
+    assert end in {_ceil_hour(ran[counts].began), _ceil_hour(ran[counts].ended)}
+    assert all(text.endswith("Z") for text in value.values() if text != project)
+
+    # And to the letter: each answer is the README's, placeholders filled in.
+    for step, result in zip(steps, ran, strict=True):
+        if step.answer is not None:
+            shown = step.answer
+            for name, text in value.items():
+                shown = shown.replace(json.dumps(name), json.dumps(text))
+            assert result.output == shown

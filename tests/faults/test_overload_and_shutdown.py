@@ -187,3 +187,24 @@ def test_sigterm_under_load_stops_api_and_workers_cleanly(
         assert not ({i for b in refused for i in b.ids} & stored), (
             "a refused connection's batch was stored"
         )
+
+
+def test_a_worker_sent_sigterm_again_and_again_still_stops_with_status_0(tmp_path: Path) -> None:
+    """SIGTERM repeated every few milliseconds from the first until the worker is gone (through
+    the group in flight, the closing of its connections and the interpreter's own exit) stops
+    it with status 0: no moment of the stop lets a repeated signal kill it."""
+    with distributed_stack(tmp_path) as stack, workers(stack, 1) as pool:
+        pool.wait_consuming()
+        worker = pool.slots[0]
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        sent = 0
+        while worker.process.poll() is None and time.monotonic() < deadline:
+            try:
+                worker.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.002)
+        status = wait_for_exit(worker, STOP_TIMEOUT_SECONDS)
+        assert sent > 1, "the worker was gone before a second SIGTERM"
+        assert status == 0, worker.output()

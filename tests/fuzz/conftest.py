@@ -11,18 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dependency_injector import providers
-from litestar import Litestar
-from litestar.testing import TestClient
 
-from eventcore.adapters.memory import FakePasswordHasher
-from eventcore.entrypoints.container import Container, build_container
-from eventcore.entrypoints.http.app import create_app
-from eventcore.entrypoints.settings import Settings, load_settings
-from tests.http.support import Api, refuse_server_errors
+from tests.http.support import Api, embedded_app, start_api
+
+__all__ = ["embedded_app", "start_api"]
 
 # Modules that only the `fuzz` session runs (they import schemathesis, from the `fuzz` extra).
 FUZZ_ONLY = {"test_openapi_conformance.py"}
@@ -33,25 +27,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if collection_path.name in FUZZ_ONLY:
         return not re.search(r"\bfuzz\b", config.getoption("markexpr") or "")
     return None
-
-
-def embedded_app(
-    data_dir: Path, env: dict[str, str] | None = None
-) -> tuple[Litestar, Settings, Container]:
-    """The app `eventcore serve` builds, on ``data_dir``, with a fast fake password hasher."""
-    settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
-    container = build_container(settings)
-    container.hasher.override(providers.Object(FakePasswordHasher()))
-    return create_app(settings, container=container), settings, container
-
-
-def start_api(data_dir: Path, env: dict[str, str] | None = None) -> Api:
-    """A started app and a client that refuses any 500 answer on the spot."""
-    app, settings, container = embedded_app(data_dir, env)
-    client: TestClient[Any] = TestClient(app)
-    client.event_hooks["response"].append(refuse_server_errors)
-    client.__enter__()
-    return Api(client, settings, container, data_dir)
 
 
 @pytest.fixture

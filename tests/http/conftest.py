@@ -1,27 +1,20 @@
 """The HTTP API under test: the production app on the embedded profile in a temporary data dir.
 
-Every test builds the app the way `eventcore serve` does (`load_settings` -> `build_container` ->
-`create_app`) with the SQLite store in ``tmp_path``; only the password hasher is swapped for a fast
-fake, so that argon2 does not dominate the suite. The clients refuse any 500 answer on the spot.
+Every test builds the app through the production composition root (``tests.http.support``:
+settings, ``ApiContainer``, ``create_app``) with the SQLite store in ``tmp_path``; only the
+password hasher is swapped for a fast fake. The clients refuse any 500 answer on the spot.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dependency_injector import providers
-from litestar.testing import TestClient
 
-from eventcore.adapters.memory import FakePasswordHasher
-from eventcore.entrypoints.container import Container, build_container
-from eventcore.entrypoints.http.app import create_app
-from eventcore.entrypoints.settings import load_settings
-from tests.http.support import Api, ApiFactory, Tenant, refuse_server_errors
+from tests.http.support import Api, ApiFactory, Configure, Tenant, start_api
 
 
 @pytest.fixture
@@ -36,19 +29,10 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
 
     def start(
         env: dict[str, str] | None = None,
-        configure: Callable[[Container], None] | None = None,
+        configure: Configure | None = None,
         data_dir: Path | None = None,
     ) -> Api:
-        data_dir = data_dir or tmp_path / f"eventcore-data-{next(started)}"
-        settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
-        container = build_container(settings)
-        container.hasher.override(providers.Object(FakePasswordHasher()))
-        if configure is not None:
-            configure(container)
-        client: TestClient[Any] = TestClient(create_app(settings, container=container))
-        client.event_hooks["response"].append(refuse_server_errors)
-        client.__enter__()
-        api = Api(client, settings, container, data_dir)
+        api = start_api(data_dir or tmp_path / f"eventcore-data-{next(started)}", env, configure)
         stack.callback(api.stop)
         return api
 

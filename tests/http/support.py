@@ -1,4 +1,9 @@
-"""Helpers for the HTTP tests: the started app with calls in the words of the public contract."""
+"""Helpers for the HTTP tests: the started app with calls in the words of the public contract.
+
+The app is built the way `eventcore serve` builds it (`load_settings` -> `ApiContainer` ->
+`create_app`), through the same composition root, with only the password hasher swapped for a
+fast fake so that argon2 does not dominate the suites.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from dependency_injector import providers
+from litestar import Litestar
 from litestar.testing import TestClient
 
-from eventcore.entrypoints.container import Container
-from eventcore.entrypoints.settings import Settings
+from eventcore.adapters.memory import FakePasswordHasher
+from eventcore.entrypoints.bootstrap import ApiContainer, resolve
+from eventcore.entrypoints.http.app import create_app
+from eventcore.entrypoints.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
 _emails = itertools.count(1)
@@ -90,7 +101,7 @@ class Api:
 
     client: TestClient[Any]
     settings: Settings
-    container: Container
+    container: ApiContainer
     data_dir: Path
     running: bool = True
 
@@ -99,6 +110,13 @@ class Api:
         if self.running:
             self.running = False
             self.client.__exit__(None, None, None)
+
+    def resolve(self, provider: providers.Provider[T]) -> T:
+        """What a provider of the running app's container gives, resolved on the app's loop
+        (the gateways are async resources)."""
+
+        value: T = self.client.blocking_portal.call(resolve, provider)
+        return value
 
     def signup(self, email: str | None = None, workspace: str = "Acme") -> Account:
         email = email or unique_email("owner")
@@ -178,3 +196,34 @@ class Api:
 
 
 ApiFactory = Callable[..., Api]
+Configure = Callable[[ApiContainer], None]
+
+
+def embedded_app(
+    data_dir: Path, env: dict[str, str] | None = None, configure: Configure | None = None
+) -> tuple[Litestar, Settings, ApiContainer]:
+    """The app `eventcore serve` builds on ``data_dir`` (embedded profile unless ``env`` says
+    otherwise), with a fast fake password hasher; ``configure`` may override more providers of
+    the container before anything starts."""
+    settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
+    container = ApiContainer(settings=settings)
+    container.hasher.override(providers.Object(FakePasswordHasher()))
+    if configure is not None:
+        configure(container)
+    return create_app(settings, container=container), settings, container
+
+
+def start_api(
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    configure: Configure | None = None,
+    *,
+    refuse_500: bool = True,
+) -> Api:
+    """That app started, with a client that refuses any 500 answer on the spot (unless told)."""
+    app, settings, container = embedded_app(data_dir, env, configure)
+    client: TestClient[Any] = TestClient(app)
+    if refuse_500:
+        client.event_hooks["response"].append(refuse_server_errors)
+    client.__enter__()
+    return Api(client, settings, container, data_dir)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from eventcore.aggregation import MAX_BUCKETS
+from eventcore.defaults import MAX_BUCKETS
 from tests.http import test_ingest
 from tests.http.support import ApiFactory, assert_error
 from tests.segment import support as segment

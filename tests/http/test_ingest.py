@@ -14,7 +14,7 @@ import pytest
 from dependency_injector import providers
 
 from eventcore.adapters.memory import MemoryQueue
-from eventcore.entrypoints.container import Container
+from eventcore.entrypoints.bootstrap import ApiContainer as Container
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
 
 RECEIPT = {"accepted", "duplicates", "rejected"}

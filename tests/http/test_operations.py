@@ -54,7 +54,7 @@ def template(path: str) -> str:
 
 def test_the_app_under_test_runs_the_embedded_profile(api: Api, tenant: Tenant) -> None:
     """The suite's app keeps its data in SQLite inside its own data dir, as `serve` would."""
-    assert isinstance(api.client.app.state.platform.store, SqliteStore)
+    assert isinstance(api.resolve(api.container.gateways.store), SqliteStore)
     assert api.settings.sqlite_path == api.data_dir / "eventcore.sqlite3"
     assert api.settings.sqlite_path.is_file()
     assert not api.settings.distributed

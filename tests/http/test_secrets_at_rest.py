@@ -8,14 +8,14 @@ import sqlite3
 from dependency_injector import providers
 
 from eventcore.adapters.security import Argon2Hasher
-from eventcore.entrypoints.container import Container
+from eventcore.entrypoints.bootstrap import ApiContainer
 from tests.http.support import PASSWORD, ApiFactory
 
 
 def test_the_database_holds_no_password_and_no_api_key_in_clear(make_api: ApiFactory) -> None:
     """After sign-up and key creation, the store has an argon2id hash and a SHA-256, never the secrets."""
 
-    def real_hasher(container: Container) -> None:
+    def real_hasher(container: ApiContainer) -> None:
         container.hasher.override(providers.Singleton(Argon2Hasher))
 
     api = make_api(configure=real_hasher)

@@ -107,3 +107,10 @@ def test_rollup_rebuild_on_the_embedded_profile(tmp_path: Path) -> None:
     result = run_command(["rollup", "rebuild"], workdir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "recounted 0 events" in result.stdout
+
+
+def test_rollup_rebuild_of_one_workspace_on_the_embedded_profile(tmp_path: Path) -> None:
+    """`eventcore rollup rebuild --workspace ID` recounts that workspace alone and says so."""
+    result = run_command(["rollup", "rebuild", "--workspace", "ws-unknown"], workdir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recounted 0 events for workspace ws-unknown" in result.stdout

@@ -54,10 +54,10 @@ def stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
             client.close()
 
 
-def counts_total(server: Server, token: str, project_id: str) -> int:
+def counts_total(server: Server, token: str, project_id: str, granularity: str = "minute") -> int:
     response = server.client.get(
         "/v1/analytics/counts",
-        params={"project_id": project_id, "granularity": "minute", **HOUR},
+        params={"project_id": project_id, "granularity": granularity, **HOUR},
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 200, response.text
@@ -100,8 +100,9 @@ def batch(start: int, size: int, event_type: str = "click") -> dict[str, Any]:
 def test_events_flow_through_queue_and_workers_exactly_once(
     stack: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
-    """Ingested events are committed by the workers, counted once even when resent, and a batch
-    that keeps failing goes to the dead-letter queue and comes back with `dlq replay`."""
+    """Ingested events are committed by the workers, counted once even when resent, a batch
+    that keeps failing goes to the dead-letter queue and comes back with `dlq replay`, and
+    `rollup rebuild` repairs drifted counts without leaving a stale cached answer behind."""
     settings, dsn = stack
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -124,6 +125,7 @@ def test_events_flow_through_queue_and_workers_exactly_once(
         )
         assert signup.status_code == 201, signup.text
         token = signup.json()["access_token"]
+        workspace_id = signup.json()["workspace_id"]
         user = {"Authorization": f"Bearer {token}"}
         project_id = api.client.post("/v1/projects", json={"name": "web"}, headers=user).json()[
             "id"
@@ -181,6 +183,19 @@ def test_events_flow_through_queue_and_workers_exactly_once(
         assert "replayed 1" in replay.stdout
         eventually(lambda: counts_total(api, token, project_id) == 1004, what="replayed batch")
         assert dead_letters() == []
+
+        # Counts that drifted from the raw events (made so here by the owner), and answers
+        # cached from them: a rebuild, of every workspace or of one, puts both right at once.
+        for granularity, scope in (("hour", []), ("day", ["--workspace", workspace_id])):
+            with psycopg.connect(dsn, autocommit=True) as owner:
+                owner.execute("UPDATE eventcore.counts_hour SET count = count + 5")
+            assert counts_total(api, token, project_id, granularity) > 1004, "no drift to repair"
+            rebuilt = run_command(
+                ["rollup", "rebuild", *scope], workdir=tmp_path, settings=settings
+            )
+            assert rebuilt.returncode == 0, rebuilt.stderr
+            assert "recounted 1004 events" in rebuilt.stdout
+            assert counts_total(api, token, project_id, granularity) == 1004, scope
 
         ready = api.client.get("/health/ready").json()
         assert ready["checks"] == {"database": "ok", "queue": "ok", "redis": "ok"}

@@ -19,17 +19,12 @@ from typing import Any
 
 import pytest
 import structlog
-from dependency_injector import providers
-from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.faults.harness import Stack, distributed_stack
-from tests.http.support import Api, ApiFactory, refuse_server_errors
+from tests.http.support import Api, ApiFactory, Configure, start_api
 
-from eventcore.adapters.memory import FakePasswordHasher
-from eventcore.adapters.rabbitmq import DEFAULT_MAX_LENGTH
-from eventcore.entrypoints.container import Container, build_container
-from eventcore.entrypoints.http.app import create_app
+from eventcore.defaults import QUEUE_MAX_LENGTH
 from eventcore.entrypoints.logs import configure_logging
 from eventcore.entrypoints.settings import load_settings
 from eventcore.entrypoints.telemetry import add_span_processor, remove_span_processor, setup_tracing
@@ -91,20 +86,11 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
 
     def start(
         env: dict[str, str] | None = None,
-        configure: Callable[[Container], None] | None = None,
+        configure: Configure | None = None,
         refuse_500: bool = True,
     ) -> Api:
         data_dir = tmp_path / f"eventcore-data-{next(started)}"
-        settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
-        container = build_container(settings)
-        container.hasher.override(providers.Object(FakePasswordHasher()))
-        if configure is not None:
-            configure(container)
-        client: TestClient[Any] = TestClient(create_app(settings, container=container))
-        if refuse_500:
-            client.event_hooks["response"].append(refuse_server_errors)
-        client.__enter__()
-        api = Api(client, settings, container, data_dir)
+        api = start_api(data_dir, env, configure, refuse_500=refuse_500)
         stack.callback(api.stop)
         return api
 
@@ -124,10 +110,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     removed afterwards; ``stack.settings`` is what the API here and ``eventcore worker``
     processes get.
 
-    The queues' maximum length is the adapter's default, which test helpers declaring the
-    topology (``publish_raw``) use too.
+    The queues' maximum length is the default, which test helpers declaring the topology
+    (``publish_raw``) use too.
     """
-    with distributed_stack(tmp_path, queue_max_length=str(DEFAULT_MAX_LENGTH)) as opened:
+    with distributed_stack(tmp_path, queue_max_length=str(QUEUE_MAX_LENGTH)) as opened:
         yield opened
 
 

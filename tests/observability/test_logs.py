@@ -15,7 +15,7 @@ from tests.http.support import Api, ApiFactory, bearer
 from tests.observability.conftest import LogLines
 
 from eventcore.adapters.sqlite import SqliteStore
-from eventcore.entrypoints.container import Container
+from eventcore.entrypoints.bootstrap import ApiContainer
 from eventcore.entrypoints.http.observability import RequestObservability, bind_workspace
 from eventcore.entrypoints.logs import configure_logging
 from eventcore.entrypoints.settings import load_settings
@@ -94,7 +94,7 @@ def test_a_line_logged_inside_a_request_carries_request_workspace_and_trace_ids(
     """A line logged while a request is handled (here: an unexpected error) names the request,
     the caller's workspace and the request's trace, like the access line."""
 
-    def failing_store(container: Container) -> None:
+    def failing_store(container: ApiContainer) -> None:
         async def open_failing(settings: Any) -> Any:
             store = await FailingProjects.open(settings.sqlite_path)
             try:

@@ -12,8 +12,12 @@ from dependency_injector import providers
 from openapi_spec_validator import validate
 
 from eventcore.adapters.memory import MemoryQueue
-from eventcore.entrypoints.container import Container
-from eventcore.segment import MESSAGE_TYPES, PROTOCOL_BATCH_BYTES, PROTOCOL_MESSAGE_BYTES
+from eventcore.entrypoints.bootstrap import ApiContainer as Container
+from eventcore.entrypoints.http.segment.protocol import (
+    MESSAGE_TYPES,
+    PROTOCOL_BATCH_BYTES,
+    PROTOCOL_MESSAGE_BYTES,
+)
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
 from tests.segment.support import (
     assert_protocol_error,

@@ -34,7 +34,7 @@ import pytest
 from psycopg import sql
 
 from eventcore.adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
-from eventcore.aggregation import CountKey, Granularity
+from eventcore.aggregation import CountKey, StoredGrain
 
 HOST = "127.0.0.1"
 PORT = 5432
@@ -56,8 +56,14 @@ _START_HINT = (
 )
 
 
-def dsn_for(database: str, *, user: str = USER) -> str:
-    return f"postgresql://{user}@{HOST}:{PORT}/{database}"
+def dsn_for(database: str, *, user: str = USER, port: int = PORT) -> str:
+    return f"postgresql://{user}@{HOST}:{port}/{database}"
+
+
+def dsn_through(dsn: str, port: int) -> str:
+    """The same database and user as ``dsn``, reached on 127.0.0.1:``port`` (a fault proxy)."""
+    location = psycopg.conninfo.conninfo_to_dict(dsn)
+    return dsn_for(str(location["dbname"]), user=str(location["user"]), port=port)
 
 
 def require_server() -> None:
@@ -197,12 +203,12 @@ async def stored_counts(dsn: str) -> Counter[CountKey]:
     """Every non-zero row of both count tables, read as the owner (across all tenants)."""
     counts: Counter[CountKey] = Counter()
     async with owner_connection(dsn) as conn:
-        for grain, table in ((Granularity.MINUTE, "minute"), (Granularity.HOUR, "hour")):
+        for grain in StoredGrain:
             cursor = await conn.execute(
                 sql.SQL(
                     "SELECT workspace_id, project_id, bucket, event_type, count FROM {}"
                     " WHERE count <> 0"
-                ).format(sql.Identifier("eventcore", f"counts_{table}"))
+                ).format(sql.Identifier("eventcore", f"counts_{grain.value}"))
             )
             for workspace_id, project_id, bucket, event_type, count in await cursor.fetchall():
                 counts[CountKey(workspace_id, project_id, grain, bucket, event_type)] = count
@@ -213,7 +219,7 @@ async def recount_from_events(dsn: str) -> Counter[CountKey]:
     """What the count tables should hold, counted from the stored events with plain SQL."""
     counts: Counter[CountKey] = Counter()
     async with owner_connection(dsn) as conn:
-        for grain in (Granularity.MINUTE, Granularity.HOUR):
+        for grain in StoredGrain:
             cursor = await conn.execute(
                 "SELECT workspace_id, project_id, date_trunc(%s, event_time, 'UTC'), type,"
                 " count(*) FROM eventcore.events GROUP BY 1, 2, 3, 4",

@@ -12,7 +12,7 @@ import pytest
 
 from eventcore import Event, Granularity, IngestBatch, InvalidRequest, NotFound
 from eventcore.adapters.memory import MemoryStore
-from eventcore.aggregation import CountPoint, EventTypeCount
+from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from tests.unit.conftest import NOW, App, Tenant
 from tests.unit.helpers import event
 
@@ -190,12 +190,14 @@ class CountingStore:
     def __init__(self) -> None:
         self.inner = MemoryStore()
         self.reads: Counter[str] = Counter()
+        self.grains: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def count_series(self, *args: Any, **kwargs: Any) -> list[CountPoint]:
         self.reads["count_series"] += 1
+        self.grains.append(args[2])
         return await self.inner.count_series(*args, **kwargs)
 
     async def event_type_totals(self, *args: Any, **kwargs: Any) -> list[EventTypeCount]:
@@ -216,6 +218,32 @@ def counting() -> CountingStore:
 async def cached(make_app: Any, counting: CountingStore) -> tuple[App, Tenant]:
     app: App = make_app(store=counting)
     return app, await app.signup()
+
+
+@pytest.mark.parametrize(
+    ("granularity", "stored"),
+    [
+        (Granularity.MINUTE, StoredGrain.MINUTE),
+        (Granularity.HOUR, StoredGrain.HOUR),
+        (Granularity.DAY, StoredGrain.HOUR),
+    ],
+)
+async def test_the_store_is_asked_only_for_the_stored_grain(
+    cached: tuple[App, Tenant],
+    counting: CountingStore,
+    granularity: Granularity,
+    stored: StoredGrain,
+) -> None:
+    """Each granularity reaches the store as the grain its counts are kept at: days as hours."""
+    app, tenant = cached
+    await _send(app, tenant, event("a", timestamp=_at(NOW - 2 * HOUR)), event("b"))
+    series = await app.analytics.counts(
+        tenant.principal, tenant.project_id, granularity=granularity
+    )
+    assert series.total == 2
+    assert len(counting.grains) == 1
+    assert type(counting.grains[0]) is StoredGrain
+    assert counting.grains[0] is stored
 
 
 async def test_identical_query_is_served_from_cache(

@@ -1,4 +1,5 @@
-"""Event validation: the documented rules for ids, types, timestamps, properties and sizes."""
+"""Event validation: the documented rules for ids, types, timestamps, properties and sizes, and
+the clock-skew rule that corrects a sender's timestamp."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventcore import EventsRejected, InvalidRequest, PayloadTooLarge
-from eventcore.events import EventLimits
+from eventcore.events import EventLimits, corrected_time
 from tests.unit.conftest import NOW, App, Tenant
 from tests.unit.helpers import body, event
 
@@ -376,3 +379,39 @@ async def test_mapping_with_unencodable_value_is_rejected_alone(app: App, tenant
     assert receipt.accepted == 1
     assert [r.index for r in receipt.rejected] == [1, 2]
     assert all(r.code == "invalid_event" for r in receipt.rejected)
+
+
+# --- clock skew --------------------------------------------------------------------------------
+
+
+def test_without_sent_at_the_timestamp_stands_and_without_timestamp_the_receipt_does() -> None:
+    """No time of sending: the timestamp as sent; no timestamp: the time received."""
+    timestamp = datetime(2026, 1, 10, 10, 59, tzinfo=UTC)
+
+    assert corrected_time(timestamp, sent_at=None, received_at=NOW) == timestamp
+    assert corrected_time(None, sent_at=timestamp, received_at=NOW) == NOW
+
+
+moments = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
+offsets = st.timedeltas(min_value=timedelta(days=-3650), max_value=timedelta(days=3650))
+
+
+@settings(max_examples=100)
+@given(
+    happened=moments,
+    sending_delay=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)),
+    sender_clock_error=offsets,
+    hours=st.integers(min_value=-12, max_value=14),
+)
+def test_any_sender_clock_error_is_corrected_away(
+    happened: datetime, sending_delay: timedelta, sender_clock_error: timedelta, hours: int
+) -> None:
+    """However wrong the sender's clock and whatever its zone, the corrected time is the same."""
+    received = happened + sending_delay
+    zone = timezone(timedelta(hours=hours))
+    timestamp = (happened + sender_clock_error).astimezone(zone)
+    sent_at = (received + sender_clock_error).astimezone(zone)
+
+    assert corrected_time(timestamp, sent_at=sent_at, received_at=received) == happened

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
+from eventcore.defaults import API_KEY_CACHE_SECONDS
 from eventcore.events import IngestBatch
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import Clock
@@ -14,7 +15,9 @@ from eventcore.tenancy import ApiKey, ProjectRef
 class MemoryKeyCache:
     """Entries live ``ttl`` seconds, so a revocation made elsewhere is seen within that time."""
 
-    def __init__(self, clock: Clock, ttl: float = 1.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, clock: Clock, ttl: float = API_KEY_CACHE_SECONDS, max_entries: int = 100_000
+    ) -> None:
         self._clock = clock
         self._ttl = ttl
         self._max = max_entries

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventcore.errors import Unavailable
+from eventcore.errors import QueueUnavailable
 from eventcore.events import IngestBatch
 
 
@@ -14,13 +14,12 @@ class MemoryQueue:
         self.available = True
 
     async def publish(self, batch: IngestBatch) -> None:
-        if not self.available:
-            raise Unavailable("The queue is unavailable.", retry_after=1)
+        await self.ping()
         self.batches.append(batch)
 
     async def ping(self) -> None:
         if not self.available:
-            raise Unavailable("The queue is unavailable.", retry_after=1)
+            raise QueueUnavailable("The queue is unavailable.", retry_after=1)
 
     def take(self) -> list[IngestBatch]:
         taken, self.batches = self.batches, []

@@ -1,10 +1,10 @@
-"""A store held in dictionaries, with the same rules as the databases."""
+"""A store held in dictionaries, with the same rules as the databases (and the core's counting)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import msgspec
@@ -13,14 +13,13 @@ from eventcore.aggregation import (
     CountKey,
     CountPoint,
     EventTypeCount,
-    Granularity,
-    bucket_start,
+    StoredGrain,
     count_increments,
 )
-from eventcore.errors import Conflict
-from eventcore.events import EventCursor, IngestBatch, StoredEvent
+from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
+from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.idempotency import IdempotencyKey
-from eventcore.ports import AppendResult
+from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import ApiKey, Membership, Project, User, Workspace
 
 
@@ -43,17 +42,15 @@ class MemoryStore:
 
     async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
         # Every check before any write: a refused signup leaves nothing behind, as a rolled-back
-        # transaction would. Reused ids raise the databases' primary-key Conflict.
+        # transaction would.
         if await self.get_user_by_email(user.email) is not None:
-            raise Conflict("An account with this email already exists.", code="email_taken")
+            raise EmailTaken()
         if user.id in self.users:
-            raise Conflict("A user with this id already exists.")
+            raise AlreadyExists("user")
         if workspace.id in self.workspaces:
-            raise Conflict("A workspace with this id already exists.")
+            raise AlreadyExists("workspace")
         if (owner.workspace_id, owner.user_id) in self.memberships:
-            raise Conflict(
-                "That user is already a member of this workspace.", code="already_member"
-            )
+            raise AlreadyMember()
         self.users[user.id] = user
         self.workspaces[workspace.id] = workspace
         self.memberships[(owner.workspace_id, owner.user_id)] = owner
@@ -74,16 +71,14 @@ class MemoryStore:
     async def add_membership(self, membership: Membership) -> None:
         key = (membership.workspace_id, membership.user_id)
         if key in self.memberships:
-            raise Conflict(
-                "That user is already a member of this workspace.", code="already_member"
-            )
+            raise AlreadyMember()
         self.memberships[key] = membership
 
     async def create_project(self, project: Project) -> None:
         # The databases key projects by (workspace, id); held here by id alone, a reused id is
         # refused in any workspace rather than replacing another workspace's project.
         if project.id in self.projects:
-            raise Conflict("A project with this id already exists.")
+            raise AlreadyExists("project")
         self.projects[project.id] = project
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
@@ -97,9 +92,9 @@ class MemoryStore:
     async def create_api_key(self, key: ApiKey) -> None:
         # As for projects, a reused id is refused in any workspace; a key hash is unique overall.
         if key.id in self.api_keys:
-            raise Conflict("An API key with this id already exists.")
+            raise AlreadyExists("API key")
         if await self.find_api_key(key.key_hash) is not None:
-            raise Conflict("An API key with this hash already exists.")
+            raise AlreadyExists("API key", key="hash")
         self.api_keys[key.id] = key
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
@@ -155,7 +150,7 @@ class MemoryStore:
         self,
         workspace_id: str,
         project_id: str,
-        granularity: Granularity,
+        grain: StoredGrain,
         start: datetime,
         end: datetime,
         event_type: str | None = None,
@@ -165,7 +160,7 @@ class MemoryStore:
             for key, count in self.counts.items()
             if key.workspace_id == workspace_id
             and key.project_id == project_id
-            and key.granularity is granularity
+            and key.grain == grain
             and start <= key.bucket < end
             and (event_type is None or key.event_type == event_type)
             and count
@@ -177,7 +172,7 @@ class MemoryStore:
     ) -> list[EventTypeCount]:
         totals: Counter[str] = Counter()
         for point in await self.count_series(
-            workspace_id, project_id, Granularity.HOUR, start, end
+            workspace_id, project_id, StoredGrain.HOUR, start, end
         ):
             totals[point.event_type] += point.count
         ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
@@ -203,16 +198,19 @@ class MemoryStore:
         found.sort(key=lambda e: (e.timestamp, e.seq), reverse=True)
         return found[:limit]
 
-    async def rebuild_counts(self, workspace_id: str | None = None) -> int:
+    async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         async with self._lock:
-            for key in [k for k in self.counts if workspace_id in (None, k.workspace_id)]:
+            replaced = [k for k in self.counts if workspace_id in (None, k.workspace_id)]
+            for key in replaced:
                 del self.counts[key]
-            counted = 0
-            for stored, ws, project in self.events.values():
-                if workspace_id not in (None, ws):
-                    continue
-                counted += 1
-                for grain in (Granularity.MINUTE, Granularity.HOUR):
-                    bucket = bucket_start(stored.timestamp, grain)
-                    self.counts[CountKey(ws, project, grain, bucket, stored.type)] += 1
-            return counted
+            stored = list(self._stored_batches(workspace_id))
+            self.counts.update(count_increments(stored))
+            touched = {k.workspace_id for k in replaced} | {b.workspace_id for b in stored}
+            return Recount(len(stored), frozenset(touched))
+
+    def _stored_batches(self, workspace_id: str | None) -> Iterator[IngestBatch]:
+        """Every stored event of the workspace (or of all), as a batch of one with its tenant."""
+        for stored, ws, project in self.events.values():
+            if workspace_id in (None, ws):
+                event = Event(stored.id, stored.type, stored.timestamp, stored.properties)
+                yield IngestBatch(ws, project, stored.received_at, [event])

@@ -1,5 +1,11 @@
-"""PostgreSQL adapter of the distributed profile: the store, its schema and its migrations."""
+"""PostgreSQL adapter of the distributed profile: the store, its schema and its migrations.
 
+``PostgresStore`` composes private parts: ``_database`` (the pool and how a connection is used),
+``_accounts`` and ``_events`` (the tables and their statements) and ``_errors`` (the one place
+psycopg's exceptions become eventcore's); ``schema`` runs the SQL files of ``migrations/``.
+"""
+
+from eventcore.adapters.postgres._store import PostgresStore
 from eventcore.adapters.postgres.schema import (
     DEFAULT_APP_ROLE,
     Migration,
@@ -7,7 +13,6 @@ from eventcore.adapters.postgres.schema import (
     load_migrations,
     migrate,
 )
-from eventcore.adapters.postgres.store import PostgresStore
 
 __all__ = [
     "DEFAULT_APP_ROLE",

@@ -1,4 +1,10 @@
-"""AMQP plumbing shared by the publisher, the consumer and the tools: connect, errors, headers."""
+"""AMQP plumbing shared by the publisher, the consumer and the tools: connect, errors, headers.
+
+Every failure of the broker becomes an eventcore error here and only here: :func:`unavailable`
+makes :class:`QueueUnavailable` (unreachable, refused, unroutable, unconfirmed) or
+:class:`QueueFull` (the main queue at its maximum length), and :func:`publish_confirmed` and
+:func:`open_connection` decide which.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ from aiormq.abc import AbstractChannel, AbstractConnection
 from pamqp import commands as spec
 from pamqp.common import FieldTable, FieldValue
 
-from eventcore.errors import Unavailable
+from eventcore.adapters.rabbitmq._options import RabbitOptions
+from eventcore.adapters.rabbitmq._topology import declare_topology
+from eventcore.errors import QueueFull, QueueUnavailable, Unavailable
 
 # What a broker that went away, refused, timed out or closed our channel looks like from aiormq:
 # its own errors, socket errors (TimeoutError is one) and RuntimeError for a closed connection
@@ -42,10 +50,11 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def unavailable(
-    reason: str, *, code: str = "queue_unavailable", retry_after: float = 1.0
-) -> Unavailable:
-    return Unavailable(reason, code=code, retry_after=retry_after)
+def unavailable(reason: str, *, full: bool = False, retry_after: float = 1.0) -> Unavailable:
+    """The error for a queue that cannot take a message: full, or not there to take it."""
+    if full:
+        return QueueFull(reason, retry_after=retry_after)
+    return QueueUnavailable(reason, retry_after=retry_after)
 
 
 async def open_connection(
@@ -70,6 +79,31 @@ async def open_channel(
     connection: AbstractConnection, *, confirms: bool, within: float
 ) -> AbstractChannel:
     return await connection.channel(publisher_confirms=confirms, timeout=within)
+
+
+async def open_declared(
+    options: RabbitOptions, *, confirms: bool
+) -> tuple[AbstractConnection, AbstractChannel]:
+    """A connection and a channel on which the topology is declared, within the connect
+    timeout; QueueUnavailable (and nothing left open) if the broker or the queues fail."""
+    connection = await open_connection(
+        options.url, within=options.connect_timeout, retry_after=options.retry_after
+    )
+    try:
+        async with asyncio.timeout(options.connect_timeout):
+            channel = await open_channel(
+                connection, confirms=confirms, within=options.connect_timeout
+            )
+            await declare_topology(channel, options.names, max_length=options.max_length)
+    except BaseException as exc:
+        await close_quietly(connection)
+        if isinstance(exc, AMQP_FAILURES):
+            raise unavailable(
+                f"The ingest queue cannot be set up: {describe(exc)}",
+                retry_after=options.retry_after,
+            ) from exc
+        raise
+    return connection, channel
 
 
 async def close_quietly(connection: AbstractConnection | None, within: float = 2.0) -> None:
@@ -133,10 +167,12 @@ async def publish_confirmed(
     within: float,
     retry_after: float = 1.0,
 ) -> None:
-    """Publish with ``mandatory`` and return once the broker confirmed; raise Unavailable if not.
+    """Publish with ``mandatory`` and return once the broker confirmed; raise QueueFull or
+    QueueUnavailable if not.
 
-    The channel must be in confirm mode; no confirm within ``within`` seconds is a failure. Many calls may be in flight on one channel: aiormq
-    holds its channel lock only while writing the frames, not while waiting for the Basic.Ack.
+    The channel must be in confirm mode; no confirm within ``within`` seconds is a failure. Many
+    calls may be in flight on one channel: aiormq holds its channel lock only while writing the
+    frames, not while waiting for the Basic.Ack.
     """
     try:
         await channel.basic_publish(
@@ -156,7 +192,7 @@ async def publish_confirmed(
         # Basic.Nack: with x-overflow reject-publish, the queue is at its x-max-length.
         raise unavailable(
             f"The queue {routing_key!r} is full; try again later.",
-            code="queue_full",
+            full=True,
             retry_after=retry_after,
         ) from exc
     except asyncio.CancelledError:

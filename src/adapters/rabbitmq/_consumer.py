@@ -12,7 +12,6 @@ import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.common import FieldTable
 
-from eventcore import failpoints
 from eventcore.adapters.rabbitmq._amqp import (
     AMQP_FAILURES,
     ATTEMPT_HEADER,
@@ -23,14 +22,15 @@ from eventcore.adapters.rabbitmq._amqp import (
     close_quietly,
     describe,
     header_int,
-    open_channel,
-    open_connection,
+    open_declared,
     persistent,
     publish_confirmed,
     redact,
 )
+from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import consumer_metrics, processing_group
-from eventcore.adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore.adapters.rabbitmq._topology import QueueNames
+from eventcore.defaults import WORKER_BATCH_EVENTS, WORKER_BATCH_WAIT_MS, WORKER_PREFETCH
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, decode_batch
 
@@ -74,24 +74,9 @@ class RabbitConsumer:
     the consumer backs off before the next group.
     """
 
-    def __init__(
-        self,
-        url: str,
-        names: QueueNames | None = None,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        connect_timeout: float = 3.0,
-        publish_timeout: float = 10.0,
-        reconnect_delay: float = 0.1,
-        max_reconnect_delay: float = 5.0,
-    ) -> None:
-        self._url = url
-        self._names = names or QueueNames()
-        self._max_length = max_length
-        self._connect_timeout = connect_timeout
-        self._publish_timeout = publish_timeout
-        self._reconnect_delay = reconnect_delay
-        self._max_reconnect_delay = max_reconnect_delay
+    def __init__(self, options: RabbitOptions) -> None:
+        self._options = options
+        self._names = options.names
         self._stopping = asyncio.Event()
         self._inbox: asyncio.Queue[DeliveredMessage | _Signal] | None = None
         self._consuming = False
@@ -102,6 +87,11 @@ class RabbitConsumer:
     @property
     def names(self) -> QueueNames:
         return self._names
+
+    async def ping(self) -> None:
+        """The broker answers and the queues are declared; QueueUnavailable if not."""
+        connection, _ = await open_declared(self._options, confirms=False)
+        await close_quietly(connection)
 
     def stop(self) -> None:
         """Finish the group in flight (handler, then acks), then make :meth:`run` return.
@@ -118,9 +108,9 @@ class RabbitConsumer:
         self,
         handler: Handler,
         *,
-        max_events: int = 2000,
-        max_wait: float = 0.05,
-        prefetch: int = 200,
+        max_events: int = WORKER_BATCH_EVENTS,
+        max_wait: float = WORKER_BATCH_WAIT_MS / 1000,
+        prefetch: int = WORKER_PREFETCH,
     ) -> None:
         """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away.
 
@@ -132,7 +122,7 @@ class RabbitConsumer:
         if max_events < 1 or prefetch < 1 or max_wait < 0:
             raise ValueError("max_events and prefetch must be positive, max_wait not negative")
         self._running = True
-        delay = self._reconnect_delay
+        delay = self._options.reconnect_delay
         try:
             while not self._stopping.is_set():
                 self._consuming = False
@@ -142,7 +132,7 @@ class RabbitConsumer:
                     if self._stopping.is_set():
                         break
                     if self._consuming:
-                        delay = self._reconnect_delay
+                        delay = self._options.reconnect_delay
                     log.warning(
                         "rabbitmq.consumer_disconnected",
                         queue=self._names.main,
@@ -150,7 +140,7 @@ class RabbitConsumer:
                         retry_in=delay,
                     )
                     await self._sleep_unless_stopped(delay)
-                    delay = min(delay * 2, self._max_reconnect_delay)
+                    delay = min(delay * 2, self._options.max_reconnect_delay)
         finally:
             self._running = False
             self._stopping.clear()
@@ -159,10 +149,8 @@ class RabbitConsumer:
     async def _session(
         self, handler: Handler, max_events: int, max_wait: float, prefetch: int
     ) -> None:
-        connection = await open_connection(self._url, within=self._connect_timeout)
+        connection, channel = await open_declared(self._options, confirms=True)
         try:
-            channel = await open_channel(connection, confirms=True, within=self._connect_timeout)
-            await declare_topology(channel, self._names, max_length=self._max_length)
             await channel.basic_qos(prefetch_count=prefetch)
             inbox: asyncio.Queue[DeliveredMessage | _Signal] = asyncio.Queue()
             channel.closing.add_done_callback(lambda _: inbox.put_nowait(_Signal.CHANNEL_CLOSED))
@@ -178,7 +166,7 @@ class RabbitConsumer:
             self._consuming = True
             log.info(
                 "rabbitmq.consumer_started",
-                url=redact(self._url),
+                url=redact(self._options.url),
                 queue=self._names.main,
                 prefetch=prefetch,
             )
@@ -298,18 +286,7 @@ class RabbitConsumer:
                 await self._retry_later(channel, group, describe(exc))
             return
         self._failures = 0
-        failpoints.hit(failpoints.BEFORE_ACK)
-        tags = [_tag(delivery.message) for delivery in group]
-        try:
-            # Every ack but the last is only queued; waiting for the last one's write means
-            # all of them have reached the socket, in order.
-            for tag in tags[:-1]:
-                await channel.basic_ack(tag, wait=False)
-            await channel.basic_ack(tags[-1])
-        except AMQP_FAILURES as exc:
-            # Committed but not acked: the broker redelivers and the store ignores the repeat.
-            log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
-            raise _ConnectionLost("acks could not be sent") from exc
+        await self._ack(channel, [_tag(delivery.message) for delivery in group])
 
     async def _settle_one_by_one(
         self, channel: AbstractChannel, group: list[_Delivery], handler: Handler
@@ -326,12 +303,20 @@ class RabbitConsumer:
                 if not await self._retry_one(channel, delivery.message, describe(exc)):
                     await self._back_off()
                 continue
-            failpoints.hit(failpoints.BEFORE_ACK)
-            try:
-                await channel.basic_ack(_tag(delivery.message))
-            except AMQP_FAILURES as exc:
-                log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
-                raise _ConnectionLost("acks could not be sent") from exc
+            await self._ack(channel, [_tag(delivery.message)])
+
+    async def _ack(self, channel: AbstractChannel, tags: list[int]) -> None:
+        """Ack handled deliveries; if that fails, end the session (they will be redelivered)."""
+        try:
+            # Every ack but the last is only queued; waiting for the last one's write means
+            # all of them have reached the socket, in order.
+            for tag in tags[:-1]:
+                await channel.basic_ack(tag, wait=False)
+            await channel.basic_ack(tags[-1])
+        except AMQP_FAILURES as exc:
+            # Committed but not acked: the broker redelivers and the store ignores the repeat.
+            log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+            raise _ConnectionLost("acks could not be sent") from exc
 
     async def _retry_later(
         self, channel: AbstractChannel, group: list[_Delivery], error: str
@@ -381,7 +366,7 @@ class RabbitConsumer:
                 exchange=self._names.exchange,
                 routing_key=routing_key,
                 properties=persistent(headers, message.header.properties.content_type),
-                within=self._publish_timeout,
+                within=self._options.forward_timeout,
             )
         except Unavailable as exc:
             log.error("rabbitmq.forward_failed", queue=routing_key, error=exc.message)
@@ -403,7 +388,10 @@ class RabbitConsumer:
 
     async def _back_off(self) -> None:
         self._failures += 1
-        delay = min(self._reconnect_delay * 2 ** (self._failures - 1), self._max_reconnect_delay)
+        delay = min(
+            self._options.reconnect_delay * 2 ** (self._failures - 1),
+            self._options.max_reconnect_delay,
+        )
         await self._sleep_unless_stopped(delay)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:

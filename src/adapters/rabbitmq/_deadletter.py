@@ -25,7 +25,8 @@ from eventcore.adapters.rabbitmq._amqp import (
     unavailable,
 )
 from eventcore.adapters.rabbitmq._topology import QueueNames
-from eventcore.errors import InvalidRequest, Unavailable
+from eventcore.defaults import DEAD_LETTERS_LISTED
+from eventcore.errors import InvalidRequest, QueueFull, Unavailable
 from eventcore.events import decode_batch
 
 _TIMEOUT = 10.0
@@ -48,7 +49,9 @@ class DeadLetter(msgspec.Struct, frozen=True):
     events: int | None = None
 
 
-async def dlq_list(url: str, names: QueueNames, limit: int = 100) -> list[DeadLetter]:
+async def dlq_list(
+    url: str, names: QueueNames, limit: int = DEAD_LETTERS_LISTED
+) -> list[DeadLetter]:
     """Up to ``limit`` dead letters from the head of the queue, left in the queue.
 
     Each message is taken with Basic.Get and kept unacked until the listing is complete, then
@@ -89,7 +92,7 @@ async def dlq_replay(url: str, names: QueueNames, limit: int | None = None) -> i
     At most the number of messages present at the start is moved, so a batch that fails again
     and comes back during the replay is not replayed twice. If the main queue refuses a
     message (full, gone), it stays in the dead-letter queue and Unavailable says how many were
-    moved before.
+    moved before (QueueFull if it is full).
     """
     connection = await open_connection(url, within=_TIMEOUT)
     moved = 0
@@ -121,7 +124,8 @@ async def dlq_replay(url: str, names: QueueNames, limit: int | None = None) -> i
                 if not channel.is_closed:
                     await channel.basic_nack(tag, requeue=True)
                 raise unavailable(
-                    f"Replay stopped after {moved} messages: {exc.message}", code=exc.code
+                    f"Replay stopped after {moved} messages: {exc.message}",
+                    full=isinstance(exc, QueueFull),
                 ) from exc
             await channel.basic_ack(tag)
             moved += 1

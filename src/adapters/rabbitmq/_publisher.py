@@ -18,14 +18,15 @@ from eventcore.adapters.rabbitmq._amqp import (
     close_quietly,
     describe,
     open_channel,
-    open_connection,
+    open_declared,
     persistent,
     publish_confirmed,
     redact,
     unavailable,
 )
+from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import publishing
-from eventcore.adapters.rabbitmq._topology import DEFAULT_MAX_LENGTH, QueueNames, declare_topology
+from eventcore.adapters.rabbitmq._topology import QueueNames
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, encode_batch
 
@@ -45,33 +46,21 @@ class RabbitPublisher:
     ``publish`` returns only after the broker's Basic.Ack for a persistent message on a quorum
     queue, so a returned call means the batch is durably held. Every failure (queue full,
     unroutable, connection lost, broker unreachable, no confirm in time) raises
-    :class:`Unavailable`: the caller answers 503 and the client sends the batch again.
+    :class:`QueueFull` or :class:`QueueUnavailable`: the caller answers 503 and the client sends
+    the batch again.
 
     One connection and one confirm-mode channel serve every concurrent publish; confirmations
     are matched by delivery tag, so publishes are pipelined rather than taking turns. After a
     failure, the next publish reconnects; concurrent publishes share that one attempt, and for
-    ``reconnect_interval`` seconds after a failed attempt publishes fail at once instead of each
-    waiting for a broker that was just found down.
+    ``options.reconnect_interval`` seconds after a failed attempt publishes fail at once instead
+    of each waiting for a broker that was just found down.
     """
 
-    def __init__(
-        self,
-        url: str,
-        names: QueueNames | None = None,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        connect_timeout: float = 3.0,
-        publish_timeout: float = 5.0,
-        reconnect_interval: float = 0.5,
-        retry_after: float = 1.0,
-    ) -> None:
-        self._url = url
-        self._names = names or QueueNames()
-        self._max_length = max_length
-        self._connect_timeout = connect_timeout
-        self._publish_timeout = publish_timeout
-        self._reconnect_interval = reconnect_interval
-        self._retry_after = retry_after
+    def __init__(self, options: RabbitOptions) -> None:
+        self._options = options
+        self._names = options.names
+        self._publish_timeout = options.publish_timeout
+        self._retry_after = options.retry_after
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._connecting: asyncio.Task[AbstractChannel] | None = None
@@ -81,30 +70,12 @@ class RabbitPublisher:
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(
-        cls,
-        url: str,
-        names: QueueNames | None = None,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        connect_timeout: float = 3.0,
-        publish_timeout: float = 5.0,
-        reconnect_interval: float = 0.5,
-        retry_after: float = 1.0,
-    ) -> Self:
-        """Connect and declare the topology now; Unavailable if the broker cannot be reached.
+    async def open(cls, options: RabbitOptions) -> Self:
+        """Connect and declare the topology now; QueueUnavailable if the broker cannot be reached.
 
         Constructing the class directly instead connects on the first publish or ping.
         """
-        publisher = cls(
-            url,
-            names,
-            max_length=max_length,
-            connect_timeout=connect_timeout,
-            publish_timeout=publish_timeout,
-            reconnect_interval=reconnect_interval,
-            retry_after=retry_after,
-        )
+        publisher = cls(options)
         await publisher._ready_channel()
         return publisher
 
@@ -115,7 +86,8 @@ class RabbitPublisher:
     async def publish(
         self, batch: IngestBatch, *, headers: Mapping[str, str] | None = None
     ) -> None:
-        """Hold the batch durably or raise Unavailable; ``headers`` carry e.g. a W3C traceparent.
+        """Hold the batch durably or raise QueueFull or QueueUnavailable; ``headers`` carry e.g. a
+        W3C traceparent.
 
         The current trace context is added to the headers (``traceparent``), so the worker's
         processing joins the trace of the request that published the batch.
@@ -166,7 +138,7 @@ class RabbitPublisher:
 
     async def queue_lengths(self) -> dict[str, QueueLength]:
         """Ready messages and consumers of the ``main`` queue, the ``retry`` queues (summed) and
-        the ``dead_letter`` queue, for metrics; Unavailable if the broker cannot say.
+        the ``dead_letter`` queue, for metrics; QueueUnavailable if the broker cannot say.
 
         Read with passive declares on a short-lived channel of their own: a declare that fails
         closes its channel, which must never be the one the publishes share.
@@ -230,9 +202,7 @@ class RabbitPublisher:
             loop = asyncio.get_running_loop()
             failure = self._last_failure
             if failure is not None and loop.time() < self._retry_at:
-                raise unavailable(
-                    failure.message, code=failure.code, retry_after=failure.retry_after
-                )
+                raise unavailable(failure.message, retry_after=failure.retry_after)
             connecting = self._connecting = asyncio.create_task(self._reconnect())
             connecting.add_done_callback(self._reconnected)
         # Shielded: a caller that gives up (its HTTP client went away) must not cancel the
@@ -248,7 +218,7 @@ class RabbitPublisher:
         if isinstance(exc, Unavailable):
             log.warning("rabbitmq.publisher_connect_failed", error=exc.message)
             self._last_failure = exc
-            self._retry_at = asyncio.get_running_loop().time() + self._reconnect_interval
+            self._retry_at = asyncio.get_running_loop().time() + self._options.reconnect_interval
         elif exc is None:
             self._last_failure = None
 
@@ -260,27 +230,12 @@ class RabbitPublisher:
             closing = asyncio.create_task(close_quietly(stale))
             self._background.add(closing)
             closing.add_done_callback(self._background.discard)
-        connection = await open_connection(
-            self._url, within=self._connect_timeout, retry_after=self._retry_after
-        )
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                channel = await open_channel(
-                    connection, confirms=True, within=self._connect_timeout
-                )
-                await declare_topology(channel, self._names, max_length=self._max_length)
-        except BaseException as exc:
-            await close_quietly(connection)
-            if isinstance(exc, AMQP_FAILURES):
-                log.error("rabbitmq.topology_failed", url=redact(self._url), error=describe(exc))
-                raise unavailable(
-                    f"The ingest queue cannot be set up: {describe(exc)}",
-                    retry_after=self._retry_after,
-                ) from exc
-            raise
+        connection, channel = await open_declared(self._options, confirms=True)
         if self._closed:
             await close_quietly(connection)
             raise unavailable("The publisher is closed.", retry_after=self._retry_after)
         self._connection, self._channel = connection, channel
-        log.info("rabbitmq.publisher_connected", url=redact(self._url), queue=self._names.main)
+        log.info(
+            "rabbitmq.publisher_connected", url=redact(self._options.url), queue=self._names.main
+        )
         return channel

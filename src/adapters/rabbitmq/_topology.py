@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from aiormq.abc import AbstractChannel
 from pamqp.common import FieldTable
 
-DEFAULT_BASE = "eventcore.ingest"
-DEFAULT_MAX_LENGTH = 100_000
-DEFAULT_RETRY_DELAYS = (1.0, 5.0, 25.0)
+from eventcore.defaults import QUEUE_MAX_LENGTH, QUEUE_NAME, QUEUE_RETRY_DELAYS
 
 _QUORUM: FieldTable = {"x-queue-type": "quorum"}
 
@@ -23,8 +21,8 @@ class QueueNames:
     of retries before the dead-letter queue.
     """
 
-    base: str = DEFAULT_BASE
-    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    base: str = QUEUE_NAME
+    retry_delays: tuple[float, ...] = QUEUE_RETRY_DELAYS
 
     def __post_init__(self) -> None:
         # Queue names are at most 255 bytes; leave room for the suffixes.
@@ -63,7 +61,7 @@ class QueueNames:
 
 
 async def declare_topology(
-    channel: AbstractChannel, names: QueueNames, *, max_length: int = DEFAULT_MAX_LENGTH
+    channel: AbstractChannel, names: QueueNames, *, max_length: int = QUEUE_MAX_LENGTH
 ) -> None:
     """Declare the exchange, the main, retry and dead-letter queues and their bindings.
 

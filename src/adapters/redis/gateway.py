@@ -13,7 +13,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from eventcore.errors import Unavailable
+from eventcore.defaults import REDIS_PREFIX
+from eventcore.errors import CacheUnavailable
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class RedisGateway:
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "ec", cooldown: float = 1.0
+        self, client: aioredis.Redis, *, prefix: str = REDIS_PREFIX, cooldown: float = 1.0
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise ValueError("prefix must be non-empty and may not contain '{' or '}'")
@@ -49,7 +50,7 @@ class RedisGateway:
         cls,
         url: str,
         *,
-        prefix: str = "ec",
+        prefix: str = REDIS_PREFIX,
         socket_timeout: float = 0.25,
         cooldown: float = 1.0,
     ) -> Self:
@@ -87,12 +88,13 @@ class RedisGateway:
         return not self._down or (not self._probing and time.monotonic() >= self._retry_at)
 
     async def ping(self) -> None:
-        """Readiness: ask Redis itself, whatever the breaker says; Unavailable if it does not answer."""
+        """Readiness: ask Redis itself, whatever the breaker says; CacheUnavailable if it does
+        not answer (the one Redis failure that is raised: every other command fails open)."""
         try:
             await self.client.ping()
         except _FAILURES as exc:
             self._failed(exc)
-            raise Unavailable(f"Redis at {self._location} does not answer: {exc}") from exc
+            raise CacheUnavailable(f"Redis at {self._location} does not answer: {exc}") from exc
         self._succeeded()
 
     async def attempt(self, command: Callable[[aioredis.Redis], Awaitable[T]], fallback: T) -> T:

@@ -1,6 +1,12 @@
-"""The embedded SQLite store: the default profile's durable home for accounts and events."""
+"""The embedded SQLite store: the default profile's durable home for accounts and events.
 
-from eventcore.adapters.sqlite.schema import SCHEMA_VERSION, SchemaTooNew
-from eventcore.adapters.sqlite.store import SqliteStore
+``SqliteStore`` composes private parts: ``_database`` (the file, its two connections and their
+threads), ``_accounts`` and ``_events`` (the tables and their statements), ``_errors`` (the one
+place SQLite's exceptions become eventcore's) and ``_codec`` (how times are stored); ``schema``
+holds the numbered migrations.
+"""
 
-__all__ = ["SCHEMA_VERSION", "SchemaTooNew", "SqliteStore"]
+from eventcore.adapters.sqlite._store import SqliteStore
+from eventcore.adapters.sqlite.schema import SCHEMA_VERSION, SchemaTooNew, migrate
+
+__all__ = ["SCHEMA_VERSION", "SchemaTooNew", "SqliteStore", "migrate"]

@@ -7,9 +7,10 @@ import sqlite3
 # Each migration is a list of statements run in one transaction together with the version bump.
 # Never edit a released migration: append a new one.
 #
-# Every tenant table is keyed and indexed by workspace_id first (the Citus distribution column in
-# the PostgreSQL twin). The exceptions are the lookups that find a tenant in the first place:
-# users by email, API keys by hash, and memberships by user (a user's workspaces at sign-in).
+# Every table of tenant data (all but users) has a workspace_id column, and its keys and indexes
+# start with it (the Citus distribution column in the PostgreSQL twin). The exceptions are the
+# lookups that find a tenant in the first place: API keys by key_hash, and memberships by user_id
+# (a user's workspaces at sign-in). users holds no tenant data: keyed by id, unique by email.
 # Times are integer microseconds since the Unix epoch, UTC.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (

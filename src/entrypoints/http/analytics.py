@@ -12,12 +12,12 @@ from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
+from eventcore.defaults import DEFAULT_PAGE
 from eventcore.entrypoints.http.errors import API_ERRORS
 from eventcore.entrypoints.http.schemas import EventList, EventView
 from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
-from eventcore.usecases.analytics import DEFAULT_PAGE
 
 USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
 

@@ -4,54 +4,51 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 import eventcore
-from eventcore.entrypoints.container import Container, build_container, components, start, stop
+from eventcore.entrypoints.bootstrap import (
+    ApiContainer,
+    close_resources,
+    open_resources,
+    resolve,
+)
 from eventcore.entrypoints.http import accounts, analytics, ingest, operations, segment
 from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_repeated_query_parameters
 from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
 from eventcore.entrypoints.http.observability import observe_requests
-from eventcore.entrypoints.http.operations import Check
 from eventcore.entrypoints.settings import Settings, load_settings, require_shared_secret
 from eventcore.entrypoints.telemetry import flush_spans, setup_tracing
 
-# Redis is not needed to serve: without it eventcore degrades (no cache, no fast path).
-CRITICAL = {"database": True, "queue": True, "redis": False}
 
+def create_app(
+    settings: Settings | None = None, *, container: ApiContainer | None = None
+) -> Litestar:
+    """The HTTP API. Nothing connects until the app starts; everything closes when it stops.
 
-async def readiness_checks(container: Container) -> dict[str, tuple[Check, bool]]:
-    """What /health/ready asks, and whether each is needed to serve."""
-    return {
-        name: (component.ping, CRITICAL[name])
-        for name, component in (await components(container)).items()
-        if component is not None
-    }
-
-
-def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Litestar:
-    """The HTTP API. Nothing connects until the app starts; everything closes when it stops."""
+    ``container`` is the composition root to serve from (tests pass one with fakes swapped in);
+    by default, the production one for ``settings``.
+    """
     settings = settings or load_settings()
     require_shared_secret(settings)
-    container = container or build_container(settings)
+    root = container or ApiContainer(settings=settings)
     setup_tracing(settings, service="eventcore-api")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.platform = await start(container)
-        app.state.checks = await readiness_checks(container)
-        app.state.queue_lengths = getattr(
-            (await components(container))["queue"], "queue_lengths", None
-        )
+        await open_resources(root)
         try:
+            app.state.platform = await resolve(root.platform)
+            app.state.checks = await resolve(root.readiness)
+            app.state.queue_lengths = await resolve(root.queue_lengths)
             yield
         finally:
-            await stop(container)
+            await close_resources(root)
             flush_spans()
 
     prometheus = PrometheusConfig(app_name="eventcore", group_path=True, prefix="eventcore")
@@ -98,7 +95,5 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     return app
 
 
-def _initial_state() -> Any:
-    from litestar.datastructures import State
-
+def _initial_state() -> State:
     return State({"checks": {}})

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import (
-    OpenAPIFormat,
-    OpenAPIMediaType,
-    OpenAPIType,
-    Operation,
-    RequestBody,
-    Schema,
-)
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.status_codes import HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
 
-from eventcore.entrypoints.http.body import read_body
+from eventcore.entrypoints.http.body import documented_body, read_body
 from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
 from eventcore.entrypoints.http.errors import API_ERRORS
 from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
+from eventcore.entrypoints.http.schemas import event_id_schema, event_type_schema
 from eventcore.events import split_request
 from eventcore.platform import Platform
 from eventcore.usecases.ingest import IngestReceipt
@@ -30,19 +23,8 @@ _EVENT = Schema(
     type=OpenAPIType.OBJECT,
     required=["type"],
     properties={
-        "id": Schema(
-            type=OpenAPIType.STRING,
-            min_length=1,
-            max_length=128,
-            description="Idempotency key within the project",
-        ),
-        "type": Schema(
-            type=OpenAPIType.STRING,
-            min_length=1,
-            max_length=128,
-            pattern=r"\S",
-            description="Holds a character other than white space",
-        ),
+        "id": event_id_schema("Idempotency key within the project"),
+        "type": event_type_schema("Holds a character other than white space"),
         "timestamp": Schema(
             one_of=[
                 Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
@@ -60,19 +42,6 @@ _BATCH = Schema(
 )
 
 
-@dataclass
-class IngestOperation(Operation):
-    """Documents the body the handler reads itself (raw, so gzip and per-event errors work)."""
-
-    def __post_init__(self) -> None:
-        # Litestar passes request_body=None for a handler without `data`, so set it here.
-        self.request_body = RequestBody(
-            required=True,
-            description="One event, or a batch of events. `Content-Encoding: gzip` is accepted.",
-            content={"application/json": OpenAPIMediaType(schema=Schema(one_of=[_EVENT, _BATCH]))},
-        )
-
-
 def api_key(request: Request[Any, Any, Any]) -> str | None:
     return request.headers.get("x-api-key") or bearer_token(request)
 
@@ -83,7 +52,10 @@ def api_key(request: Request[Any, Any, Any]) -> str | None:
     tags=["ingest"],
     security=[{"ApiKey": []}, {"ApiKeyBearer": []}],
     summary="Send one event or a batch",
-    operation_class=IngestOperation,
+    operation_class=documented_body(
+        "One event, or a batch of events. `Content-Encoding: gzip` is accepted.",
+        Schema(one_of=[_EVENT, _BATCH]),
+    ),
     responses=API_ERRORS,
 )
 async def ingest(

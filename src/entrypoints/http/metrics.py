@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -48,7 +48,19 @@ for _outcome in ("accepted", "duplicate"):
 # How long a scrape waits for RabbitMQ's answer before it reports no queue length.
 QUEUE_READ_TIMEOUT_SECONDS = 2.0
 
-QueueLengths = Callable[[], Awaitable[Mapping[str, Any]]]
+
+class QueueLength(Protocol):
+    """What the broker says about one queue (or the retry queues together)."""
+
+    @property
+    def messages(self) -> int: ...
+
+    @property
+    def consumers(self) -> int: ...
+
+
+# Reads the lengths by queue role: main, retry, dead_letter.
+QueueLengths = Callable[[], Awaitable[Mapping[str, QueueLength]]]
 
 
 def record_receipt(receipt: IngestReceipt) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from litestar import Response, get
 from litestar.datastructures import State
@@ -12,10 +11,10 @@ from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from eventcore.entrypoints.bootstrap import Check, Readiness
 from eventcore.entrypoints.http.metrics import refresh_queue_gauges
 from eventcore.entrypoints.http.schemas import Health
 
-Check = Callable[[], Awaitable[object]]
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
@@ -33,11 +32,11 @@ def live() -> Health:
     responses={503: ResponseSpec(data_container=Health, description="A needed dependency is down")},
 )
 async def ready(state: State) -> Response[Health]:
-    checks: dict[str, tuple[Check, bool]] = state.checks
-    results = await asyncio.gather(*(_run(check) for check, _ in checks.values()))
+    checks: Readiness = state.checks
+    results = await asyncio.gather(*(_run(probe.ping) for probe in checks.values()))
     report = dict(zip(checks, results, strict=True))
     critical_down = [
-        name for name, (_, critical) in checks.items() if critical and report[name] != "ok"
+        name for name, probe in checks.items() if probe.critical and report[name] != "ok"
     ]
     degraded = any(value != "ok" for value in report.values())
     if critical_down:

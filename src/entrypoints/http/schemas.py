@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API, and the schema of the fields an event body
+shares across the ingest routes (whose handlers read and document their bodies themselves)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import Meta, Raw
 
+from eventcore.defaults import (
+    MAX_EMAIL_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TYPE_LENGTH,
+    MIN_PASSWORD_LENGTH,
+)
 from eventcore.tenancy import ApiKey, Project, Role
 
 Text = Annotated[str, Meta(max_length=1024)]
@@ -20,10 +29,12 @@ def _documented(**rules: object) -> Meta:
 
 
 # Trimmed and lower-cased before it is checked; the rule eventcore applies, looser than RFC 5322.
-Email = Annotated[str, _documented(max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
-Password = Annotated[str, _documented(min_length=8)]
+Email = Annotated[
+    str, _documented(max_length=MAX_EMAIL_LENGTH, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")
+]
+Password = Annotated[str, _documented(min_length=MIN_PASSWORD_LENGTH)]
 # A name is trimmed, then must hold 1 to 200 characters.
-Name = Annotated[str, _documented(max_length=200, pattern=r"\S")]
+Name = Annotated[str, _documented(max_length=MAX_NAME_LENGTH, pattern=r"\S")]
 
 
 class SignupRequest(msgspec.Struct, forbid_unknown_fields=False):
@@ -128,3 +139,21 @@ class Health(msgspec.Struct, omit_defaults=True):
     status: str
     checks: dict[str, str] = msgspec.field(default_factory=dict)
     error: dict[str, str] | None = None
+
+
+def event_id_schema(description: str) -> Schema:
+    """An event id as a client sends it (the idempotency key within the project)."""
+    return Schema(
+        type=OpenAPIType.STRING, min_length=1, max_length=MAX_ID_LENGTH, description=description
+    )
+
+
+def event_type_schema(description: str) -> Schema:
+    """An event type as a client sends it: it holds a character other than white space."""
+    return Schema(
+        type=OpenAPIType.STRING,
+        min_length=1,
+        max_length=MAX_TYPE_LENGTH,
+        pattern=r"\S",
+        description=description,
+    )

@@ -9,7 +9,8 @@ from eventcore.usecases.accounts import (
 )
 from eventcore.usecases.analytics import Analytics, EventPage
 from eventcore.usecases.ingest import EventsRejected, Ingestor, IngestReceipt
-from eventcore.usecases.processing import BatchProcessor
+from eventcore.usecases.maintenance import Maintenance
+from eventcore.usecases.processing import BatchProcessor, InlineQueue
 
 __all__ = [
     "AccessToken",
@@ -20,7 +21,9 @@ __all__ = [
     "EventsRejected",
     "IngestReceipt",
     "Ingestor",
+    "InlineQueue",
     "IssuedApiKey",
     "KeyResolver",
+    "Maintenance",
     "SignupResult",
 ]

@@ -11,9 +11,15 @@ import uuid
 
 import msgspec
 
+from eventcore.defaults import (
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+)
 from eventcore.errors import (
     AuthenticationFailed,
-    Conflict,
+    EmailTaken,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -41,9 +47,6 @@ from eventcore.tenancy import (
 API_KEY_PREFIX = "ek_"
 _PREFIX_LENGTH = len(API_KEY_PREFIX) + 8
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
-MAX_NAME_LENGTH = 200
 
 
 class SignupResult(msgspec.Struct, frozen=True):
@@ -112,7 +115,7 @@ class Accounts:
 
     async def signup(self, email: str, password: str, workspace_name: str) -> SignupResult:
         email = normalise_email(email)
-        if not _EMAIL.match(email) or len(email) > 320:
+        if not _EMAIL.match(email) or len(email) > MAX_EMAIL_LENGTH:
             raise InvalidRequest("That is not an email address.", code="invalid_email")
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise InvalidRequest(
@@ -121,7 +124,7 @@ class Accounts:
             )
         workspace_name = _name(workspace_name, "workspace")
         if await self._store.get_user_by_email(email) is not None:
-            raise Conflict("An account with this email already exists.", code="email_taken")
+            raise EmailTaken()
         now = self._clock.now()
         user = User(new_id(), email, await self._hasher.hash(password), now)
         workspace = Workspace(new_id(), workspace_name, now)

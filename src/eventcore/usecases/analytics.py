@@ -16,15 +16,13 @@ from eventcore.aggregation import (
     make_window,
     roll_up,
 )
+from eventcore.defaults import ANALYTICS_CACHE_SECONDS, DEFAULT_PAGE, MAX_PAGE
 from eventcore.errors import InvalidRequest, NotFound
 from eventcore.events import EventCursor, StoredEvent
 from eventcore.ports import AccountStore, Clock, EventStore, QueryCache
 from eventcore.tenancy import Permission, Principal
 
 T = TypeVar("T")
-CACHE_TTL_SECONDS = 300.0
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -33,7 +31,17 @@ class EventPage(msgspec.Struct, frozen=True):
 
 
 class Analytics:
-    """Reads come from the count tables through a cache that is never staler than the data."""
+    """Reads come from the count tables through a cache keyed by the workspace's generation.
+
+    An answer is filed under the generation read before it was computed, and whoever changes a
+    workspace's counts (the processor after each commit, a rebuild) bumps its generation after,
+    so once the bump has landed no reader is answered from before the change. What holds
+    exactly: a cached answer is served at most ``cache_ttl`` seconds after it was computed; it
+    can be staler than the data between a commit and its bump, and until the TTL ends if the
+    bump never lands (the cache was away and the committing process ended before a later bump
+    carried it). While the cache cannot be read (a Redis outage), every answer is computed
+    fresh from the count tables.
+    """
 
     def __init__(
         self,
@@ -41,7 +49,7 @@ class Analytics:
         events: EventStore,
         cache: QueryCache,
         clock: Clock,
-        cache_ttl: float = CACHE_TTL_SECONDS,
+        cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     ) -> None:
         self._accounts = accounts
         self._events = events
@@ -78,10 +86,11 @@ class Analytics:
         self, workspace_id: str, project_id: str, window: Window, event_type: str | None
     ) -> CountSeries:
         grain = window.granularity
+        stored = grain.stored_as
         points = await self._events.count_series(
-            workspace_id, project_id, grain.stored_as, window.start, window.end, event_type
+            workspace_id, project_id, stored, window.start, window.end, event_type
         )
-        if grain is not grain.stored_as:
+        if grain is not stored.granularity:
             points = roll_up(points, grain)
         return CountSeries(
             project_id=project_id,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from eventcore.errors import InvalidRequest, PayloadTooLarge, RateLimited
+from eventcore.errors import InvalidRequest, RateLimited
 from eventcore.events import (
     EventLimits,
     IngestBatch,
     RejectedEvent,
+    check_count,
     split_request,
     validate_events,
 )
@@ -60,6 +62,10 @@ class Ingestor:
         self._clock = clock
         self.limits = limits or EventLimits()
 
+    def now(self) -> datetime:
+        """The time this ingestor stamps on what it receives now (its clock's)."""
+        return self._clock.now()
+
     async def ingest(self, api_key: str | None, body: bytes) -> IngestReceipt:
         """A request body (one event or ``{"events": [...]}``) sent with an API key."""
         record = await self._keys.resolve(api_key)
@@ -78,11 +84,7 @@ class Ingestor:
         in an event needs room for the wrapping).
         """
         limits = limits or self.limits
-        if len(events) > limits.max_events_per_batch:
-            raise PayloadTooLarge(
-                f"A batch holds at most {limits.max_events_per_batch} events.",
-                code="too_many_events",
-            )
+        check_count(len(events), limits)
         if not events:
             raise InvalidRequest("Send at least one event.", code="invalid_body")
         # The limit counts every event sent, valid or not, and is checked before validation:
@@ -93,7 +95,7 @@ class Ingestor:
                 "This workspace is sending events faster than its rate limit.",
                 retry_after=math.ceil(wait),
             )
-        now = self._clock.now()
+        now = self.now()
         validated = validate_events(events, now=now, limits=limits)
         if not validated.events:
             raise EventsRejected(validated.rejected)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eventcore import failpoints
 from eventcore.events import IngestBatch
 from eventcore.ports import AppendResult, CommittedKeys, EventStore, QueryCache
 
@@ -26,7 +25,6 @@ class BatchProcessor:
         if not batches:
             return AppendResult(0, 0)
         result = await self._store.append(batches)
-        failpoints.hit(failpoints.AFTER_COMMIT)
         await self._committed.remember(batches)
         if result.inserted:
             await self._cache.bump({batch.workspace_id for batch in batches})

@@ -27,6 +27,7 @@ from tests.support.postgres import (
 
 from eventcore.adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
 from eventcore.events import Event, IngestBatch
+from eventcore.ports import Recount
 
 pytestmark = pytest.mark.integration
 
@@ -286,7 +287,7 @@ async def test_a_plain_owner_is_walled_in_too_and_the_lookups_still_work(plain_o
         ]
         late = Event("late", "signup", T0 + timedelta(hours=1), Raw(b"{}"))
         await store.append([IngestBatch(acme.workspace_id, acme.project.id, T0, [late])])
-        assert await store.rebuild_counts() == 5
+        assert await store.rebuild_counts() == Recount(5, frozenset({"ws-acme", "ws-globex"}))
     async with owner_connection(plain_owner) as owner:
         # The owner itself, without a workspace, sees no tenant rows: FORCE applies to it.
         cursor = await owner.execute("SELECT count(*) FROM eventcore.events")

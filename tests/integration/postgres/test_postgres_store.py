@@ -22,10 +22,10 @@ from tests.support.postgres import (
 
 from eventcore.adapters.memory import MemoryStore
 from eventcore.adapters.postgres import PostgresStore
-from eventcore.aggregation import CountKey, Granularity
-from eventcore.errors import Conflict, Unavailable
+from eventcore.aggregation import CountKey, StoredGrain
+from eventcore.errors import AlreadyMember, DatabaseUnavailable, EmailTaken
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
-from eventcore.ports import AppendResult
+from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import Membership, Role, User, Workspace
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ async def test_the_first_of_equal_ids_in_one_append_is_the_one_kept(store: Postg
         T0,
         {"v": 1},
     )
-    series = await store.count_series("ws-a", "web", Granularity.HOUR, *EVERYTHING)
+    series = await store.count_series("ws-a", "web", StoredGrain.HOUR, *EVERYTHING)
     assert [(p.event_type, p.count) for p in series] == [("signup", 1)]
 
 
@@ -140,7 +140,7 @@ async def test_counts_are_exact_against_a_recount_by_sql(
     assert counts == +memory.counts
     for workspace_id in ("ws-a", "ws-b", "ws-c"):
         for project_id in ("web", "app"):
-            for grain in (Granularity.MINUTE, Granularity.HOUR):
+            for grain in StoredGrain:
                 assert await store.count_series(
                     workspace_id, project_id, grain, *EVERYTHING
                 ) == await memory.count_series(workspace_id, project_id, grain, *EVERYTHING)
@@ -219,7 +219,7 @@ async def test_another_workspaces_ids_answer_none(
     assert await store.revoke_api_key(b, acme.key.id, T0) is None
     assert await store.list_api_keys(b, acme.project.id) == []
     assert await store.list_events(b, acme.project.id, limit=10) == []
-    assert await store.count_series(b, acme.project.id, Granularity.MINUTE, *EVERYTHING) == []
+    assert await store.count_series(b, acme.project.id, StoredGrain.MINUTE, *EVERYTHING) == []
     assert await store.event_type_totals(b, acme.project.id, *EVERYTHING) == []
     # Nothing was touched: A's key is still live.
     assert await store.find_api_key(acme.key.key_hash) == acme.key
@@ -234,11 +234,11 @@ async def test_account_conflicts_carry_the_reference_codes(
     intruder = User("user-x", acme.user.email, "h", T0)
     late_workspace = Workspace("ws-x", "X", T0)
 
-    with pytest.raises(Conflict) as taken:
+    with pytest.raises(EmailTaken) as taken:
         await store.create_signup(
             intruder, late_workspace, Membership("ws-x", "user-x", Role.OWNER, T0)
         )
-    with pytest.raises(Conflict) as member:
+    with pytest.raises(AlreadyMember) as member:
         await store.add_membership(Membership(acme.workspace_id, acme.user.id, Role.VIEWER, T0))
 
     assert (taken.value.code, member.value.code) == ("email_taken", "already_member")
@@ -291,14 +291,15 @@ async def test_rebuild_restores_damaged_counts(postgres_dsn: str, store: Postgre
             "INSERT INTO eventcore.counts_hour VALUES ('ws-gone', 'web', %s, 'x', 3)", (T0,)
         )
 
-    assert await store.rebuild_counts("ws-a") == 20
+    assert await store.rebuild_counts("ws-a") == Recount(20, frozenset({"ws-a"}))
     damaged = await stored_counts(postgres_dsn)
     assert {k: v for k, v in damaged.items() if k.workspace_id == "ws-a"} == {
         k: v for k, v in exact.items() if k.workspace_id == "ws-a"
     }
     assert damaged != exact
 
-    assert await store.rebuild_counts() == 25
+    # ws-gone has no events, but its count rows were replaced (by none): it is reported too.
+    assert await store.rebuild_counts() == Recount(25, frozenset({"ws-a", "ws-b", "ws-gone"}))
     assert await stored_counts(postgres_dsn) == exact
 
 
@@ -311,7 +312,7 @@ async def test_buckets_are_utc_whatever_the_server_time_zone(postgres_dsn: str) 
     async with await PostgresStore.open(odd_zone, max_size=1) as store:
         moment = datetime(2026, 3, 1, 12, 44, 30, tzinfo=UTC)
         await store.append([batch("ws-a", "web", Event("e1", "t", moment, Raw(b"{}")))])
-        hours = await store.count_series("ws-a", "web", Granularity.HOUR, *EVERYTHING)
+        hours = await store.count_series("ws-a", "web", StoredGrain.HOUR, *EVERYTHING)
         [stored] = await store.list_events("ws-a", "web", limit=1)
 
     assert database.startswith("eventcore_test_")
@@ -320,9 +321,9 @@ async def test_buckets_are_utc_whatever_the_server_time_zone(postgres_dsn: str) 
     assert await stored_counts(postgres_dsn) == Counter(
         {
             CountKey(
-                "ws-a", "web", Granularity.MINUTE, datetime(2026, 3, 1, 12, 44, tzinfo=UTC), "t"
+                "ws-a", "web", StoredGrain.MINUTE, datetime(2026, 3, 1, 12, 44, tzinfo=UTC), "t"
             ): 1,
-            CountKey("ws-a", "web", Granularity.HOUR, datetime(2026, 3, 1, 12, tzinfo=UTC), "t"): 1,
+            CountKey("ws-a", "web", StoredGrain.HOUR, datetime(2026, 3, 1, 12, tzinfo=UTC), "t"): 1,
         }
     )
 
@@ -330,7 +331,7 @@ async def test_buckets_are_utc_whatever_the_server_time_zone(postgres_dsn: str) 
 async def test_ping_answers_and_a_dropped_connection_is_unavailable(
     postgres_dsn: str, store: PostgresStore
 ) -> None:
-    """ping returns while the server answers; a connection the server killed raises Unavailable."""
+    """ping returns while the server answers; a killed connection raises DatabaseUnavailable."""
     await store.ping()
     async with owner_connection(postgres_dsn) as owner:
         await owner.execute(
@@ -338,7 +339,7 @@ async def test_ping_answers_and_a_dropped_connection_is_unavailable(
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
 
-    with pytest.raises(Unavailable) as failure:
+    with pytest.raises(DatabaseUnavailable) as failure:
         await store.ping()
 
     assert failure.value.code == "database_unavailable"
@@ -359,3 +360,44 @@ async def test_seeded_tenants_are_complete(store: PostgresStore) -> None:
     assert await store.list_projects(tenant.workspace_id) == [tenant.project]
     assert await store.list_api_keys(tenant.workspace_id, tenant.project.id) == [tenant.key]
     assert len(await store.list_events(tenant.workspace_id, tenant.project.id, limit=5)) == 2
+
+
+async def test_before_commit_runs_once_per_append_after_its_inserts_and_before_commit(
+    postgres_dsn: str,
+) -> None:
+    """The hook runs once per append, when every insert is made and none is committed yet."""
+    await truncate_tables(postgres_dsn)
+    seen: list[int] = []
+
+    def before_commit() -> None:
+        # Another session sees nothing yet: the transaction is still open.
+        with psycopg.connect(postgres_dsn) as other:
+            row = other.execute("SELECT count(*) FROM eventcore.events").fetchone()
+        seen.append(row[0] if row else -1)
+
+    async with await PostgresStore.open(postgres_dsn, before_commit=before_commit) as store:
+        appended = await store.append(
+            [batch("ws-a", "web", event("e1"), event("e2")), batch("ws-b", "web", event("e1"))]
+        )
+        assert await store.append([]) == AppendResult(0, 0)
+        assert len(await store.list_events("ws-b", "web", limit=10)) == 1
+
+    assert appended == AppendResult(3, 0)
+    assert seen == [0]
+
+
+async def test_an_append_whose_before_commit_fails_commits_nothing(postgres_dsn: str) -> None:
+    """A hook that raises (a process dying there) leaves no event and no count behind."""
+    await truncate_tables(postgres_dsn)
+
+    def before_commit() -> None:
+        raise RuntimeError("died before COMMIT")
+
+    async with await PostgresStore.open(postgres_dsn, before_commit=before_commit) as store:
+        with pytest.raises(RuntimeError, match="before COMMIT"):
+            await store.append([batch("ws-a", "web", event("e1"), event("e2"))])
+
+    assert await stored_counts(postgres_dsn) == Counter()
+    async with owner_connection(postgres_dsn) as owner:
+        cursor = await owner.execute("SELECT count(*) FROM eventcore.events")
+        assert await cursor.fetchone() == (0,)

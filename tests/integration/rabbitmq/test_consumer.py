@@ -22,6 +22,7 @@ from tests.support.rabbitmq import (
 from eventcore.adapters.rabbitmq import (
     QueueNames,
     RabbitConsumer,
+    RabbitOptions,
     RabbitPublisher,
     dlq_list,
     dlq_replay,
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 
 async def publish(names: QueueNames, *numbers: int, events: int = 1) -> None:
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         for number in numbers:
             await publisher.publish(numbered_batch(number, events))
 
@@ -44,7 +45,11 @@ async def test_groups_close_at_max_events(names: QueueNames) -> None:
     await publish(names, 1, 2, 3, 4, 5, events=10)
     recorder = Recorder()
     async with running(
-        RabbitConsumer(AMQP_URL, names), recorder, max_events=20, max_wait=5.0, prefetch=10
+        RabbitConsumer(RabbitOptions(AMQP_URL, names)),
+        recorder,
+        max_events=20,
+        max_wait=5.0,
+        prefetch=10,
     ):
         await recorder.wait_for_batches(4)
     assert [len(group) for group in recorder.groups[:2]] == [2, 2]
@@ -55,7 +60,9 @@ async def test_group_closes_after_max_wait(names: QueueNames) -> None:
     """A group smaller than max_events is handed over once max_wait has passed."""
     await publish(names, 1, 2, 3)
     recorder = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names), recorder, max_events=1000, max_wait=0.2):
+    async with running(
+        RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_events=1000, max_wait=0.2
+    ):
         await recorder.wait_for_batches(3)
         assert await queue_depth(AMQP_URL, names) == 0
     assert len(recorder.batches) == 3
@@ -78,7 +85,7 @@ async def test_acks_follow_the_handlers_return(
         await original(self, delivery_tag, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(aiormq.Channel, "basic_ack", recording_ack)
-    consumer = RabbitConsumer(AMQP_URL, names)
+    consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names))
     async with running(consumer, recorder, max_events=1000, max_wait=0.3) as task:
         await recorder.wait_for_batches(3)
         assert await queue_depth(AMQP_URL, names) == 0
@@ -97,7 +104,9 @@ async def test_messages_of_an_unfinished_group_are_redelivered(names: QueueNames
     await publish(names, 1, 2)
     stuck = Recorder()
     stuck.gate = asyncio.Event()
-    task = asyncio.create_task(RabbitConsumer(AMQP_URL, names).run(stuck, max_wait=0.2))
+    task = asyncio.create_task(
+        RabbitConsumer(RabbitOptions(AMQP_URL, names)).run(stuck, max_wait=0.2)
+    )
     try:
         await stuck.wait_for_batches(2)
         assert await queue_depth(AMQP_URL, names) == 0
@@ -108,7 +117,7 @@ async def test_messages_of_an_unfinished_group_are_redelivered(names: QueueNames
     assert stuck.returned == []
     await eventually(lambda: queue_depth(AMQP_URL, names), lambda depth: depth == 2)
     recorder = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names), recorder, max_wait=0.2):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_wait=0.2):
         await recorder.wait_for_batches(2)
     assert sorted(b.events[0].id for b in recorder.batches) == ["b1-e0", "b2-e0"]
 
@@ -118,7 +127,7 @@ async def test_stop_finishes_the_group_in_flight(names: QueueNames) -> None:
     await publish(names, 1)
     recorder = Recorder()
     recorder.gate = asyncio.Event()
-    consumer = RabbitConsumer(AMQP_URL, names)
+    consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names))
     task = asyncio.create_task(consumer.run(recorder))
     await recorder.wait_for_batches(1)
     consumer.stop()
@@ -136,7 +145,7 @@ async def test_failing_batch_is_retried_then_dead_lettered_then_replayed(names: 
     await publish(names, 7, events=4)
     failing = Recorder()
     failing.fail_with = lambda call: RuntimeError(f"database on fire (call {call})")
-    async with running(RabbitConsumer(AMQP_URL, names), failing, max_wait=0.01):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), failing, max_wait=0.01):
         letters = await eventually(lambda: dlq_list(AMQP_URL, names), lambda found: len(found) == 1)
     assert len(failing.groups) == 1 + names.max_retries
     assert all(group == [numbered_batch(7, 4)] for group in failing.groups)
@@ -150,7 +159,7 @@ async def test_failing_batch_is_retried_then_dead_lettered_then_replayed(names: 
     assert await dlq_replay(AMQP_URL, names) == 1
     assert await dlq_list(AMQP_URL, names) == []
     working = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names), working, max_wait=0.01):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), working, max_wait=0.01):
         await working.wait_for_batches(1)
     assert working.batches == [numbered_batch(7, 4)]
     assert await dlq_list(AMQP_URL, names) == []
@@ -161,7 +170,7 @@ async def test_batch_succeeding_on_a_retry_is_not_dead_lettered(names: QueueName
     await publish(names, 1)
     recorder = Recorder()
     recorder.fail_with = lambda call: RuntimeError("transient") if call == 0 else None
-    async with running(RabbitConsumer(AMQP_URL, names), recorder, max_wait=0.01):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_wait=0.01):
         await recorder.wait_for_calls(2)
         await eventually(lambda: asyncio.sleep(0, recorder.returned), lambda done: done == [1])
     assert recorder.groups == [[numbered_batch(1)], [numbered_batch(1)]]
@@ -173,7 +182,7 @@ async def test_undecodable_message_goes_to_the_dead_letter_queue(names: QueueNam
     await publish_raw(names, b"certainly not a batch")
     await publish(names, 1)
     recorder = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names), recorder, max_wait=0.01):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_wait=0.01):
         await recorder.wait_for_batches(1)
         letters = await eventually(lambda: dlq_list(AMQP_URL, names), lambda found: len(found) == 1)
     assert recorder.batches == [numbered_batch(1)]
@@ -195,7 +204,7 @@ async def test_unavailable_dependency_requeues_without_spending_retries() -> Non
         await publish(names, 1)
         recorder = Recorder()
         recorder.fail_with = lambda call: Unavailable("database down") if call < 2 else None
-        consumer = RabbitConsumer(AMQP_URL, names, reconnect_delay=0.01)
+        consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names, reconnect_delay=0.01))
         async with running(consumer, recorder, max_wait=0.01):
             await recorder.wait_for_calls(3)
             await eventually(lambda: asyncio.sleep(0, recorder.returned), lambda done: done == [2])
@@ -211,7 +220,9 @@ async def test_consumer_reconnects_after_the_connection_drops(
     A batch whose ack was lost with the connection comes again: at least once, never lost.
     """
     recorder = Recorder()
-    consumer = RabbitConsumer(proxy.url, names, reconnect_delay=0.05, max_reconnect_delay=0.2)
+    consumer = RabbitConsumer(
+        RabbitOptions(proxy.url, names, reconnect_delay=0.05, max_reconnect_delay=0.2)
+    )
     async with running(consumer, recorder, max_wait=0.01):
         await publish(names, 1)
         await recorder.wait_for_batches(1)
@@ -254,7 +265,7 @@ async def test_batch_is_kept_when_it_cannot_be_moved_to_a_retry_queue(names: Que
     gate = asyncio.Event()
     recorder.gate = gate
     recorder.fail_with = lambda call: RuntimeError("first try fails") if call == 0 else None
-    consumer = RabbitConsumer(AMQP_URL, names, reconnect_delay=0.01)
+    consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names, reconnect_delay=0.01))
     async with running(consumer, recorder, max_wait=0.01):
         await recorder.wait_for_calls(1)
         # The delay queue vanishes while the handler runs: the retry publish is returned.
@@ -269,7 +280,7 @@ async def test_batch_is_kept_when_it_cannot_be_moved_to_a_retry_queue(names: Que
 async def test_consumer_comes_back_when_its_queue_is_deleted(names: QueueNames) -> None:
     """A consumer whose queue is deleted declares the topology again and goes on consuming."""
     recorder = Recorder()
-    consumer = RabbitConsumer(AMQP_URL, names, reconnect_delay=0.01)
+    consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names, reconnect_delay=0.01))
     async with running(consumer, recorder, max_wait=0.01):
         await publish(names, 1)
         await recorder.wait_for_batches(1)
@@ -296,7 +307,7 @@ async def test_one_bad_batch_does_not_take_its_group_to_the_retry_queues(names: 
             raise RuntimeError("cannot store this one")
         committed.extend(batches)
 
-    async with running(RabbitConsumer(AMQP_URL, names), handler, max_wait=0.3):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), handler, max_wait=0.3):
         letters = await eventually(lambda: dlq_list(AMQP_URL, names), lambda found: len(found) == 1)
     assert sorted(committed, key=lambda b: b.events[0].id) == [numbered_batch(1), numbered_batch(3)]
     assert groups[0] == 3  # they did arrive as one group

@@ -18,8 +18,14 @@ from tests.support.rabbitmq import (
     running,
 )
 
-from eventcore.adapters.rabbitmq import QueueNames, RabbitConsumer, RabbitPublisher, queue_depth
-from eventcore.errors import Unavailable
+from eventcore.adapters.rabbitmq import (
+    QueueNames,
+    RabbitConsumer,
+    RabbitOptions,
+    RabbitPublisher,
+    queue_depth,
+)
+from eventcore.errors import QueueFull, QueueUnavailable, Unavailable
 from eventcore.events import IngestBatch, decode_batch
 
 pytestmark = pytest.mark.integration
@@ -49,10 +55,10 @@ def first_ids(batches: list[IngestBatch]) -> list[str]:
 async def test_published_batch_is_consumed_unchanged(names: QueueNames) -> None:
     """A published batch reaches the consumer's handler exactly as it was sent."""
     sent = batch("e1", "e2", "e3", workspace_id="ws-a", project_id="p-a")
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         await publisher.publish(sent)
     recorder = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names), recorder):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder):
         await recorder.wait_for_batches(1)
     assert recorder.batches == [sent]
     assert await queue_depth(AMQP_URL, names) == 0
@@ -61,7 +67,7 @@ async def test_published_batch_is_consumed_unchanged(names: QueueNames) -> None:
 async def test_message_is_persistent_with_attempt_zero_and_trace_headers(names: QueueNames) -> None:
     """The message is persistent, starts at x-attempt 0 and carries the caller's traceparent."""
     sent = numbered_batch(1)
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         await publisher.publish(sent, headers={"traceparent": TRACEPARENT})
     connection = await aiormq.connect(AMQP_URL)
     try:
@@ -95,7 +101,7 @@ async def test_concurrent_publishes_are_all_confirmed_and_pipelined(
         finally:
             in_flight -= 1
 
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         monkeypatch.setattr(aiormq.Channel, "basic_publish", counting_publish)
         await asyncio.gather(*(publisher.publish(numbered_batch(n)) for n in range(200)))
     assert most_in_flight > 1
@@ -106,7 +112,9 @@ async def test_full_queue_refuses_and_keeps_what_it_accepted(names: QueueNames) 
     """A full queue makes publish raise queue_full, and every batch it confirmed is still there."""
     accepted = []
     refused = []
-    async with await RabbitPublisher.open(AMQP_URL, names, max_length=3) as publisher:
+    async with await RabbitPublisher.open(
+        RabbitOptions(AMQP_URL, names, max_length=3)
+    ) as publisher:
         for number in range(8):
             sent = numbered_batch(number)
             try:
@@ -117,11 +125,12 @@ async def test_full_queue_refuses_and_keeps_what_it_accepted(names: QueueNames) 
                 accepted.append(sent)
     assert refused
     assert {exc.code for exc in refused} == {"queue_full"}
+    assert all(isinstance(exc, QueueFull) for exc in refused)
     assert all(exc.retry_after > 0 for exc in refused)
     assert len(accepted) >= 3
     assert await queue_depth(AMQP_URL, names) == len(accepted)
     recorder = Recorder()
-    async with running(RabbitConsumer(AMQP_URL, names, max_length=3), recorder):
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names, max_length=3)), recorder):
         await recorder.wait_for_batches(len(accepted))
     assert event_ids(recorder.batches) == event_ids(accepted)
 
@@ -130,15 +139,18 @@ async def test_unreachable_broker_is_unavailable() -> None:
     """Opening a publisher on a port where no broker listens raises Unavailable."""
     url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
     with pytest.raises(Unavailable) as raised:
-        await RabbitPublisher.open(url, QueueNames("never.declared"), connect_timeout=2)
+        await RabbitPublisher.open(
+            RabbitOptions(url, QueueNames("never.declared"), connect_timeout=2)
+        )
     assert raised.value.code == "queue_unavailable"
+    assert isinstance(raised.value, QueueUnavailable)
     assert "guest:guest" not in raised.value.message
 
 
 async def test_publish_to_unreachable_broker_is_unavailable() -> None:
     """A publisher made without connecting raises Unavailable on publish and on ping."""
     url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
-    publisher = RabbitPublisher(url, QueueNames("never.declared"), connect_timeout=2)
+    publisher = RabbitPublisher(RabbitOptions(url, QueueNames("never.declared"), connect_timeout=2))
     try:
         with pytest.raises(Unavailable) as raised:
             await publisher.publish(numbered_batch(1))
@@ -151,7 +163,7 @@ async def test_publish_to_unreachable_broker_is_unavailable() -> None:
 
 async def test_ping_answers_when_connected(names: QueueNames) -> None:
     """ping succeeds while connected with the main queue declared, and fails once it is gone."""
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         await publisher.ping()
         await publisher.ping()
         assert await queue_depth(AMQP_URL, names) == 0, "ping published something"
@@ -169,7 +181,7 @@ async def test_ping_answers_when_connected(names: QueueNames) -> None:
 
 async def test_unroutable_publish_is_unavailable(names: QueueNames) -> None:
     """If the main queue was deleted under the publisher, publish raises Unavailable."""
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         connection = await aiormq.connect(AMQP_URL)
         try:
             channel = await connection.channel()
@@ -185,7 +197,7 @@ async def test_publisher_reconnects_after_the_broker_comes_back(
     names: QueueNames, proxy: TcpProxy
 ) -> None:
     """After the connection is cut publish raises Unavailable; once restored the same publisher works."""
-    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    publisher = await RabbitPublisher.open(RabbitOptions(proxy.url, names, reconnect_interval=0))
     try:
         await publisher.publish(numbered_batch(1))
         proxy.cut()
@@ -206,7 +218,7 @@ async def test_concurrent_publishes_share_one_reconnect(
     names: QueueNames, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Publishes that find the connection gone wait for one reconnect attempt together."""
-    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    publisher = await RabbitPublisher.open(RabbitOptions(proxy.url, names, reconnect_interval=0))
     connects = 0
     original = aiormq.Connection.connect
 
@@ -230,7 +242,7 @@ async def test_concurrent_publishes_share_one_reconnect(
 
 async def test_closed_publisher_refuses(names: QueueNames) -> None:
     """A closed publisher raises Unavailable rather than reconnecting."""
-    publisher = await RabbitPublisher.open(AMQP_URL, names)
+    publisher = await RabbitPublisher.open(RabbitOptions(AMQP_URL, names))
     await publisher.close()
     with pytest.raises(Unavailable):
         await publisher.publish(numbered_batch(1))
@@ -241,7 +253,7 @@ async def test_publishes_in_flight_when_the_connection_drops_fail_cleanly(
     names: QueueNames, proxy: TcpProxy
 ) -> None:
     """Publishes caught by a cut either were confirmed or raise Unavailable; none hangs or is lost."""
-    publisher = await RabbitPublisher.open(proxy.url, names, reconnect_interval=0)
+    publisher = await RabbitPublisher.open(RabbitOptions(proxy.url, names, reconnect_interval=0))
     try:
         pending = [asyncio.create_task(publisher.publish(numbered_batch(n))) for n in range(300)]
         # Cut once the first confirms are in, while many others are still on the wire.
@@ -264,7 +276,7 @@ async def test_publisher_starts_afresh_when_confirms_stop_coming(
 ) -> None:
     """A publish left unconfirmed past its timeout raises Unavailable and the next one reconnects."""
     publisher = await RabbitPublisher.open(
-        proxy.url, names, publish_timeout=0.3, reconnect_interval=0
+        RabbitOptions(proxy.url, names, publish_timeout=0.3, reconnect_interval=0)
     )
     connects = 0
     original = aiormq.Connection.connect

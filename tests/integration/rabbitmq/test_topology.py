@@ -7,12 +7,13 @@ import pytest
 from tests.support.rabbitmq import AMQP_URL, numbered_batch
 
 from eventcore.adapters.rabbitmq import (
-    DEFAULT_BASE,
     QueueNames,
+    RabbitOptions,
     RabbitPublisher,
     declare_topology,
     queue_depth,
 )
+from eventcore.defaults import QUEUE_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_names_derive_from_one_base() -> None:
     """Every queue and the exchange are named after the base, one delay queue per retry."""
     names = QueueNames()
-    assert names.main == DEFAULT_BASE == "eventcore.ingest"
+    assert names.main == QUEUE_NAME == "eventcore.ingest"
     assert names.retry_queues == (
         "eventcore.ingest.retry.1",
         "eventcore.ingest.retry.2",
@@ -42,7 +43,9 @@ def test_names_reject_nonsense() -> None:
 
 async def test_declaring_twice_changes_nothing(names: QueueNames) -> None:
     """Declaring the topology again, as every process does at start, keeps queued messages."""
-    async with await RabbitPublisher.open(AMQP_URL, names, max_length=10) as publisher:
+    async with await RabbitPublisher.open(
+        RabbitOptions(AMQP_URL, names, max_length=10)
+    ) as publisher:
         await publisher.publish(numbered_batch(1))
     connection = await aiormq.connect(AMQP_URL)
     try:
@@ -73,7 +76,7 @@ async def test_main_queue_is_a_durable_quorum_queue(names: QueueNames) -> None:
 
 async def test_queue_depth_counts_ready_messages_by_url(names: QueueNames) -> None:
     """queue_depth given a URL opens its own connection and counts the main queue."""
-    async with await RabbitPublisher.open(AMQP_URL, names) as publisher:
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
         for number in range(3):
             await publisher.publish(numbered_batch(number))
     assert await queue_depth(AMQP_URL, names) == 3

@@ -18,7 +18,7 @@ from eventcore.adapters.redis import (
     RedisQueryCache,
     RedisRateLimiter,
 )
-from eventcore.errors import Unavailable
+from eventcore.errors import CacheUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +42,12 @@ async def test_ping_answers_when_redis_is_up(gateway: RedisGateway) -> None:
 
 
 async def test_ping_raises_unavailable_when_redis_is_down() -> None:
-    """Readiness raises Unavailable naming where Redis was expected, without credentials."""
+    """Readiness raises CacheUnavailable naming where Redis was expected, without credentials."""
     url = f"redis://:hunter2@127.0.0.1:{closed_port()}/0"
     async with await RedisGateway.open(url) as gateway:
-        with pytest.raises(Unavailable, match=r"127\.0\.0\.1") as raised:
+        with pytest.raises(CacheUnavailable, match=r"127\.0\.0\.1") as raised:
             await gateway.ping()
+    assert raised.value.code == "cache_unavailable"
     assert "hunter2" not in str(raised.value)
 
 

@@ -1,4 +1,4 @@
-"""The Segment tracking protocol: its messages as eventcore events, with clock-skew correction.
+"""The Segment tracking protocol at the HTTP edge: its bodies and messages as eventcore events.
 
 Segment's HTTP tracking API, which RudderStack, Jitsu and others speak too, sends
 ``{"batch": [message, ...], "sentAt": ..., "writeKey"?: ...}`` to ``/v1/batch``, or one message
@@ -7,12 +7,13 @@ to ``/v1/<type>``. Each message becomes one eventcore event:
 - ``id`` is the message's ``messageId``: an SDK that retries a batch has it stored once.
 - ``type`` is the ``event`` name of a ``track`` message, and the message type (``identify``,
   ``page``, ``screen``, ``group``, ``alias``) otherwise.
-- ``timestamp`` is the message's ``timestamp`` corrected for the sender's clock skew: with a
-  ``sentAt``, ``timestamp + (received_at - sentAt)``; without one, ``timestamp`` as sent; without
-  a ``timestamp``, the time received.
+- ``timestamp`` is the message's ``timestamp`` corrected for the sender's clock skew by the core's
+  rule (:func:`eventcore.events.corrected_time`) with the message's or the batch's ``sentAt``.
 - ``properties`` is the whole message as the client sent it (minus a ``writeKey``, a secret).
 
 A message without ``userId`` and ``anonymousId`` is rejected, alone: the others still go through.
+The events made here then take the core's own validation, exactly as native events do; this
+module knows the protocol, the core knows nothing of it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from eventcore.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
-from eventcore.events import MAX_ID_LENGTH, MAX_TYPE_LENGTH, EventLimits, RejectedEvent
+from eventcore.defaults import MAX_ID_LENGTH, MAX_TYPE_LENGTH
+from eventcore.errors import AuthenticationFailed, InvalidRequest
+from eventcore.events import (
+    EventLimits,
+    RejectedEvent,
+    check_count,
+    corrected_time,
+    decode_body,
+)
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
@@ -138,30 +146,19 @@ def protocol_limits(limits: EventLimits) -> EventLimits:
 
 def parse_batch(body: bytes, limits: EventLimits) -> SegmentRequest:
     """A ``/v1/batch`` body, or raise for the whole request."""
-    _check_body(body, limits)
-    try:
-        top = _batch_decoder.decode(body)
-    except msgspec.ValidationError:
-        raise InvalidRequest(
-            'The body must be a JSON object {"batch": [message, ...], "sentAt": ...}.',
-            code="invalid_body",
-        ) from None
-    except (msgspec.DecodeError, RecursionError):
-        raise InvalidRequest(
-            "The request body is not well-formed JSON.", code="malformed_json"
-        ) from None
+    top = decode_body(
+        body,
+        _batch_decoder,
+        limits,
+        'The body must be a JSON object {"batch": [message, ...], "sentAt": ...}.',
+    )
     if top.batch is None:
         raise InvalidRequest(
             'The body has no "batch": send {"batch": [message, ...]}.', code="invalid_body"
         )
     if not top.batch:
         raise InvalidRequest('"batch" is empty: send at least one message.', code="invalid_body")
-    if len(top.batch) > limits.max_events_per_batch:
-        raise PayloadTooLarge(
-            f"A batch holds at most {limits.max_events_per_batch} messages; "
-            f"this one has {len(top.batch)}.",
-            code="too_many_events",
-        )
+    check_count(len(top.batch), limits, "messages")
     return SegmentRequest(
         messages=[bytes(message) for message in top.batch],
         sent_at=_sent_at(top.sentAt),
@@ -171,17 +168,12 @@ def parse_batch(body: bytes, limits: EventLimits) -> SegmentRequest:
 
 def parse_message(body: bytes, message_type: str, limits: EventLimits) -> SegmentRequest:
     """A ``/v1/<type>`` body: one message of that type, which may carry ``writeKey`` itself."""
-    _check_body(body, limits)
-    try:
-        fields = _object_decoder.decode(body)
-    except msgspec.ValidationError:
-        raise InvalidRequest(
-            f"The body must be one {message_type} message as a JSON object.", code="invalid_body"
-        ) from None
-    except (msgspec.DecodeError, RecursionError):
-        raise InvalidRequest(
-            "The request body is not well-formed JSON.", code="malformed_json"
-        ) from None
+    fields = decode_body(
+        body,
+        _object_decoder,
+        limits,
+        f"The body must be one {message_type} message as a JSON object.",
+    )
     declared = fields.get("type")
     if declared is None or msgspec.json.decode(declared) is None:
         fields.pop("type", None)
@@ -272,36 +264,6 @@ def message_to_event(
         message = _without_write_key(message)
     head = _encoder.encode(_Envelope(type=event_type, timestamp=moment, id=fields.messageId))
     return head[:-1] + b',"properties":' + message + b"}"
-
-
-def corrected_time(
-    timestamp: datetime | None, *, sent_at: datetime | None, received_at: datetime
-) -> datetime:
-    """When the message happened, on the server's clock.
-
-    The sender's clock may be wrong by any amount, but it is wrong by the same amount at
-    ``timestamp`` and at ``sentAt``; ``received_at - sentAt`` measures that error (plus the
-    network delay) on the server's clock, so it is added to ``timestamp``.
-    """
-    if timestamp is None:
-        return received_at
-    if sent_at is None:
-        return timestamp
-    return timestamp + (received_at - sent_at)
-
-
-def _check_body(body: bytes, limits: EventLimits) -> None:
-    if len(body) > limits.max_request_bytes:
-        raise PayloadTooLarge(
-            f"The request body is larger than {limits.max_request_bytes} bytes.",
-            code="request_too_large",
-        )
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequest(
-            "The request body is not valid UTF-8.", code="malformed_json"
-        ) from None
 
 
 def _sent_at(value: Any) -> datetime | None:
@@ -400,7 +362,6 @@ __all__ = [
     "MappedMessages",
     "SegmentRequest",
     "basic_write_key",
-    "corrected_time",
     "map_messages",
     "message_to_event",
     "parse_batch",

@@ -1,9 +1,10 @@
-"""The Segment protocol core: parsing requests, mapping messages to events, clock-skew correction."""
+"""The Segment protocol at the HTTP edge: parsing requests, write keys, mapping messages to events
+(with the core's clock-skew rule), and the body check it shares with the native API."""
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -11,9 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventcore.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
-from eventcore.events import EventLimits, RejectedEvent, validate_event
-from eventcore.segment import (
+from eventcore.entrypoints.http.segment.protocol import (
     ENVELOPE_BYTES,
     MESSAGE_TYPES,
     PROTOCOL_BATCH_BYTES,
@@ -21,12 +20,18 @@ from eventcore.segment import (
     MappedMessages,
     SegmentRequest,
     basic_write_key,
-    corrected_time,
     map_messages,
     message_to_event,
     parse_batch,
     parse_message,
     protocol_limits,
+)
+from eventcore.errors import AuthenticationFailed, EventcoreError, InvalidRequest, PayloadTooLarge
+from eventcore.events import (
+    EventLimits,
+    RejectedEvent,
+    split_request,
+    validate_event,
 )
 
 LIMITS = EventLimits()
@@ -141,6 +146,32 @@ def test_the_default_limits_hold_what_the_protocol_documents() -> None:
     assert LIMITS.max_request_bytes >= PROTOCOL_BATCH_BYTES
     assert protocol_limits(LIMITS).max_event_bytes == LIMITS.max_event_bytes + ENVELOPE_BYTES
     assert protocol_limits(LIMITS).max_request_bytes == LIMITS.max_request_bytes
+
+
+@pytest.mark.parametrize(
+    ("body", "limits"),
+    [
+        (b'{"batch": [{}, {}]}', EventLimits(max_request_bytes=10)),
+        (b"\xff\xfe", LIMITS),
+        (b'{"batch": ["\xc3"]}', LIMITS),
+        (b'{"batch": [', LIMITS),
+    ],
+    ids=["too large", "not UTF-8", "broken UTF-8", "malformed"],
+)
+def test_every_ingest_path_refuses_a_bad_body_alike(body: bytes, limits: EventLimits) -> None:
+    """A body too large, not UTF-8 or not JSON meets the core's one body check on every path:
+    the same error, code and message from /v1/ingest, /v1/batch and /v1/<type>."""
+    refusals: set[tuple[type[EventcoreError], str, str]] = set()
+    for parse in (
+        lambda: split_request(body, limits),
+        lambda: parse_batch(body, limits),
+        lambda: parse_message(body, "track", limits),
+    ):
+        with pytest.raises(EventcoreError) as refused:
+            parse()
+        refusals.add((type(refused.value), refused.value.code, str(refused.value)))
+
+    assert len(refusals) == 1, refusals
 
 
 # --- parsing a /v1/<type> body -----------------------------------------------------------------
@@ -425,31 +456,6 @@ def test_a_correction_out_of_range_is_a_rejection_not_a_crash() -> None:
     outcome = to_event(encode(sent), sent_at=datetime(1, 1, 2, tzinfo=UTC))
 
     assert code_of(outcome) == "invalid_timestamp"
-
-
-moments = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-)
-offsets = st.timedeltas(min_value=timedelta(days=-3650), max_value=timedelta(days=3650))
-
-
-@settings(max_examples=100)
-@given(
-    happened=moments,
-    sending_delay=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)),
-    sender_clock_error=offsets,
-    hours=st.integers(min_value=-12, max_value=14),
-)
-def test_any_sender_clock_error_is_corrected_away(
-    happened: datetime, sending_delay: timedelta, sender_clock_error: timedelta, hours: int
-) -> None:
-    """However wrong the sender's clock and whatever its zone, the corrected time is the same."""
-    received = happened + sending_delay
-    zone = timezone(timedelta(hours=hours))
-    timestamp = (happened + sender_clock_error).astimezone(zone)
-    sent_at = (received + sender_clock_error).astimezone(zone)
-
-    assert corrected_time(timestamp, sent_at=sent_at, received_at=received) == happened
 
 
 # --- mapping a request -------------------------------------------------------------------------

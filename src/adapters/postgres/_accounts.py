@@ -1,0 +1,199 @@
+"""Accounts in PostgreSQL: users, workspaces, memberships, projects and API keys.
+
+Every refusal (a taken email, a second membership, a reused id or key hash) is a unique key
+refusing the row inside the transaction, translated in ``_errors``: no check-then-insert race.
+"""
+
+# S608: SQL text here is assembled only from this module's column lists; every value is a bound
+# parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from datetime import datetime
+
+from eventcore.adapters.postgres._database import SET_TENANT, Database, values
+from eventcore.errors import DatabaseUnavailable
+from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
+
+# Each list is in the order of its record's fields: inserts bind the record's fields as they
+# are, selects build the record from the row.
+_USER_COLUMNS = "user_id, email, password_hash, created_at"
+_WORKSPACE_COLUMNS = "workspace_id, name, created_at"
+_MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
+_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at"
+_API_KEY_COLUMNS = (
+    "key_id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
+)
+
+
+def _insert_sql(table: str, columns: str) -> str:
+    placeholders = ", ".join(["%s"] * len(columns.split(",")))
+    return f"INSERT INTO eventcore.{table} ({columns}) VALUES ({placeholders})"
+
+
+_INSERT_USER = _insert_sql("users", _USER_COLUMNS)
+_INSERT_WORKSPACE = _insert_sql("workspaces", _WORKSPACE_COLUMNS)
+_INSERT_MEMBERSHIP = _insert_sql("memberships", _MEMBERSHIP_COLUMNS)
+_INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
+_INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
+
+# API keys this process has read, kept to authenticate ingest while PostgreSQL cannot be reached
+# (see find_api_key): how many, how long a lookup waits for a pooled connection before the last
+# record read is used instead, and how long after a failed lookup the next one tries again.
+_KNOWN_KEYS = 10_000
+_KEY_LOOKUP_TIMEOUT = 2.0
+_KEY_LOOKUP_RETRY = 1.0
+
+
+def _membership(workspace_id: str, user_id: str, role: str, created_at: datetime) -> Membership:
+    return Membership(workspace_id, user_id, Role(role), created_at)
+
+
+class Accounts(Database):
+    """The AccountStore half of the PostgreSQL store."""
+
+    _known_keys: OrderedDict[str, ApiKey]
+    _keys_unreachable_until: float | None
+    _probing_keys: bool
+
+    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+        async with self._tenant(workspace.id, pipelined=False) as conn:
+            await conn.execute(_INSERT_USER, values(user))
+            await conn.execute(_INSERT_WORKSPACE, values(workspace))
+            if owner.workspace_id != workspace.id:
+                await conn.execute(SET_TENANT, (owner.workspace_id,))
+            await conn.execute(_INSERT_MEMBERSHIP, values(owner))
+
+    # users is global (not tenant data): no workspace, no row-level security.
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._query_one(
+            User,
+            f"SELECT {_USER_COLUMNS} FROM eventcore.users WHERE user_id = %s",
+            (user_id,),
+            workspace_id=None,
+        )
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return await self._query_one(
+            User,
+            f"SELECT {_USER_COLUMNS} FROM eventcore.users WHERE email = %s",
+            (email,),
+            workspace_id=None,
+        )
+
+    async def get_membership(self, workspace_id: str, user_id: str) -> Membership | None:
+        return await self._query_one(
+            _membership,
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM eventcore.memberships"
+            " WHERE workspace_id = %s AND user_id = %s",
+            (workspace_id, user_id),
+            workspace_id=workspace_id,
+        )
+
+    async def list_memberships(self, user_id: str) -> list[Membership]:
+        # Login asks before any workspace is chosen: a SECURITY DEFINER function answers it.
+        return await self._query(
+            _membership,
+            f"SELECT {_MEMBERSHIP_COLUMNS}"
+            " FROM eventcore.memberships_of_user(%s) ORDER BY created_at, seq",
+            (user_id,),
+            workspace_id=None,
+        )
+
+    async def add_membership(self, membership: Membership) -> None:
+        await self._insert(membership.workspace_id, _INSERT_MEMBERSHIP, values(membership))
+
+    async def create_project(self, project: Project) -> None:
+        await self._insert(project.workspace_id, _INSERT_PROJECT, values(project))
+
+    async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
+        return await self._query_one(
+            Project,
+            f"SELECT {_PROJECT_COLUMNS} FROM eventcore.projects"
+            " WHERE workspace_id = %s AND project_id = %s",
+            (workspace_id, project_id),
+            workspace_id=workspace_id,
+        )
+
+    async def list_projects(self, workspace_id: str) -> list[Project]:
+        return await self._query(
+            Project,
+            f"SELECT {_PROJECT_COLUMNS} FROM eventcore.projects"
+            " WHERE workspace_id = %s ORDER BY created_at, seq",
+            (workspace_id,),
+            workspace_id=workspace_id,
+        )
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self._insert(key.workspace_id, _INSERT_API_KEY, values(key))
+
+    async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
+        return await self._query(
+            ApiKey,
+            f"SELECT {_API_KEY_COLUMNS} FROM eventcore.api_keys"
+            " WHERE workspace_id = %s AND project_id = %s ORDER BY created_at, seq",
+            (workspace_id, project_id),
+            workspace_id=workspace_id,
+        )
+
+    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+        revoked = await self._query_one(
+            ApiKey,
+            "UPDATE eventcore.api_keys SET revoked_at = coalesce(revoked_at, %s)"
+            f" WHERE workspace_id = %s AND key_id = %s RETURNING {_API_KEY_COLUMNS}",
+            (at, workspace_id, key_id),
+            workspace_id=workspace_id,
+        )
+        if revoked is not None:
+            self._known_keys.pop(revoked.key_hash, None)
+        return revoked
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key's record; while PostgreSQL cannot be reached, the record last read here.
+
+        Ingest must keep accepting while the database is away (the batches wait in the queue
+        for it), and a key is the one thing ingest reads from the database. So a key this
+        process has read before is answered as last read when the database does not answer
+        (after a short wait, then without asking for ``_KEY_LOOKUP_RETRY`` s while one lookup
+        probes it); a key never read is DatabaseUnavailable. A revocation made elsewhere
+        meanwhile takes effect once the database answers again.
+        """
+        known = self._known_keys.get(key_hash)
+        down_until = self._keys_unreachable_until
+        if (
+            known is not None
+            and down_until is not None
+            and (self._probing_keys or time.monotonic() < down_until)
+        ):
+            return known
+        probing = down_until is not None
+        self._probing_keys = self._probing_keys or probing
+        try:
+            # The tenant is what this lookup finds: a SECURITY DEFINER function answers it.
+            async with self._connection(_KEY_LOOKUP_TIMEOUT) as conn:
+                cursor = await conn.execute(
+                    f"SELECT {_API_KEY_COLUMNS} FROM eventcore.find_api_key(%s)", (key_hash,)
+                )
+                row = await cursor.fetchone()
+        except DatabaseUnavailable:
+            self._keys_unreachable_until = time.monotonic() + _KEY_LOOKUP_RETRY
+            if known is None:
+                raise
+            return known
+        finally:
+            if probing:
+                self._probing_keys = False
+        self._keys_unreachable_until = None
+        if row is None:
+            self._known_keys.pop(key_hash, None)
+            return None
+        record = ApiKey(*row)
+        self._known_keys[key_hash] = record
+        self._known_keys.move_to_end(key_hash)
+        if len(self._known_keys) > _KNOWN_KEYS:
+            self._known_keys.popitem(last=False)
+        return record

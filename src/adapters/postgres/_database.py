@@ -1,0 +1,166 @@
+"""The pool behind the PostgreSQL store: opening it, and every connection's way in and out.
+
+Each connection works as the application role (``SET ROLE`` when the pool makes it, and again
+after every checkout's reset) in UTC; ``json`` columns load straight to :class:`msgspec.Raw`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeAlias, TypeVar
+
+import msgspec
+from msgspec import Raw
+from psycopg import AsyncConnection, sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+from psycopg_pool import AsyncConnectionPool
+
+from eventcore.adapters.postgres._errors import postgres_errors
+
+Connection: TypeAlias = AsyncConnection[tuple[Any, ...]]
+Pool: TypeAlias = AsyncConnectionPool[Connection]
+Parameters: TypeAlias = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
+
+# Transaction-local, so it ends with the transaction whatever happens to the connection.
+SET_TENANT = "SELECT set_config('app.workspace_id', %s, true)"
+
+
+def values(record: msgspec.Struct) -> tuple[Any, ...]:
+    """A record's fields in order, as bound parameters (a role by its value)."""
+    return tuple(
+        field.value if isinstance(field, enum.Enum) else field
+        for field in msgspec.structs.astuple(record)
+    )
+
+
+class _RawJsonBinaryLoader(Loader):
+    """json straight to msgspec.Raw: its binary form is the client's JSON text itself."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> Raw:
+        return Raw(bytes(data))
+
+
+class _RawJsonTextLoader(Loader):
+    format = Format.TEXT
+
+    def load(self, data: Buffer) -> Raw:
+        return Raw(bytes(data))
+
+
+async def open_pool(
+    dsn: str, *, min_size: int, max_size: int, app_role: str, pool_timeout: float
+) -> Pool:
+    """A filled pool of connections working as ``app_role``; fails at once, saying why, if the
+    database or the role is not there."""
+    session = sql.SQL("SET ROLE {}; SET TIME ZONE 'UTC'").format(sql.Identifier(app_role))
+    # Everything a checkout could have changed in the session goes back to how configure
+    # left it; the pool has already rolled back any open transaction.
+    reset = sql.SQL(
+        "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *;"
+        " SELECT pg_advisory_unlock_all(); DISCARD TEMP; {}"
+    ).format(session)
+
+    async def configure(conn: Connection) -> None:
+        conn.adapters.register_loader("json", _RawJsonBinaryLoader)
+        conn.adapters.register_loader("json", _RawJsonTextLoader)
+        await conn.execute(session)
+
+    async def reset_session(conn: Connection) -> None:
+        await conn.execute(reset)
+
+    # The pool alone would retry in the background and only report a timeout; one direct
+    # attempt first gives the real reason (server down, role missing: run the migrations).
+    async with await AsyncConnection.connect(dsn, autocommit=True) as probe:
+        await probe.execute(session)
+    pool: Pool = AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        reset=reset_session,
+        open=False,
+        timeout=pool_timeout,
+        name="eventcore",
+    )
+    try:
+        await pool.open(wait=True, timeout=pool_timeout)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+class Database:
+    """The pool, and the ways the store's parts use a connection from it."""
+
+    _pool: Pool
+
+    @asynccontextmanager
+    async def _connection(
+        self, wait_for_connection: float | None = None
+    ) -> AsyncIterator[Connection]:
+        """A pooled connection in autocommit; whatever fails in it is translated (``_errors``).
+
+        ``wait_for_connection`` bounds the wait for a free connection (default: the pool's).
+        """
+        with postgres_errors():
+            async with self._pool.connection(timeout=wait_for_connection) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _tenant(
+        self, workspace_id: str, *, pipelined: bool = True
+    ) -> AsyncIterator[Connection]:
+        """A transaction that sees only ``workspace_id``'s rows.
+
+        Pipelined by default: BEGIN, the tenant setting and the first statement leave in one
+        round trip. A write that a unique key may refuse goes unpipelined: the refusal then
+        comes back on its own statement, instead of aborting a pipeline (which psycopg logs).
+        """
+        async with self._connection() as conn, AsyncExitStack() as stack:
+            if pipelined:
+                await stack.enter_async_context(conn.pipeline())
+            await stack.enter_async_context(conn.transaction())
+            await conn.execute(SET_TENANT, (workspace_id,))
+            yield conn
+
+    async def _query(
+        self,
+        decode: Callable[..., T],
+        sql: str,
+        parameters: Parameters,
+        *,
+        workspace_id: str | None,
+        binary: bool = False,
+    ) -> list[T]:
+        """Every row of one query, each as ``decode(*row)``: in ``workspace_id``'s transaction,
+        or (None) outside any tenant, for global users and the SECURITY DEFINER lookups."""
+        scope = self._connection() if workspace_id is None else self._tenant(workspace_id)
+        async with scope as conn:
+            cursor = await conn.execute(sql, parameters, binary=binary)
+            rows = await cursor.fetchall()
+        return [decode(*row) for row in rows]
+
+    async def _query_one(
+        self,
+        decode: Callable[..., T],
+        sql: str,
+        parameters: Parameters,
+        *,
+        workspace_id: str | None,
+    ) -> T | None:
+        rows = await self._query(decode, sql, parameters, workspace_id=workspace_id)
+        return rows[0] if rows else None
+
+    async def _insert(self, workspace_id: str, sql: str, parameters: Parameters) -> None:
+        """One statement in the workspace's transaction, unpipelined: a unique key may refuse it."""
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            await conn.execute(sql, parameters)

@@ -1,0 +1,82 @@
+"""The PostgreSQL store: its account and event parts over one connection pool."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from eventcore.adapters.postgres._accounts import Accounts
+from eventcore.adapters.postgres._database import Pool, open_pool
+from eventcore.adapters.postgres._events import Events
+from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE
+
+
+class PostgresStore(Accounts, Events):
+    """Accounts and events in PostgreSQL, each transaction confined to one workspace.
+
+    The store connects with the DSN's user and works as ``app_role`` (``SET ROLE`` on every new
+    pooled connection): a role that owns nothing and is bound by row-level security, so a query
+    that forgot its ``workspace_id`` filter still cannot see another tenant. Every failure it
+    reports is an :mod:`eventcore.errors` error (see ``_errors``).
+
+    ``before_commit`` is for crash tests: called in every append after all its inserts and
+    before its COMMIT (a hook that kills the process there leaves nothing committed).
+    """
+
+    def __init__(self, pool: Pool, *, before_commit: Callable[[], None] | None = None) -> None:
+        self._pool = pool
+        self._before_commit = before_commit
+        self._known_keys = OrderedDict()
+        self._keys_unreachable_until = None
+        self._probing_keys = False
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        app_role: str = DEFAULT_APP_ROLE,
+        pool_timeout: float = 5.0,
+        before_commit: Callable[[], None] | None = None,
+    ) -> PostgresStore:
+        """Open the pool; fails at once, saying why, if the database or the role is not there.
+
+        ``pool_timeout`` bounds both the wait for the pool to fill and each later wait for a
+        free connection (then DatabaseUnavailable).
+        """
+        pool = await open_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            app_role=app_role,
+            pool_timeout=pool_timeout,
+        )
+        return cls(pool, before_commit=before_commit)
+
+    @property
+    def pool(self) -> Pool:
+        """The connection pool, for statistics and tests."""
+        return self._pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Readiness: return if a pooled connection answers; raise DatabaseUnavailable otherwise."""
+        async with self._connection() as conn:
+            await conn.execute("SELECT 1")

@@ -1,0 +1,38 @@
+"""What the publisher and the consumer are given: the broker, the queues, and how long to wait."""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass, field
+
+from eventcore.adapters.rabbitmq._topology import QueueNames
+from eventcore.defaults import QUEUE_MAX_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitOptions:
+    """One ingest pipeline on one broker, as every process of a deployment must see it.
+
+    ``names`` and ``max_length`` are properties of the queues: every process declaring them must
+    agree (RabbitMQ refuses a redeclaration with other arguments). The timings are each role's:
+    the publisher's (``publish_timeout``, ``reconnect_interval``, ``retry_after``) bound what an
+    API request waits for; the consumer's (``forward_timeout``, ``reconnect_delay``,
+    ``max_reconnect_delay``) how a worker backs off.
+    """
+
+    url: str
+    names: QueueNames = field(default_factory=QueueNames)
+    _: KW_ONLY
+    max_length: int = QUEUE_MAX_LENGTH
+    # Both roles: connecting, opening a channel and declaring the topology.
+    connect_timeout: float = 3.0
+    # The publisher: a confirm not received within this is a failed publish.
+    publish_timeout: float = 5.0
+    # The publisher: after a failed connect, publishes fail at once for this long.
+    reconnect_interval: float = 0.5
+    # The publisher: the Retry-After its failures suggest to the client.
+    retry_after: float = 1.0
+    # The consumer: a confirm of a move to a retry or dead-letter queue within this.
+    forward_timeout: float = 10.0
+    # The consumer: its first back-off after a failure, doubled up to the maximum.
+    reconnect_delay: float = 0.1
+    max_reconnect_delay: float = 5.0

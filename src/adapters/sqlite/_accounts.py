@@ -1,0 +1,162 @@
+"""Accounts in SQLite: users, workspaces, memberships, projects and API keys.
+
+Every refusal (a taken email, a second membership, a reused id or key hash) is a unique key
+refusing the row inside the transaction, translated in ``_errors``: no check-then-insert race.
+"""
+
+# S608: SQL text here is assembled only from this module's column lists; every value is a bound
+# parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventcore.adapters.sqlite._codec import micros, moment, optional_moment, values
+from eventcore.adapters.sqlite._database import Database
+from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
+
+# Each list is in the order of its record's fields: inserts bind the record's fields as they
+# are, selects build the record from the row.
+_USER_COLUMNS = "id, email, password_hash, created_at"
+_WORKSPACE_COLUMNS = "id, name, created_at"
+_MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
+_PROJECT_COLUMNS = "id, workspace_id, name, created_at"
+_API_KEY_COLUMNS = "id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
+
+
+def _insert_sql(table: str, columns: str) -> str:
+    placeholders = ", ".join(["?"] * len(columns.split(",")))
+    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
+
+
+_INSERT_USER = _insert_sql("users", _USER_COLUMNS)
+_INSERT_WORKSPACE = _insert_sql("workspaces", _WORKSPACE_COLUMNS)
+_INSERT_MEMBERSHIP = _insert_sql("memberships", _MEMBERSHIP_COLUMNS)
+_INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
+_INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
+
+
+def _user(row: Any) -> User:
+    return User(row[0], row[1], row[2], moment(row[3]))
+
+
+def _membership(row: Any) -> Membership:
+    return Membership(row[0], row[1], Role(row[2]), moment(row[3]))
+
+
+def _project(row: Any) -> Project:
+    return Project(row[0], row[1], row[2], moment(row[3]))
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        row[0], row[1], row[2], row[3], row[4], row[5], moment(row[6]), optional_moment(row[7])
+    )
+
+
+# The writers run in the writer thread, each inside the transaction Database._write opened.
+
+
+def _create_signup(
+    connection: sqlite3.Connection, user: User, workspace: Workspace, owner: Membership
+) -> None:
+    connection.execute(_INSERT_USER, values(user))
+    connection.execute(_INSERT_WORKSPACE, values(workspace))
+    connection.execute(_INSERT_MEMBERSHIP, values(owner))
+
+
+def _insert(connection: sqlite3.Connection, sql: str, record: msgspec.Struct) -> None:
+    connection.execute(sql, values(record))
+
+
+def _revoke_api_key(
+    connection: sqlite3.Connection, workspace_id: str, key_id: str, at: datetime
+) -> ApiKey | None:
+    # coalesce keeps the first revocation time; RETURNING reads the row in the same statement.
+    rows = connection.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?)"
+        f" WHERE workspace_id = ? AND id = ? RETURNING {_API_KEY_COLUMNS}",
+        (micros(at), workspace_id, key_id),
+    ).fetchall()
+    return _api_key(rows[0]) if rows else None
+
+
+class Accounts(Database):
+    """The AccountStore half of the SQLite store."""
+
+    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+        await self._write(_create_signup, user, workspace, owner)
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._query_one(
+            _user, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", user_id
+        )
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return await self._query_one(
+            _user, f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", email
+        )
+
+    async def get_membership(self, workspace_id: str, user_id: str) -> Membership | None:
+        return await self._query_one(
+            _membership,
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM memberships WHERE workspace_id = ? AND user_id = ?",
+            workspace_id,
+            user_id,
+        )
+
+    async def list_memberships(self, user_id: str) -> list[Membership]:
+        # rowid breaks ties in insertion order, as the reference store's stable sort does.
+        return await self._query(
+            _membership,
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM memberships WHERE user_id = ?"
+            " ORDER BY created_at, rowid",
+            user_id,
+        )
+
+    async def add_membership(self, membership: Membership) -> None:
+        await self._write(_insert, _INSERT_MEMBERSHIP, membership)
+
+    async def create_project(self, project: Project) -> None:
+        await self._write(_insert, _INSERT_PROJECT, project)
+
+    async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
+        return await self._query_one(
+            _project,
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE workspace_id = ? AND id = ?",
+            workspace_id,
+            project_id,
+        )
+
+    async def list_projects(self, workspace_id: str) -> list[Project]:
+        return await self._query(
+            _project,
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE workspace_id = ?"
+            " ORDER BY created_at, rowid",
+            workspace_id,
+        )
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self._write(_insert, _INSERT_API_KEY, key)
+
+    async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
+        return await self._query(
+            _api_key,
+            f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE workspace_id = ? AND project_id = ?"
+            " ORDER BY created_at, rowid",
+            workspace_id,
+            project_id,
+        )
+
+    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+        return await self._write(_revoke_api_key, workspace_id, key_id, at)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        return await self._query_one(
+            _api_key, f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", key_hash
+        )

@@ -1,0 +1,38 @@
+"""How values are kept in SQLite columns: times as integer microseconds since the Unix epoch
+(UTC), roles by their value."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    return (moment - EPOCH) // MICROSECOND
+
+
+def moment(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def optional_moment(value: int | None) -> datetime | None:
+    return None if value is None else moment(value)
+
+
+def values(record: msgspec.Struct) -> tuple[Any, ...]:
+    """A record's fields in order, as SQLite stores them."""
+    return tuple(_stored(field) for field in msgspec.structs.astuple(record))
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return micros(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

@@ -1,0 +1,19 @@
+"""The SQLite store: its account and event parts over one database file."""
+
+from __future__ import annotations
+
+from eventcore.adapters.sqlite._accounts import Accounts
+from eventcore.adapters.sqlite._events import Events
+
+
+class SqliteStore(Accounts, Events):
+    """A :class:`eventcore.ports.Store` in one SQLite file. Create it with :meth:`open`.
+
+    Every failure it reports is an :mod:`eventcore.errors` error (see ``_errors``): a locked or
+    failing file is DatabaseUnavailable, a refused record EmailTaken, AlreadyMember or
+    AlreadyExists.
+    """
+
+    async def ping(self) -> None:
+        """Readiness: the database file answers a query."""
+        await self._query(tuple, "SELECT 1")

@@ -1,0 +1,380 @@
+"""The composition root: one container per kind of process, over the gateways they share.
+
+``Gateways`` holds what every process talks to: the store and Redis (``providers.Resource``\\s,
+opened by ``init_resources()`` and closed by ``shutdown_resources()``; Redis is ``None`` when it is
+not configured) and the caches built on them. Each kind of process has its own container:
+
+- :class:`ApiContainer` (``eventcore serve``, embedding): its gateways add the publisher (RabbitMQ,
+  or ``None``: the inline queue), the key cache and the rate limiters; it builds the whole
+  :class:`~eventcore.platform.Platform` and what ``/health/ready`` asks.
+- :class:`WorkerContainer` (``eventcore worker``): the queue consumer and the batch processor it
+  feeds, with the crash tests' failpoints around the ports when they are armed. A worker
+  publishes nothing, so it has no publisher.
+- :class:`CommandContainer` (``eventcore rollup``): the maintenance use case.
+
+Which adapter serves each port is chosen from the settings here (only ``eventcore migrate`` opens
+a database by itself, to create its schema). Tests build the same containers and swap a
+provider with ``.override()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+from dependency_injector import containers, providers
+
+from eventcore.adapters.clock import SystemClock
+from eventcore.adapters.memory import (
+    MemoryCommittedKeys,
+    MemoryKeyCache,
+    MemoryQueryCache,
+    MemoryRateLimiter,
+    UnlimitedRateLimiter,
+)
+from eventcore.adapters.security import Argon2Hasher, JwtCodec
+from eventcore.entrypoints.failpoints import AFTER_INSERT, Failpoints
+from eventcore.entrypoints.settings import Settings, jwt_secret
+from eventcore.entrypoints.telemetry import observed_handler
+from eventcore.events import IngestBatch
+from eventcore.platform import Platform, build_platform
+from eventcore.ports import (
+    ApiKeyCache,
+    Clock,
+    CommittedKeys,
+    IngestQueue,
+    PasswordHasher,
+    QueryCache,
+    RateLimiter,
+    Store,
+    TokenCodec,
+)
+from eventcore.usecases.maintenance import Maintenance
+from eventcore.usecases.processing import BatchProcessor
+
+if TYPE_CHECKING:
+    from eventcore.adapters.rabbitmq import RabbitConsumer, RabbitOptions
+    from eventcore.adapters.redis import RedisGateway
+    from eventcore.entrypoints.http.metrics import QueueLengths
+
+
+class StoreGateway(Store, Protocol):
+    """The store as a process holds it: the port, plus a health probe and a way to close it."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class QueueGateway(IngestQueue, Protocol):
+    """The publisher as the API holds it: the port, plus a health probe."""
+
+    async def ping(self) -> None: ...
+
+
+Check = Callable[[], Awaitable[object]]
+
+
+class Probe(NamedTuple):
+    """One dependency /health/ready and the start-up check ask: its ping, and whether a process
+    can serve without it (it can without Redis: no cache, no fast path)."""
+
+    ping: Check
+    critical: bool
+
+
+# By the name each dependency has in /health/ready's answer.
+Readiness = Mapping[str, Probe]
+Handler = Callable[[list[IngestBatch]], Awaitable[object]]
+T = TypeVar("T")
+
+
+# Gateways: opened and closed with the process.
+
+
+async def open_store(
+    settings: Settings, before_commit: Callable[[], None] | None = None
+) -> AsyncIterator[StoreGateway]:
+    """PostgreSQL or the embedded SQLite file. ``before_commit`` runs inside every append
+    transaction, before its COMMIT (only the crash tests set one, and only on PostgreSQL)."""
+    store: StoreGateway
+    if settings.uses_postgres:
+        from eventcore.adapters.postgres import PostgresStore
+
+        store = await PostgresStore.open(settings.database_url, before_commit=before_commit)
+    else:
+        from eventcore.adapters.sqlite import SqliteStore
+
+        store = await SqliteStore.open(settings.sqlite_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def open_redis(settings: Settings) -> AsyncIterator[RedisGateway | None]:
+    """The Redis gateway when EVENTCORE_REDIS_URL is set, else None (in-process caches)."""
+    if not settings.redis_url:
+        yield None
+        return
+    from eventcore.adapters.redis import RedisGateway
+
+    gateway = await RedisGateway.open(settings.redis_url, prefix=settings.redis_prefix)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+def rabbit_options(settings: Settings) -> RabbitOptions:
+    """The ingest queue as every process of the deployment must see it."""
+    from eventcore.adapters.rabbitmq import QueueNames, RabbitOptions
+
+    return RabbitOptions(
+        settings.amqp_url,
+        QueueNames(settings.queue_name, settings.retry_delays),
+        max_length=settings.queue_max_length,
+    )
+
+
+async def open_publisher(settings: Settings) -> AsyncIterator[QueueGateway | None]:
+    """RabbitMQ when EVENTCORE_AMQP_URL is set, else None: batches are committed inline."""
+    if not settings.distributed:
+        yield None
+        return
+    from eventcore.adapters.rabbitmq import RabbitPublisher
+
+    publisher = await RabbitPublisher.open(rabbit_options(settings))
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
+
+
+def key_cache(redis: RedisGateway | None, clock: Clock) -> ApiKeyCache:
+    if redis is None:
+        return MemoryKeyCache(clock)
+    from eventcore.adapters.redis import RedisKeyCache
+
+    return RedisKeyCache(redis)
+
+
+def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
+    if redis is None:
+        return MemoryCommittedKeys()
+    from eventcore.adapters.redis import RedisCommittedKeys
+
+    return RedisCommittedKeys(redis)
+
+
+def query_cache(redis: RedisGateway | None, clock: Clock) -> QueryCache:
+    if redis is None:
+        return MemoryQueryCache(clock)
+    from eventcore.adapters.redis import RedisQueryCache
+
+    return RedisQueryCache(redis)
+
+
+def rate_limiter(
+    redis: RedisGateway | None, clock: Clock, rate: float, burst: float
+) -> RateLimiter:
+    """A limiter of ``rate`` per second (0: none), shared through Redis when there is one."""
+    if rate == 0:
+        return UnlimitedRateLimiter()
+    if redis is None:
+        return MemoryRateLimiter(clock, rate, burst)
+    from eventcore.adapters.redis import RedisRateLimiter
+
+    return RedisRateLimiter(redis, rate, burst)
+
+
+def login_limiter(redis: RedisGateway | None, clock: Clock, per_minute: float) -> RateLimiter:
+    """``per_minute`` login attempts a minute, in bursts of as many."""
+    return rate_limiter(redis, clock, per_minute / 60, per_minute)
+
+
+class Gateways(containers.DeclarativeContainer):
+    """Connections and clients every kind of process uses, and the caches built on them."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    # Called inside every append transaction before its COMMIT; a worker's failpoints set it.
+    before_commit = providers.Dependency(instance_of=object, default=providers.Object(None))
+    clock: providers.Singleton[Clock] = providers.Singleton(SystemClock)
+    store: providers.Resource[StoreGateway] = providers.Resource(
+        open_store, settings, before_commit
+    )
+    redis: providers.Resource[RedisGateway | None] = providers.Resource(open_redis, settings)
+    committed: providers.Singleton[CommittedKeys] = providers.Singleton(committed_keys, redis)
+    query_cache: providers.Singleton[QueryCache] = providers.Singleton(query_cache, redis, clock)
+
+
+class ApiGateways(Gateways):
+    """The API's gateways: the shared ones, the publisher, the key cache and the limiters."""
+
+    queue: providers.Resource[QueueGateway | None] = providers.Resource(
+        open_publisher, Gateways.settings
+    )
+    key_cache: providers.Singleton[ApiKeyCache] = providers.Singleton(
+        key_cache, Gateways.redis, Gateways.clock
+    )
+    limiter: providers.Singleton[RateLimiter] = providers.Singleton(
+        rate_limiter,
+        Gateways.redis,
+        Gateways.clock,
+        Gateways.settings.provided.rate_limit_events_per_second,
+        Gateways.settings.provided.burst,
+    )
+    login_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
+        login_limiter,
+        Gateways.redis,
+        Gateways.clock,
+        Gateways.settings.provided.login_attempts_per_minute,
+    )
+    address_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
+        login_limiter,
+        Gateways.redis,
+        Gateways.clock,
+        Gateways.settings.provided.login_attempts_per_minute_per_address,
+    )
+
+
+def api_readiness(
+    store: StoreGateway, redis: RedisGateway | None, queue: QueueGateway | None
+) -> Readiness:
+    probes = {"database": Probe(store.ping, critical=True)}
+    if queue is not None:
+        probes["queue"] = Probe(queue.ping, critical=True)
+    if redis is not None:
+        probes["redis"] = Probe(redis.ping, critical=False)
+    return probes
+
+
+def queue_lengths(queue: QueueGateway | None) -> QueueLengths | None:
+    """How /metrics reads the queue's length: RabbitMQ says; the inline queue has none."""
+    if queue is None:
+        return None
+    from eventcore.adapters.rabbitmq import RabbitPublisher
+
+    return queue.queue_lengths if isinstance(queue, RabbitPublisher) else None
+
+
+class ApiContainer(containers.DeclarativeContainer):
+    """An API process (or a program embedding eventcore): every use case."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    gateways = providers.Container(ApiGateways, settings=settings)
+    hasher: providers.Singleton[PasswordHasher] = providers.Singleton(Argon2Hasher)
+    tokens: providers.Singleton[TokenCodec] = providers.Singleton(
+        JwtCodec,
+        secret=providers.Callable(jwt_secret, settings),
+        lifetime_seconds=settings.provided.token_lifetime_seconds,
+    )
+    platform: providers.Singleton[Platform] = providers.Singleton(
+        build_platform,
+        store=gateways.store,
+        hasher=hasher,
+        tokens=tokens,
+        clock=gateways.clock,
+        key_cache=gateways.key_cache,
+        limiter=gateways.limiter,
+        committed=gateways.committed,
+        query_cache=gateways.query_cache,
+        queue=gateways.queue,
+        limits=settings.provided.limits,
+        cache_ttl=settings.provided.analytics_cache_seconds,
+        login_limiter=gateways.login_limiter,
+        address_limiter=gateways.address_limiter,
+    )
+    readiness: providers.Singleton[Readiness] = providers.Singleton(
+        api_readiness, gateways.store, gateways.redis, gateways.queue
+    )
+    queue_lengths: providers.Singleton[QueueLengths | None] = providers.Singleton(
+        queue_lengths, gateways.queue
+    )
+
+
+def consumer(settings: Settings) -> RabbitConsumer:
+    from eventcore.adapters.rabbitmq import RabbitConsumer
+
+    return RabbitConsumer(rabbit_options(settings))
+
+
+def worker_handler(processor: BatchProcessor, failpoints: Failpoints) -> Handler:
+    """What the consumer calls with each group: the processor, observed (metrics, one log line
+    a group), passing the BEFORE_ACK failpoint once it returned."""
+    return failpoints.handler(observed_handler(processor.process))
+
+
+def worker_readiness(
+    store: StoreGateway, redis: RedisGateway | None, queue: RabbitConsumer
+) -> Readiness:
+    probes = {
+        "database": Probe(store.ping, critical=True),
+        "queue": Probe(queue.ping, critical=True),
+    }
+    if redis is not None:
+        probes["redis"] = Probe(redis.ping, critical=False)
+    return probes
+
+
+class WorkerContainer(containers.DeclarativeContainer):
+    """A worker process: consume the queue, commit each group, then ack."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    failpoints: providers.Singleton[Failpoints] = providers.Singleton(
+        Failpoints.from_spec, settings.provided.failpoints
+    )
+    gateways = providers.Container(
+        Gateways, settings=settings, before_commit=failpoints.provided.hook.call(AFTER_INSERT)
+    )
+    committed: providers.Singleton[CommittedKeys] = providers.Singleton(
+        Failpoints.committed_keys, failpoints, gateways.committed
+    )
+    processor: providers.Singleton[BatchProcessor] = providers.Singleton(
+        BatchProcessor, gateways.store, committed, gateways.query_cache
+    )
+    handler: providers.Singleton[Handler] = providers.Singleton(
+        worker_handler, processor, failpoints
+    )
+    consumer: providers.Singleton[RabbitConsumer] = providers.Singleton(consumer, settings)
+    readiness: providers.Singleton[Readiness] = providers.Singleton(
+        worker_readiness, gateways.store, gateways.redis, consumer
+    )
+
+
+class CommandContainer(containers.DeclarativeContainer):
+    """A one-shot operator command."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    gateways = providers.Container(Gateways, settings=settings)
+    maintenance: providers.Singleton[Maintenance] = providers.Singleton(
+        Maintenance, gateways.store, gateways.query_cache
+    )
+
+
+async def resolve(provider: providers.Provider[T]) -> T:
+    """What ``provider`` gives, once the container's resources are open.
+
+    Its dependencies are async resources (or, where a test overrides them, plain objects); in
+    async mode a provider answers with an awaitable either way.
+    """
+    provider.enable_async_mode()
+    return await provider.async_()
+
+
+async def open_resources(container: containers.Container) -> None:
+    """Open every gateway of ``container``; if one fails, close those that opened, and raise."""
+    opening = container.init_resources()
+    # Every resource here is async, so opening them is always something to await.
+    assert opening is not None
+    try:
+        await opening
+    except BaseException:
+        await close_resources(container)
+        raise
+
+
+async def close_resources(container: containers.Container) -> None:
+    closing = container.shutdown_resources()
+    assert closing is not None
+    await closing

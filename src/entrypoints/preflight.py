@@ -1,0 +1,58 @@
+"""The start-up check: a server a process needs that cannot be reached is one clear line, at once."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from dependency_injector import containers, providers
+
+from eventcore.entrypoints.bootstrap import Readiness, close_resources, open_resources, resolve
+
+# How long each server has to answer its first ping.
+PING_TIMEOUT_SECONDS = 5.0
+
+
+class CannotStart(Exception):
+    """A server the process needs cannot be reached; the message says which and why."""
+
+
+def one_line(text: str) -> str:
+    """A driver's error text on one line: some (psycopg's) span several, with a hint after a tab."""
+    return " ".join(text.split())
+
+
+async def open_checked(
+    container: containers.Container, readiness: providers.Provider[Readiness]
+) -> None:
+    """Open the gateways of ``container`` and ping each dependency ``readiness`` names.
+
+    One that is needed and down raises :class:`CannotStart`, with everything closed again; one
+    that is not needed (Redis) is a warning on stderr, and the process goes on without it.
+    """
+    try:
+        await open_resources(container)
+    except Exception as exc:
+        hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
+        raise CannotStart(one_line(f"{type(exc).__name__}: {exc}") + hint) from exc
+    try:
+        probes = await resolve(readiness)
+        for name, probe in probes.items():
+            try:
+                await asyncio.wait_for(probe.ping(), PING_TIMEOUT_SECONDS)
+            except Exception as exc:
+                problem = one_line(f"{name}: {exc}")
+                if probe.critical:
+                    raise CannotStart(problem) from exc
+                # Without Redis eventcore degrades (no cache, no fast path) but serves.
+                print(f"eventcore: warning: {problem}; continuing without it", file=sys.stderr)
+    except BaseException:
+        await close_resources(container)
+        raise
+
+
+async def check(container: containers.Container, readiness: providers.Provider[Readiness]) -> None:
+    """Open the gateways, ping them and close them again: for a process that will open its own
+    later, elsewhere (``eventcore serve`` hands the serving to uvicorn's processes)."""
+    await open_checked(container, readiness)
+    await close_resources(container)

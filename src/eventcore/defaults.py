@@ -1,0 +1,51 @@
+"""Every default eventcore ships with, defined once.
+
+The settings (``EVENTCORE_*``), the adapters' own defaults, the OpenAPI document and the README's
+tables all take their values from here; a test checks that the README says the same.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+# Ingest limits (README, "Limits").
+MAX_BATCH_EVENTS: Final = 1000
+MAX_EVENT_BYTES: Final = 32 * 1024
+MAX_REQUEST_BYTES: Final = 1024 * 1024
+MAX_FUTURE: Final = timedelta(hours=24)
+MAX_ID_LENGTH: Final = 128
+MAX_TYPE_LENGTH: Final = 128
+
+# Analytics and the event list.
+MAX_BUCKETS: Final = 10_000
+DEFAULT_WINDOW: Final = timedelta(hours=24)
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 100
+ANALYTICS_CACHE_SECONDS: Final = 300.0
+
+# Accounts.
+MAX_EMAIL_LENGTH: Final = 320
+MIN_PASSWORD_LENGTH: Final = 8
+MAX_PASSWORD_LENGTH: Final = 1024
+MAX_NAME_LENGTH: Final = 200
+
+# Access.
+TOKEN_LIFETIME_SECONDS: Final = 3600
+# How long a key lookup may be served from a cache: the bound on a revocation taking effect.
+API_KEY_CACHE_SECONDS: Final = 1.0
+RATE_LIMIT_EVENTS_PER_SECOND: Final = 10_000.0
+LOGIN_ATTEMPTS_PER_MINUTE: Final = 10.0
+LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS: Final = 60.0
+
+# The queue and its workers (distributed profile).
+QUEUE_NAME: Final = "eventcore.ingest"
+QUEUE_MAX_LENGTH: Final = 1_000_000
+QUEUE_RETRY_DELAYS: Final = (1.0, 5.0, 25.0)
+WORKER_BATCH_EVENTS: Final = 2000
+WORKER_BATCH_WAIT_MS: Final = 50
+WORKER_PREFETCH: Final = 200
+DEAD_LETTERS_LISTED: Final = 100
+
+# The shared cache (distributed profile): the prefix of every Redis key.
+REDIS_PREFIX: Final = "ec"
