@@ -214,6 +214,8 @@ def test_counts_follow_new_events_at_once(api: Api, tenant: Tenant) -> None:
         ({"start": "2025-03-01T11:00:00Z", "end": "2025-03-01T10:00:00Z"}, "invalid_query"),
         ({"start": "2025-03-01T10:00:00Z", "end": "2025-03-01T10:00:00Z"}, "invalid_query"),
         ({"start": "yesterday"}, "invalid_query"),
+        ({"end": ""}, "invalid_query"),
+        ({"start": ""}, "invalid_query"),
         ({"start": "2025-13-01T00:00:00Z"}, "invalid_query"),
         (
             {
@@ -234,6 +236,8 @@ def test_counts_follow_new_events_at_once(api: Api, tenant: Tenant) -> None:
         "start-after-end",
         "start-equals-end",
         "not-a-time",
+        "empty-end",
+        "empty-start",
         "impossible-date",
         "too-many-minutes",
         "too-many-hours",

@@ -23,8 +23,9 @@ USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:
-    if value is None or value == "":
+    if value is None:
         return None
+    # Left out means the default window; given empty is a time that is not one (as the schema says).
     # An unescaped "+" in a query string arrives as a space.
     text = value.strip().replace(" ", "+")
     try:
