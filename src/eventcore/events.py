@@ -72,8 +72,19 @@ class _WireEvent(msgspec.Struct):
 
 
 _EMPTY_OBJECT = Raw(b"{}")
-_top_decoder = msgspec.json.Decoder(dict[str, Raw])
-_list_decoder = msgspec.json.Decoder(list[Raw])
+
+
+class _Body(msgspec.Struct):
+    """The top level of a native body: ``{"events": [...]}``, or one event (no ``events``).
+
+    Decoding it reads the body once: every event's JSON text comes out as a slice of the body,
+    and the other fields of a single event are skipped here and read by its own validation.
+    """
+
+    events: list[Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
 _event_decoder = msgspec.json.Decoder(_WireEvent)
 _batch_decoder = msgspec.json.Decoder(IngestBatch)
 _encoder = msgspec.json.Encoder()
@@ -114,18 +125,19 @@ def split_request(body: bytes, limits: EventLimits) -> list[bytes]:
 
     A body is either one event object or ``{"events": [...]}``.
     """
-    top = decode_body(
-        body, _top_decoder, limits, 'The body must be a JSON event object or {"events": [...]}.'
-    )
-    raw_events = top.get("events")
-    if raw_events is None:
-        return [body]
+    shape = 'The body must be a JSON event object or {"events": [...]}.'
     try:
-        items = _list_decoder.decode(raw_events)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        raise InvalidRequest(
-            '"events" must be an array of event objects.', code="invalid_body"
-        ) from None
+        top = decode_body(body, _body_decoder, limits, shape)
+    except InvalidRequest as exc:
+        if exc.code == "invalid_body" and body.lstrip()[:1] == b"{":
+            # An object whose "events" is not an array (of anything) says so.
+            raise InvalidRequest(
+                '"events" must be an array of event objects.', code="invalid_body"
+            ) from None
+        raise
+    items = top.events
+    if items is msgspec.UNSET:
+        return [body]
     if not items:
         raise InvalidRequest('"events" is empty: send at least one event.', code="invalid_body")
     check_count(len(items), limits)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from eventcore.defaults import ANALYTICS_CACHE_SECONDS
 from eventcore.events import EventLimits
 from eventcore.ports import (
+    Admission,
     ApiKeyCache,
     Clock,
     CommittedKeys,
@@ -19,7 +20,7 @@ from eventcore.ports import (
 )
 from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
-from eventcore.usecases.ingest import Ingestor
+from eventcore.usecases.ingest import Ingestor, SeparateAdmission
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
 
@@ -51,11 +52,13 @@ def build_platform(
     cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     login_limiter: RateLimiter | None = None,
     address_limiter: RateLimiter | None = None,
+    admission: Admission | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
     ``login_limiter`` and ``address_limiter`` throttle login attempts per account and per client
-    address; without them logins are not throttled.
+    address; without them logins are not throttled. ``admission`` asks the rate limit and the
+    committed ids of an ingest call together (by default: ``limiter``, then ``committed``).
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
@@ -70,7 +73,13 @@ def build_platform(
             address_limiter=address_limiter,
         ),
         keys=keys,
-        ingestor=Ingestor(keys, queue or InlineQueue(processor), limiter, committed, clock, limits),
+        ingestor=Ingestor(
+            keys,
+            queue or InlineQueue(processor),
+            admission or SeparateAdmission(limiter, committed),
+            clock,
+            limits,
+        ),
         processor=processor,
         analytics=Analytics(store, store, query_cache, clock, cache_ttl),
         maintenance=Maintenance(store, query_cache),

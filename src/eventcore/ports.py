@@ -147,6 +147,24 @@ class RateLimiter(Protocol):
         """Take ``events`` from the workspace's allowance: 0.0 if allowed, else seconds to wait."""
 
 
+class Admitted(msgspec.Struct, frozen=True):
+    """What admitting one ingest call found: ``wait`` is 0.0 when the workspace's rate allows its
+    events (else the seconds to wait, and nothing else was looked at); ``known`` are the ids
+    asked about that the fast path knows to be committed."""
+
+    wait: float
+    known: frozenset[str] = frozenset()
+
+
+class Admission(Protocol):
+    """The rate limit and the committed-ids lookup of one ingest call, asked together, so that a
+    shared cache answers both in one round trip. Fails open like each of the two."""
+
+    async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
+        """Take ``events`` from the workspace's allowance; if allowed, which ``event_ids`` are
+        known committed."""
+
+
 class CommittedKeys(Protocol):
     """The idempotency fast path: a cache of ids known to be committed. It may forget anything."""
 

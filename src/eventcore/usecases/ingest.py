@@ -19,7 +19,14 @@ from eventcore.events import (
     validate_events,
 )
 from eventcore.idempotency import first_occurrences
-from eventcore.ports import Clock, CommittedKeys, IngestQueue, RateLimiter
+from eventcore.ports import (
+    Admission,
+    Admitted,
+    Clock,
+    CommittedKeys,
+    IngestQueue,
+    RateLimiter,
+)
 from eventcore.tenancy import ProjectRef
 from eventcore.usecases.accounts import KeyResolver
 
@@ -43,6 +50,20 @@ class EventsRejected(InvalidRequest):
         self.rejected = rejected
 
 
+class SeparateAdmission:
+    """An :class:`~eventcore.ports.Admission` asking a rate limiter, then the committed keys."""
+
+    def __init__(self, limiter: RateLimiter, committed: CommittedKeys) -> None:
+        self._limiter = limiter
+        self._committed = committed
+
+    async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
+        wait = await self._limiter.acquire(tenant.workspace_id, events)
+        if wait > 0 or not event_ids:
+            return Admitted(wait)
+        return Admitted(0.0, frozenset(await self._committed.known(tenant, event_ids)))
+
+
 class Ingestor:
     """The write path, usable from HTTP or directly from code that embeds eventcore."""
 
@@ -50,15 +71,13 @@ class Ingestor:
         self,
         keys: KeyResolver,
         queue: IngestQueue,
-        limiter: RateLimiter,
-        committed: CommittedKeys,
+        admission: Admission,
         clock: Clock,
         limits: EventLimits | None = None,
     ) -> None:
         self._keys = keys
         self._queue = queue
-        self._limiter = limiter
-        self._committed = committed
+        self._admission = admission
         self._clock = clock
         self.limits = limits or EventLimits()
 
@@ -87,20 +106,21 @@ class Ingestor:
         check_count(len(events), limits)
         if not events:
             raise InvalidRequest("Send at least one event.", code="invalid_body")
-        # The limit counts every event sent, valid or not, and is checked before validation:
-        # a workspace over its rate costs as little as possible, so it cannot slow the others.
-        wait = await self._limiter.acquire(tenant.workspace_id, len(events))
-        if wait > 0:
-            raise RateLimited(
-                "This workspace is sending events faster than its rate limit.",
-                retry_after=math.ceil(wait),
-            )
         now = self.now()
         validated = validate_events(events, now=now, limits=limits)
+        fresh, repeated = first_occurrences(validated.events)
+        # The rate limit counts every event sent, valid or not, and refuses the whole call before
+        # anything else is said about it (an over-rate call of invalid events is a 429, not a
+        # 400); the same round trip asks which ids are known committed.
+        admitted = await self._admission.admit(tenant, len(events), [event.id for event in fresh])
+        if admitted.wait > 0:
+            raise RateLimited(
+                "This workspace is sending events faster than its rate limit.",
+                retry_after=math.ceil(admitted.wait),
+            )
         if not validated.events:
             raise EventsRejected(validated.rejected)
-        fresh, repeated = first_occurrences(validated.events)
-        known = await self._committed.known(tenant, [event.id for event in fresh])
+        known = admitted.known
         if known:
             fresh = [event for event in fresh if event.id not in known]
         if fresh:
