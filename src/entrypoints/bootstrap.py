@@ -39,6 +39,7 @@ from eventcore.entrypoints.telemetry import observed_handler
 from eventcore.events import IngestBatch
 from eventcore.platform import Platform, build_platform
 from eventcore.ports import (
+    Admission,
     ApiKeyCache,
     Clock,
     CommittedKeys,
@@ -151,12 +152,11 @@ async def open_publisher(settings: Settings) -> AsyncIterator[QueueGateway | Non
         await publisher.close()
 
 
-def key_cache(redis: RedisGateway | None, clock: Clock) -> ApiKeyCache:
-    if redis is None:
-        return MemoryKeyCache(clock)
-    from eventcore.adapters.redis import RedisKeyCache
-
-    return RedisKeyCache(redis)
+def key_cache(clock: Clock) -> ApiKeyCache:
+    """API keys are looked up in process, each for at most API_KEY_CACHE_SECONDS (the bound on a
+    revocation made by another process): a shared cache would cost every request a round trip
+    to save the store one lookup per key and second."""
+    return MemoryKeyCache(clock)
 
 
 def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
@@ -188,6 +188,16 @@ def rate_limiter(
     return RedisRateLimiter(redis, rate, burst)
 
 
+def admission(redis: RedisGateway | None, rate: float, burst: float) -> Admission | None:
+    """With Redis, an ingest call's rate limit and committed-ids lookup are one script call;
+    without it (None), the in-process limiter and keys are asked in turn."""
+    if redis is None:
+        return None
+    from eventcore.adapters.redis import RedisAdmission, RedisCommittedKeys
+
+    return RedisAdmission(redis, RedisCommittedKeys(redis), rate, burst)
+
+
 def login_limiter(redis: RedisGateway | None, clock: Clock, per_minute: float) -> RateLimiter:
     """``per_minute`` login attempts a minute, in bursts of as many."""
     return rate_limiter(redis, clock, per_minute / 60, per_minute)
@@ -214,8 +224,12 @@ class ApiGateways(Gateways):
     queue: providers.Resource[QueueGateway | None] = providers.Resource(
         open_publisher, Gateways.settings
     )
-    key_cache: providers.Singleton[ApiKeyCache] = providers.Singleton(
-        key_cache, Gateways.redis, Gateways.clock
+    key_cache: providers.Singleton[ApiKeyCache] = providers.Singleton(key_cache, Gateways.clock)
+    admission: providers.Singleton[Admission | None] = providers.Singleton(
+        admission,
+        Gateways.redis,
+        Gateways.settings.provided.rate_limit_events_per_second,
+        Gateways.settings.provided.burst,
     )
     limiter: providers.Singleton[RateLimiter] = providers.Singleton(
         rate_limiter,
@@ -284,6 +298,7 @@ class ApiContainer(containers.DeclarativeContainer):
         cache_ttl=settings.provided.analytics_cache_seconds,
         login_limiter=gateways.login_limiter,
         address_limiter=gateways.address_limiter,
+        admission=gateways.admission,
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue

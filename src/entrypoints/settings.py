@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -43,8 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_batch_events: int = defaults.WORKER_BATCH_EVENTS
     worker_batch_wait_ms: int = defaults.WORKER_BATCH_WAIT_MS
     worker_prefetch: int = defaults.WORKER_PREFETCH
-    log_level: str = "info"
-    log_format: str = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console", "auto"] = "auto"
     # OTLP/HTTP collector for traces (e.g. http://collector:4318); empty: no spans exported.
     otlp_endpoint: str = ""
     # `eventcore worker` serves Prometheus metrics here; port 0 switches it off.

@@ -111,6 +111,18 @@ class _RecordWhileExporting(Sampler):
 _EXPORTERS = _Exporters()
 _setup_lock = threading.Lock()
 _endpoints: set[str] = set()
+# Whether this process's tracer provider is eventcore's own (it records only while exporting).
+_own_provider: list[bool] = []
+
+
+def recording() -> bool:
+    """Whether spans made now would be recorded: eventcore's provider is exporting, or the
+    program embedding eventcore installed a provider of its own (its sampler decides). When not,
+    the request path makes no span objects at all and carries trace ids by itself."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        return False
+    return _EXPORTERS.active or not _own_provider
 
 
 def setup_tracing(settings: Settings, service: str) -> None:
@@ -126,6 +138,7 @@ def setup_tracing(settings: Settings, service: str) -> None:
             )
             provider.add_span_processor(_EXPORTERS)
             trace.set_tracer_provider(provider)
+            _own_provider.append(True)
         endpoint = settings.otlp_endpoint
         if endpoint and endpoint not in _endpoints:
             # Imported here: the exporter pulls in protobuf and requests, which a process that

@@ -12,6 +12,7 @@ import pytest
 
 from eventcore.ports import ApiKeyCache, CommittedKeys, QueryCache, RateLimiter, Store
 from tests.contract.implementations import (
+    ADMISSIONS,
     COMMITTED_KEYS,
     DATABASE_STORES,
     INGEST_QUEUES,
@@ -19,6 +20,7 @@ from tests.contract.implementations import (
     QUERY_CACHES,
     RATE_LIMITERS,
     STORES,
+    AdmissionKit,
     Implementation,
     QueueKit,
     Scratch,
@@ -96,5 +98,13 @@ async def rate_limiter(
 
 @pytest.fixture(params=[i.param() for i in INGEST_QUEUES])
 async def ingest_queue(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncIterator[QueueKit]:
+    async with opened(request, scratch) as kit:
+        yield kit
+
+
+@pytest.fixture(params=[i.param() for i in ADMISSIONS])
+async def admission_kit(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[AdmissionKit]:
     async with opened(request, scratch) as kit:
         yield kit

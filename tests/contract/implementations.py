@@ -53,6 +53,7 @@ from eventcore.adapters.memory import (
 from eventcore.adapters.postgres import PostgresStore
 from eventcore.adapters.rabbitmq import RabbitOptions, RabbitPublisher
 from eventcore.adapters.redis import (
+    RedisAdmission,
     RedisCommittedKeys,
     RedisGateway,
     RedisKeyCache,
@@ -62,6 +63,7 @@ from eventcore.adapters.redis import (
 from eventcore.adapters.sqlite import SqliteStore
 from eventcore.events import Event, IngestBatch, decode_batch
 from eventcore.ports import (
+    Admission,
     ApiKeyCache,
     CommittedKeys,
     IngestQueue,
@@ -69,6 +71,7 @@ from eventcore.ports import (
     RateLimiter,
     Store,
 )
+from eventcore.usecases.ingest import SeparateAdmission
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
 from tests.support.postgres import PORT as POSTGRES_PORT
 from tests.support.postgres import delete_counts, dsn_through, postgres_store, shared_database
@@ -397,6 +400,34 @@ async def redis_rate_limiter(scratch: Scratch) -> AsyncIterator[Timed[RateLimite
         yield Timed(RedisRateLimiter(gateway, rate=RATE, burst=BURST), real_time)
 
 
+@dataclass(frozen=True)
+class AdmissionKit:
+    """An Admission and the committed keys it reads (to make ids known), built with ADMISSION_RATE
+    events per second and ADMISSION_BURST: so slow a refill that no test can see one."""
+
+    admission: Admission
+    committed: CommittedKeys
+
+
+ADMISSION_RATE = 1 / 3600
+ADMISSION_BURST = 5
+
+
+@asynccontextmanager
+async def memory_admission(scratch: Scratch) -> AsyncIterator[AdmissionKit]:
+    committed = MemoryCommittedKeys()
+    limiter = MemoryRateLimiter(ManualClock(), rate=ADMISSION_RATE, burst=ADMISSION_BURST)
+    yield AdmissionKit(SeparateAdmission(limiter, committed), committed)
+
+
+@asynccontextmanager
+async def redis_admission(scratch: Scratch) -> AsyncIterator[AdmissionKit]:
+    async with _redis(scratch) as gateway:
+        committed = RedisCommittedKeys(gateway)
+        admission = RedisAdmission(gateway, committed, ADMISSION_RATE, ADMISSION_BURST)
+        yield AdmissionKit(admission, committed)
+
+
 @asynccontextmanager
 async def rabbitmq_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
     # Queues named for this test alone and deleted afterwards. The publisher reaches the broker
@@ -453,6 +484,10 @@ QUERY_CACHES: list[Implementation[Timed[QueryCache]]] = [
 RATE_LIMITERS: list[Implementation[Timed[RateLimiter]]] = [
     Implementation("memory", memory_rate_limiter),
     Implementation("redis", redis_rate_limiter, INTEGRATION),
+]
+ADMISSIONS: list[Implementation[AdmissionKit]] = [
+    Implementation("memory", memory_admission),
+    Implementation("redis", redis_admission, INTEGRATION),
 ]
 INGEST_QUEUES: list[Implementation[QueueKit]] = [
     Implementation("memory", memory_queue),

@@ -2,9 +2,10 @@
 
 from eventcore.adapters.redis.caches import RedisCommittedKeys, RedisKeyCache, RedisQueryCache
 from eventcore.adapters.redis.gateway import RedisGateway
-from eventcore.adapters.redis.ratelimit import RedisRateLimiter
+from eventcore.adapters.redis.ratelimit import RedisAdmission, RedisRateLimiter
 
 __all__ = [
+    "RedisAdmission",
     "RedisCommittedKeys",
     "RedisGateway",
     "RedisKeyCache",

@@ -86,13 +86,14 @@ class RedisCommittedKeys:
         self._ttl_ms = _milliseconds(ttl_seconds)
         self._remember = gateway.client.register_script(_REMEMBER)
 
-    def _key(self, workspace_id: str, project_id: str, event_id: str) -> str:
+    def key(self, workspace_id: str, project_id: str, event_id: str) -> str:
+        """The Redis key that says this event id of the project is committed."""
         return self._gw.key(workspace_id, "ck", project_id, _bounded(event_id))
 
     async def known(self, tenant: ProjectRef, event_ids: Sequence[str]) -> set[str]:
         if not event_ids:
             return set()
-        keys = [self._key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
+        keys = [self.key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
         # One MGET: every key carries the same workspace hash tag, so it is one slot in a cluster.
         found: list[bytes | str | None] = await self._gw.attempt(lambda r: r.mget(keys), [])
         return {
@@ -104,7 +105,7 @@ class RedisCommittedKeys:
         for batch in batches:
             if batch.events:
                 by_workspace.setdefault(batch.workspace_id, []).extend(
-                    self._key(batch.workspace_id, batch.project_id, event.id)
+                    self.key(batch.workspace_id, batch.project_id, event.id)
                     for event in batch.events
                 )
         if not by_workspace:

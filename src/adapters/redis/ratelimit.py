@@ -1,40 +1,80 @@
-"""Per-workspace rate limiting in Redis: one token bucket per workspace shared by every API process."""
+"""Per-workspace rate limiting in Redis, and ingest admission: the rate limit and the
+committed-ids lookup of one ingest call in one round trip.
+
+One token bucket per workspace is shared by every API process. It is the same bucket as
+MemoryRateLimiter, run atomically in Redis on Redis's clock (TIME), so processes on different
+machines draw from one budget and their clock skew does not matter.
+"""
 
 from __future__ import annotations
 
-from eventcore.adapters.redis.gateway import RedisGateway
+from collections.abc import Sequence
 
-# The same bucket as MemoryRateLimiter, run atomically in Redis on Redis's clock (TIME), so
-# processes on different machines draw from one budget and their clock skew does not matter.
-_TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local events = tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
+from eventcore.adapters.redis.caches import RedisCommittedKeys
+from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.ports import Admitted
+from eventcore.tenancy import ProjectRef
+
+# take(KEYS[1], rate, burst, events, idle_ms): the seconds to wait (0 when allowed).
+_BUCKET = """
+local function take(key, rate, burst, events, idle_ms)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+  end
+  if now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate)
+    at = now
+  end
+  local wait = 0
+  -- A request larger than the whole burst passes when the bucket is full and leaves it in debt.
+  if events <= tokens or tokens >= burst then
+    tokens = tokens - events
+  else
+    wait = math.max((math.min(events, burst) - tokens) / rate, 0.001)
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'at', string.format('%.17g', at))
+  -- Once full again the bucket is as if never used, so it may expire then.
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + idle_ms)
+  return wait
 end
-if now > at then
-  tokens = math.min(burst, tokens + (now - at) * rate)
-  at = now
-end
-local wait = 0
--- A request larger than the whole burst passes when the bucket is full and leaves it in debt.
-if events <= tokens or tokens >= burst then
-  tokens = tokens - events
-else
-  wait = math.max((math.min(events, burst) - tokens) / rate, 0.001)
-end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.17g', at))
--- Once full again the bucket is as if never used, so it may expire then.
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[4]))
-return string.format('%.17g', wait)
 """
+
+_TAKE = (
+    _BUCKET
+    + """
+return string.format('%.17g', take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+                                   tonumber(ARGV[3]), tonumber(ARGV[4])))
+"""
+)
+
+# KEYS[1] the bucket (or '' with ARGV[1] = 0: no rate limit), KEYS[2..] the committed-id keys.
+# Answers {wait} when refused, else {"0", 1 or 0 for each committed-id key}.
+_ADMIT = (
+    _BUCKET
+    + """
+local rate = tonumber(ARGV[1])
+if rate > 0 then
+  local wait = take(KEYS[1], rate, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+  if wait > 0 then
+    return {string.format('%.17g', wait)}
+  end
+end
+local answer = {'0'}
+for i = 2, #KEYS do
+  answer[i] = redis.call('EXISTS', KEYS[i])
+end
+return answer
+"""
+)
+
+# Kept beyond the moment a bucket is full again.
+_IDLE_MS = 1000
 
 
 class RedisRateLimiter:
@@ -49,16 +89,52 @@ class RedisRateLimiter:
         self._gw = gateway
         self._rate = rate
         self._burst = burst if burst is not None else rate
-        self._idle_ms = 1000  # kept beyond the moment a bucket is full again
         self._take = gateway.client.register_script(_TAKE)
 
     async def acquire(self, workspace_id: str, events: int) -> float:
         wait = await self._gw.attempt(
             lambda r: self._take(
                 keys=[self._gw.key(workspace_id, "rl")],
-                args=[repr(self._rate), repr(self._burst), events, self._idle_ms],
+                args=[repr(self._rate), repr(self._burst), events, _IDLE_MS],
                 client=r,
             ),
             b"0",
         )
         return float(wait)
+
+
+class RedisAdmission:
+    """An :class:`eventcore.ports.Admission` in one script call: the workspace's bucket (as
+    :class:`RedisRateLimiter`; ``rate`` 0 for none) and, when allowed, which ids are committed
+    (the keys of :class:`RedisCommittedKeys`). Every key carries the workspace's hash tag, so the
+    call is one Redis Cluster slot. Fails open: allowed, nothing known."""
+
+    def __init__(
+        self,
+        gateway: RedisGateway,
+        committed: RedisCommittedKeys,
+        rate: float,
+        burst: float | None = None,
+    ) -> None:
+        if rate < 0:
+            raise ValueError("rate may not be negative")
+        self._gw = gateway
+        self._committed = committed
+        self._rate = rate
+        self._burst = burst if burst is not None else rate
+        self._admit = gateway.client.register_script(_ADMIT)
+
+    async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
+        if self._rate == 0 and not event_ids:
+            return Admitted(0.0)
+        keys = [self._gw.key(tenant.workspace_id, "rl")]
+        keys += [self._committed.key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
+        args = [repr(self._rate), repr(self._burst), events, _IDLE_MS]
+        answer: list[bytes | int] = await self._gw.attempt(
+            lambda r: self._admit(keys=keys, args=args, client=r), [b"0"]
+        )
+        wait = float(answer[0])
+        if wait > 0:
+            return Admitted(wait)
+        known = frozenset(i for i, hit in zip(event_ids, answer[1:], strict=False) if hit)
+        return Admitted(0.0, known)

@@ -9,7 +9,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig
 
 import eventcore
 from eventcore.entrypoints.bootstrap import (
@@ -51,7 +50,6 @@ def create_app(
             await close_resources(root)
             flush_spans()
 
-    prometheus = PrometheusConfig(app_name="eventcore", group_path=True, prefix="eventcore")
     app = Litestar(
         route_handlers=[
             *accounts.ROUTES,
@@ -64,7 +62,6 @@ def create_app(
         before_request=refuse_repeated_query_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[prometheus.middleware],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="eventcore",
@@ -90,7 +87,9 @@ def create_app(
         logging_config=None,
     )
     # Around the whole app rather than in `middleware=`, which only runs for matched routes:
-    # a 404 or 405 gets its request id, span and access-log line too.
+    # a 404 or 405 gets its request id, trace and access-log line too. It also counts the
+    # request metrics (one wrapper for all of it: Litestar's Prometheus middleware would build a
+    # Request object and its labels a second time).
     app.asgi_handler = observe_requests(app.asgi_handler)
     return app
 

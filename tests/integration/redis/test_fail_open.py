@@ -11,6 +11,7 @@ from tests.integration.redis.helpers import PATIENT_SECONDS, api_key, batch
 from tests.support.redis import TcpProxy, closed_port, redis_gateway, redis_proxy
 
 from eventcore.adapters.redis import (
+    RedisAdmission,
     RedisCommittedKeys,
     RedisGateway,
     RedisKeyCache,
@@ -32,6 +33,7 @@ class Adapters:
     committed: RedisCommittedKeys
     answers: RedisQueryCache
     limiter: RedisRateLimiter
+    admission: RedisAdmission
 
     @classmethod
     def on(cls, gateway: RedisGateway) -> Adapters:
@@ -40,6 +42,7 @@ class Adapters:
             RedisCommittedKeys(gateway),
             RedisQueryCache(gateway),
             RedisRateLimiter(gateway, rate=0.5, burst=3),
+            RedisAdmission(gateway, RedisCommittedKeys(gateway), rate=0.5, burst=3),
         )
 
 
@@ -60,6 +63,9 @@ async def assert_every_method_fails_open(adapters: Adapters) -> None:
         assert await adapters.answers.get("ws1", f"q|{generation}") is None
 
         assert [await adapters.limiter.acquire("ws1", 3) for _ in range(3)] == [0.0] * 3
+        for _ in range(3):
+            admitted = await adapters.admission.admit(TENANT, 3, ["e1"])
+            assert (admitted.wait, admitted.known) == (0.0, frozenset())
 
 
 @pytest.fixture
