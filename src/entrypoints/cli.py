@@ -112,7 +112,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # status -15; a clean stop on SIGTERM should exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
-        "eventcore.entrypoints.http.app:create_app",
+        "eventcore.entrypoints.http.app:serve_app",
         factory=True,
         host=args.host,
         port=args.port,

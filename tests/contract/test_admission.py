@@ -6,6 +6,7 @@ event an hour) that no test can see it, so each answer depends on the calls befo
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from msgspec import Raw
@@ -68,3 +69,21 @@ async def test_a_call_larger_than_the_burst_passes_from_a_full_bucket(
     """As the rate limiter: a call over the burst is possible at all, from a full bucket only."""
     assert (await admission_kit.admission.admit(WEB, ADMISSION_BURST + 3, [])).wait == 0
     assert (await admission_kit.admission.admit(WEB, 1, [])).wait > 0
+
+
+async def test_concurrent_calls_each_get_their_own_answer(admission_kit: AdmissionKit) -> None:
+    """Calls made at once (which a shared cache may send in one round trip) are each answered
+    for themselves, and together they spend the allowance exactly: the burst admits that many
+    single-event calls and refuses the rest."""
+    tenants = [ProjectRef("ws-c", f"p{n}") for n in range(3)]
+    await admission_kit.committed.remember([committed(t, f"id-{t.project_id}") for t in tenants])
+    calls = [
+        admission_kit.admission.admit(tenants[n % 3], 1, [f"id-p{n % 3}", "new"])
+        for n in range(ADMISSION_BURST + 4)
+    ]
+    answers = await asyncio.gather(*calls)
+    allowed = [(n, a) for n, a in enumerate(answers) if a.wait == 0]
+    assert len(allowed) == ADMISSION_BURST
+    for n, admitted in allowed:
+        assert admitted.known == frozenset({f"id-p{n % 3}"})
+    assert all(a.known == frozenset() for a in answers if a.wait > 0)

@@ -8,7 +8,11 @@ machines draw from one budget and their clock skew does not matter.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Sequence
+
+import redis.asyncio as aioredis
 
 from eventcore.adapters.redis.caches import RedisCommittedKeys
 from eventcore.adapters.redis.gateway import RedisGateway
@@ -107,7 +111,13 @@ class RedisAdmission:
     """An :class:`eventcore.ports.Admission` in one script call: the workspace's bucket (as
     :class:`RedisRateLimiter`; ``rate`` 0 for none) and, when allowed, which ids are committed
     (the keys of :class:`RedisCommittedKeys`). Every key carries the workspace's hash tag, so the
-    call is one Redis Cluster slot. Fails open: allowed, nothing known."""
+    call is one Redis Cluster slot. Fails open: allowed, nothing known.
+
+    Calls made while one is on its way to Redis share the next round trip: they are sent
+    together in one pipeline as soon as it returns (each call is still its own script call, so
+    each is as atomic as before). An idle process sends a call at once; a busy one makes one
+    round trip, one write and one read, for many calls.
+    """
 
     def __init__(
         self,
@@ -123,18 +133,59 @@ class RedisAdmission:
         self._rate = rate
         self._burst = burst if burst is not None else rate
         self._admit = gateway.client.register_script(_ADMIT)
+        self._waiting: list[tuple[list[str], list[object], asyncio.Future[list[bytes | int]]]] = []
+        self._sending: asyncio.Task[None] | None = None
 
     async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
         if self._rate == 0 and not event_ids:
             return Admitted(0.0)
         keys = [self._gw.key(tenant.workspace_id, "rl")]
         keys += [self._committed.key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
-        args = [repr(self._rate), repr(self._burst), events, _IDLE_MS]
-        answer: list[bytes | int] = await self._gw.attempt(
-            lambda r: self._admit(keys=keys, args=args, client=r), [b"0"]
-        )
+        answer = await self._call(keys, [repr(self._rate), repr(self._burst), events, _IDLE_MS])
         wait = float(answer[0])
         if wait > 0:
             return Admitted(wait)
         known = frozenset(i for i, hit in zip(event_ids, answer[1:], strict=False) if hit)
         return Admitted(0.0, known)
+
+    async def _call(self, keys: list[str], args: list[object]) -> list[bytes | int]:
+        answer: asyncio.Future[list[bytes | int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((keys, args, answer))
+        if self._sending is None:
+            self._sending = asyncio.create_task(self._send_waiting())
+        return await answer
+
+    async def _send_waiting(self) -> None:
+        try:
+            while self._waiting:
+                calls, self._waiting = self._waiting, []
+                answers = await self._gw.attempt(
+                    functools.partial(self._round_trip, calls=calls), None
+                )
+                for index, (_, _, answer) in enumerate(calls):
+                    if not answer.done():
+                        answer.set_result(_ALLOWED if answers is None else answers[index])
+        finally:
+            self._sending = None
+            for _, _, answer in self._waiting:
+                if not answer.done():
+                    answer.set_result(_ALLOWED)
+            self._waiting = []
+
+    async def _round_trip(
+        self,
+        client: aioredis.Redis,
+        calls: list[tuple[list[str], list[object], asyncio.Future[list[bytes | int]]]],
+    ) -> list[list[bytes | int]]:
+        if len(calls) == 1:
+            keys, args, _ = calls[0]
+            return [await self._admit(keys=keys, args=args, client=client)]
+        async with client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in calls:
+                await self._admit(keys=keys, args=args, client=pipe)
+            answers: list[list[bytes | int]] = await pipe.execute()
+        return answers
+
+
+# What a call is answered when Redis cannot be asked: allowed, nothing known (fail open).
+_ALLOWED: list[bytes | int] = [b"0"]

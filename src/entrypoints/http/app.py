@@ -94,5 +94,16 @@ def create_app(
     return app
 
 
+def serve_app() -> Litestar:
+    """The app as each ``eventcore serve`` process runs it (the server's factory): settings from
+    the environment, and this process's logging set up first (with ``--workers N`` the server
+    starts each process afresh, without the command's own set-up)."""
+    from eventcore.entrypoints.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
 def _initial_state() -> State:
     return State({"checks": {}})
