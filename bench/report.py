@@ -110,8 +110,10 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                 "req/s",
                 "no-op HTTP single",
                 noop_single,
-                ">= 6,000",
-                single["committed_per_second"] >= 6_000,
+                ">= 5,000 and >= 0.3 x bare",
+                single["committed_per_second"] >= 5_000
+                and bool(noop_single)
+                and single["committed_per_second"] >= 0.3 * noop_single,
             )
         )
         rows.append(
@@ -123,6 +125,18 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                 noop_single,
             )
         )
+        # Where a single-event request's CPU goes: every process's CPU seconds during the
+        # flood divided by the requests answered.
+        answered = single.get("accepted") or 0
+        for name, seconds in sorted(single.get("cpu_seconds", {}).items()):
+            if answered:
+                rows.append(
+                    _row(
+                        f"single-event ingest: CPU per request, {name}",
+                        seconds / answered * 1e6,
+                        "us",
+                    )
+                )
     # 4. latency
     latency = r.get("latency")
     if latency:
@@ -135,8 +149,10 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                     "ms",
                     f"no-op HTTP {label}",
                     noop_lat.get(f"{q}_ms"),
-                    "< 10" if q == "p99" else "",
-                    latency[f"{q}_ms"] < 10 if q == "p99" else None,
+                    {"p99": "< 10", "p999": "< 25"}.get(q, ""),
+                    {"p99": 10, "p999": 25}.get(q, float("inf")) > latency[f"{q}_ms"]
+                    if q != "p50"
+                    else None,
                 )
             )
         visible = latency["visible"]
@@ -184,8 +200,9 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                 "events/s",
                 "SQLite insert",
                 sqlite.get("rows_per_second"),
-                ">= 20,000",
-                embedded["committed_per_second"] >= 20_000,
+                ">= 0.4 x bare",
+                bool(sqlite.get("rows_per_second"))
+                and embedded["committed_per_second"] >= 0.4 * sqlite["rows_per_second"],
             )
         )
     rss = r.get("rss_mb", {})
