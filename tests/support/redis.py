@@ -81,9 +81,9 @@ async def redis_gateway(
 
 
 async def scan_keys(gateway: RedisGateway) -> list[str]:
-    """Every key stored under the gateway's prefix."""
+    """Every key stored under the gateway's prefix, once (SCAN may return a key twice)."""
     return sorted(
-        [key.decode() async for key in gateway.client.scan_iter(match=f"{gateway.prefix}:*")]
+        {key.decode() async for key in gateway.client.scan_iter(match=f"{gateway.prefix}:*")}
     )
 
 

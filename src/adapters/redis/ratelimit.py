@@ -57,8 +57,9 @@ return string.format('%.17g', take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 """
 )
 
-# KEYS[1] the bucket (or '' with ARGV[1] = 0: no rate limit), KEYS[2..] the committed-id keys.
-# Answers {wait} when refused, else {"0", 1 or 0 for each committed-id key}.
+# KEYS[1] the bucket (ARGV[1] = 0: no rate limit), KEYS[2] the prefix of the project's
+# committed-id keys, ARGV[5] the ids as a JSON array (see RedisCommittedKeys).
+# Answers {wait} when refused, else {"0", 1 or 0 for each id}.
 _ADMIT = (
     _BUCKET
     + """
@@ -70,8 +71,9 @@ if rate > 0 then
   end
 end
 local answer = {'0'}
-for i = 2, #KEYS do
-  answer[i] = redis.call('EXISTS', KEYS[i])
+local ids = cjson.decode(ARGV[5])
+for i = 1, #ids do
+  answer[i + 1] = redis.call('EXISTS', KEYS[2] .. ids[i])
 end
 return answer
 """
@@ -139,9 +141,18 @@ class RedisAdmission:
     async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
         if self._rate == 0 and not event_ids:
             return Admitted(0.0)
-        keys = [self._gw.key(tenant.workspace_id, "rl")]
-        keys += [self._committed.key(tenant.workspace_id, tenant.project_id, i) for i in event_ids]
-        answer = await self._call(keys, [repr(self._rate), repr(self._burst), events, _IDLE_MS])
+        keys = [
+            self._gw.key(tenant.workspace_id, "rl"),
+            self._committed.prefix(tenant.workspace_id, tenant.project_id),
+        ]
+        args = [
+            repr(self._rate),
+            repr(self._burst),
+            events,
+            _IDLE_MS,
+            self._committed.ids_argument(event_ids),
+        ]
+        answer = await self._call(keys, args)
         wait = float(answer[0])
         if wait > 0:
             return Admitted(wait)
