@@ -168,11 +168,11 @@ def validate_events(
     if wires is not None:
         # The common case, every event well-formed: decoded in one pass, checked one by one.
         for index, wire in enumerate(wires):
-            outcome = _checked(wire, now=now, limits=limits)
-            if isinstance(outcome, Event):
-                events.append(outcome)
+            checked = _checked(wire, now=now, limits=limits)
+            if isinstance(checked, Event):
+                events.append(checked)
             else:
-                rejected.append(RejectedEvent(index=index, code=outcome[0], message=outcome[1]))
+                rejected.append(RejectedEvent(index=index, code=checked[0], message=checked[1]))
         return ValidatedBatch(events=events, rejected=rejected)
     for index, item in enumerate(raw_events):
         outcome: Event | tuple[str, str]

@@ -19,6 +19,9 @@ from eventcore.adapters.redis.gateway import RedisGateway
 from eventcore.ports import Admitted
 from eventcore.tenancy import ProjectRef
 
+_Arg = bytes | str | int | float
+"""What a script argument may be (redis-py encodes each)."""
+
 # take(KEYS[1], rate, burst, events, idle_ms): the seconds to wait (0 when allowed).
 _BUCKET = """
 local function take(key, rate, burst, events, idle_ms)
@@ -135,7 +138,7 @@ class RedisAdmission:
         self._rate = rate
         self._burst = burst if burst is not None else rate
         self._admit = gateway.client.register_script(_ADMIT)
-        self._waiting: list[tuple[list[str], list[object], asyncio.Future[list[bytes | int]]]] = []
+        self._waiting: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]] = []
         self._sending: asyncio.Task[None] | None = None
 
     async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
@@ -145,7 +148,7 @@ class RedisAdmission:
             self._gw.key(tenant.workspace_id, "rl"),
             self._committed.prefix(tenant.workspace_id, tenant.project_id),
         ]
-        args = [
+        args: list[_Arg] = [
             repr(self._rate),
             repr(self._burst),
             events,
@@ -159,7 +162,7 @@ class RedisAdmission:
         known = frozenset(i for i, hit in zip(event_ids, answer[1:], strict=False) if hit)
         return Admitted(0.0, known)
 
-    async def _call(self, keys: list[str], args: list[object]) -> list[bytes | int]:
+    async def _call(self, keys: list[str], args: list[_Arg]) -> list[bytes | int]:
         answer: asyncio.Future[list[bytes | int]] = asyncio.get_running_loop().create_future()
         self._waiting.append((keys, args, answer))
         if self._sending is None:
@@ -186,7 +189,7 @@ class RedisAdmission:
     async def _round_trip(
         self,
         client: aioredis.Redis,
-        calls: list[tuple[list[str], list[object], asyncio.Future[list[bytes | int]]]],
+        calls: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]],
     ) -> list[list[bytes | int]]:
         if len(calls) == 1:
             keys, args, _ = calls[0]

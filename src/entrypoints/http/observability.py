@@ -27,11 +27,12 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
@@ -72,7 +73,7 @@ def bind_workspace(workspace_id: str) -> None:
     trace.get_current_span().set_attribute("eventcore.workspace_id", workspace_id)
 
 
-def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, dict[str, str]]:
+def read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, dict[str, str]]:
     """The request id (the client's ``X-Request-ID`` if it is a sane one, else a new one) and
     the trace-context headers, in one pass over the request's headers."""
     request_id: str | None = None
@@ -185,7 +186,7 @@ class RequestObservability:
 
     async def _traced(
         self,
-        scope: Scope,
+        scope: HTTPScope,
         receive: Receive,
         send: Send,
         carrier: dict[str, str],
