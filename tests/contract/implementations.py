@@ -51,7 +51,7 @@ from eventcore.adapters.memory import (
     MemoryStore,
 )
 from eventcore.adapters.postgres import PostgresStore
-from eventcore.adapters.rabbitmq import RabbitOptions, RabbitPublisher
+from eventcore.adapters.rabbitmq import RabbitOptions, RabbitPublisher, decode_message
 from eventcore.adapters.redis import (
     RedisAdmission,
     RedisCommittedKeys,
@@ -61,7 +61,7 @@ from eventcore.adapters.redis import (
     RedisRateLimiter,
 )
 from eventcore.adapters.sqlite import SqliteStore
-from eventcore.events import Event, IngestBatch, decode_batch
+from eventcore.events import Event, IngestBatch
 from eventcore.ports import (
     Admission,
     ApiKeyCache,
@@ -464,7 +464,7 @@ async def _take_all(queue: str) -> list[IngestBatch]:
             message = await channel.basic_get(queue, no_ack=True)
             if not isinstance(message.delivery, spec.Basic.GetOk):
                 return taken
-            taken.append(decode_batch(message.body))
+            taken.extend(decode_message(message.body))
     finally:
         await connection.close()
 

@@ -8,6 +8,7 @@ The publisher and the consumer are both given one :class:`RabbitOptions`.
 
 from eventcore.adapters.rabbitmq._consumer import Handler, RabbitConsumer
 from eventcore.adapters.rabbitmq._deadletter import DeadLetter, dlq_list, dlq_replay, queue_depth
+from eventcore.adapters.rabbitmq._message import decode_message, encode_message
 from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._publisher import QueueLength, RabbitPublisher
 from eventcore.adapters.rabbitmq._topology import QueueNames, declare_topology, delete_topology
@@ -21,8 +22,10 @@ __all__ = [
     "RabbitOptions",
     "RabbitPublisher",
     "declare_topology",
+    "decode_message",
     "delete_topology",
     "dlq_list",
     "dlq_replay",
+    "encode_message",
     "queue_depth",
 ]

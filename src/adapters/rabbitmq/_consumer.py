@@ -27,12 +27,18 @@ from eventcore.adapters.rabbitmq._amqp import (
     publish_confirmed,
     redact,
 )
+from eventcore.adapters.rabbitmq._message import (
+    batch_headers,
+    decode_message,
+    encode_message,
+    part_headers,
+)
 from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import consumer_metrics, processing_group
 from eventcore.adapters.rabbitmq._topology import QueueNames
 from eventcore.defaults import WORKER_BATCH_EVENTS, WORKER_BATCH_WAIT_MS, WORKER_PREFETCH
 from eventcore.errors import Unavailable
-from eventcore.events import IngestBatch, decode_batch
+from eventcore.events import IngestBatch
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +53,7 @@ class _Signal(enum.Enum):
 
 class _Delivery(NamedTuple):
     message: DeliveredMessage
-    batch: IngestBatch
+    batches: list[IngestBatch]
 
 
 class _ConnectionLost(Exception):
@@ -65,10 +71,13 @@ class RabbitConsumer:
     it returns, so a crash at any point means redelivery, which the store makes a no-op. One
     group is in flight at a time.
 
-    When the handler raises, each message of the group goes to the delay queue of its next
-    retry (``x-attempt`` + 1), or to the dead-letter queue once the retries are spent, with the
-    error text in ``x-last-error``; the original is acked only after that publish is confirmed,
-    and if the publish fails it is returned to the queue instead (never lost). One exception:
+    When the handler raises on a group of several batches, it is given each batch alone, so one
+    bad batch fails by itself. A failed batch goes to the delay queue of its next retry
+    (``x-attempt`` + 1), or to the dead-letter queue once the retries are spent, with the error
+    text in ``x-last-error``: its message as it is when it holds that batch only, else a new
+    message holding just that batch (the others of its message were committed). The original is
+    acked only after that publish is confirmed, and if the publish fails it is returned to the
+    queue instead (never lost). One exception:
     :class:`Unavailable` from the handler means a dependency is down (e.g. the database), not
     that the batches are bad, so they go back to the main queue without spending a retry and
     the consumer backs off before the next group.
@@ -176,8 +185,14 @@ class RabbitConsumer:
                     break
                 with processing_group(
                     self._names.main,
-                    [delivery.batch for delivery in group],
-                    [delivery.message.header.properties.headers for delivery in group],
+                    [batch for delivery in group for batch in delivery.batches],
+                    [
+                        headers
+                        for delivery in group
+                        for headers in batch_headers(
+                            delivery.message.header.properties.headers, len(delivery.batches)
+                        )
+                    ],
                 ):
                     await self._settle(channel, group, handler)
             if not self._stopping.is_set():
@@ -225,15 +240,15 @@ class RabbitConsumer:
             if delivery is None:
                 continue
             group.append(delivery)
-            events += len(delivery.batch.events)
+            events += sum(len(batch.events) for batch in delivery.batches)
             if deadline is None:
                 deadline = loop.time() + max_wait
         return group
 
     async def _admit(self, channel: AbstractChannel, message: DeliveredMessage) -> _Delivery | None:
-        """Decode a delivery; one that is not an ingest batch goes to the dead-letter queue."""
+        """Decode a delivery; one that is not an ingest message goes to the dead-letter queue."""
         try:
-            batch = decode_batch(message.body)
+            batches = decode_message(message.body)
         except Exception as exc:
             error = describe(exc)
             log.warning(
@@ -251,13 +266,14 @@ class RabbitConsumer:
             else:
                 await self._back_off()
             return None
-        return _Delivery(message, batch)
+        return _Delivery(message, batches)
 
     async def _settle(
         self, channel: AbstractChannel, group: list[_Delivery], handler: Handler
     ) -> None:
+        batches = [batch for delivery in group for batch in delivery.batches]
         try:
-            await handler([delivery.batch for delivery in group])
+            await handler(batches)
         except Unavailable as exc:
             log.warning(
                 "rabbitmq.handler_unavailable",
@@ -274,10 +290,11 @@ class RabbitConsumer:
                 "rabbitmq.handler_failed",
                 queue=self._names.main,
                 messages=len(group),
+                batches=len(batches),
                 error=describe(exc),
                 exc_info=True,
             )
-            if len(group) > 1:
+            if len(batches) > 1:
                 # One bad batch must not take the good ones of its group along to the retry
                 # queues (and, mixed with new traffic there, fail them again): handle each
                 # alone. Batches already committed are duplicates then, which changes nothing.
@@ -292,18 +309,50 @@ class RabbitConsumer:
         self, channel: AbstractChannel, group: list[_Delivery], handler: Handler
     ) -> None:
         for index, delivery in enumerate(group):
-            try:
-                await handler([delivery.batch])
-            except Unavailable:
-                for rest in group[index:]:
-                    await self._requeue(channel, rest.message)
-                await self._back_off()
-                return
-            except Exception as exc:
-                if not await self._retry_one(channel, delivery.message, describe(exc)):
+            failed: list[tuple[int, str]] = []
+            for position, batch in enumerate(delivery.batches):
+                try:
+                    await handler([batch])
+                except Unavailable:
+                    for rest in group[index:]:
+                        await self._requeue(channel, rest.message)
                     await self._back_off()
-                continue
-            await self._ack(channel, [_tag(delivery.message)])
+                    return
+                except Exception as exc:
+                    failed.append((position, describe(exc)))
+            if not failed:
+                await self._ack(channel, [_tag(delivery.message)])
+            elif len(delivery.batches) == 1:
+                if not await self._retry_one(channel, delivery.message, failed[0][1]):
+                    await self._back_off()
+            elif not await self._retry_parts(channel, delivery, failed):
+                await self._back_off()
+
+    async def _retry_parts(
+        self, channel: AbstractChannel, delivery: _Delivery, failed: list[tuple[int, str]]
+    ) -> bool:
+        """A message of several batches of which some failed: each failed batch goes on alone,
+        in a message of its own, to its retry (or the dead-letter queue); the others are
+        committed. The original is acked once every such copy is confirmed, and returned to
+        the queue if one is not (its committed batches are duplicates the next time)."""
+        message = delivery.message
+        headers = carried_headers(message.header.properties)
+        traced = batch_headers(message.header.properties.headers, len(delivery.batches))
+        for position, error in failed:
+            own = part_headers(headers, traced[position])
+            body = encode_message([delivery.batches[position]])
+            queue = self._route_failed(own, error)
+            if not await self._publish_copy(channel, body, queue, own, message):
+                await self._requeue(channel, message)
+                return False
+            self._count_moved(queue)
+        try:
+            await channel.basic_ack(_tag(message))
+        except AMQP_FAILURES as exc:
+            # The failed batches are safe in their new queues; the original comes back and is
+            # processed again, which the store makes harmless.
+            log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+        return True
 
     async def _ack(self, channel: AbstractChannel, tags: list[int]) -> None:
         """Ack handled deliveries; if that fails, end the session (they will be redelivered)."""
@@ -331,14 +380,19 @@ class RabbitConsumer:
         self, channel: AbstractChannel, message: DeliveredMessage, error: str
     ) -> bool:
         headers = carried_headers(message.header.properties)
+        queue = self._route_failed(headers, error)
+        if forwarded := await self._forward(channel, message, queue, headers):
+            self._count_moved(queue)
+        return forwarded
+
+    def _route_failed(self, headers: FieldTable, error: str) -> str:
+        """The queue a failed message goes to next, its headers updated to say so: the delay
+        queue of its next attempt, or the dead-letter queue once the retries are spent."""
         attempt = max(0, header_int(headers, ATTEMPT_HEADER))
         headers[LAST_ERROR_HEADER] = error
         if attempt < self._names.max_retries:
             headers[ATTEMPT_HEADER] = attempt + 1
-            queue = self._names.retry_queues[attempt]
-            if forwarded := await self._forward(channel, message, queue, headers):
-                self._metrics.retries.inc()
-            return forwarded
+            return self._names.retry_queues[attempt]
         headers[ATTEMPTS_HEADER] = attempt + 1
         headers[DEAD_REASON_HEADER] = "retries_exhausted"
         log.error(
@@ -347,9 +401,13 @@ class RabbitConsumer:
             attempts=attempt + 1,
             error=error,
         )
-        if forwarded := await self._forward(channel, message, self._names.dead_letter, headers):
+        return self._names.dead_letter
+
+    def _count_moved(self, queue: str) -> None:
+        if queue == self._names.dead_letter:
             self._metrics.dead_lettered.labels("retries_exhausted").inc()
-        return forwarded
+        else:
+            self._metrics.retries.inc()
 
     async def _forward(
         self,
@@ -359,17 +417,7 @@ class RabbitConsumer:
         headers: FieldTable,
     ) -> bool:
         """Move a delivery to another queue: confirmed publish, then ack; on failure, requeue."""
-        try:
-            await publish_confirmed(
-                channel,
-                message.body,
-                exchange=self._names.exchange,
-                routing_key=routing_key,
-                properties=persistent(headers, message.header.properties.content_type),
-                within=self._options.forward_timeout,
-            )
-        except Unavailable as exc:
-            log.error("rabbitmq.forward_failed", queue=routing_key, error=exc.message)
+        if not await self._publish_copy(channel, message.body, routing_key, headers, message):
             await self._requeue(channel, message)
             return False
         try:
@@ -378,6 +426,29 @@ class RabbitConsumer:
             # The copy is safe in its new queue; the original comes back and is processed
             # again, which the store makes harmless.
             log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
+        return True
+
+    async def _publish_copy(
+        self,
+        channel: AbstractChannel,
+        body: bytes,
+        routing_key: str,
+        headers: FieldTable,
+        original: DeliveredMessage,
+    ) -> bool:
+        """Publish ``body`` to ``routing_key``, confirmed; False (logged) if it was not."""
+        try:
+            await publish_confirmed(
+                channel,
+                body,
+                exchange=self._names.exchange,
+                routing_key=routing_key,
+                properties=persistent(headers, original.header.properties.content_type),
+                within=self._options.forward_timeout,
+            )
+        except Unavailable as exc:
+            log.error("rabbitmq.forward_failed", queue=routing_key, error=exc.message)
+            return False
         return True
 
     async def _requeue(self, channel: AbstractChannel, message: DeliveredMessage) -> None:

@@ -24,10 +24,10 @@ from eventcore.adapters.rabbitmq._amqp import (
     publish_confirmed,
     unavailable,
 )
+from eventcore.adapters.rabbitmq._message import decode_message
 from eventcore.adapters.rabbitmq._topology import QueueNames
 from eventcore.defaults import DEAD_LETTERS_LISTED
 from eventcore.errors import InvalidRequest, QueueFull, Unavailable
-from eventcore.events import decode_batch
 
 _TIMEOUT = 10.0
 
@@ -175,17 +175,21 @@ def _summarise(message: DeliveredMessage) -> DeadLetter:
     )
     last_error = header_text(headers, LAST_ERROR_HEADER)
     try:
-        batch = decode_batch(message.body)
+        batches = decode_message(message.body)
     except InvalidRequest:
         return DeadLetter(reason, attempts, last_error, len(message.body))
+    # A worker dead-letters one batch per message; a message of several (put there by hand, or
+    # undecodable at the time) names a workspace or project only if all its batches share it.
+    workspaces = {batch.workspace_id for batch in batches}
+    projects = {(batch.workspace_id, batch.project_id) for batch in batches}
     return DeadLetter(
         reason,
         attempts,
         last_error,
         len(message.body),
-        workspace_id=batch.workspace_id,
-        project_id=batch.project_id,
-        events=len(batch.events),
+        workspace_id=next(iter(workspaces)) if len(workspaces) == 1 else None,
+        project_id=next(iter(projects))[1] if len(projects) == 1 else None,
+        events=sum(len(batch.events) for batch in batches),
     )
 
 

@@ -31,6 +31,11 @@ class RabbitOptions:
     reconnect_interval: float = 0.5
     # The publisher: the Retry-After its failures suggest to the client.
     retry_after: float = 1.0
+    # The publisher: batches published while a message is in flight wait at most this long to
+    # share the next message (0: each is sent at the next turn of the event loop) ...
+    coalesce_wait: float = 0.001
+    # ... and a message holds at most this many bytes of batches (a larger batch goes alone).
+    max_message_bytes: int = 1024 * 1024
     # The consumer: a confirm of a move to a retry or dead-letter queue within this.
     forward_timeout: float = 10.0
     # The consumer: its first back-off after a failure, doubled up to the maximum.

@@ -24,6 +24,7 @@ from eventcore.adapters.rabbitmq._amqp import (
     redact,
     unavailable,
 )
+from eventcore.adapters.rabbitmq._message import TRACEPARENTS_HEADER, frame
 from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import publishing
 from eventcore.adapters.rabbitmq._topology import QueueNames
@@ -31,6 +32,51 @@ from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch, encode_batch
 
 log = structlog.get_logger(__name__)
+
+
+class _Message:
+    """Batches gathered for one broker message, and the publishes waiting for its confirm."""
+
+    __slots__ = ("_headers", "parts", "size", "traceparents", "waiters")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.traceparents: list[str] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.size = 2
+        self._headers: FieldTable | None = None
+
+    def add(self, part: bytes, headers: FieldTable, waiter: asyncio.Future[None]) -> None:
+        if self._headers is None:
+            self._headers = headers
+        traceparent = headers.get("traceparent")
+        self.traceparents.append(traceparent if isinstance(traceparent, str) else "")
+        self.parts.append(part)
+        self.waiters.append(waiter)
+        self.size += len(part) + 1
+
+    def body(self) -> bytes:
+        return frame(self.parts)
+
+    def headers(self) -> FieldTable:
+        """The first batch's headers; with several batches, each one's traceparent as well."""
+        headers: FieldTable = dict(self._headers or {})
+        if len(self.parts) > 1 and any(self.traceparents):
+            headers[TRACEPARENTS_HEADER] = list(self.traceparents)
+        return headers
+
+    def confirm(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def fail(self, exc: Unavailable) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                # One exception object each: every caller raises (and so changes) its own.
+                again = type(exc)(exc.message, retry_after=exc.retry_after)
+                again.__cause__ = exc.__cause__
+                waiter.set_exception(again)
 
 
 class QueueLength(NamedTuple):
@@ -49,8 +95,15 @@ class RabbitPublisher:
     :class:`QueueFull` or :class:`QueueUnavailable`: the caller answers 503 and the client sends
     the batch again.
 
-    One connection and one confirm-mode channel serve every concurrent publish; confirmations
-    are matched by delivery tag, so publishes are pipelined rather than taking turns. After a
+    Publishes are coalesced: a batch published while nothing is in flight is sent at the next
+    turn of the event loop, together with whatever else that turn published; batches published
+    while a message awaits its confirm wait for it (at most ``options.coalesce_wait`` seconds)
+    and then share the next message, up to ``options.max_message_bytes``. Every batch of a
+    message is answered by that message's confirm, and a refused or unconfirmed message fails
+    exactly its batches. See ``_message`` for the message format.
+
+    One connection and one confirm-mode channel serve every message; confirmations are matched
+    by delivery tag, so messages are pipelined rather than taking turns. After a
     failure, the next publish reconnects; concurrent publishes share that one attempt, and for
     ``options.reconnect_interval`` seconds after a failed attempt publishes fail at once instead
     of each waiting for a broker that was just found down.
@@ -68,6 +121,12 @@ class RabbitPublisher:
         self._retry_at = 0.0
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
+        self._wait = options.coalesce_wait
+        self._max_bytes = options.max_message_bytes
+        self._forming: _Message | None = None
+        self._flush_at: asyncio.Handle | None = None
+        self._in_flight = 0
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, options: RabbitOptions) -> Self:
@@ -90,14 +149,70 @@ class RabbitPublisher:
         W3C traceparent.
 
         The current trace context is added to the headers (``traceparent``), so the worker's
-        processing joins the trace of the request that published the batch.
+        processing joins the trace of the request that published the batch. The batch may share
+        its message with others (see the class docstring); its trace context travels with it.
         """
         message_headers: FieldTable = dict(headers or {})
         with publishing(self._names.main, batch, message_headers):
-            await self._publish(batch, message_headers)
+            await self._enqueue(encode_batch(batch), message_headers)
 
-    async def _publish(self, batch: IngestBatch, message_headers: FieldTable) -> None:
-        body = encode_batch(batch)
+    async def _enqueue(self, part: bytes, headers: FieldTable) -> None:
+        if self._closed:
+            raise unavailable("The publisher is closed.", retry_after=self._retry_after)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        forming = self._forming
+        if forming is not None and forming.size + len(part) > self._max_bytes:
+            self._flush()
+            forming = None
+        if forming is None:
+            forming = self._forming = _Message()
+        forming.add(part, headers, waiter)
+        if forming.size >= self._max_bytes:
+            self._flush()
+        elif self._flush_at is None:
+            if self._in_flight == 0 or self._wait <= 0:
+                # Nothing in flight: send at the next turn of the loop, with whatever else
+                # this turn adds.
+                self._flush_at = loop.call_soon(self._flush)
+            else:
+                # Company is coming (a confirm is due): wait for it, but not longer than this.
+                self._flush_at = loop.call_later(self._wait, self._flush)
+        await waiter
+
+    def _flush(self) -> None:
+        """Send the message being formed (if any) in a task of its own."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        message, self._forming = self._forming, None
+        if message is None:
+            return
+        self._in_flight += 1
+        sending = asyncio.get_running_loop().create_task(self._send(message))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._in_flight -= 1
+        if self._forming is not None:
+            # A confirm the waiting batches were holding out for is in: send them now.
+            self._flush()
+
+    async def _send(self, message: _Message) -> None:
+        """Publish one message and answer every batch in it: confirmed, or the same failure."""
+        try:
+            await self._publish(message.body(), message.headers())
+        except Unavailable as exc:
+            message.fail(exc)
+        except BaseException:
+            message.fail(unavailable("The publisher was closed.", retry_after=self._retry_after))
+            raise
+        else:
+            message.confirm()
+
+    async def _publish(self, body: bytes, message_headers: FieldTable) -> None:
         message_headers[ATTEMPT_HEADER] = 0
         channel = await self._ready_channel()
         try:
@@ -172,7 +287,10 @@ class RabbitPublisher:
         return lengths
 
     async def close(self) -> None:
+        """Send what is waiting for a message, wait for the answers in flight, then close."""
         self._closed = True
+        self._flush()
+        await asyncio.gather(*self._sending, return_exceptions=True)
         connecting, self._connecting = self._connecting, None
         if connecting is not None and not connecting.done():
             connecting.cancel()

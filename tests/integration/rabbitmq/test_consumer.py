@@ -24,12 +24,14 @@ from eventcore.adapters.rabbitmq import (
     RabbitConsumer,
     RabbitOptions,
     RabbitPublisher,
+    decode_message,
     dlq_list,
     dlq_replay,
+    encode_message,
     queue_depth,
 )
 from eventcore.errors import Unavailable
-from eventcore.events import IngestBatch
+from eventcore.events import IngestBatch, encode_batch
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +195,7 @@ async def test_undecodable_message_goes_to_the_dead_letter_queue(names: QueueNam
     assert letter.workspace_id is None
     assert letter.events is None
     assert letter.last_error is not None
-    assert "Not an ingest batch" in letter.last_error
+    assert "Not an ingest message" in letter.last_error
     assert await queue_depth(AMQP_URL, names) == 0
 
 
@@ -313,3 +315,73 @@ async def test_one_bad_batch_does_not_take_its_group_to_the_retry_queues(names: 
     assert groups[0] == 3  # they did arrive as one group
     assert letters[0].attempts == 1 + names.max_retries
     assert letters[0].events == len(poison.events)
+
+
+async def test_a_message_of_several_batches_reaches_the_handler_as_its_batches(
+    names: QueueNames,
+) -> None:
+    """A shared message's batches are handed over in order; one acked message per delivery."""
+    held = [numbered_batch(1), numbered_batch(2, workspace_id="ws2"), numbered_batch(3)]
+    await publish_raw(names, encode_message(held))
+    recorder = Recorder()
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_wait=0.01):
+        await recorder.wait_for_batches(3)
+    assert recorder.groups == [held]
+    assert await eventually(lambda: queue_depth(AMQP_URL, names), lambda depth: depth == 0) == 0
+
+
+async def test_a_message_of_one_batch_object_is_still_read(names: QueueNames) -> None:
+    """A body that is one batch object (the format before shared messages) is one batch."""
+    await publish_raw(names, encode_batch(numbered_batch(5, events=3)))
+    recorder = Recorder()
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), recorder, max_wait=0.01):
+        await recorder.wait_for_batches(1)
+    assert recorder.groups == [[numbered_batch(5, events=3)]]
+
+
+async def test_a_bad_batch_of_a_shared_message_retries_alone_with_its_own_trace(
+    names: QueueNames,
+) -> None:
+    """The good batches of a shared message are committed; the bad one leaves it in a message of
+    its own, with its own traceparent and the shared message's attempt + 1, and is retried alone
+    until it is dead-lettered; nothing else is retried."""
+    traceparents = [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "",
+    ]
+    held = [numbered_batch(1), numbered_batch(2, events=2), numbered_batch(3)]
+    poison = held[1]
+    await publish_raw(
+        names,
+        encode_message(held),
+        {"x-attempt": 0, "traceparent": traceparents[0], "x-traceparents": traceparents},
+    )
+    committed: list[IngestBatch] = []
+    groups: list[list[IngestBatch]] = []
+
+    async def handler(batches: list[IngestBatch]) -> None:
+        groups.append(list(batches))
+        if poison in batches:
+            raise RuntimeError("cannot store this one")
+        committed.extend(batches)
+
+    async with running(RabbitConsumer(RabbitOptions(AMQP_URL, names)), handler, max_wait=0.01):
+        letters = await eventually(lambda: dlq_list(AMQP_URL, names), lambda found: len(found) == 1)
+    assert committed == [numbered_batch(1), numbered_batch(3)]
+    assert groups[0] == held
+    assert groups[1:4] == [[batch] for batch in held]
+    assert groups[4:] == [[poison]] * names.max_retries
+    assert (letters[0].attempts, letters[0].events) == (1 + names.max_retries, 2)
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        letter = await channel.basic_get(names.dead_letter, no_ack=True)
+        headers = letter.header.properties.headers or {}
+        assert decode_message(letter.body) == [poison]
+        assert headers["traceparent"] == traceparents[1]
+        assert "x-traceparents" not in headers
+        assert headers["x-dead-reason"] == "retries_exhausted"
+    finally:
+        await connection.close()
+    assert await queue_depth(AMQP_URL, names) == 0

@@ -23,10 +23,11 @@ from eventcore.adapters.rabbitmq import (
     RabbitConsumer,
     RabbitOptions,
     RabbitPublisher,
+    decode_message,
     queue_depth,
 )
 from eventcore.errors import QueueFull, QueueUnavailable, Unavailable
-from eventcore.events import IngestBatch, decode_batch
+from eventcore.events import IngestBatch, encode_batch
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ async def take_all(names: QueueNames) -> list[IngestBatch]:
             message = await channel.basic_get(names.main, no_ack=True)
             if not isinstance(message.delivery, spec.Basic.GetOk):
                 return taken
-            taken.append(decode_batch(message.body))
+            taken.extend(decode_message(message.body))
     finally:
         await connection.close()
 
@@ -79,33 +80,139 @@ async def test_message_is_persistent_with_attempt_zero_and_trace_headers(names: 
         assert properties.headers is not None
         assert properties.headers["x-attempt"] == 0
         assert properties.headers["traceparent"] == TRACEPARENT
-        assert decode_batch(message.body) == sent
+        assert decode_message(message.body) == [sent]
     finally:
         await connection.close()
 
 
-async def test_concurrent_publishes_are_all_confirmed_and_pipelined(
+class CountingPublish:
+    """Counts the broker messages sent (aiormq's basic_publish) and how many are in flight; the
+    messages numbered in ``nacked`` are answered with a Basic.Nack instead of being sent."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, nacked: frozenset[int] = frozenset()
+    ) -> None:
+        self.messages: list[bytes] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.sent = asyncio.Event()
+        original = aiormq.Channel.basic_publish
+
+        async def counting(channel: aiormq.Channel, body: bytes, **kwargs: object) -> object:
+            if len(self.messages) in nacked:
+                self.messages.append(body)
+                await asyncio.sleep(0)
+                raise aiormq.exceptions.DeliveryError(None, spec.Basic.Nack())
+            self.messages.append(body)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.sent.set()
+            try:
+                return await original(channel, body, **kwargs)  # type: ignore[arg-type]
+            finally:
+                self.in_flight -= 1
+
+        monkeypatch.setattr(aiormq.Channel, "basic_publish", counting)
+
+
+async def test_concurrent_publishes_share_messages_and_are_all_confirmed(
     names: QueueNames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Many concurrent publishes are in flight together on one channel and all are confirmed."""
-    in_flight = 0
-    most_in_flight = 0
-    original = aiormq.Channel.basic_publish
-
-    async def counting_publish(self: aiormq.Channel, *args: object, **kwargs: object) -> object:
-        nonlocal in_flight, most_in_flight
-        in_flight += 1
-        most_in_flight = max(most_in_flight, in_flight)
-        try:
-            return await original(self, *args, **kwargs)  # type: ignore[arg-type]
-        finally:
-            in_flight -= 1
-
+    """Publishes made together share broker messages; every batch is held exactly once."""
     async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
-        monkeypatch.setattr(aiormq.Channel, "basic_publish", counting_publish)
+        counting = CountingPublish(monkeypatch)
         await asyncio.gather(*(publisher.publish(numbered_batch(n)) for n in range(200)))
-    assert most_in_flight > 1
-    assert sorted(first_ids(await take_all(names))) == sorted(f"b{n}-e0" for n in range(200))
+    assert 1 <= len(counting.messages) < 200
+    held = await take_all(names)
+    assert sorted(first_ids(held)) == sorted(f"b{n}-e0" for n in range(200))
+    assert await queue_depth(AMQP_URL, names) == 0
+
+
+async def test_publishes_made_while_a_message_is_in_flight_share_the_next(
+    names: QueueNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish with nothing in flight goes alone and at once; those made while its confirm is
+    awaited wait for it and then go together, in the order they were made."""
+    options = RabbitOptions(AMQP_URL, names, coalesce_wait=5.0)
+    async with await RabbitPublisher.open(options) as publisher:
+        counting = CountingPublish(monkeypatch)
+        first = asyncio.create_task(publisher.publish(numbered_batch(0)))
+        await counting.sent.wait()
+        assert not first.done()  # its confirm is still to come
+        others = [asyncio.create_task(publisher.publish(numbered_batch(n))) for n in (1, 2, 3)]
+        await asyncio.gather(first, *others)
+    assert [decode_message(body) for body in counting.messages] == [
+        [numbered_batch(0)],
+        [numbered_batch(1), numbered_batch(2), numbered_batch(3)],
+    ]
+    assert first_ids(await take_all(names)) == ["b0-e0", "b1-e0", "b2-e0", "b3-e0"]
+
+
+async def test_a_message_holds_at_most_max_message_bytes(
+    names: QueueNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches beyond the size bound go in further messages; a batch larger than it goes alone."""
+    part = len(encode_batch(numbered_batch(0)))
+    options = RabbitOptions(AMQP_URL, names, max_message_bytes=3 * (part + 1) + 1)
+    async with await RabbitPublisher.open(options) as publisher:
+        counting = CountingPublish(monkeypatch)
+        await asyncio.gather(*(publisher.publish(numbered_batch(n)) for n in range(7)))
+        await publisher.publish(numbered_batch(9, events=20))
+    assert [len(decode_message(body)) for body in counting.messages] == [3, 3, 1, 1]
+    assert all(len(body) <= options.max_message_bytes for body in counting.messages[:3])
+    assert sorted(first_ids(await take_all(names))) == sorted(
+        [*(f"b{n}-e0" for n in range(7)), "b9-e0"]
+    )
+
+
+async def test_a_refused_message_fails_exactly_its_publishes(
+    names: QueueNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of three messages in flight together, the one the broker refuses fails its own publishes
+    with queue_full, each with an error object of its own; the others' are confirmed and held.
+    (The refusal is a Basic.Nack put in aiormq's place: a quorum queue at its length limit may
+    still take a message or two, so a real full queue cannot pick which message it refuses.)"""
+    part = len(encode_batch(numbered_batch(10)))  # every number below has two digits
+    options = RabbitOptions(AMQP_URL, names, max_message_bytes=4 * (part + 1) + 1)
+    async with await RabbitPublisher.open(options) as publisher:
+        counting = CountingPublish(monkeypatch, nacked=frozenset({1}))
+        outcomes = await asyncio.gather(
+            *(publisher.publish(numbered_batch(n)) for n in range(10, 22)), return_exceptions=True
+        )
+    assert [len(decode_message(body)) for body in counting.messages] == [4, 4, 4]
+    assert outcomes[:4] == outcomes[8:] == [None] * 4
+    assert all(isinstance(outcome, QueueFull) for outcome in outcomes[4:8]), outcomes
+    assert len({id(outcome) for outcome in outcomes[4:8]}) == 4
+    held = first_ids(await take_all(names))
+    assert sorted(held) == sorted(f"b{n}-e0" for n in (10, 11, 12, 13, 18, 19, 20, 21))
+
+
+async def test_each_batch_of_a_shared_message_keeps_its_trace_context(
+    names: QueueNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message of several batches carries each one's traceparent (none: empty) in order."""
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with await RabbitPublisher.open(RabbitOptions(AMQP_URL, names)) as publisher:
+        counting = CountingPublish(monkeypatch)
+        await asyncio.gather(
+            publisher.publish(numbered_batch(1), headers={"traceparent": TRACEPARENT}),
+            publisher.publish(numbered_batch(2)),
+            publisher.publish(numbered_batch(3), headers={"traceparent": other}),
+        )
+    assert len(counting.messages) == 1
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        message = await channel.basic_get(names.main, no_ack=True)
+        assert isinstance(message.delivery, spec.Basic.GetOk)
+        headers = message.header.properties.headers
+        assert headers is not None
+        assert headers["traceparent"] == TRACEPARENT
+        assert headers["x-traceparents"] == [TRACEPARENT, "", other]
+        assert headers["x-attempt"] == 0
+        assert decode_message(message.body) == [numbered_batch(n) for n in (1, 2, 3)]
+    finally:
+        await connection.close()
 
 
 async def test_full_queue_refuses_and_keeps_what_it_accepted(names: QueueNames) -> None:
@@ -253,8 +360,13 @@ async def test_publishes_in_flight_when_the_connection_drops_fail_cleanly(
     names: QueueNames, proxy: TcpProxy
 ) -> None:
     """Publishes caught by a cut either were confirmed or raise Unavailable; none hangs or is lost."""
-    publisher = await RabbitPublisher.open(RabbitOptions(proxy.url, names, reconnect_interval=0))
+    part = len(encode_batch(numbered_batch(0)))
+    options = RabbitOptions(
+        proxy.url, names, reconnect_interval=0, max_message_bytes=10 * (part + 1) + 1
+    )
+    publisher = await RabbitPublisher.open(options)
     try:
+        # Ten batches a message: thirty messages in flight together.
         pending = [asyncio.create_task(publisher.publish(numbered_batch(n))) for n in range(300)]
         # Cut once the first confirms are in, while many others are still on the wire.
         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -268,7 +380,8 @@ async def test_publishes_in_flight_when_the_connection_drops_fail_cleanly(
     confirmed = len(outcomes) - len(failures)
     assert confirmed >= 1
     # Every confirmed batch is held; some refused ones may have reached the queue as well.
-    assert await queue_depth(AMQP_URL, names) >= confirmed
+    held = set(first_ids(await take_all(names)))
+    assert {f"b{n}-e0" for n, outcome in enumerate(outcomes) if outcome is None} <= held
 
 
 async def test_publisher_starts_afresh_when_confirms_stop_coming(
