@@ -28,6 +28,7 @@ from eventcore.adapters.clock import SystemClock
 from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
+    MemoryProjectCache,
     MemoryQueryCache,
     MemoryRateLimiter,
     UnlimitedRateLimiter,
@@ -45,6 +46,7 @@ from eventcore.ports import (
     CommittedKeys,
     IngestQueue,
     PasswordHasher,
+    ProjectCache,
     QueryCache,
     RateLimiter,
     Store,
@@ -159,6 +161,13 @@ def key_cache(clock: Clock) -> ApiKeyCache:
     return MemoryKeyCache(clock)
 
 
+def project_cache(clock: Clock) -> ProjectCache:
+    """Projects known to exist are remembered in process, each for PROJECT_CACHE_SECONDS (the
+    bound on a deleted project still being answered for): the analytics routes then check their
+    project without a store round trip."""
+    return MemoryProjectCache(clock)
+
+
 def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
     if redis is None:
         return MemoryCommittedKeys()
@@ -225,6 +234,9 @@ class ApiGateways(Gateways):
         open_publisher, Gateways.settings
     )
     key_cache: providers.Singleton[ApiKeyCache] = providers.Singleton(key_cache, Gateways.clock)
+    project_cache: providers.Singleton[ProjectCache] = providers.Singleton(
+        project_cache, Gateways.clock
+    )
     admission: providers.Singleton[Admission | None] = providers.Singleton(
         admission,
         Gateways.redis,
@@ -293,6 +305,7 @@ class ApiContainer(containers.DeclarativeContainer):
         limiter=gateways.limiter,
         committed=gateways.committed,
         query_cache=gateways.query_cache,
+        project_cache=gateways.project_cache,
         queue=gateways.queue,
         limits=settings.provided.limits,
         cache_ttl=settings.provided.analytics_cache_seconds,

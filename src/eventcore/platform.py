@@ -13,6 +13,7 @@ from eventcore.ports import (
     CommittedKeys,
     IngestQueue,
     PasswordHasher,
+    ProjectCache,
     QueryCache,
     RateLimiter,
     Store,
@@ -47,6 +48,7 @@ def build_platform(
     limiter: RateLimiter,
     committed: CommittedKeys,
     query_cache: QueryCache,
+    project_cache: ProjectCache,
     queue: IngestQueue | None = None,
     limits: EventLimits | None = None,
     cache_ttl: float = ANALYTICS_CACHE_SECONDS,
@@ -81,6 +83,6 @@ def build_platform(
             limits,
         ),
         processor=processor,
-        analytics=Analytics(store, store, query_cache, clock, cache_ttl),
+        analytics=Analytics(store, store, query_cache, project_cache, clock, cache_ttl),
         maintenance=Maintenance(store, query_cache),
     )

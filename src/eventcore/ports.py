@@ -174,15 +174,35 @@ class CommittedKeys(Protocol):
 
 
 class QueryCache(Protocol):
-    """Cached analytics answers, keyed by workspace, query and the workspace's data generation."""
+    """Cached analytics answers, keyed by workspace, query and the workspace's data generation.
+
+    An answer is filed under the generation read before it was computed; :meth:`lookup` reads
+    the generation and the answer filed under it together, so that a shared cache answers a
+    hit in one round trip. A negative generation means the cache could not be read: no answer
+    is ever filed under one.
+    """
 
     async def generation(self, workspace_id: str) -> int: ...
 
     async def bump(self, workspace_ids: Iterable[str]) -> None: ...
 
-    async def get(self, workspace_id: str, key: str) -> bytes | None: ...
+    async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        """The workspace's generation now, and the answer filed under ``key`` at it (None if none)."""
 
-    async def put(self, workspace_id: str, key: str, value: bytes, ttl_seconds: float) -> None: ...
+    async def put(
+        self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
+    ) -> None:
+        """File ``value`` under ``key`` at ``generation`` for ``ttl_seconds`` (replacing any);
+        nothing is filed under a negative generation."""
+
+
+class ProjectCache(Protocol):
+    """Projects known to exist, each remembered for a short time: a deleted project is still
+    taken to exist until its entry ends (PROJECT_CACHE_SECONDS by default)."""
+
+    async def known(self, workspace_id: str, project_id: str) -> bool: ...
+
+    async def remember(self, workspace_id: str, project_id: str) -> None: ...
 
 
 class PasswordHasher(Protocol):

@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 
-from eventcore.ports import ApiKeyCache, CommittedKeys, QueryCache, RateLimiter, Store
+from eventcore.ports import (
+    ApiKeyCache,
+    CommittedKeys,
+    ProjectCache,
+    QueryCache,
+    RateLimiter,
+    Store,
+)
 from tests.contract.implementations import (
     ADMISSIONS,
     COMMITTED_KEYS,
     DATABASE_STORES,
     INGEST_QUEUES,
     KEY_CACHES,
+    PROJECT_CACHES,
     QUERY_CACHES,
     RATE_LIMITERS,
     STORES,
@@ -84,6 +92,14 @@ async def committed_keys(
 async def query_cache(
     request: pytest.FixtureRequest, scratch: Scratch
 ) -> AsyncIterator[Timed[QueryCache]]:
+    async with opened(request, scratch) as timed:
+        yield timed
+
+
+@pytest.fixture(params=[i.param() for i in PROJECT_CACHES])
+async def project_cache(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[ProjectCache]]:
     async with opened(request, scratch) as timed:
         yield timed
 

@@ -45,6 +45,7 @@ from eventcore.adapters.clock import ManualClock, SystemClock
 from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
+    MemoryProjectCache,
     MemoryQueryCache,
     MemoryQueue,
     MemoryRateLimiter,
@@ -67,6 +68,7 @@ from eventcore.ports import (
     ApiKeyCache,
     CommittedKeys,
     IngestQueue,
+    ProjectCache,
     QueryCache,
     RateLimiter,
     Store,
@@ -294,6 +296,12 @@ async def memory_query_cache(scratch: Scratch) -> AsyncIterator[Timed[QueryCache
 
 
 @asynccontextmanager
+async def memory_project_cache(scratch: Scratch) -> AsyncIterator[Timed[ProjectCache]]:
+    clock = ManualClock()
+    yield Timed(MemoryProjectCache(clock), manual_time(clock))
+
+
+@asynccontextmanager
 async def memory_rate_limiter(scratch: Scratch) -> AsyncIterator[Timed[RateLimiter]]:
     clock = ManualClock()
     yield Timed(MemoryRateLimiter(clock, rate=RATE, burst=BURST), manual_time(clock))
@@ -480,6 +488,10 @@ COMMITTED_KEYS: list[Implementation[CommittedKeys]] = [
 QUERY_CACHES: list[Implementation[Timed[QueryCache]]] = [
     Implementation("memory", memory_query_cache),
     Implementation("redis", redis_query_cache, INTEGRATION),
+]
+# In process only: the bound on a deleted project is the entry's lifetime, with no shared cache.
+PROJECT_CACHES: list[Implementation[Timed[ProjectCache]]] = [
+    Implementation("memory", memory_project_cache),
 ]
 RATE_LIMITERS: list[Implementation[Timed[RateLimiter]]] = [
     Implementation("memory", memory_rate_limiter),

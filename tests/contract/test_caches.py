@@ -1,4 +1,4 @@
-"""The cache contracts: API key lookups, committed idempotency keys and analytics answers.
+"""The cache contracts: API key lookups, committed idempotency keys, analytics answers, projects.
 
 Written so that a Redis implementation can satisfy them: expiry is checked only after the whole
 time to live has passed (``advance`` sleeps for a real server), never at an exact instant.
@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import msgspec
 
-from eventcore.ports import ApiKeyCache, CommittedKeys, QueryCache
+from eventcore.ports import ApiKeyCache, CommittedKeys, ProjectCache, QueryCache
 from eventcore.tenancy import ProjectRef
 from tests.contract.implementations import Timed
 from tests.contract.support import T0, api_key, batch, event, project
@@ -166,34 +166,119 @@ async def test_bumps_are_isolated_between_workspaces(query_cache: Timed[QueryCac
     assert await cache.generation("ws-c") == before["ws-c"]
 
 
+async def test_lookup_reads_the_generation_with_the_answer(query_cache: Timed[QueryCache]) -> None:
+    """lookup answers the workspace's generation as `generation` reads it, before and after a bump."""
+    cache = query_cache.port
+    generation, hit = await cache.lookup("ws-a", "q")
+    assert (generation, hit) == (await cache.generation("ws-a"), None)
+    assert generation >= 0
+
+    await cache.bump(["ws-a"])
+
+    assert (await cache.lookup("ws-a", "q"))[0] == await cache.generation("ws-a") > generation
+
+
 async def test_a_cached_answer_comes_back_for_its_workspace_only(
     query_cache: Timed[QueryCache],
 ) -> None:
     """An answer put for one workspace is returned for it and is a miss for any other."""
     cache = query_cache.port
-    await cache.put("ws-a", "series:q1", b'{"total":1}', 60)
+    generation = await cache.generation("ws-a")
+    await cache.put("ws-a", "series:q1", generation, b'{"total":1}', 60)
 
-    assert await cache.get("ws-a", "series:q1") == b'{"total":1}'
-    assert await cache.get("ws-b", "series:q1") is None
-    assert await cache.get("ws-a", "series:q2") is None
+    assert await cache.lookup("ws-a", "series:q1") == (generation, b'{"total":1}')
+    assert (await cache.lookup("ws-b", "series:q1"))[1] is None
+    assert (await cache.lookup("ws-a", "series:q2"))[1] is None
+
+
+async def test_an_answer_is_found_only_at_its_generation(query_cache: Timed[QueryCache]) -> None:
+    """Once the workspace is bumped, an answer filed before (or filed late, under the old
+    generation, by a computation that raced the bump) is never looked up again."""
+    cache = query_cache.port
+    old = await cache.generation("ws-a")
+    await cache.put("ws-a", "q", old, b"before", 60)
+
+    await cache.bump(["ws-a"])
+    await cache.put("ws-a", "q", old, b"raced", 60)
+    new, hit = await cache.lookup("ws-a", "q")
+
+    assert new != old
+    assert hit is None
+    await cache.put("ws-a", "q", new, b"after", 60)
+    assert await cache.lookup("ws-a", "q") == (new, b"after")
+
+
+async def test_answers_of_one_workspace_survive_another_ones_bump(
+    query_cache: Timed[QueryCache],
+) -> None:
+    """Bumping a workspace leaves the answers of every other workspace found."""
+    cache = query_cache.port
+    generation = await cache.generation("ws-a")
+    await cache.put("ws-a", "q", generation, b"kept", 60)
+
+    await cache.bump(["ws-b"])
+
+    assert await cache.lookup("ws-a", "q") == (generation, b"kept")
 
 
 async def test_putting_an_answer_again_replaces_it(query_cache: Timed[QueryCache]) -> None:
-    """A second put under the same workspace and key replaces the value."""
+    """A second put under the same workspace, key and generation replaces the value; one with
+    no time to live replaces it with nothing."""
     cache = query_cache.port
-    await cache.put("ws-a", "k", b"old", 60)
-    await cache.put("ws-a", "k", b"new", 60)
+    generation = await cache.generation("ws-a")
+    await cache.put("ws-a", "k", generation, b"old", 60)
+    await cache.put("ws-a", "k", generation, b"new", 60)
+    assert await cache.lookup("ws-a", "k") == (generation, b"new")
 
-    assert await cache.get("ws-a", "k") == b"new"
+    await cache.put("ws-a", "k", generation, b"newer", 0)
+    assert await cache.lookup("ws-a", "k") == (generation, None)
 
 
 async def test_cached_answers_expire_after_their_ttl(query_cache: Timed[QueryCache]) -> None:
     """An answer is a miss once its time to live has passed; a longer-lived one is still there."""
     cache = query_cache.port
-    await cache.put("ws-a", "short", b"1", 1)
-    await cache.put("ws-a", "long", b"2", 60)
+    generation = await cache.generation("ws-a")
+    await cache.put("ws-a", "short", generation, b"1", 1)
+    await cache.put("ws-a", "long", generation, b"2", 60)
 
     await query_cache.advance(1.1)
 
-    assert await cache.get("ws-a", "short") is None
-    assert await cache.get("ws-a", "long") == b"2"
+    assert await cache.lookup("ws-a", "short") == (generation, None)
+    assert await cache.lookup("ws-a", "long") == (generation, b"2")
+
+
+# ProjectCache
+
+# A deleted project must stop being answered for within one second; this is "just past" it.
+PROJECT_TTL_PASSED = 1.1
+
+
+async def test_a_project_never_remembered_is_not_known(
+    project_cache: Timed[ProjectCache],
+) -> None:
+    """known answers False for a project nobody remembered, in any workspace."""
+    assert not await project_cache.port.known("ws-a", "p1")
+
+
+async def test_a_remembered_project_is_known_in_its_workspace_only(
+    project_cache: Timed[ProjectCache],
+) -> None:
+    """A project remembered for one workspace is known there, not under another workspace."""
+    cache = project_cache.port
+    await cache.remember("ws-a", "p1")
+
+    assert await cache.known("ws-a", "p1")
+    assert not await cache.known("ws-b", "p1")
+    assert not await cache.known("ws-a", "p2")
+
+
+async def test_a_remembered_project_is_forgotten_within_a_second(
+    project_cache: Timed[ProjectCache],
+) -> None:
+    """Just past one second after it was last remembered, a project is no longer known."""
+    cache = project_cache.port
+    await cache.remember("ws-a", "p1")
+
+    await project_cache.advance(PROJECT_TTL_PASSED)
+
+    assert not await cache.known("ws-a", "p1")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 import pytest
+import redis
 
-from tests.http.support import Api, Tenant, assert_error
+from eventcore.aggregation import CountSeries, EventTypeTotals
+from tests.http.support import Account, Api, ApiFactory, Tenant, assert_error
+from tests.support.postgres import shared_database
+from tests.support.redis import REDIS_URL
 
 # Events at fixed past moments, so that every bucket below is known exactly.
 FIXTURE_EVENTS = [
@@ -472,3 +481,283 @@ def test_a_query_parameter_given_twice_is_refused(api: Api, tenant: Tenant) -> N
         headers=tenant.headers,
     )
     assert_error(response, 400, "invalid_query")
+
+
+# --- entity tags and 304 -----------------------------------------------------------------------
+
+ANSWERS = ["/v1/analytics/counts", "/v1/analytics/event-types"]
+WINDOW = {"start": DAY_START, "end": DAY_END}
+STRONG_TAG = re.compile(r'"[0-9a-f]{24}"')
+
+
+@contextmanager
+def profile_settings(profile: str) -> Iterator[dict[str, str]]:
+    """The settings of a profile: none (embedded), or PostgreSQL and Redis (the distributed
+    profile's store and caches; batches committed inline), its Redis keys deleted after."""
+    if profile == "embedded":
+        yield {}
+        return
+    prefix = f"ectest-{secrets.token_hex(4)}"
+    try:
+        yield {
+            "EVENTCORE_DATABASE_URL": shared_database(),
+            "EVENTCORE_REDIS_URL": REDIS_URL,
+            "EVENTCORE_REDIS_PREFIX": prefix,
+            "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
+        }
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(params=["embedded", pytest.param("shared", marks=pytest.mark.integration)])
+def either(request: pytest.FixtureRequest, make_api: ApiFactory) -> Iterator[Api]:
+    """The app on either profile: both must answer the same."""
+    with profile_settings(request.param) as env:
+        api = make_api(env=env)
+        yield api
+        api.stop()
+
+
+@pytest.fixture
+def shop(either: Api) -> Tenant:
+    tenant = either.tenant()
+    response = either.ingest(tenant, {"events": FIXTURE_EVENTS})
+    assert response.json()["accepted"] == len(FIXTURE_EVENTS), response.text
+    return tenant
+
+
+def read(
+    api: Api, path: str, account: Account, project_id: str, *headers: tuple[str, str | bytes]
+) -> httpx.Response:
+    return api.client.get(
+        path,
+        params={"project_id": project_id, **WINDOW},
+        headers=[("Authorization", f"Bearer {account.token}"), *headers],
+    )
+
+
+def assert_not_modified(response: httpx.Response, tag: str) -> None:
+    assert response.status_code == 304, response.text
+    assert response.content == b""
+    assert response.headers["etag"] == tag
+
+
+@pytest.mark.parametrize(
+    ("path", "schema"),
+    [("/v1/analytics/counts", "CountSeries"), ("/v1/analytics/event-types", "EventTypeTotals")],
+)
+def test_the_answers_are_documented_as_their_structs(api: Api, path: str, schema: str) -> None:
+    """Sent as bytes, the answers are still documented as the structs they encode."""
+    document = api.client.get("/schema/openapi.json").json()
+    ok = document["paths"][path]["get"]["responses"]["200"]
+
+    assert ok["content"] == {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    }
+    properties = document["components"]["schemas"][schema]["properties"]
+    fields = {"CountSeries": CountSeries, "EventTypeTotals": EventTypeTotals}[
+        schema
+    ].__struct_fields__
+    assert set(properties) == set(fields)
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_every_answer_carries_a_strong_tag_of_its_bytes(
+    either: Api, shop: Tenant, path: str
+) -> None:
+    """A 200 has an ETag, the same for the computed and the cached answer, and is revalidated."""
+    computed = read(either, path, shop.owner, shop.project_id)
+    cached = read(either, path, shop.owner, shop.project_id)
+
+    assert computed.status_code == cached.status_code == 200, computed.text
+    assert computed.headers["content-type"] == "application/json"
+    assert STRONG_TAG.fullmatch(computed.headers["etag"]), computed.headers
+    assert cached.headers["etag"] == computed.headers["etag"]
+    assert cached.content == computed.content
+    assert computed.headers["cache-control"] == "private, no-cache"
+    other = either.tenant()
+    assert (
+        read(either, path, other.owner, other.project_id).headers["etag"]
+        != computed.headers["etag"]
+    ), "two different answers share a tag"
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+@pytest.mark.parametrize(
+    "condition",
+    ["{tag}", "W/{tag}", "*", ' "0123", {tag} ', 'W/"x", ,{tag},', '"a,b", {tag}'],
+    ids=["exact", "weak", "any", "list", "empty-members", "comma-in-a-tag"],
+)
+def test_a_matching_if_none_match_answers_304(
+    either: Api, shop: Tenant, path: str, condition: str
+) -> None:
+    """If-None-Match naming the answer's tag (strong, weak, in a list, or `*`) is a 304 with
+    the tag and no body."""
+    tag = read(either, path, shop.owner, shop.project_id).headers["etag"]
+
+    response = read(
+        either, path, shop.owner, shop.project_id, ("If-None-Match", condition.format(tag=tag))
+    )
+
+    assert_not_modified(response, tag)
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_a_tag_in_a_second_if_none_match_field_matches(
+    either: Api, shop: Tenant, path: str
+) -> None:
+    """If-None-Match sent as two header fields is read as one list."""
+    tag = read(either, path, shop.owner, shop.project_id).headers["etag"]
+
+    response = read(
+        either,
+        path,
+        shop.owner,
+        shop.project_id,
+        ("If-None-Match", '"other"'),
+        ("If-None-Match", tag),
+    )
+
+    assert_not_modified(response, tag)
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_a_tag_that_does_not_match_gets_the_whole_answer(
+    either: Api, shop: Tenant, path: str
+) -> None:
+    """An If-None-Match naming other tags is answered 200 with the body and the current tag."""
+    first = read(either, path, shop.owner, shop.project_id)
+
+    response = read(either, path, shop.owner, shop.project_id, ("If-None-Match", '"0", W/"1"'))
+
+    assert response.status_code == 200, response.text
+    assert response.content == first.content
+    assert response.headers["etag"] == first.headers["etag"]
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_new_events_change_the_tag(either: Api, shop: Tenant, path: str) -> None:
+    """Once more events are counted, the old tag no longer matches: 200, new body, new tag."""
+    before = read(either, path, shop.owner, shop.project_id)
+    either.ingest(shop, {"id": "late", "type": "late", "timestamp": "2025-03-01T10:30:00Z"})
+
+    after = read(
+        either, path, shop.owner, shop.project_id, ("If-None-Match", before.headers["etag"])
+    )
+
+    assert after.status_code == 200, after.text
+    assert after.headers["etag"] != before.headers["etag"]
+    assert b'"late"' in after.content
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+@pytest.mark.parametrize("role", ["owner", "admin", "viewer"])
+def test_no_304_for_a_project_of_another_workspace(
+    either: Api, shop: Tenant, path: str, role: str
+) -> None:
+    """Any member of another workspace asking with `*` or the project's own tag gets 404."""
+    tag = read(either, path, shop.owner, shop.project_id).headers["etag"]
+    other = either.tenant()
+    outsider = other.owner if role == "owner" else either.member(other.owner, role)
+
+    for condition in ("*", tag):
+        response = read(either, path, outsider, shop.project_id, ("If-None-Match", condition))
+        assert_error(response, 404, "not_found")
+        assert "etag" not in response.headers
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+@pytest.mark.parametrize("role", ["admin", "viewer"])
+def test_members_revalidate_the_same_answer(
+    either: Api, shop: Tenant, path: str, role: str
+) -> None:
+    """Every role may read analytics: a member gets the owner's tag and its 304."""
+    tag = read(either, path, shop.owner, shop.project_id).headers["etag"]
+    member = either.member(shop.owner, role)
+
+    assert read(either, path, member, shop.project_id).headers["etag"] == tag
+    assert_not_modified(read(either, path, member, shop.project_id, ("If-None-Match", tag)), tag)
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+@pytest.mark.parametrize("token", [None, "not.a.token"], ids=["no-token", "bad-token"])
+def test_no_304_without_authentication(
+    either: Api, shop: Tenant, path: str, token: str | None
+) -> None:
+    """Without a valid access token, If-None-Match changes nothing: 401."""
+    tag = read(either, path, shop.owner, shop.project_id).headers["etag"]
+    for condition in ("*", tag):
+        headers = {"If-None-Match": condition}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = either.client.get(
+            path, params={"project_id": shop.project_id, **WINDOW}, headers=headers
+        )
+        assert_error(response, 401)
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+def test_a_bad_query_is_refused_before_any_304(either: Api, shop: Tenant, path: str) -> None:
+    """A query that is not valid answers 400 even when If-None-Match is `*`."""
+    response = either.client.get(
+        path,
+        params={"project_id": shop.project_id, "start": DAY_END, "end": DAY_START},
+        headers={**shop.headers, "If-None-Match": "*"},
+    )
+    assert_error(response, 400, "invalid_query")
+
+
+@pytest.mark.parametrize("path", ANSWERS)
+@pytest.mark.parametrize(
+    "condition",
+    [
+        b"",
+        b"   ",
+        b"garbage",
+        b'"unterminated',
+        b"W/",
+        b'W/"',
+        b",,,",
+        b'"a" "b"',
+        b'*, "a"',
+        b"**",
+        b'"\xff\xfe"',
+        b"\xe2\x82\xac",
+        b'"' + b"a" * 4000 + b'"',
+        b'"a",' * 500,
+    ],
+    ids=lambda value: repr(value[:12]),
+)
+def test_if_none_match_that_is_not_a_list_of_tags_gets_the_whole_answer(
+    either: Api, shop: Tenant, path: str, condition: bytes
+) -> None:
+    """A malformed If-None-Match is ignored: 200 with the answer, never an error."""
+    expected = read(either, path, shop.owner, shop.project_id)
+
+    response = read(either, path, shop.owner, shop.project_id, ("If-None-Match", condition))
+
+    assert response.status_code == 200, response.text
+    assert response.content == expected.content
+
+
+@pytest.mark.integration
+def test_both_profiles_answer_the_same_bytes(make_api: ApiFactory) -> None:
+    """The same events give the same event-type answer, byte for byte and tag for tag, on the
+    embedded profile and on PostgreSQL with Redis; and the same series of counts."""
+    answers = []
+    for profile in ("embedded", "shared"):
+        with profile_settings(profile) as env:
+            api = make_api(env=env)
+            tenant = api.tenant()
+            api.ingest(tenant, {"events": FIXTURE_EVENTS})
+            types = read(api, "/v1/analytics/event-types", tenant.owner, tenant.project_id)
+            counts = read(api, "/v1/analytics/counts", tenant.owner, tenant.project_id)
+            answers.append((types.content, types.headers["etag"], counts.json()["series"]))
+            api.stop()
+
+    assert answers[0] == answers[1]
+    assert answers[0][2], "no counts to compare"

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventcore import Event, Granularity, IngestBatch, InvalidRequest, NotFound
 from eventcore.adapters.memory import MemoryStore
-from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
+from eventcore.aggregation import CountPoint, CountSeries, EventTypeCount, StoredGrain
+from eventcore.defaults import PROJECT_CACHE_SECONDS
+from eventcore.tenancy import Project
 from tests.unit.conftest import NOW, App, Tenant
 from tests.unit.helpers import event
 
@@ -208,6 +211,10 @@ class CountingStore:
         self.reads["append"] += 1
         return await self.inner.append(batches)
 
+    async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
+        self.reads["get_project"] += 1
+        return await self.inner.get_project(workspace_id, project_id)
+
 
 @pytest.fixture
 def counting() -> CountingStore:
@@ -365,6 +372,140 @@ async def test_cache_is_checked_after_permissions(
     await app.analytics.counts(tenant.principal, tenant.project_id)
     with pytest.raises(NotFound):
         await app.analytics.counts(intruder.principal, tenant.project_id)
+    with pytest.raises(NotFound):
+        await app.analytics.counts_json(intruder.principal, tenant.project_id)
+    with pytest.raises(NotFound):
+        await app.analytics.event_types_json(intruder.principal, tenant.project_id)
+
+
+# -- the JSON answers
+
+
+COUNT_QUERIES = [
+    {},
+    {"granularity": Granularity.MINUTE},
+    {"granularity": Granularity.DAY, "start": NOW - 3 * 24 * HOUR},
+    {"event_type": "view"},
+]
+
+
+@pytest.mark.parametrize("query", COUNT_QUERIES, ids=["hour", "minute", "day", "filtered"])
+async def test_the_json_answer_is_the_typed_answer_encoded(
+    cached: tuple[App, Tenant], counting: CountingStore, query: dict[str, Any]
+) -> None:
+    """counts_json is what counts encodes to, computed (the first time) or cached (then)."""
+    app, tenant = cached
+    await _send(app, tenant, event("a"), event("b", "view"), event("c", timestamp=_at(NOW - HOUR)))
+    fresh = await app.analytics.counts_json(tenant.principal, tenant.project_id, **query)
+    cached_bytes = await app.analytics.counts_json(tenant.principal, tenant.project_id, **query)
+    typed = await app.analytics.counts(tenant.principal, tenant.project_id, **query)
+
+    assert counting.reads["count_series"] == 1
+    assert cached_bytes == fresh == msgspec.json.encode(typed)
+    assert msgspec.json.decode(fresh, type=CountSeries) == typed
+    assert typed.total > 0
+
+
+async def test_the_json_event_types_are_the_typed_ones_encoded(
+    cached: tuple[App, Tenant], counting: CountingStore
+) -> None:
+    """event_types_json is what event_types encodes to, computed or cached."""
+    app, tenant = cached
+    await _send(app, tenant, event("a"), event("b", "view"), event("c", "view"))
+    fresh = await app.analytics.event_types_json(tenant.principal, tenant.project_id)
+    cached_bytes = await app.analytics.event_types_json(tenant.principal, tenant.project_id)
+    typed = await app.analytics.event_types(tenant.principal, tenant.project_id)
+
+    assert counting.reads["event_type_totals"] == 1
+    assert cached_bytes == fresh == msgspec.json.encode(typed)
+    assert typed.event_types == [EventTypeCount("view", 2), EventTypeCount("click", 1)]
+
+
+async def test_a_cached_json_answer_is_the_stored_bytes_themselves(
+    cached: tuple[App, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hit hands back the very bytes the cache holds: nothing is decoded and encoded again."""
+    app, tenant = cached
+    await _send(app, tenant, event("a"))
+    first = await app.analytics.counts_json(tenant.principal, tenant.project_id)
+    held: list[bytes | None] = []
+    lookup = app.query_cache.lookup
+
+    async def recording(workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        found = await lookup(workspace_id, key)
+        held.append(found[1])
+        return found
+
+    monkeypatch.setattr(app.query_cache, "lookup", recording)
+    second = await app.analytics.counts_json(tenant.principal, tenant.project_id)
+
+    assert held == [first]
+    assert second is held[0]
+
+
+async def test_a_typed_answer_is_computed_when_the_cached_bytes_do_not_decode(
+    cached: tuple[App, Tenant], counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The typed API recomputes an answer whose cached bytes are not one (a foreign writer)."""
+    app, tenant = cached
+    await _send(app, tenant, event("a"))
+    expected = await app.analytics.counts(tenant.principal, tenant.project_id)
+
+    async def garbage(workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        return await app.query_cache.generation(workspace_id), b"[1, 2"
+
+    monkeypatch.setattr(app.query_cache, "lookup", garbage)
+
+    assert await app.analytics.counts(tenant.principal, tenant.project_id) == expected
+    assert counting.reads["count_series"] == 2
+
+
+# -- the project check
+
+
+async def test_the_project_is_asked_of_the_store_once_a_second(
+    cached: tuple[App, Tenant], counting: CountingStore
+) -> None:
+    """Reads of one project within a second check it in the store once; after, once again."""
+    app, tenant = cached
+    before = counting.reads["get_project"]
+    for _ in range(3):
+        await app.analytics.counts(tenant.principal, tenant.project_id)
+        await app.analytics.event_types_json(tenant.principal, tenant.project_id)
+    assert counting.reads["get_project"] == before + 1
+
+    app.clock.advance(PROJECT_CACHE_SECONDS)
+    await app.analytics.counts_json(tenant.principal, tenant.project_id)
+    assert counting.reads["get_project"] == before + 2
+
+
+async def test_a_deleted_project_stops_answering_within_a_second(
+    cached: tuple[App, Tenant], counting: CountingStore
+) -> None:
+    """Once a project is gone from the store, its reads answer NotFound a second later at most."""
+    app, tenant = cached
+    await app.analytics.counts_json(tenant.principal, tenant.project_id)
+    del counting.inner.projects[tenant.project_id]
+
+    app.clock.advance(PROJECT_CACHE_SECONDS)
+
+    for read in (app.analytics.counts_json, app.analytics.event_types_json):
+        with pytest.raises(NotFound):
+            await read(tenant.principal, tenant.project_id)
+    with pytest.raises(NotFound):
+        await app.analytics.list_events(tenant.principal, tenant.project_id)
+
+
+async def test_a_project_not_found_is_asked_about_every_time(
+    cached: tuple[App, Tenant], counting: CountingStore
+) -> None:
+    """Only existence is remembered: a project not found is looked up again on the next read."""
+    app, tenant = cached
+    before = counting.reads["get_project"]
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            await app.analytics.counts_json(tenant.principal, "no-such-project")
+    assert counting.reads["get_project"] == before + 2
 
 
 # -- the event list

@@ -6,7 +6,12 @@ They are public so that code embedding eventcore can test itself with them.
 from typing import Any
 
 from eventcore.adapters.clock import ManualClock
-from eventcore.adapters.memory.caches import MemoryCommittedKeys, MemoryKeyCache, MemoryQueryCache
+from eventcore.adapters.memory.caches import (
+    MemoryCommittedKeys,
+    MemoryKeyCache,
+    MemoryProjectCache,
+    MemoryQueryCache,
+)
 from eventcore.adapters.memory.queue import MemoryQueue
 from eventcore.adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
 from eventcore.adapters.memory.security import FakePasswordHasher
@@ -21,6 +26,7 @@ __all__ = [
     "InlineQueue",
     "MemoryCommittedKeys",
     "MemoryKeyCache",
+    "MemoryProjectCache",
     "MemoryQueryCache",
     "MemoryQueue",
     "MemoryRateLimiter",
@@ -45,6 +51,7 @@ def build_memory_platform(clock: Clock | None = None, **overrides: Any) -> Platf
         "limiter": UnlimitedRateLimiter(),
         "committed": MemoryCommittedKeys(),
         "query_cache": MemoryQueryCache(clock),
+        "project_cache": MemoryProjectCache(clock),
     }
     ports.update(overrides)
     return build_platform(**ports)

@@ -1,15 +1,46 @@
-"""In-process caches: API keys, committed idempotency keys and analytics answers."""
+"""In-process caches: API keys, committed idempotency keys, analytics answers and projects."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
-from eventcore.defaults import API_KEY_CACHE_SECONDS
+from eventcore.defaults import API_KEY_CACHE_SECONDS, PROJECT_CACHE_SECONDS
 from eventcore.events import IngestBatch
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import Clock
 from eventcore.tenancy import ApiKey, ProjectRef
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Expiring(Generic[K, V]):
+    """Entries that each end at a time, the most recent ``max_entries`` of them."""
+
+    def __init__(self, clock: Clock, max_entries: int) -> None:
+        self._clock = clock
+        self._max = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock.now().timestamp():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V, ttl_seconds: float) -> None:
+        self._entries[key] = (self._clock.now().timestamp() + ttl_seconds, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._entries.pop(key, None)
 
 
 class MemoryKeyCache:
@@ -18,28 +49,17 @@ class MemoryKeyCache:
     def __init__(
         self, clock: Clock, ttl: float = API_KEY_CACHE_SECONDS, max_entries: int = 100_000
     ) -> None:
-        self._clock = clock
         self._ttl = ttl
-        self._max = max_entries
-        self._entries: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self._entries: _Expiring[str, ApiKey] = _Expiring(clock, max_entries)
 
     async def get(self, key_hash: str) -> ApiKey | None:
-        entry = self._entries.get(key_hash)
-        if entry is None:
-            return None
-        if entry[0] <= self._clock.now().timestamp():
-            del self._entries[key_hash]
-            return None
-        return entry[1]
+        return self._entries.get(key_hash)
 
     async def put(self, key: ApiKey) -> None:
-        self._entries[key.key_hash] = (self._clock.now().timestamp() + self._ttl, key)
-        self._entries.move_to_end(key.key_hash)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        self._entries.put(key.key_hash, key, self._ttl)
 
     async def evict(self, key_hash: str) -> None:
-        self._entries.pop(key_hash, None)
+        self._entries.pop(key_hash)
 
 
 class MemoryCommittedKeys:
@@ -65,11 +85,11 @@ class MemoryCommittedKeys:
 
 
 class MemoryQueryCache:
+    """Answers of this process, the most recent ``max_entries`` of them."""
+
     def __init__(self, clock: Clock, max_entries: int = 10_000) -> None:
-        self._clock = clock
-        self._max = max_entries
         self._generations: dict[str, int] = {}
-        self._entries: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._entries: _Expiring[tuple[str, str, int], bytes] = _Expiring(clock, max_entries)
 
     async def generation(self, workspace_id: str) -> int:
         return self._generations.get(workspace_id, 0)
@@ -78,14 +98,32 @@ class MemoryQueryCache:
         for workspace_id in workspace_ids:
             self._generations[workspace_id] = self._generations.get(workspace_id, 0) + 1
 
-    async def get(self, workspace_id: str, key: str) -> bytes | None:
-        entry = self._entries.get((workspace_id, key))
-        if entry is None or entry[0] <= self._clock.now().timestamp():
-            return None
-        return entry[1]
+    async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        generation = self._generations.get(workspace_id, 0)
+        return generation, self._entries.get((workspace_id, key, generation))
 
-    async def put(self, workspace_id: str, key: str, value: bytes, ttl_seconds: float) -> None:
-        self._entries[(workspace_id, key)] = (self._clock.now().timestamp() + ttl_seconds, value)
-        self._entries.move_to_end((workspace_id, key))
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+    async def put(
+        self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
+    ) -> None:
+        if generation >= 0:
+            self._entries.put((workspace_id, key, generation), value, ttl_seconds)
+
+
+class MemoryProjectCache:
+    """Projects seen to exist, each for ``ttl`` seconds, the most recent ``max_entries`` of them.
+
+    Only existence is remembered: a project not found is asked about again every time, so one
+    created a moment ago is found at once, and one deleted stops being found within ``ttl``.
+    """
+
+    def __init__(
+        self, clock: Clock, ttl: float = PROJECT_CACHE_SECONDS, max_entries: int = 100_000
+    ) -> None:
+        self._ttl = ttl
+        self._entries: _Expiring[tuple[str, str], bool] = _Expiring(clock, max_entries)
+
+    async def known(self, workspace_id: str, project_id: str) -> bool:
+        return self._entries.get((workspace_id, project_id)) is not None
+
+    async def remember(self, workspace_id: str, project_id: str) -> None:
+        self._entries.put((workspace_id, project_id), True, self._ttl)

@@ -1,11 +1,16 @@
-"""Routes that read: counts over time, event-type totals and the event list."""
+"""Routes that read: counts over time, event-type totals and the event list.
+
+The two analytics answers go out as the use case's JSON bytes (a cached answer as it was stored),
+with an ``ETag``; ``If-None-Match`` holding it answers 304 (``conditional``).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
-from litestar import get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromQuery
@@ -13,6 +18,7 @@ from litestar.types import ControllerRouterHandler
 
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
 from eventcore.defaults import DEFAULT_PAGE
+from eventcore.entrypoints.http.conditional import json_answer
 from eventcore.entrypoints.http.errors import API_ERRORS
 from eventcore.entrypoints.http.schemas import EventList, EventView
 from eventcore.errors import InvalidRequest
@@ -47,6 +53,7 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     responses=API_ERRORS,
 )
 async def counts(
+    request: Request[Any, Any, Any],
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
     project_id: FromQuery[str],
@@ -54,8 +61,8 @@ async def counts(
     end: FromQuery[str | None] = None,
     granularity: FromQuery[Granularity] = Granularity.HOUR,
     event_type: FromQuery[str | None] = None,
-) -> CountSeries:
-    return await platform.analytics.counts(
+) -> Response[CountSeries]:
+    body = await platform.analytics.counts_json(
         principal,
         project_id,
         start=parse_time("start", start),
@@ -63,6 +70,7 @@ async def counts(
         granularity=granularity,
         event_type=event_type,
     )
+    return json_answer(request, body)
 
 
 @get(
@@ -73,15 +81,17 @@ async def counts(
     responses=API_ERRORS,
 )
 async def event_types(
+    request: Request[Any, Any, Any],
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
     project_id: FromQuery[str],
     start: FromQuery[str | None] = None,
     end: FromQuery[str | None] = None,
-) -> EventTypeTotals:
-    return await platform.analytics.event_types(
+) -> Response[EventTypeTotals]:
+    body = await platform.analytics.event_types_json(
         principal, project_id, start=parse_time("start", start), end=parse_time("end", end)
     )
+    return json_answer(request, body)
 
 
 @get(

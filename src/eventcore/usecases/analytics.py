@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -19,15 +20,25 @@ from eventcore.aggregation import (
 from eventcore.defaults import ANALYTICS_CACHE_SECONDS, DEFAULT_PAGE, MAX_PAGE
 from eventcore.errors import InvalidRequest, NotFound
 from eventcore.events import EventCursor, StoredEvent
-from eventcore.ports import AccountStore, Clock, EventStore, QueryCache
+from eventcore.ports import AccountStore, Clock, EventStore, ProjectCache, QueryCache
 from eventcore.tenancy import Permission, Principal
 
 T = TypeVar("T")
+Answer = TypeVar("Answer", covariant=True)
 
 
 class EventPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Query(Generic[Answer]):
+    """One cacheable question: its workspace, its cache key and how to compute its answer."""
+
+    workspace_id: str
+    key: str
+    compute: Callable[[], Awaitable[Answer]]
 
 
 class Analytics:
@@ -41,6 +52,12 @@ class Analytics:
     bump never lands (the cache was away and the committing process ended before a later bump
     carried it). While the cache cannot be read (a Redis outage), every answer is computed
     fresh from the count tables.
+
+    Each answer comes typed (:meth:`counts`, :meth:`event_types`) or as its JSON encoding
+    (:meth:`counts_json`, :meth:`event_types_json`): a cached answer is those bytes as they were
+    stored, and a fresh one the same bytes a typed answer encodes to. The caller's role and the
+    project are checked before the cache is asked. A project seen to exist is taken to exist
+    for the project cache's lifetime (one second by default) without asking the store again.
     """
 
     def __init__(
@@ -48,19 +65,25 @@ class Analytics:
         accounts: AccountStore,
         events: EventStore,
         cache: QueryCache,
+        projects: ProjectCache,
         clock: Clock,
         cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     ) -> None:
         self._accounts = accounts
         self._events = events
         self._cache = cache
+        self._projects = projects
         self._clock = clock
         self._ttl = cache_ttl
 
     async def _check(self, principal: Principal, project_id: str) -> None:
         principal.require(Permission.READ_ANALYTICS)
-        if await self._accounts.get_project(principal.workspace_id, project_id) is None:
+        workspace_id = principal.workspace_id
+        if await self._projects.known(workspace_id, project_id):
+            return
+        if await self._accounts.get_project(workspace_id, project_id) is None:
             raise NotFound("No such project.")
+        await self._projects.remember(workspace_id, project_id)
 
     async def counts(
         self,
@@ -72,14 +95,40 @@ class Analytics:
         granularity: Granularity = Granularity.HOUR,
         event_type: str | None = None,
     ) -> CountSeries:
+        query = await self._counts(principal, project_id, start, end, granularity, event_type)
+        return await self._typed(query, CountSeries)
+
+    async def counts_json(
+        self,
+        principal: Principal,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        granularity: Granularity = Granularity.HOUR,
+        event_type: str | None = None,
+    ) -> bytes:
+        """:meth:`counts`, encoded as JSON."""
+        query = await self._counts(principal, project_id, start, end, granularity, event_type)
+        body, _ = await self._answer(query)
+        return body
+
+    async def _counts(
+        self,
+        principal: Principal,
+        project_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        granularity: Granularity,
+        event_type: str | None,
+    ) -> _Query[CountSeries]:
         await self._check(principal, project_id)
         window = make_window(start, end, granularity, now=self._clock.now())
-        key = _key("counts", project_id, window, "*" if event_type is None else "=" + event_type)
-        return await self._cached(
-            principal.workspace_id,
-            key,
-            CountSeries,
-            lambda: self._count_series(principal.workspace_id, project_id, window, event_type),
+        workspace_id = principal.workspace_id
+        return _Query(
+            workspace_id,
+            _key("counts", project_id, window, "*" if event_type is None else "=" + event_type),
+            lambda: self._count_series(workspace_id, project_id, window, event_type),
         )
 
     async def _count_series(
@@ -109,39 +158,57 @@ class Analytics:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> EventTypeTotals:
-        await self._check(principal, project_id)
-        window = make_window(start, end, Granularity.HOUR, now=self._clock.now())
-        key = _key("types", project_id, window, "")
-        return await self._cached(
-            principal.workspace_id,
-            key,
-            EventTypeTotals,
-            lambda: self._event_types(principal.workspace_id, project_id, window),
-        )
+        query = await self._event_types(principal, project_id, start, end)
+        return await self._typed(query, EventTypeTotals)
+
+    async def event_types_json(
+        self,
+        principal: Principal,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> bytes:
+        """:meth:`event_types`, encoded as JSON."""
+        body, _ = await self._answer(await self._event_types(principal, project_id, start, end))
+        return body
 
     async def _event_types(
-        self, workspace_id: str, project_id: str, window: Window
-    ) -> EventTypeTotals:
-        totals = await self._events.event_type_totals(
-            workspace_id, project_id, window.start, window.end
-        )
-        return EventTypeTotals(totals)
+        self, principal: Principal, project_id: str, start: datetime | None, end: datetime | None
+    ) -> _Query[EventTypeTotals]:
+        await self._check(principal, project_id)
+        window = make_window(start, end, Granularity.HOUR, now=self._clock.now())
+        workspace_id = principal.workspace_id
 
-    async def _cached(
-        self, workspace_id: str, key: str, kind: type[T], compute: Callable[[], Awaitable[T]]
-    ) -> T:
-        # The generation is read before computing: an answer that races a commit is filed under
-        # the old generation, which no reader asks for once the commit has bumped it.
-        full_key = f"{key}|{await self._cache.generation(workspace_id)}"
-        hit = await self._cache.get(workspace_id, full_key)
+        async def compute() -> EventTypeTotals:
+            totals = await self._events.event_type_totals(
+                workspace_id, project_id, window.start, window.end
+            )
+            return EventTypeTotals(totals)
+
+        return _Query(workspace_id, _key("types", project_id, window, ""), compute)
+
+    async def _answer(self, query: _Query[T]) -> tuple[bytes, T | None]:
+        """The answer's JSON, and the answer itself when it was computed here (None on a hit)."""
+        # The generation comes with the lookup, read before computing: an answer that races a
+        # commit is filed under the old generation, which no reader asks for once the commit
+        # has bumped it.
+        generation, hit = await self._cache.lookup(query.workspace_id, query.key)
         if hit is not None:
-            try:
-                return msgspec.json.decode(hit, type=kind)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                pass
-        value = await compute()
-        await self._cache.put(workspace_id, full_key, msgspec.json.encode(value), self._ttl)
-        return value
+            return hit, None
+        value = await query.compute()
+        body = msgspec.json.encode(value)
+        await self._cache.put(query.workspace_id, query.key, generation, body, self._ttl)
+        return body, value
+
+    async def _typed(self, query: _Query[T], kind: type[T]) -> T:
+        body, value = await self._answer(query)
+        if value is not None:
+            return value
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return await query.compute()
 
     async def list_events(
         self,

@@ -59,8 +59,10 @@ async def assert_every_method_fails_open(adapters: Adapters) -> None:
         generation = await adapters.answers.generation("ws1")
         assert generation < 0
         await adapters.answers.bump(["ws1"])
-        await adapters.answers.put("ws1", f"q|{generation}", b"answer", 60)
-        assert await adapters.answers.get("ws1", f"q|{generation}") is None
+        await adapters.answers.put("ws1", "q", 0, b"answer", 60)
+        looked_up, hit = await adapters.answers.lookup("ws1", "q")
+        assert looked_up < 0
+        assert hit is None
 
         assert [await adapters.limiter.acquire("ws1", 3) for _ in range(3)] == [0.0] * 3
         for _ in range(3):
@@ -139,5 +141,5 @@ async def test_adapters_use_redis_again_once_it_is_back(
     # The bump attempted during the outage was kept and is sent with the next one.
     await adapters.answers.bump([])
     assert await adapters.answers.generation("ws1") == 2
-    await adapters.answers.put("ws1", "q|2", b"answer", 60)
-    assert await adapters.answers.get("ws1", "q|2") == b"answer"
+    await adapters.answers.put("ws1", "q", 2, b"answer", 60)
+    assert await adapters.answers.lookup("ws1", "q") == (2, b"answer")

@@ -56,7 +56,7 @@ async def test_every_workspace_key_carries_the_workspace_hash_tag(gateway: Redis
     await RedisCommittedKeys(gateway).remember([batch("ws-a", "p1", "e1", "x" * 100)])
     query_cache = RedisQueryCache(gateway)
     await query_cache.bump(["ws-a"])
-    await query_cache.put("ws-a", "counts|p1", b"{}", 60)
+    await query_cache.put("ws-a", "counts|p1", 1, b"{}", 60)
     await RedisRateLimiter(gateway, rate=1, burst=5).acquire("ws-a", 1)
     await RedisKeyCache(gateway, ttl=60).put(api_key(workspace_id="ws-a"))
 

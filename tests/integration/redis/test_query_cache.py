@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from tests.support.redis import scan_keys
 
 from eventcore.adapters.redis import RedisGateway, RedisQueryCache
 
@@ -49,58 +51,87 @@ async def test_generations_are_shared_by_every_process(
 
 
 async def test_an_answer_is_read_back_and_a_missing_one_is_none(gateway: RedisGateway) -> None:
-    """A stored answer comes back byte for byte; an unknown key is a miss."""
+    """A stored answer comes back byte for byte with its generation; an unknown key is a miss."""
     cache = RedisQueryCache(gateway)
-    await cache.put("ws1", "counts|p1|hour|0", b'{"total":3}', 60)
-    assert await cache.get("ws1", "counts|p1|hour|0") == b'{"total":3}'
-    assert await cache.get("ws1", "counts|p1|hour|1") is None
+    await cache.put("ws1", "counts|p1|hour", 0, b'{"total":3}', 60)
+    assert await cache.lookup("ws1", "counts|p1|hour") == (0, b'{"total":3}')
+    assert await cache.lookup("ws1", "counts|p1|day") == (0, None)
 
 
 async def test_answers_are_kept_apart_per_workspace(gateway: RedisGateway) -> None:
     """The same query key in two workspaces holds two separate answers."""
     cache = RedisQueryCache(gateway)
-    await cache.put("ws1", "q", b"one", 60)
-    await cache.put("ws2", "q", b"two", 60)
-    assert await cache.get("ws1", "q") == b"one"
-    assert await cache.get("ws2", "q") == b"two"
-    assert await cache.get("ws3", "q") is None
-
-
-async def test_a_new_answer_replaces_the_old_one(gateway: RedisGateway) -> None:
-    """Putting a key again replaces its answer."""
-    cache = RedisQueryCache(gateway)
-    await cache.put("ws1", "q", b"old", 60)
-    await cache.put("ws1", "q", b"new", 60)
-    assert await cache.get("ws1", "q") == b"new"
+    await cache.put("ws1", "q", 0, b"one", 60)
+    await cache.put("ws2", "q", 0, b"two", 60)
+    assert await cache.lookup("ws1", "q") == (0, b"one")
+    assert await cache.lookup("ws2", "q") == (0, b"two")
+    assert await cache.lookup("ws3", "q") == (0, None)
 
 
 async def test_answers_expire_after_their_ttl(gateway: RedisGateway) -> None:
     """An answer is a miss once its TTL has passed; a TTL of zero replaces it with nothing."""
     cache = RedisQueryCache(gateway)
-    await cache.put("ws1", "short", b"x", 0.3)
-    await cache.put("ws1", "gone", b"x", 60)
-    await cache.put("ws1", "gone", b"y", 0)
-    assert await cache.get("ws1", "short") == b"x"
-    assert await cache.get("ws1", "gone") is None
+    await cache.put("ws1", "short", 0, b"x", 0.3)
+    await cache.put("ws1", "gone", 0, b"x", 60)
+    await cache.put("ws1", "gone", 0, b"y", 0)
+    assert await cache.lookup("ws1", "short") == (0, b"x")
+    assert await cache.lookup("ws1", "gone") == (0, None)
     await asyncio.sleep(0.5)
-    assert await cache.get("ws1", "short") is None
+    assert await cache.lookup("ws1", "short") == (0, None)
 
 
-async def test_an_answer_filed_under_an_old_generation_is_not_found_after_a_bump(
+async def test_a_hit_is_one_command_to_redis(gateway: RedisGateway) -> None:
+    """A lookup reads the generation and the answer filed under it in one round trip."""
+    cache = RedisQueryCache(gateway)
+    await cache.bump(["ws1"])
+    await cache.put("ws1", "q", 1, b"answer", 60)
+    await cache.lookup("ws1", "q")  # loads the script into Redis if it was not there yet
+    sent: list[object] = []
+    execute = gateway.client.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    gateway.client.execute_command = counted  # type: ignore[method-assign]
+    try:
+        found = await cache.lookup("ws1", "q")
+    finally:
+        del gateway.client.execute_command
+    assert found == (1, b"answer")
+    assert sent == ["EVALSHA"]
+
+
+async def test_answers_live_under_the_workspace_hash_tag_with_their_generation(
     gateway: RedisGateway,
 ) -> None:
-    """Keyed by generation as the analytics use case does, a bump makes the old answer unreachable."""
+    """An answer's key is the workspace's (one cluster slot with its generation) and ends with
+    the generation it was filed under, so a bump leaves it unread until its TTL ends it."""
     cache = RedisQueryCache(gateway)
-    before = f"counts|p1|{await cache.generation('ws1')}"
-    await cache.put("ws1", before, b"stale", 60)
     await cache.bump(["ws1"])
-    after = f"counts|p1|{await cache.generation('ws1')}"
-    assert after != before
-    assert await cache.get("ws1", after) is None
+    await cache.put("ws1", "q", 1, b"answer", 60)
+    keys = await scan_keys(gateway)
+    assert len(keys) == 2
+    answer = next(key for key in keys if ":q:" in key)
+    assert answer.startswith(f"{gateway.prefix}:{{ws1}}:q:")
+    assert answer.endswith(":1")
+    assert 0 < await gateway.client.pttl(answer) <= 60_000
+
+
+async def test_nothing_is_filed_under_a_negative_generation(gateway: RedisGateway) -> None:
+    """A generation read while Redis could not be trusted files no answer (nothing reads it)."""
+    cache = RedisQueryCache(gateway)
+    await cache.put("ws1", "q", -5, b"answer", 60)
+    assert await scan_keys(gateway) == []
 
 
 async def test_a_corrupt_generation_reads_as_a_miss(gateway: RedisGateway) -> None:
-    """A generation that is not a number gives an answer no cached entry is filed under."""
+    """A generation that is not a number gives a generation no answer is filed under, and a miss
+    even if a key happens to end with that text."""
     cache = RedisQueryCache(gateway)
+    await cache.put("ws1", "q", 0, b"answer", 60)
     await gateway.client.set(gateway.key("ws1", "gen"), b"not a number")
     assert await cache.generation("ws1") < 0
+    generation, hit = await cache.lookup("ws1", "q")
+    assert generation < 0
+    assert hit is None
