@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
+from msgspec import Raw
 from tests.support.postgres import fresh_database, owner_connection
 
-from eventcore.adapters.postgres import MigrationError, load_migrations, migrate
+from eventcore.adapters.postgres import MigrationError, PostgresStore, load_migrations, migrate
+from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
+from eventcore.events import Event, IngestBatch
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +66,78 @@ async def test_a_migration_changed_after_it_was_applied_is_refused() -> None:
 
         with pytest.raises(MigrationError, match="0001_tables was changed"):
             await migrate(dsn)
+
+
+HOUR_WINDOW = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+
+
+async def hour_answers(dsn: str) -> list[list[CountPoint] | list[EventTypeCount]]:
+    """Every hour-count read the store answers for the two workspaces of the upgrade test."""
+    answers: list[list[CountPoint] | list[EventTypeCount]] = []
+    async with await PostgresStore.open(dsn) as store:
+        for workspace_id in ("ws-a", "ws-b"):
+            for event_type in (None, "click"):
+                answers.append(
+                    await store.count_series(
+                        workspace_id, "web", StoredGrain.HOUR, *HOUR_WINDOW, event_type
+                    )
+                )
+            answers.append(await store.event_type_totals(workspace_id, "web", *HOUR_WINDOW))
+    return answers
+
+
+async def test_the_covering_hour_index_upgrade_keeps_every_answer() -> None:
+    """A database at 0003 holding counts takes migration 0004 (the covering index of the hour
+    counts) and answers every hour read exactly as before, and appends go on counting."""
+    with fresh_database() as dsn:
+        start = HOUR_WINDOW[0] + timedelta(hours=5)
+        events = [
+            Event(
+                f"e{n}",
+                ("click", "view", "buy")[n % 3],
+                start + timedelta(minutes=17 * n),
+                Raw(b"{}"),
+            )
+            for n in range(120)
+        ]
+        async with await PostgresStore.open(dsn) as store:
+            await store.append(
+                [
+                    IngestBatch("ws-a", "web", start, events),
+                    IngestBatch("ws-b", "web", start, events[::4]),
+                ]
+            )
+        # Back to 0003 as it shipped: no index, the default table options, no record of 0004.
+        async with owner_connection(dsn) as conn:
+            await conn.execute("DROP INDEX eventcore.counts_hour_covering")
+            await conn.execute(
+                "ALTER TABLE eventcore.counts_hour RESET"
+                " (autovacuum_vacuum_scale_factor, autovacuum_vacuum_insert_scale_factor)"
+            )
+            await conn.execute("DELETE FROM eventcore.schema_migrations WHERE version = '0004'")
+        before = await hour_answers(dsn)
+
+        assert await migrate(dsn) == ["0004"]
+
+        assert await hour_answers(dsn) == before
+        assert sum(point.count for point in before[0]) == 120
+        async with owner_connection(dsn) as conn:
+            cursor = await conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'eventcore'"
+                " AND indexname = 'counts_hour_covering'"
+            )
+            (definition,) = await cursor.fetchone() or ("",)
+            cursor = await conn.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = 'eventcore.counts_hour'::regclass"
+            )
+            (options,) = await cursor.fetchone() or ([],)
+        assert definition.startswith("CREATE UNIQUE INDEX counts_hour_covering")
+        assert "INCLUDE (count)" in definition
+        assert "autovacuum_vacuum_scale_factor=0.01" in options
+        # The index is also an arbiter of the appends' ON CONFLICT: later events still add up.
+        late = msgspec.structs.replace(events[0], id="late")
+        async with await PostgresStore.open(dsn) as store:
+            assert (await store.append([IngestBatch("ws-a", "web", start, [late])])).inserted == 1
+        after = await hour_answers(dsn)
+        assert sum(point.count for point in after[0]) == 121
+        assert after[3:] == before[3:]
