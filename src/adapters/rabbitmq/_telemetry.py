@@ -35,8 +35,10 @@ PUBLISH_SECONDS = Histogram(
     ["outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-for _outcome in ("confirmed", "queue_full", "unavailable"):
-    PUBLISH_SECONDS.labels(_outcome)
+_PUBLISH_SECONDS = {
+    outcome: PUBLISH_SECONDS.labels(outcome)
+    for outcome in ("confirmed", "queue_full", "unavailable")
+}
 
 
 class ConsumerMetrics(NamedTuple):
@@ -92,32 +94,43 @@ _GETTER = _HeaderGetter()
 @contextmanager
 def publishing(queue: str, batch: IngestBatch, headers: FieldTable) -> Iterator[None]:
     """A PRODUCER span around one publish, its context injected into ``headers`` (unless they
-    carry one already); the time to the broker's answer is recorded by outcome."""
-    with _tracer.start_as_current_span(
-        f"publish {queue}",
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": queue,
-            "eventcore.workspace_id": batch.workspace_id,
-            "eventcore.events": len(batch.events),
-        },
-    ):
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        for name, value in carrier.items():
-            # A context the caller put in the headers itself is theirs to choose.
-            headers.setdefault(name, value)
-        started = time.perf_counter()
-        outcome = "confirmed"
-        try:
+    carry one already); the time to the broker's answer is recorded by outcome.
+
+    Outside a recorded trace (no exporter: the request's span is not recording) no span is made;
+    the caller's trace context, if any, still travels in the headers."""
+    started = time.perf_counter()
+    outcome = "confirmed"
+    try:
+        if trace.get_current_span().is_recording():
+            with _tracer.start_as_current_span(
+                f"publish {queue}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": queue,
+                    "eventcore.workspace_id": batch.workspace_id,
+                    "eventcore.events": len(batch.events),
+                },
+            ):
+                _inject(headers)
+                yield
+        else:
+            _inject(headers)
             yield
-        except Unavailable as exc:
-            outcome = "queue_full" if exc.code == "queue_full" else "unavailable"
-            raise
-        finally:
-            PUBLISH_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+    except Unavailable as exc:
+        outcome = "queue_full" if exc.code == "queue_full" else "unavailable"
+        raise
+    finally:
+        _PUBLISH_SECONDS[outcome].observe(time.perf_counter() - started)
+
+
+def _inject(headers: FieldTable) -> None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    for name, value in carrier.items():
+        # A context the caller put in the headers itself is theirs to choose.
+        headers.setdefault(name, value)
 
 
 def producer_context(headers: FieldTable | None) -> Context | None:

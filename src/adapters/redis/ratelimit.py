@@ -118,10 +118,10 @@ class RedisAdmission:
     (the keys of :class:`RedisCommittedKeys`). Every key carries the workspace's hash tag, so the
     call is one Redis Cluster slot. Fails open: allowed, nothing known.
 
-    Calls made while one is on its way to Redis share the next round trip: they are sent
-    together in one pipeline as soon as it returns (each call is still its own script call, so
-    each is as atomic as before). An idle process sends a call at once; a busy one makes one
-    round trip, one write and one read, for many calls.
+    Calls made in one turn of the event loop share a round trip: they are sent together, in one
+    pipeline, at the next turn (each call is still its own script call, so each is as atomic as
+    before), without waiting for the round trips already on their way. A busy process makes one
+    write and one read for many calls.
     """
 
     def __init__(
@@ -139,7 +139,8 @@ class RedisAdmission:
         self._burst = burst if burst is not None else rate
         self._admit = gateway.client.register_script(_ADMIT)
         self._waiting: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._flushing = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def admit(self, tenant: ProjectRef, events: int, event_ids: Sequence[str]) -> Admitted:
         if self._rate == 0 and not event_ids:
@@ -163,28 +164,33 @@ class RedisAdmission:
         return Admitted(0.0, known)
 
     async def _call(self, keys: list[str], args: list[_Arg]) -> list[bytes | int]:
-        answer: asyncio.Future[list[bytes | int]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[bytes | int]] = loop.create_future()
         self._waiting.append((keys, args, answer))
-        if self._sending is None:
-            self._sending = asyncio.create_task(self._send_waiting())
+        if not self._flushing:
+            # The calls made in this turn of the event loop go together at the next one.
+            self._flushing = True
+            loop.call_soon(self._flush)
         return await answer
 
-    async def _send_waiting(self) -> None:
+    def _flush(self) -> None:
+        self._flushing = False
+        calls, self._waiting = self._waiting, []
+        if calls:
+            sending = asyncio.get_running_loop().create_task(self._send(calls))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, calls: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]]
+    ) -> None:
+        answers: list[list[bytes | int]] | None = None
         try:
-            while self._waiting:
-                calls, self._waiting = self._waiting, []
-                answers = await self._gw.attempt(
-                    functools.partial(self._round_trip, calls=calls), None
-                )
-                for index, (_, _, answer) in enumerate(calls):
-                    if not answer.done():
-                        answer.set_result(_ALLOWED if answers is None else answers[index])
+            answers = await self._gw.attempt(functools.partial(self._round_trip, calls=calls), None)
         finally:
-            self._sending = None
-            for _, _, answer in self._waiting:
+            for index, (_, _, answer) in enumerate(calls):
                 if not answer.done():
-                    answer.set_result(_ALLOWED)
-            self._waiting = []
+                    answer.set_result(_ALLOWED if answers is None else answers[index])
 
     async def _round_trip(
         self,
