@@ -192,8 +192,9 @@ class QueryCache(Protocol):
     async def put(
         self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
     ) -> None:
-        """File ``value`` under ``key`` at ``generation`` for ``ttl_seconds`` (replacing any);
-        nothing is filed under a negative generation."""
+        """File ``value`` under ``key`` at ``generation`` for ``ttl_seconds``, replacing the
+        key's answer (a cache may keep only the latest, whatever its generation); nothing is
+        filed under a negative generation."""
 
 
 class ProjectCache(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -576,6 +577,7 @@ def test_every_answer_carries_a_strong_tag_of_its_bytes(
     assert computed.status_code == cached.status_code == 200, computed.text
     assert computed.headers["content-type"] == "application/json"
     assert STRONG_TAG.fullmatch(computed.headers["etag"]), computed.headers
+    assert computed.headers["etag"] == f'"{hashlib.sha256(computed.content).hexdigest()[:24]}"'
     assert cached.headers["etag"] == computed.headers["etag"]
     assert cached.content == computed.content
     assert computed.headers["cache-control"] == "private, no-cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -11,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventcore import Event, Granularity, IngestBatch, InvalidRequest, NotFound
+from eventcore import EncodedAnswer, Event, Granularity, IngestBatch, InvalidRequest, NotFound
 from eventcore.adapters.memory import MemoryStore
 from eventcore.aggregation import CountPoint, CountSeries, EventTypeCount, StoredGrain
 from eventcore.defaults import PROJECT_CACHE_SECONDS
@@ -401,8 +402,10 @@ async def test_the_json_answer_is_the_typed_answer_encoded(
     typed = await app.analytics.counts(tenant.principal, tenant.project_id, **query)
 
     assert counting.reads["count_series"] == 1
-    assert cached_bytes == fresh == msgspec.json.encode(typed)
-    assert msgspec.json.decode(fresh, type=CountSeries) == typed
+    assert cached_bytes == fresh
+    assert fresh.body == msgspec.json.encode(typed)
+    assert fresh.digest == hashlib.sha256(fresh.body).hexdigest()[:24]
+    assert msgspec.json.decode(fresh.body, type=CountSeries) == typed
     assert typed.total > 0
 
 
@@ -417,44 +420,84 @@ async def test_the_json_event_types_are_the_typed_ones_encoded(
     typed = await app.analytics.event_types(tenant.principal, tenant.project_id)
 
     assert counting.reads["event_type_totals"] == 1
-    assert cached_bytes == fresh == msgspec.json.encode(typed)
+    assert cached_bytes == fresh
+    assert fresh.body == msgspec.json.encode(typed)
     assert typed.event_types == [EventTypeCount("view", 2), EventTypeCount("click", 1)]
 
 
-async def test_a_cached_json_answer_is_the_stored_bytes_themselves(
+def _cache_holds(app: App, monkeypatch: pytest.MonkeyPatch, stored: bytes) -> None:
+    """Every lookup of the app's cache finds ``stored`` (at the workspace's generation)."""
+
+    async def lookup(workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        return await app.query_cache.generation(workspace_id), stored
+
+    monkeypatch.setattr(app.query_cache, "lookup", lookup)
+
+
+async def test_the_cache_holds_the_digest_then_the_json(
     cached: tuple[App, Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hit hands back the very bytes the cache holds: nothing is decoded and encoded again."""
+    """What is cached is the answer's digest followed by its bytes, found under the query."""
     app, tenant = cached
     await _send(app, tenant, event("a"))
-    first = await app.analytics.counts_json(tenant.principal, tenant.project_id)
-    held: list[bytes | None] = []
+    answer = await app.analytics.event_types_json(tenant.principal, tenant.project_id)
+    found: list[bytes | None] = []
     lookup = app.query_cache.lookup
 
     async def recording(workspace_id: str, key: str) -> tuple[int, bytes | None]:
-        found = await lookup(workspace_id, key)
-        held.append(found[1])
-        return found
+        generation, stored = await lookup(workspace_id, key)
+        found.append(stored)
+        return generation, stored
 
     monkeypatch.setattr(app.query_cache, "lookup", recording)
-    second = await app.analytics.counts_json(tenant.principal, tenant.project_id)
 
-    assert held == [first]
-    assert second is held[0]
+    assert await app.analytics.event_types_json(tenant.principal, tenant.project_id) == answer
+    assert found == [answer.digest.encode() + answer.body]
 
 
-async def test_a_typed_answer_is_computed_when_the_cached_bytes_do_not_decode(
+async def test_a_cached_json_answer_is_served_as_stored(
     cached: tuple[App, Tenant], counting: CountingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The typed API recomputes an answer whose cached bytes are not one (a foreign writer)."""
+    """A hit hands back the bytes the cache holds and their digest: nothing is decoded,
+    encoded or hashed again (these bytes are not even a CountSeries)."""
+    app, tenant = cached
+    _cache_holds(app, monkeypatch, b"0123456789abcdef01234567" + b'{"from":"the cache"}')
+
+    answer = await app.analytics.counts_json(tenant.principal, tenant.project_id)
+
+    assert answer == EncodedAnswer(b'{"from":"the cache"}', "0123456789abcdef01234567")
+    assert counting.reads["count_series"] == 0
+
+
+@pytest.mark.parametrize(
+    "stored", [b"", b"[1, 2", b"0123456789abcdef01234567", b"0123456789ABCDEF01234567{}"]
+)
+async def test_a_cache_entry_without_a_digest_is_recomputed(
+    cached: tuple[App, Tenant],
+    counting: CountingStore,
+    monkeypatch: pytest.MonkeyPatch,
+    stored: bytes,
+) -> None:
+    """An entry that is not a digest then JSON (a foreign writer) is a miss for either API."""
     app, tenant = cached
     await _send(app, tenant, event("a"))
     expected = await app.analytics.counts(tenant.principal, tenant.project_id)
+    _cache_holds(app, monkeypatch, stored)
 
-    async def garbage(workspace_id: str, key: str) -> tuple[int, bytes | None]:
-        return await app.query_cache.generation(workspace_id), b"[1, 2"
+    assert await app.analytics.counts(tenant.principal, tenant.project_id) == expected
+    answer = await app.analytics.counts_json(tenant.principal, tenant.project_id)
+    assert answer.body == msgspec.json.encode(expected)
+    assert counting.reads["count_series"] == 3
 
-    monkeypatch.setattr(app.query_cache, "lookup", garbage)
+
+async def test_a_typed_answer_is_computed_when_the_cached_json_does_not_decode(
+    cached: tuple[App, Tenant], counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The typed API recomputes an answer whose cached bytes are not one."""
+    app, tenant = cached
+    await _send(app, tenant, event("a"))
+    expected = await app.analytics.counts(tenant.principal, tenant.project_id)
+    _cache_holds(app, monkeypatch, b"0123456789abcdef01234567" + b"[1, 2")
 
     assert await app.analytics.counts(tenant.principal, tenant.project_id) == expected
     assert counting.reads["count_series"] == 2

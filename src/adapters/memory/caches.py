@@ -85,11 +85,12 @@ class MemoryCommittedKeys:
 
 
 class MemoryQueryCache:
-    """Answers of this process, the most recent ``max_entries`` of them."""
+    """Answers of this process, the most recent ``max_entries`` queries' (like the Redis cache,
+    one answer per query, served only at the generation it was filed under)."""
 
     def __init__(self, clock: Clock, max_entries: int = 10_000) -> None:
         self._generations: dict[str, int] = {}
-        self._entries: _Expiring[tuple[str, str, int], bytes] = _Expiring(clock, max_entries)
+        self._entries: _Expiring[tuple[str, str], tuple[int, bytes]] = _Expiring(clock, max_entries)
 
     async def generation(self, workspace_id: str) -> int:
         return self._generations.get(workspace_id, 0)
@@ -100,13 +101,14 @@ class MemoryQueryCache:
 
     async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
         generation = self._generations.get(workspace_id, 0)
-        return generation, self._entries.get((workspace_id, key, generation))
+        entry = self._entries.get((workspace_id, key))
+        return generation, entry[1] if entry is not None and entry[0] == generation else None
 
     async def put(
         self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
     ) -> None:
         if generation >= 0:
-            self._entries.put((workspace_id, key, generation), value, ttl_seconds)
+            self._entries.put((workspace_id, key), (generation, value), ttl_seconds)
 
 
 class MemoryProjectCache:

@@ -150,18 +150,15 @@ class RedisCommittedKeys:
         await self._gw.attempt(set_all, None)
 
 
-# The generation of the workspace (KEYS[1], 0 when unset) and the answer filed under it: the
-# answer keys are KEYS[2] .. ':' .. generation, in the workspace's hash tag like KEYS[1], so the
-# script stays in one Redis Cluster slot. One round trip for a hit instead of two.
-_LOOKUP = """
-local generation = redis.call('GET', KEYS[1]) or '0'
-return {generation, redis.call('GET', KEYS[2] .. ':' .. generation)}
-"""
-
-
 class RedisQueryCache:
-    """A generation counter per workspace under ``{ws}:gen``; answers under
-    ``{ws}:q:<sha256 of the query key>:<generation>``, each with its TTL.
+    """A generation counter per workspace under ``{ws}:gen``; each query's latest answer under
+    ``{ws}:q:<sha256 of the query key>``, as ``<generation>:<answer>``, with its TTL.
+
+    One entry per query, whatever the generation: a put replaces the answer filed before (so a
+    stream of commits does not leave a stale copy per generation behind), and a lookup serves the
+    answer only if it was filed under the generation it reads. The generation and the answer
+    are read in one pipelined round trip; an answer that arrives through a Lua script instead
+    is copied once more on the server, which costs more than the round trip for a large one.
 
     When Redis cannot be read, the generation is a fresh negative number that no stored answer
     was ever filed under, so the caller computes the answer instead of trusting the cache.
@@ -173,13 +170,11 @@ class RedisQueryCache:
     def __init__(self, gateway: RedisGateway) -> None:
         self._gw = gateway
         self._unsent_bumps: set[str] = set()
-        self._lookup = gateway.client.register_script(_LOOKUP)
 
     def _generation_key(self, workspace_id: str) -> str:
         return self._gw.key(workspace_id, "gen")
 
-    def _answers_key(self, workspace_id: str, key: str) -> str:
-        """What the keys of the query's answers start with; the generation follows."""
+    def _answer_key(self, workspace_id: str, key: str) -> str:
         return self._gw.key(workspace_id, "q", hashlib.sha256(key.encode()).hexdigest())
 
     async def generation(self, workspace_id: str) -> int:
@@ -191,15 +186,26 @@ class RedisQueryCache:
         return await self._gw.attempt(read, unknown)
 
     async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
-        keys = [self._generation_key(workspace_id), self._answers_key(workspace_id, key)]
-        found: list[bytes | None] | None = await self._gw.attempt(
-            lambda r: self._lookup(keys=keys, client=r), None
-        )
+        keys = (self._generation_key(workspace_id), self._answer_key(workspace_id, key))
+
+        async def read(client: aioredis.Redis) -> list[bytes | None]:
+            # Both keys carry the workspace's hash tag: one cluster slot, one round trip.
+            async with client.pipeline(transaction=False) as pipe:
+                for each in keys:
+                    pipe.get(each)
+                found: list[bytes | None] = await pipe.execute()
+            return found
+
+        found = await self._gw.attempt(read, None)
         unknown = _unknown_generation()
         if found is None:
             return unknown, None
         generation = _generation(found[0], unknown)
-        return generation, _bytes(found[1]) if generation >= 0 else None
+        stored = _bytes(found[1])
+        if generation < 0 or stored is None:
+            return generation, None
+        filed_under, _, answer = stored.partition(b":")
+        return generation, answer if filed_under == b"%d" % generation else None
 
     async def bump(self, workspace_ids: Iterable[str]) -> None:
         pending = self._unsent_bumps | set(workspace_ids)
@@ -223,13 +229,14 @@ class RedisQueryCache:
     ) -> None:
         if generation < 0:
             return
-        cache_key = f"{self._answers_key(workspace_id, key)}:{generation}"
+        cache_key = self._answer_key(workspace_id, key)
         if ttl_seconds <= 0:
             # Already expired: like the in-memory cache, it replaces the old answer with nothing.
             await self._gw.attempt(lambda r: r.delete(cache_key), None)
             return
+        stored = b"%d:" % generation + value
         await self._gw.attempt(
-            lambda r: r.set(cache_key, value, px=_milliseconds(ttl_seconds)), None
+            lambda r: r.set(cache_key, stored, px=_milliseconds(ttl_seconds)), None
         )
 
 

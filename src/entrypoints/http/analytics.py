@@ -62,7 +62,7 @@ async def counts(
     granularity: FromQuery[Granularity] = Granularity.HOUR,
     event_type: FromQuery[str | None] = None,
 ) -> Response[CountSeries]:
-    body = await platform.analytics.counts_json(
+    answer = await platform.analytics.counts_json(
         principal,
         project_id,
         start=parse_time("start", start),
@@ -70,7 +70,7 @@ async def counts(
         granularity=granularity,
         event_type=event_type,
     )
-    return json_answer(request, body)
+    return json_answer(request, answer)
 
 
 @get(
@@ -88,10 +88,10 @@ async def event_types(
     start: FromQuery[str | None] = None,
     end: FromQuery[str | None] = None,
 ) -> Response[EventTypeTotals]:
-    body = await platform.analytics.event_types_json(
+    answer = await platform.analytics.event_types_json(
         principal, project_id, start=parse_time("start", start), end=parse_time("end", end)
     )
-    return json_answer(request, body)
+    return json_answer(request, answer)
 
 
 @get(

@@ -7,7 +7,7 @@ from eventcore.usecases.accounts import (
     KeyResolver,
     SignupResult,
 )
-from eventcore.usecases.analytics import Analytics, EventPage
+from eventcore.usecases.analytics import Analytics, EncodedAnswer, EventPage
 from eventcore.usecases.ingest import EventsRejected, Ingestor, IngestReceipt
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
@@ -17,6 +17,7 @@ __all__ = [
     "Accounts",
     "Analytics",
     "BatchProcessor",
+    "EncodedAnswer",
     "EventPage",
     "EventsRejected",
     "IngestReceipt",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +28,43 @@ from eventcore.tenancy import Permission, Principal
 T = TypeVar("T")
 Answer = TypeVar("Answer", covariant=True)
 
+# 96 bits of SHA-256 (the fastest digest here: hardware-assisted), in hex.
+_DIGEST_LENGTH = 24
+_DIGEST = re.compile(rb"[0-9a-f]{%d}" % _DIGEST_LENGTH)
+# The layout of what an answer's cache entry holds (EncodedAnswer.pack); a process writing
+# another layout files its answers under other keys.
+_LAYOUT = "digest+json"
+
 
 class EventPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_cursor: str | None
+
+
+class EncodedAnswer(msgspec.Struct, frozen=True, gc=False):
+    """An answer's JSON ``body``, and ``digest``: a short hex digest of exactly those bytes, made
+    once when the answer was computed (equal bytes have equal digests, whoever computed them).
+
+    The cache holds the digest followed by the body (:meth:`pack`), so that a cached answer comes
+    back with its digest and nothing is hashed, decoded or encoded again to serve it.
+    """
+
+    body: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, body: bytes) -> EncodedAnswer:
+        return cls(body, hashlib.sha256(body).hexdigest()[:_DIGEST_LENGTH])
+
+    def pack(self) -> bytes:
+        return self.digest.encode() + self.body
+
+    @classmethod
+    def unpack(cls, stored: bytes) -> EncodedAnswer | None:
+        """What :meth:`pack` stored, or None if ``stored`` is not that (then it is recomputed)."""
+        if len(stored) <= _DIGEST_LENGTH or not _DIGEST.fullmatch(stored, 0, _DIGEST_LENGTH):
+            return None
+        return cls(stored[_DIGEST_LENGTH:], stored[:_DIGEST_LENGTH].decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +88,10 @@ class Analytics:
     carried it). While the cache cannot be read (a Redis outage), every answer is computed
     fresh from the count tables.
 
-    Each answer comes typed (:meth:`counts`, :meth:`event_types`) or as its JSON encoding
-    (:meth:`counts_json`, :meth:`event_types_json`): a cached answer is those bytes as they were
-    stored, and a fresh one the same bytes a typed answer encodes to. The caller's role and the
+    Each answer comes typed (:meth:`counts`, :meth:`event_types`) or as its JSON encoding with a
+    digest of it (:meth:`counts_json`, :meth:`event_types_json`, an :class:`EncodedAnswer`): a
+    cached answer is the bytes that were stored, and a fresh one the same bytes a typed answer
+    encodes to. The caller's role and the
     project are checked before the cache is asked. A project seen to exist is taken to exist
     for the project cache's lifetime (one second by default) without asking the store again.
     """
@@ -107,11 +143,11 @@ class Analytics:
         end: datetime | None = None,
         granularity: Granularity = Granularity.HOUR,
         event_type: str | None = None,
-    ) -> bytes:
+    ) -> EncodedAnswer:
         """:meth:`counts`, encoded as JSON."""
         query = await self._counts(principal, project_id, start, end, granularity, event_type)
-        body, _ = await self._answer(query)
-        return body
+        answer, _ = await self._answer(query)
+        return answer
 
     async def _counts(
         self,
@@ -168,10 +204,10 @@ class Analytics:
         *,
         start: datetime | None = None,
         end: datetime | None = None,
-    ) -> bytes:
+    ) -> EncodedAnswer:
         """:meth:`event_types`, encoded as JSON."""
-        body, _ = await self._answer(await self._event_types(principal, project_id, start, end))
-        return body
+        answer, _ = await self._answer(await self._event_types(principal, project_id, start, end))
+        return answer
 
     async def _event_types(
         self, principal: Principal, project_id: str, start: datetime | None, end: datetime | None
@@ -188,25 +224,25 @@ class Analytics:
 
         return _Query(workspace_id, _key("types", project_id, window, ""), compute)
 
-    async def _answer(self, query: _Query[T]) -> tuple[bytes, T | None]:
-        """The answer's JSON, and the answer itself when it was computed here (None on a hit)."""
+    async def _answer(self, query: _Query[T]) -> tuple[EncodedAnswer, T | None]:
+        """The answer encoded, and the answer itself when it was computed here (None on a hit)."""
         # The generation comes with the lookup, read before computing: an answer that races a
         # commit is filed under the old generation, which no reader asks for once the commit
         # has bumped it.
-        generation, hit = await self._cache.lookup(query.workspace_id, query.key)
-        if hit is not None:
-            return hit, None
+        generation, stored = await self._cache.lookup(query.workspace_id, query.key)
+        if stored is not None and (cached := EncodedAnswer.unpack(stored)) is not None:
+            return cached, None
         value = await query.compute()
-        body = msgspec.json.encode(value)
-        await self._cache.put(query.workspace_id, query.key, generation, body, self._ttl)
-        return body, value
+        answer = EncodedAnswer.of(msgspec.json.encode(value))
+        await self._cache.put(query.workspace_id, query.key, generation, answer.pack(), self._ttl)
+        return answer, value
 
     async def _typed(self, query: _Query[T], kind: type[T]) -> T:
-        body, value = await self._answer(query)
+        answer, value = await self._answer(query)
         if value is not None:
             return value
         try:
-            return msgspec.json.decode(body, type=kind)
+            return msgspec.json.decode(answer.body, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return await query.compute()
 
@@ -237,6 +273,7 @@ class Analytics:
 def _key(kind: str, project_id: str, window: Window, extra: str) -> str:
     return "|".join(
         (
+            _LAYOUT,
             kind,
             project_id,
             window.granularity.value,

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import Connection
 from tests.support.redis import scan_keys
 
 from eventcore.adapters.redis import RedisGateway, RedisQueryCache
@@ -80,42 +81,54 @@ async def test_answers_expire_after_their_ttl(gateway: RedisGateway) -> None:
     assert await cache.lookup("ws1", "short") == (0, None)
 
 
-async def test_a_hit_is_one_command_to_redis(gateway: RedisGateway) -> None:
-    """A lookup reads the generation and the answer filed under it in one round trip."""
+async def test_a_hit_is_one_round_trip_to_redis(
+    gateway: RedisGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup reads the generation and the answer filed under it in one round trip: one write
+    to the connection, with both commands."""
     cache = RedisQueryCache(gateway)
     await cache.bump(["ws1"])
     await cache.put("ws1", "q", 1, b"answer", 60)
-    await cache.lookup("ws1", "q")  # loads the script into Redis if it was not there yet
-    sent: list[object] = []
-    execute = gateway.client.execute_command
+    sent: list[int] = []
+    send = Connection.send_packed_command
 
-    async def counted(*args: Any, **options: Any) -> Any:
-        sent.append(args[0])
-        return await execute(*args, **options)
+    async def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+        sent.append(len(command) if isinstance(command, list) else 1)
+        await send(self, command, check_health)
 
-    gateway.client.execute_command = counted  # type: ignore[method-assign]
-    try:
-        found = await cache.lookup("ws1", "q")
-    finally:
-        del gateway.client.execute_command
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    found = await cache.lookup("ws1", "q")
+
     assert found == (1, b"answer")
-    assert sent == ["EVALSHA"]
+    assert len(sent) == 1
 
 
-async def test_answers_live_under_the_workspace_hash_tag_with_their_generation(
+async def test_each_query_keeps_one_answer_under_the_workspace_hash_tag(
     gateway: RedisGateway,
 ) -> None:
-    """An answer's key is the workspace's (one cluster slot with its generation) and ends with
-    the generation it was filed under, so a bump leaves it unread until its TTL ends it."""
+    """A query's answer is one key of the workspace (one cluster slot with its generation)
+    holding the generation it was filed under; a later put replaces it, of any generation."""
     cache = RedisQueryCache(gateway)
+    await cache.put("ws1", "q", 0, b"first", 60)
     await cache.bump(["ws1"])
-    await cache.put("ws1", "q", 1, b"answer", 60)
+    await cache.put("ws1", "q", 1, b"second", 60)
+
     keys = await scan_keys(gateway)
     assert len(keys) == 2
-    answer = next(key for key in keys if ":q:" in key)
+    (answer,) = [key for key in keys if ":q:" in key]
     assert answer.startswith(f"{gateway.prefix}:{{ws1}}:q:")
-    assert answer.endswith(":1")
+    assert await gateway.client.get(answer) == b"1:second"
     assert 0 < await gateway.client.pttl(answer) <= 60_000
+
+
+async def test_an_answer_of_another_generation_is_not_served(gateway: RedisGateway) -> None:
+    """The answer kept for a query is served only while its generation is the workspace's."""
+    cache = RedisQueryCache(gateway)
+    await cache.bump(["ws1"])
+    await cache.put("ws1", "q", 0, b"older", 60)
+    assert await cache.lookup("ws1", "q") == (1, None)
+    await cache.put("ws1", "q", 2, b"newer", 60)
+    assert await cache.lookup("ws1", "q") == (1, None)
 
 
 async def test_nothing_is_filed_under_a_negative_generation(gateway: RedisGateway) -> None:
