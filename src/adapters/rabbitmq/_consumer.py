@@ -355,13 +355,13 @@ class RabbitConsumer:
         return True
 
     async def _ack(self, channel: AbstractChannel, tags: list[int]) -> None:
-        """Ack handled deliveries; if that fails, end the session (they will be redelivered)."""
+        """Ack handled deliveries; if that fails, end the session (they will be redelivered).
+
+        One Basic.Ack with ``multiple`` for the highest tag: every delivery below it on this
+        channel is either in the group or was settled already (moved, requeued), since one
+        group at a time is handled and each is taken in delivery order."""
         try:
-            # Every ack but the last is only queued; waiting for the last one's write means
-            # all of them have reached the socket, in order.
-            for tag in tags[:-1]:
-                await channel.basic_ack(tag, wait=False)
-            await channel.basic_ack(tags[-1])
+            await channel.basic_ack(max(tags), multiple=len(tags) > 1)
         except AMQP_FAILURES as exc:
             # Committed but not acked: the broker redelivers and the store ignores the repeat.
             log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))

@@ -73,18 +73,19 @@ async def test_group_closes_after_max_wait(names: QueueNames) -> None:
 async def test_acks_follow_the_handlers_return(
     names: QueueNames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While the handler runs its messages are delivered but not acked; they are acked after it returns."""
+    """While the handler runs its messages are delivered but not acked; after it returns they
+    are acked together, with one Basic.Ack for the highest tag and ``multiple``."""
     await publish(names, 1, 2, 3)
     recorder = Recorder()
     recorder.gate = asyncio.Event()
-    acked: list[int] = []
+    acked: list[tuple[int, bool]] = []
     original = aiormq.Channel.basic_ack
 
     async def recording_ack(
-        self: aiormq.Channel, delivery_tag: int, *args: object, **kwargs: object
+        self: aiormq.Channel, delivery_tag: int, multiple: bool = False, **kwargs: object
     ) -> None:
-        acked.append(delivery_tag)
-        await original(self, delivery_tag, *args, **kwargs)  # type: ignore[arg-type]
+        acked.append((delivery_tag, multiple))
+        await original(self, delivery_tag, multiple, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(aiormq.Channel, "basic_ack", recording_ack)
     consumer = RabbitConsumer(RabbitOptions(AMQP_URL, names))
@@ -93,7 +94,8 @@ async def test_acks_follow_the_handlers_return(
         assert await queue_depth(AMQP_URL, names) == 0
         assert acked == []
         recorder.gate.set()
-        await eventually(lambda: asyncio.sleep(0, len(acked)), lambda count: count == 3)
+        await eventually(lambda: asyncio.sleep(0, len(acked)), lambda count: count == 1)
+        assert acked == [(3, True)]
         consumer.stop()
         await task
     assert recorder.returned == [0]
