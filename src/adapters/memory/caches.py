@@ -63,9 +63,13 @@ class MemoryKeyCache:
 
 
 class MemoryCommittedKeys:
-    """The most recent ``max_entries`` committed keys; older ones are forgotten (the store decides)."""
+    """The most recent ``max_entries`` committed keys; older ones are forgotten (the store decides).
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
+    About 220 bytes a key: the default bound keeps the embedded process's cache near 45 MB (a
+    million keys made it pass 200 MB); a resend of an older id is counted in ``accepted`` and
+    stored once all the same (the store ignores it)."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
         self._max = max_entries
         self._keys: OrderedDict[IdempotencyKey, None] = OrderedDict()
 
