@@ -463,13 +463,17 @@ class Bench:
     def distributed(self, api_workers: int, workers: int) -> Iterator[str]:
         port = free_port()
         env = self.env(distributed=True)
-        procs = [
-            self.processes.start(
-                f"api-x{api_workers}",
-                self.eventcore("serve", "--port", str(port), "--workers", str(api_workers)),
-                env,
-            )
-        ]
+        serve = self.eventcore("serve", "--port", str(port), "--workers", str(api_workers))
+        if self.args.server == "granian":
+            # The same app (the factory `eventcore serve` runs in each process) on granian.
+            serve = [
+                str(Path(sys.executable).with_name("granian")),
+                *("--interface", "asgi", "--factory", "--loop", "uvloop", "--no-ws"),
+                *("--host", HOST, "--port", str(port), "--workers", str(api_workers)),
+                *("--log-level", "warning"),
+                "eventcore.entrypoints.http.app:serve_app",
+            ]
+        procs = [self.processes.start(f"api-x{api_workers}", serve, env)]
         for number in range(workers):
             procs.append(
                 self.processes.start(f"worker-{number + 1}", self.eventcore("worker"), env)
@@ -991,6 +995,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info", help="EVENTCORE_LOG_LEVEL of the servers")
     parser.add_argument("--sweep", default="", help="e.g. 1x1,2x1,2x2: N x M ingest sweep only")
     parser.add_argument("--profile", action="store_true", help="py-spy every eventcore process")
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="the HTTP server of the API processes (granian: pip install granian)",
+    )
     parser.add_argument("--skip-load", action="store_true", help="no data set, no analytics")
     parser.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
     parser.add_argument("--database", default="", help="reuse a kept eventcore_bench_* database")
@@ -1024,6 +1034,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.results["rss_mb"] = {k: round(v, 1) for k, v in sorted(bench.processes.rss.items())}
     bench.results["config"] = {
         "api_workers": args.api_workers,
+        "server": args.server,
         "workers": args.workers,
         "seconds": args.seconds,
         "connections": args.connections,
