@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Annotated
 
 import jwt
+import msgspec
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -14,6 +16,22 @@ from eventcore.errors import AuthenticationFailed
 from eventcore.tenancy import Principal, Role
 
 _ISSUER = "eventcore"
+
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Seconds = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _Claims(msgspec.Struct, forbid_unknown_fields=False):
+    """The claims :meth:`JwtCodec.issue` writes, with their exact JSON types: a correctly
+    signed token holding anything else (a string ``exp``, a list ``ws``, NaN) was not issued
+    by this server and is refused like any invalid token."""
+
+    iss: _Text
+    sub: _Text
+    ws: _Text
+    role: Role
+    iat: _Seconds
+    exp: _Seconds
 
 
 class Argon2Hasher:
@@ -69,12 +87,15 @@ class JwtCodec:
                 issuer=_ISSUER,
                 options={"require": ["exp", "iat", "sub", "ws", "role"], "verify_exp": False},
             )
-            if claims["exp"] <= now.timestamp():
-                raise AuthenticationFailed(
-                    "The access token has expired; log in again.", code="token_expired"
-                )
-            return Principal(str(claims["sub"]), str(claims["ws"]), Role(claims["role"]))
-        except (jwt.PyJWTError, ValueError, KeyError):
+            # strict: no string read as a number, no float or bool as an integer.
+            checked = msgspec.convert(claims, _Claims, strict=True)
+        # TypeError: PyJWT reads `iat` and `nbf` with int(), which a list or object breaks.
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise AuthenticationFailed(
                 "The access token is not valid.", code="invalid_token"
             ) from None
+        if checked.exp <= now.timestamp():
+            raise AuthenticationFailed(
+                "The access token has expired; log in again.", code="token_expired"
+            )
+        return Principal(checked.sub, checked.ws, checked.role)

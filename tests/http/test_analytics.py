@@ -17,9 +17,11 @@ import pytest
 import redis
 
 from eventcore.aggregation import CountSeries, EventTypeTotals
-from tests.http.support import Account, Api, ApiFactory, Tenant, assert_error
+from tests.fuzz.support import write
+from tests.http.support import Account, Api, ApiFactory, Tenant, assert_error, bearer
 from tests.support.postgres import shared_database
 from tests.support.redis import REDIS_URL
+from tests.support.tokens import JSON_VALUES, good_claims, sign, with_claim
 
 # Events at fixed past moments, so that every bucket below is known exactly.
 FIXTURE_EVENTS = [
@@ -473,6 +475,63 @@ def test_reads_refuse_bad_tokens(api: Api, tenant: Tenant, path: str, kind: str)
         path, params={"project_id": tenant.project_id}, headers={"Authorization": f"Bearer {good}"}
     )
     assert ok.status_code == 200, ok.text
+
+
+ODD_CLAIMS = [
+    ("exp", "string"),
+    ("exp", "nan"),
+    ("exp", "infinity"),
+    ("exp", "float"),
+    ("exp", "list"),
+    ("exp", "object"),
+    ("exp", "null"),
+    ("exp", "true"),
+    ("iat", "list"),
+    ("sub", "list"),
+    ("sub", "integer"),
+    ("ws", "list"),
+    ("ws", "object"),
+    ("ws", "null"),
+    ("role", "list"),
+    ("role", "false"),
+    ("iss", "object"),
+]
+
+
+@pytest.mark.parametrize("path", ["/v1/projects", *READS])
+@pytest.mark.parametrize(("claim", "kind"), ODD_CLAIMS)
+def test_a_signed_token_with_a_claim_of_the_wrong_type_answers_401(
+    api: Api, tenant: Tenant, path: str, claim: str, kind: str
+) -> None:
+    """A token signed with the server's secret but holding a claim of another JSON type than
+    the server issues is refused like any invalid token: 401 `invalid_token`, never a 500."""
+    secret = (api.data_dir / "jwt-secret").read_text().strip()
+    claims = good_claims(tenant.owner.user_id, tenant.owner.workspace_id, time.time())
+    odd = with_claim(claims, claim, JSON_VALUES[kind], secret)
+
+    response = api.client.get(path, params={"project_id": tenant.project_id}, headers=bearer(odd))
+
+    assert_error(response, 401, "invalid_token")
+    ok = api.client.get(
+        path, params={"project_id": tenant.project_id}, headers=bearer(sign(write(claims), secret))
+    )
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(("claim", "kind"), [("ws", "list"), ("sub", "object"), ("exp", "nan")])
+def test_a_token_with_odd_claims_creates_nothing(
+    api: Api, tenant: Tenant, claim: str, kind: str
+) -> None:
+    """Such a token cannot create a project either."""
+    secret = (api.data_dir / "jwt-secret").read_text().strip()
+    claims = good_claims(tenant.owner.user_id, tenant.owner.workspace_id, time.time())
+    odd = with_claim(claims, claim, JSON_VALUES[kind], secret)
+
+    response = api.client.post("/v1/projects", json={"name": "Orphan"}, headers=bearer(odd))
+
+    assert_error(response, 401, "invalid_token")
+    projects = api.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert [p["id"] for p in projects] == [tenant.project_id]
 
 
 def test_a_query_parameter_given_twice_is_refused(api: Api, tenant: Tenant) -> None:

@@ -21,6 +21,17 @@ from eventcore import (
 )
 from eventcore.adapters.security import JwtCodec
 from eventcore.usecases.accounts import hash_api_key
+from tests.fuzz.support import write
+from tests.support.tokens import (
+    CLAIMS,
+    JSON_VALUES,
+    good_claims,
+    odd_payloads,
+    sign,
+    with_claim,
+    without_claim,
+    wrong_types,
+)
 from tests.unit.conftest import JWT_SECRET, PASSWORD, App, Tenant
 from tests.unit.helpers import body, event
 
@@ -229,6 +240,53 @@ async def test_garbage_token_is_refused(app: App, token: str) -> None:
     """Anything that is not a token is refused as invalid."""
     with pytest.raises(AuthenticationFailed):
         app.accounts.authenticate(token)
+
+
+def issued_claims(app: App, tenant: Tenant) -> dict[str, Any]:
+    """The claims the server issues for the tenant's owner now."""
+    return good_claims(tenant.principal.user_id, tenant.workspace_id, app.clock.now().timestamp())
+
+
+@pytest.mark.parametrize(
+    ("claim", "kind"), [(claim, kind) for claim in CLAIMS for kind in wrong_types(claim)]
+)
+async def test_a_claim_of_the_wrong_type_is_an_invalid_token(
+    app: App, tenant: Tenant, claim: str, kind: str
+) -> None:
+    """A token signed with the server's secret whose claim holds any other JSON type than the
+    one the server issues (NaN, a list, an object, null, a bool, a float...) is invalid."""
+    claims = issued_claims(app, tenant)
+    token = with_claim(claims, claim, JSON_VALUES[kind], JWT_SECRET)
+    with pytest.raises(AuthenticationFailed) as caught:
+        app.accounts.authenticate(token)
+    assert caught.value.code == "invalid_token"
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+async def test_a_token_missing_a_claim_is_invalid(app: App, tenant: Tenant, claim: str) -> None:
+    """Every claim the server issues is required."""
+    claims = issued_claims(app, tenant)
+    with pytest.raises(AuthenticationFailed) as caught:
+        app.accounts.authenticate(without_claim(claims, claim, JWT_SECRET))
+    assert caught.value.code == "invalid_token"
+
+
+@pytest.mark.parametrize("kind", list(odd_payloads({})))
+async def test_a_payload_that_is_not_flat_claims_is_invalid(
+    app: App, tenant: Tenant, kind: str
+) -> None:
+    """Claims nested in an object or a list, a payload that is no object, or one that repeats
+    a claim with another type, make an invalid token."""
+    claims = issued_claims(app, tenant)
+    with pytest.raises(AuthenticationFailed) as caught:
+        app.accounts.authenticate(sign(odd_payloads(claims)[kind], JWT_SECRET))
+    assert caught.value.code == "invalid_token"
+
+
+async def test_the_claims_the_server_issues_are_accepted(app: App, tenant: Tenant) -> None:
+    """The helpers above sign what the server itself issues: that token is accepted."""
+    claims = issued_claims(app, tenant)
+    assert app.accounts.authenticate(sign(write(claims), JWT_SECRET)) == tenant.principal
 
 
 # -- permissions
