@@ -7,11 +7,11 @@ contract, append one factory to the port's list, marked ``pytest.mark.integratio
 a server; every contract test then runs against it too. For example (the real one is below)::
 
     @asynccontextmanager
-    async def redis_key_cache(scratch: Scratch) -> AsyncIterator[Timed[ApiKeyCache]]:
+    async def redis_query_cache(scratch: Scratch) -> AsyncIterator[Timed[QueryCache]]:
         async with redis_gateway(prefix=scratch.name) as gateway:  # keys deleted on exit
-            yield Timed(RedisKeyCache(gateway), advance=real_time)
+            yield Timed(RedisQueryCache(gateway), advance=real_time)
 
-    KEY_CACHES.append(Implementation("redis", redis_key_cache, INTEGRATION))
+    QUERY_CACHES.append(Implementation("redis", redis_query_cache, INTEGRATION))
 
 Ports whose behaviour depends on time are yielded as :class:`Timed`: the in-memory fakes run on
 a :class:`ManualClock` that ``advance`` moves; a real server's implementation passes
@@ -57,7 +57,6 @@ from eventcore.adapters.redis import (
     RedisAdmission,
     RedisCommittedKeys,
     RedisGateway,
-    RedisKeyCache,
     RedisQueryCache,
     RedisRateLimiter,
 )
@@ -385,12 +384,6 @@ async def _redis(scratch: Scratch) -> AsyncIterator[RedisGateway]:
 
 
 @asynccontextmanager
-async def redis_key_cache(scratch: Scratch) -> AsyncIterator[Timed[ApiKeyCache]]:
-    async with _redis(scratch) as gateway:
-        yield Timed(RedisKeyCache(gateway), real_time)
-
-
-@asynccontextmanager
 async def redis_committed_keys(scratch: Scratch) -> AsyncIterator[CommittedKeys]:
     async with _redis(scratch) as gateway:
         yield RedisCommittedKeys(gateway)
@@ -479,7 +472,6 @@ async def _take_all(queue: str) -> list[IngestBatch]:
 
 KEY_CACHES: list[Implementation[Timed[ApiKeyCache]]] = [
     Implementation("memory", memory_key_cache),
-    Implementation("redis", redis_key_cache, INTEGRATION),
 ]
 COMMITTED_KEYS: list[Implementation[CommittedKeys]] = [
     Implementation("memory", memory_committed_keys),

@@ -1,6 +1,6 @@
 """Redis adapters of the distributed profile: shared caches and rate limit, all failing open."""
 
-from eventcore.adapters.redis.caches import RedisCommittedKeys, RedisKeyCache, RedisQueryCache
+from eventcore.adapters.redis.caches import RedisCommittedKeys, RedisQueryCache
 from eventcore.adapters.redis.gateway import RedisGateway
 from eventcore.adapters.redis.ratelimit import RedisAdmission, RedisRateLimiter
 
@@ -8,7 +8,6 @@ __all__ = [
     "RedisAdmission",
     "RedisCommittedKeys",
     "RedisGateway",
-    "RedisKeyCache",
     "RedisQueryCache",
     "RedisRateLimiter",
 ]

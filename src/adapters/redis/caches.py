@@ -27,44 +27,6 @@ def _milliseconds(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-class RedisKeyCache:
-    """Key records live ``ttl`` seconds; :meth:`evict` deletes one for every process at once.
-
-    The default TTL is one second, like the in-memory cache, because the revocation bound must
-    hold even when the delete cannot reach Redis (it fails open) or races a lookup that read the
-    store just before the revocation and writes the old record back just after the delete. A
-    longer TTL saves few store lookups (one per key per TTL) and stretches both windows.
-    """
-
-    def __init__(self, gateway: RedisGateway, ttl: float = 1.0) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
-        self._gw = gateway
-        self._ttl_ms = _milliseconds(ttl)
-
-    def _key(self, key_hash: str) -> str:
-        # No workspace here: a key is looked up before its tenant is known.
-        return f"{self._gw.prefix}:apikey:{key_hash}"
-
-    async def get(self, key_hash: str) -> ApiKey | None:
-        raw = _bytes(await self._gw.attempt(lambda r: r.get(self._key(key_hash)), None))
-        if raw is None:
-            return None
-        try:
-            return _key_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-
-    async def put(self, key: ApiKey) -> None:
-        value = _key_encoder.encode(key)
-        await self._gw.attempt(
-            lambda r: r.set(self._key(key.key_hash), value, px=self._ttl_ms), None
-        )
-
-    async def evict(self, key_hash: str) -> None:
-        await self._gw.attempt(lambda r: r.delete(self._key(key_hash)), None)
-
-
 # Marks every id of ARGV[2] (a JSON array) committed: the key KEYS[1] .. id set to "1" with a
 # TTL. The ids travel as one JSON argument and the keys are made here, which costs the client
 # one encode instead of building, encoding and sending a key per event. Every key shares the

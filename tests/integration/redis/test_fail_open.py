@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from tests.integration.redis.helpers import PATIENT_SECONDS, api_key, batch
+from tests.integration.redis.helpers import PATIENT_SECONDS, batch
 from tests.support.redis import TcpProxy, closed_port, redis_gateway, redis_proxy
 
 from eventcore.adapters.redis import (
     RedisAdmission,
     RedisCommittedKeys,
     RedisGateway,
-    RedisKeyCache,
     RedisQueryCache,
     RedisRateLimiter,
 )
@@ -29,7 +28,6 @@ HANG_GUARD_SECONDS = 5
 
 @dataclass
 class Adapters:
-    keys: RedisKeyCache
     committed: RedisCommittedKeys
     answers: RedisQueryCache
     limiter: RedisRateLimiter
@@ -38,7 +36,6 @@ class Adapters:
     @classmethod
     def on(cls, gateway: RedisGateway) -> Adapters:
         return cls(
-            RedisKeyCache(gateway, ttl=60),
             RedisCommittedKeys(gateway),
             RedisQueryCache(gateway),
             RedisRateLimiter(gateway, rate=0.5, burst=3),
@@ -48,11 +45,6 @@ class Adapters:
 
 async def assert_every_method_fails_open(adapters: Adapters) -> None:
     async with asyncio.timeout(HANG_GUARD_SECONDS):
-        key = api_key()
-        await adapters.keys.put(key)
-        assert await adapters.keys.get(key.key_hash) is None
-        await adapters.keys.evict(key.key_hash)
-
         await adapters.committed.remember([batch("ws1", "p1", "e1")])
         assert await adapters.committed.known(TENANT, ["e1"]) == set()
 
@@ -122,8 +114,6 @@ async def test_adapters_use_redis_again_once_it_is_back(
     """The same adapter objects go back to Redis after an outage, without being recreated."""
     proxy, gateway = proxied
     adapters = Adapters.on(gateway)
-    key = api_key()
-    await adapters.keys.put(key)
     await adapters.committed.remember([batch("ws1", "p1", "e1")])
     await adapters.answers.bump(["ws1"])
     assert await adapters.limiter.acquire("ws1", 3) == 0.0
@@ -134,9 +124,8 @@ async def test_adapters_use_redis_again_once_it_is_back(
     await asyncio.sleep(0.1)
 
     # The first command after the cooldown is the probe; it reaches Redis and closes the breaker.
-    assert await adapters.keys.get(key.key_hash) == key
-    assert gateway.available
     assert await adapters.committed.known(TENANT, ["e1", "e2"]) == {"e1"}
+    assert gateway.available
     assert await adapters.limiter.acquire("ws1", 3) > 0
     # The bump attempted during the outage was kept and is sent with the next one.
     await adapters.answers.bump([])

@@ -8,13 +8,12 @@ import re
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
-from tests.integration.redis.helpers import PATIENT_SECONDS, api_key, batch
+from tests.integration.redis.helpers import PATIENT_SECONDS, batch
 from tests.support.redis import closed_port, redis_gateway, redis_proxy, scan_keys
 
 from eventcore.adapters.redis import (
     RedisCommittedKeys,
     RedisGateway,
-    RedisKeyCache,
     RedisQueryCache,
     RedisRateLimiter,
 )
@@ -58,14 +57,11 @@ async def test_every_workspace_key_carries_the_workspace_hash_tag(gateway: Redis
     await query_cache.bump(["ws-a"])
     await query_cache.put("ws-a", "counts|p1", 1, b"{}", 60)
     await RedisRateLimiter(gateway, rate=1, burst=5).acquire("ws-a", 1)
-    await RedisKeyCache(gateway, ttl=60).put(api_key(workspace_id="ws-a"))
 
     keys = await scan_keys(gateway)
-    workspace_keys = [key for key in keys if ":apikey:" not in key]
-    assert len(keys) == 6
-    assert len(workspace_keys) == 5
+    assert len(keys) == 5
     tagged = re.compile(rf"^{re.escape(gateway.prefix)}:\{{ws-a\}}:(ck|gen|q|rl)(:|$)")
-    assert all(tagged.match(key) for key in workspace_keys), workspace_keys
+    assert all(tagged.match(key) for key in keys), keys
 
 
 def test_a_prefix_with_braces_is_refused() -> None:
