@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http.support import Api, ApiFactory, Configure, Tenant, start_api
+from tests.http.support import Api, ApiFactory, Configure, Tenant, profile_settings, start_api
 
 
 @pytest.fixture
@@ -49,3 +49,12 @@ def api(make_api: ApiFactory) -> Api:
 @pytest.fixture
 def tenant(api: Api) -> Tenant:
     return api.tenant()
+
+
+@pytest.fixture(params=["embedded", pytest.param("shared", marks=pytest.mark.integration)])
+def either(request: pytest.FixtureRequest, make_api: ApiFactory) -> Iterator[Api]:
+    """The app on either profile: both must answer the same."""
+    with profile_settings(request.param) as env:
+        api = make_api(env=env)
+        yield api
+        api.stop()

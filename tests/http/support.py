@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import redis
 from dependency_injector import providers
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -23,6 +26,8 @@ from eventcore.adapters.memory import FakePasswordHasher
 from eventcore.entrypoints.bootstrap import ApiContainer, resolve
 from eventcore.entrypoints.http.app import create_app
 from eventcore.entrypoints.settings import Settings, load_settings
+from tests.support.postgres import shared_database
+from tests.support.redis import REDIS_URL
 
 T = TypeVar("T")
 
@@ -227,3 +232,26 @@ def start_api(
         client.event_hooks["response"].append(refuse_server_errors)
     client.__enter__()
     return Api(client, settings, container, data_dir)
+
+
+@contextmanager
+def profile_settings(profile: str) -> Iterator[dict[str, str]]:
+    """The settings of a profile: none (embedded), or PostgreSQL and Redis (the distributed
+    profile's store and caches; batches committed inline), its Redis keys deleted after."""
+    if profile == "embedded":
+        yield {}
+        return
+    prefix = f"ectest-{secrets.token_hex(4)}"
+    try:
+        yield {
+            "EVENTCORE_DATABASE_URL": shared_database(),
+            "EVENTCORE_REDIS_URL": REDIS_URL,
+            "EVENTCORE_REDIS_PREFIX": prefix,
+            "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
+        }
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

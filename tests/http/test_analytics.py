@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-import redis
 
 from eventcore.aggregation import CountSeries, EventTypeTotals
 from tests.fuzz.support import write
-from tests.http.support import Account, Api, ApiFactory, Tenant, assert_error, bearer
-from tests.support.postgres import shared_database
-from tests.support.redis import REDIS_URL
+from tests.http.support import (
+    Account,
+    Api,
+    ApiFactory,
+    Tenant,
+    assert_error,
+    bearer,
+    profile_settings,
+)
 from tests.support.tokens import JSON_VALUES, good_claims, sign, with_claim
 
 # Events at fixed past moments, so that every bucket below is known exactly.
@@ -548,38 +550,6 @@ def test_a_query_parameter_given_twice_is_refused(api: Api, tenant: Tenant) -> N
 ANSWERS = ["/v1/analytics/counts", "/v1/analytics/event-types"]
 WINDOW = {"start": DAY_START, "end": DAY_END}
 STRONG_TAG = re.compile(r'"[0-9a-f]{24}"')
-
-
-@contextmanager
-def profile_settings(profile: str) -> Iterator[dict[str, str]]:
-    """The settings of a profile: none (embedded), or PostgreSQL and Redis (the distributed
-    profile's store and caches; batches committed inline), its Redis keys deleted after."""
-    if profile == "embedded":
-        yield {}
-        return
-    prefix = f"ectest-{secrets.token_hex(4)}"
-    try:
-        yield {
-            "EVENTCORE_DATABASE_URL": shared_database(),
-            "EVENTCORE_REDIS_URL": REDIS_URL,
-            "EVENTCORE_REDIS_PREFIX": prefix,
-            "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
-        }
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-@pytest.fixture(params=["embedded", pytest.param("shared", marks=pytest.mark.integration)])
-def either(request: pytest.FixtureRequest, make_api: ApiFactory) -> Iterator[Api]:
-    """The app on either profile: both must answer the same."""
-    with profile_settings(request.param) as env:
-        api = make_api(env=env)
-        yield api
-        api.stop()
 
 
 @pytest.fixture

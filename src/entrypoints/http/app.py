@@ -18,7 +18,7 @@ from eventcore.entrypoints.bootstrap import (
     resolve,
 )
 from eventcore.entrypoints.http import accounts, analytics, ingest, operations, segment
-from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_repeated_query_parameters
+from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_unusable_parameters
 from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
 from eventcore.entrypoints.http.observability import observe_requests
 from eventcore.entrypoints.settings import Settings, load_settings, require_shared_secret
@@ -59,7 +59,7 @@ def create_app(
             *segment.ROUTES,
         ],
         dependencies=DEPENDENCIES,
-        before_request=refuse_repeated_query_parameters,
+        before_request=refuse_unusable_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from litestar import Request
 from litestar.datastructures import State
@@ -46,16 +47,65 @@ async def resolve_api_key(platform: Platform, secret: str | None) -> ApiKey:
     return record
 
 
+def unstorable(raw: bytes) -> str | None:
+    """Why percent-encoded ``raw`` cannot be stored as text (no store holds NUL, and a lone
+    surrogate or a broken byte sequence is no UTF-8 text), or None when it can."""
+    decoded = unquote_to_bytes(raw)
+    if b"\x00" in decoded:
+        return "NUL"
+    try:
+        decoded.decode()
+    except UnicodeDecodeError:
+        return "not UTF-8: a lone surrogate or a broken byte sequence"
+    return None
+
+
+def _refuse(where: str, reason: str, code: str) -> InvalidRequest:
+    return InvalidRequest(f"{where} holds a character that cannot be stored ({reason}).", code=code)
+
+
+def _check_query_string(query: bytes) -> None:
+    for field in query.split(b"&"):
+        raw_name, _, raw_value = field.replace(b"+", b" ").partition(b"=")
+        reason = unstorable(raw_name)
+        if reason is not None:
+            raise _refuse("A query parameter's name", reason, "invalid_query")
+        reason = unstorable(raw_value)
+        if reason is not None:
+            name = unquote_to_bytes(raw_name).decode()
+            raise _refuse(f"`{name}`" if name else "A query parameter", reason, "invalid_query")
+
+
+def _check_path(request: Request[Any, Any, Any]) -> None:
+    """The path parameters reach the stores as the query's do: the same characters are refused.
+    The route's fixed segments are ASCII, so a fault in the raw path is in a parameter."""
+    raw_path: bytes | None = request.scope.get("raw_path")
+    reason = unstorable(raw_path if raw_path is not None else request.url.path.encode())
+    if reason is None:
+        return
+    # The server decoded the path leniently: NUL as is, other faults as U+FFFD.
+    mark = "\x00" if reason == "NUL" else "\ufffd"
+    names = [name for name, value in request.path_params.items() if mark in str(value)]
+    raise _refuse(f"`{names[0]}`" if names else "The path", reason, "invalid_path")
+
+
 # async on purpose: Litestar runs a sync before_request hook in a worker thread, which would
 # cost every request a thread hop.
-async def refuse_repeated_query_parameters(request: Request[Any, Any, Any]) -> None:
+async def refuse_unusable_parameters(request: Request[Any, Any, Any]) -> None:
     """No query parameter of this API takes several values: one given twice is an error, not
-    a silent choice of one of them."""
-    seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
-        if name in seen:
-            raise InvalidRequest(f"`{name}` is given more than once.", code="invalid_query")
-        seen.add(name)
+    a silent choice of one of them. No parameter, in the query or the path, may hold what no
+    store can keep (NUL, a lone surrogate, bytes that are not UTF-8): refused here, at the
+    edge, with the parameter's name, for every route and both profiles alike."""
+    query: bytes = request.scope.get("query_string", b"")
+    if query:
+        _check_query_string(query)
+        seen: set[str] = set()
+        for name, _ in request.query_params.multi_items():
+            if name in seen:
+                raise InvalidRequest(f"`{name}` is given more than once.", code="invalid_query")
+            seen.add(name)
+    if request.path_params:
+        _check_path(request)
 
 
 DEPENDENCIES = {
