@@ -13,7 +13,9 @@ that match no route (404, 405) are seen too. For each HTTP request it
 - counts it in the request metrics (``eventcore_requests_total``,
   ``eventcore_request_duration_seconds``, ``eventcore_requests_in_progress``,
   ``eventcore_requests_error_total``) by method, route template and status, for requests that
-  matched a route;
+  matched a route. A client that went away before the answer started (the server saw
+  ``http.disconnect`` while reading the body) is counted under status 499, "client closed
+  request", whatever the app made of the missing body: it is not a server error;
 - writes one access-log line (method, route, status, duration, request id, workspace id when
   known) and clears the context it bound.
 
@@ -44,6 +46,8 @@ log = structlog.get_logger("eventcore.http")
 _tracer = trace.get_tracer("eventcore.entrypoints.http")
 
 REQUEST_ID_HEADER = "x-request-id"
+# nginx's "client closed request": the client left before the answer started.
+CLIENT_CLOSED = 499
 APP_NAME = "eventcore"
 # A client's id is kept only if it cannot forge log fields or flood them.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -134,12 +138,14 @@ class _Metrics:
 
 
 class _Answer:
-    """What the app answered so far: the status of its response start (500 until then)."""
+    """What the app answered so far: the status of its response start (500 until then), or
+    499 once the client has gone before it started."""
 
-    __slots__ = ("status",)
+    __slots__ = ("started", "status")
 
     def __init__(self) -> None:
         self.status = 500
+        self.started = False
 
 
 class RequestObservability:
@@ -159,10 +165,20 @@ class RequestObservability:
         echoed = (b"x-request-id", request_id.encode())
 
         async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not answer.started:
+                answer.started = True
                 answer.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
+
+        async def receive_noting_disconnect() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answer.started:
+                # Whatever the app answers now (Litestar makes a 500 of a body cut short)
+                # reaches nobody and is the client's doing.
+                answer.started = True
+                answer.status = CLIENT_CLOSED
+            return message
 
         before = structlog.contextvars.get_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -171,12 +187,18 @@ class RequestObservability:
         try:
             if recording():
                 await self._traced(
-                    scope, receive, send_with_request_id, carrier, request_id, answer, started
+                    scope,
+                    receive_noting_disconnect,
+                    send_with_request_id,
+                    carrier,
+                    request_id,
+                    answer,
+                    started,
                 )
                 return
             token = otel_context.attach(trace.set_span_in_context(unrecorded_span(carrier)))
             try:
-                await self.app(scope, receive, send_with_request_id)
+                await self.app(scope, receive_noting_disconnect, send_with_request_id)
             finally:
                 self._finish(scope, method, answer.status, started)
                 otel_context.detach(token)
