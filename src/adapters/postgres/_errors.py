@@ -26,10 +26,10 @@ from eventcore.errors import (
 
 def _unstorable(exc: psycopg.Error) -> EventcoreError:
     # A value PostgreSQL cannot hold (a NUL character in a text, a number beyond numeric's
-    # range): retrying cannot help, the input has to change.
-    return InvalidRequest(
-        f"PostgreSQL cannot store a value: {exc.diag.message_primary}", code="unstorable_value"
-    )
+    # range): retrying cannot help, the input has to change. psycopg refuses a NUL itself,
+    # before sending, so that error has no server diagnostic: its own text is the reason.
+    reason = exc.diag.message_primary or str(exc)
+    return InvalidRequest(f"PostgreSQL cannot store a value: {reason}", code="unstorable_value")
 
 
 # (exception class, constraint it names or None for any, the error to raise). A unique key is

@@ -27,10 +27,10 @@ from eventcore.adapters.postgres import PostgresStore
 from eventcore.adapters.postgres._database import SET_TENANT
 from eventcore.adapters.postgres._events import _SERIES, _TYPE_TOTALS
 from eventcore.aggregation import CountKey, StoredGrain
-from eventcore.errors import AlreadyMember, DatabaseUnavailable, EmailTaken
+from eventcore.errors import AlreadyMember, DatabaseUnavailable, EmailTaken, InvalidRequest
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.ports import AppendResult, Recount
-from eventcore.tenancy import Membership, Role, User, Workspace
+from eventcore.tenancy import Membership, Project, Role, User, Workspace
 
 pytestmark = pytest.mark.integration
 
@@ -228,6 +228,22 @@ async def test_another_workspaces_ids_answer_none(
     # Nothing was touched: A's key is still live.
     assert await store.find_api_key(acme.key.key_hash) == acme.key
     assert await store.get_project(acme.workspace_id, acme.project.id) == acme.project
+
+
+async def test_a_text_postgresql_cannot_hold_is_refused_with_a_true_reason(
+    store: PostgresStore, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A NUL in a text is refused before it is sent (psycopg has no server diagnostic to give):
+    the message says so, rather than "cannot store a value: None", and nothing is stored."""
+    acme, _ = two_tenants
+
+    with pytest.raises(InvalidRequest) as refused:
+        await store.create_project(Project("prj-nul", acme.workspace_id, "a\x00b", T0))
+
+    assert refused.value.code == "unstorable_value"
+    assert "NUL" in refused.value.message, refused.value.message
+    assert "None" not in refused.value.message, refused.value.message
+    assert await store.get_project(acme.workspace_id, "prj-nul") is None
 
 
 async def test_account_conflicts_carry_the_reference_codes(
