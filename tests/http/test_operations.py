@@ -11,10 +11,12 @@ import pytest
 from dependency_injector import providers
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from eventcore.adapters.sqlite import SqliteStore
 from eventcore.entrypoints.settings import Settings
 from tests.http.support import Api, ApiFactory, Tenant, assert_error
+from tests.support.processes import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -77,11 +79,14 @@ def test_readiness_checks_the_database(api: Api) -> None:
     assert body["checks"].get("database") == "ok", body
 
 
+UNREACHABLE = "connection to server at 10.9.8.7, port 6543 failed: the database does not answer"
+
+
 class UnreachableStore(SqliteStore):
     """The embedded store whose health probe fails, as a database that stopped answering."""
 
     async def ping(self) -> None:
-        raise ConnectionError("the database does not answer")
+        raise ConnectionError(UNREACHABLE)
 
 
 async def open_unreachable_store(settings: Settings) -> AsyncIterator[SqliteStore]:
@@ -92,21 +97,49 @@ async def open_unreachable_store(settings: Settings) -> AsyncIterator[SqliteStor
         await store.close()
 
 
+def assert_reveals_nothing_of(body: str, *secrets: str) -> None:
+    """An anonymous caller learns each dependency's state, never an address or an error text."""
+    for text in ("://", "127.0.0.1", "Error", "refused", "does not answer", *secrets):
+        assert text not in body, (text, body)
+
+
 def test_readiness_names_a_database_that_is_down(make_api: ApiFactory) -> None:
-    """/health/ready answers 503 naming the database when its probe fails; liveness stays 200."""
+    """/health/ready answers 503 naming the database when its probe fails, saying only that it
+    is down (where and why go to the log); liveness stays 200."""
     api = make_api(
         configure=lambda container: container.gateways.store.override(
             providers.Resource(open_unreachable_store, container.settings)
         )
     )
 
-    response = api.client.get("/health/ready")
+    with capture_logs() as logs:
+        response = api.client.get("/health/ready")
 
     assert response.status_code == 503, response.text
-    checks = response.json()["checks"]
-    assert checks["database"] != "ok", checks
-    assert "does not answer" in checks["database"]
+    body = response.json()
+    assert body["checks"] == {"database": "down"}, body
+    assert body["error"] == {"code": "unavailable", "message": "Down: database."}
+    assert_reveals_nothing_of(response.text, "10.9.8.7", "6543", "ConnectionError")
+    (down,) = [entry for entry in logs if entry["event"] == "health.dependency_down"]
+    assert down["dependency"] == "database"
+    assert down["error"] == f"ConnectionError: {UNREACHABLE}"
     assert api.client.get("/health/live").status_code == 200
+
+
+def test_readiness_is_degraded_without_revealing_where_redis_is(make_api: ApiFactory) -> None:
+    """With Redis unreachable, /health/ready answers 200 `degraded` with `redis` down, and
+    neither Redis's address nor the driver's error text."""
+    port = free_port()
+    api = make_api(env={"EVENTCORE_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+
+    response = api.client.get("/health/ready")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "degraded",
+        "checks": {"database": "ok", "redis": "down"},
+    }
+    assert_reveals_nothing_of(response.text, str(port), "redis://")
 
 
 def test_metrics_are_prometheus_text_with_ingest_counts(api: Api, tenant: Tenant) -> None:
