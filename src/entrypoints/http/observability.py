@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
@@ -171,7 +171,7 @@ class RequestObservability:
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
-        async def receive_noting_disconnect() -> Message:
+        async def receive_noting_disconnect() -> ReceiveMessage:
             message = await receive()
             if message["type"] == "http.disconnect" and not answer.started:
                 # Whatever the app answers now (Litestar makes a 500 of a body cut short)
