@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from eventcore import defaults
+from eventcore.adapters.files import private_directory, private_file, tighten
 from eventcore.entrypoints import failpoints
 from eventcore.events import EventLimits
 
@@ -174,13 +175,14 @@ def jwt_secret(settings: Settings) -> str:
         return secrets.token_urlsafe(48)
     path = Path(settings.data_dir) / "jwt-secret"
     if path.exists():
+        tighten(path)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     secret = secrets.token_urlsafe(48)
     # Written to a temporary name and renamed, so two processes starting at once agree on one.
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    private_file(tmp)
     tmp.write_text(secret)
-    tmp.chmod(0o600)
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -25,11 +25,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
 
+from eventcore.adapters.files import private_directory, private_file, tighten
 from eventcore.adapters.sqlite._errors import sqlite_errors
 from eventcore.adapters.sqlite.schema import migrate
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The files SQLite keeps beside the database.
+_COMPANIONS = ("-wal", "-shm", "-journal")
 
 # The functions from here to Database run in the writer or reader thread, never on the loop.
 
@@ -131,7 +135,12 @@ class Database:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal, -shm and -journal files the
+        # mode of the database file.
+        private_directory(file.parent)
+        private_file(file)
+        for suffix in _COMPANIONS:
+            tighten(file.with_name(file.name + suffix))
         loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(1, thread_name_prefix="eventcore-sqlite-writer")
         reader = ThreadPoolExecutor(1, thread_name_prefix="eventcore-sqlite-reader")
