@@ -28,6 +28,7 @@ from eventcore.adapters.clock import SystemClock
 from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
+    MemoryMembershipCache,
     MemoryProjectCache,
     MemoryQueryCache,
     MemoryRateLimiter,
@@ -45,6 +46,7 @@ from eventcore.ports import (
     Clock,
     CommittedKeys,
     IngestQueue,
+    MembershipCache,
     PasswordHasher,
     ProjectCache,
     QueryCache,
@@ -168,6 +170,13 @@ def project_cache(clock: Clock) -> ProjectCache:
     return MemoryProjectCache(clock)
 
 
+def membership_cache(clock: Clock) -> MembershipCache:
+    """Memberships' current roles are remembered in process, each for MEMBERSHIP_CACHE_SECONDS
+    (the bound on a removed or demoted member keeping the old rights on another process): an
+    access token's membership is checked on every request without a store round trip each."""
+    return MemoryMembershipCache(clock)
+
+
 def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
     if redis is None:
         return MemoryCommittedKeys()
@@ -236,6 +245,9 @@ class ApiGateways(Gateways):
     key_cache: providers.Singleton[ApiKeyCache] = providers.Singleton(key_cache, Gateways.clock)
     project_cache: providers.Singleton[ProjectCache] = providers.Singleton(
         project_cache, Gateways.clock
+    )
+    membership_cache: providers.Singleton[MembershipCache] = providers.Singleton(
+        membership_cache, Gateways.clock
     )
     admission: providers.Singleton[Admission | None] = providers.Singleton(
         admission,
@@ -312,6 +324,7 @@ class ApiContainer(containers.DeclarativeContainer):
         login_limiter=gateways.login_limiter,
         address_limiter=gateways.address_limiter,
         admission=gateways.admission,
+        membership_cache=gateways.membership_cache,
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue

@@ -11,7 +11,8 @@
     ├── Conflict                       conflict         409
     │   ├── EmailTaken                 email_taken
     │   ├── AlreadyMember              already_member
-    │   └── AlreadyExists              already_exists   (a reused id: a record with it is stored)
+    │   ├── AlreadyExists              already_exists   (a reused id: a record with it is stored)
+    │   └── LastOwner                  last_owner       (the change would leave no owner)
     ├── RateLimited                    rate_limited     429
     └── Unavailable                    unavailable      503
         ├── DatabaseUnavailable        database_unavailable
@@ -114,6 +115,17 @@ class AlreadyExists(Conflict):
         self.key = key
 
 
+class LastOwner(Conflict):
+    """The change would leave the workspace without an owner; nothing was changed."""
+
+    code = "last_owner"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A workspace keeps at least one owner: make another member an owner first."
+        )
+
+
 class RateLimited(EventcoreError):
     """The workspace is over its event rate."""
 
@@ -173,6 +185,7 @@ __all__ = [
     "EmailTaken",
     "EventcoreError",
     "InvalidRequest",
+    "LastOwner",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",

@@ -12,6 +12,7 @@ from eventcore.ports import (
     Clock,
     CommittedKeys,
     IngestQueue,
+    MembershipCache,
     PasswordHasher,
     ProjectCache,
     QueryCache,
@@ -55,12 +56,15 @@ def build_platform(
     login_limiter: RateLimiter | None = None,
     address_limiter: RateLimiter | None = None,
     admission: Admission | None = None,
+    membership_cache: MembershipCache | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
     ``login_limiter`` and ``address_limiter`` throttle login attempts per account and per client
     address; without them logins are not throttled. ``admission`` asks the rate limit and the
     committed ids of an ingest call together (by default: ``limiter``, then ``committed``).
+    ``membership_cache`` bounds how often an access token's membership is read from the store
+    (without it, on every request).
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
@@ -73,6 +77,7 @@ def build_platform(
             key_cache,
             login_limiter=login_limiter,
             address_limiter=address_limiter,
+            membership_cache=membership_cache,
         ),
         keys=keys,
         ingestor=Ingestor(

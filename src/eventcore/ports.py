@@ -24,7 +24,17 @@ import msgspec
 
 from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
-from eventcore.tenancy import ApiKey, Membership, Principal, Project, ProjectRef, User, Workspace
+from eventcore.tenancy import (
+    ApiKey,
+    Member,
+    Membership,
+    Principal,
+    Project,
+    ProjectRef,
+    Role,
+    User,
+    Workspace,
+)
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -60,6 +70,18 @@ class AccountStore(Protocol):
 
     async def add_membership(self, membership: Membership) -> None:
         """AlreadyMember if the user is already a member of the workspace."""
+
+    async def list_members(self, workspace_id: str) -> list[Member]:
+        """The workspace's members with their emails, oldest membership first."""
+
+    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+        """The membership with its new role, None if there is none; LastOwner (and nothing
+        changed) if it would leave the workspace without an owner. Atomic with every other
+        change of the workspace's memberships."""
+
+    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+        """Whether there was a membership to remove; LastOwner (and nothing changed) if it is
+        the workspace's last owner's."""
 
     async def create_project(self, project: Project) -> None:
         """AlreadyExists if the id is in use."""
@@ -204,6 +226,17 @@ class ProjectCache(Protocol):
     async def known(self, workspace_id: str, project_id: str) -> bool: ...
 
     async def remember(self, workspace_id: str, project_id: str) -> None: ...
+
+
+class MembershipCache(Protocol):
+    """Current memberships' roles, each remembered for a short time: a removed or demoted
+    member keeps the old role until its entry ends (MEMBERSHIP_CACHE_SECONDS by default)."""
+
+    async def role(self, workspace_id: str, user_id: str) -> Role | None: ...
+
+    async def remember(self, workspace_id: str, user_id: str, role: Role) -> None: ...
+
+    async def forget(self, workspace_id: str, user_id: str) -> None: ...
 
 
 class PasswordHasher(Protocol):

@@ -87,6 +87,15 @@ class Membership(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+class Member(msgspec.Struct, frozen=True):
+    """A membership as the workspace's members see it: who (with their email) and which role."""
+
+    user_id: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+
 class Project(msgspec.Struct, frozen=True):
     id: str
     workspace_id: str

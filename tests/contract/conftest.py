@@ -13,6 +13,7 @@ import pytest
 from eventcore.ports import (
     ApiKeyCache,
     CommittedKeys,
+    MembershipCache,
     ProjectCache,
     QueryCache,
     RateLimiter,
@@ -24,6 +25,7 @@ from tests.contract.implementations import (
     DATABASE_STORES,
     INGEST_QUEUES,
     KEY_CACHES,
+    MEMBERSHIP_CACHES,
     PROJECT_CACHES,
     QUERY_CACHES,
     RATE_LIMITERS,
@@ -92,6 +94,14 @@ async def committed_keys(
 async def query_cache(
     request: pytest.FixtureRequest, scratch: Scratch
 ) -> AsyncIterator[Timed[QueryCache]]:
+    async with opened(request, scratch) as timed:
+        yield timed
+
+
+@pytest.fixture(params=[i.param() for i in MEMBERSHIP_CACHES])
+async def membership_cache(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[MembershipCache]]:
     async with opened(request, scratch) as timed:
         yield timed
 

@@ -45,6 +45,7 @@ from eventcore.adapters.clock import ManualClock, SystemClock
 from eventcore.adapters.memory import (
     MemoryCommittedKeys,
     MemoryKeyCache,
+    MemoryMembershipCache,
     MemoryProjectCache,
     MemoryQueryCache,
     MemoryQueue,
@@ -67,6 +68,7 @@ from eventcore.ports import (
     ApiKeyCache,
     CommittedKeys,
     IngestQueue,
+    MembershipCache,
     ProjectCache,
     QueryCache,
     RateLimiter,
@@ -301,6 +303,12 @@ async def memory_project_cache(scratch: Scratch) -> AsyncIterator[Timed[ProjectC
 
 
 @asynccontextmanager
+async def memory_membership_cache(scratch: Scratch) -> AsyncIterator[Timed[MembershipCache]]:
+    clock = ManualClock()
+    yield Timed(MemoryMembershipCache(clock), manual_time(clock))
+
+
+@asynccontextmanager
 async def memory_rate_limiter(scratch: Scratch) -> AsyncIterator[Timed[RateLimiter]]:
     clock = ManualClock()
     yield Timed(MemoryRateLimiter(clock, rate=RATE, burst=BURST), manual_time(clock))
@@ -482,6 +490,9 @@ QUERY_CACHES: list[Implementation[Timed[QueryCache]]] = [
     Implementation("redis", redis_query_cache, INTEGRATION),
 ]
 # In process only: the bound on a deleted project is the entry's lifetime, with no shared cache.
+MEMBERSHIP_CACHES: list[Implementation[Timed[MembershipCache]]] = [
+    Implementation("memory", memory_membership_cache),
+]
 PROJECT_CACHES: list[Implementation[Timed[ProjectCache]]] = [
     Implementation("memory", memory_project_cache),
 ]

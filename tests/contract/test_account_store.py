@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import msgspec
 import pytest
 
-from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
+from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken, LastOwner
 from eventcore.ports import Store
-from eventcore.tenancy import Membership, Role, User, Workspace
+from eventcore.tenancy import Member, Membership, Role, User, Workspace
 from tests.contract.support import (
     T0,
     api_key,
@@ -101,6 +102,84 @@ async def test_a_membership_belongs_to_its_workspace_only(store: Store) -> None:
     _, other_workspace, _ = await signup(store)
 
     assert await store.get_membership(other_workspace.id, member.id) is None
+
+
+async def joined(store: Store, owned: Workspace, role: Role, hours: int) -> User:
+    """A new user (signed up elsewhere) made a member of ``owned`` ``hours`` after T0."""
+    newcomer, _, _ = await signup(store)
+    await store.add_membership(membership(owned.id, newcomer.id, role, at(hours * 60)))
+    return newcomer
+
+
+async def test_members_are_listed_with_their_emails_oldest_first(store: Store) -> None:
+    owner_user, owned, owner = await signup(store, "owner@example.com")
+    viewer = await joined(store, owned, Role.VIEWER, 2)
+    admin = await joined(store, owned, Role.ADMIN, 1)
+    elsewhere_owner, elsewhere, _ = await signup(store)
+
+    assert await store.list_members(owned.id) == [
+        Member(owner_user.id, "owner@example.com", Role.OWNER, owner.created_at),
+        Member(admin.id, admin.email, Role.ADMIN, at(60)),
+        Member(viewer.id, viewer.email, Role.VIEWER, at(120)),
+    ]
+    assert [m.user_id for m in await store.list_members(elsewhere.id)] == [elsewhere_owner.id]
+    assert await store.list_members("no-such-workspace") == []
+
+
+async def test_a_role_is_changed_in_its_workspace_only(store: Store) -> None:
+    _, owned, _ = await signup(store)
+    member = await joined(store, owned, Role.VIEWER, 1)
+    _, other, _ = await signup(store)
+
+    changed = await store.change_role(owned.id, member.id, Role.ADMIN)
+    assert changed == membership(owned.id, member.id, Role.ADMIN, at(60))
+    assert await store.get_membership(owned.id, member.id) == changed
+    assert await store.change_role(other.id, member.id, Role.OWNER) is None
+    assert await store.get_membership(other.id, member.id) is None
+    assert await store.change_role(owned.id, "nobody", Role.ADMIN) is None
+
+
+async def test_the_last_owner_is_neither_demoted_nor_removed(store: Store) -> None:
+    owner_user, owned, owner = await signup(store)
+    await joined(store, owned, Role.ADMIN, 1)
+
+    for role in (Role.ADMIN, Role.VIEWER):
+        with pytest.raises(LastOwner) as raised:
+            await store.change_role(owned.id, owner_user.id, role)
+        assert raised.value.code == "last_owner"
+    with pytest.raises(LastOwner):
+        await store.remove_membership(owned.id, owner_user.id)
+    assert await store.get_membership(owned.id, owner_user.id) == owner
+    # An owner made owner again changes nothing and needs no other owner.
+    assert await store.change_role(owned.id, owner_user.id, Role.OWNER) == owner
+
+
+async def test_an_owner_goes_once_another_owner_remains(store: Store) -> None:
+    owner_user, owned, _ = await signup(store)
+    second = await joined(store, owned, Role.OWNER, 1)
+
+    demoted = await store.change_role(owned.id, owner_user.id, Role.VIEWER)
+    assert demoted is not None
+    assert demoted.role is Role.VIEWER
+    with pytest.raises(LastOwner):
+        await store.remove_membership(owned.id, second.id)
+    assert await store.remove_membership(owned.id, owner_user.id) is True
+    assert await store.get_membership(owned.id, owner_user.id) is None
+    assert [m.user_id for m in await store.list_members(owned.id)] == [second.id]
+
+
+async def test_a_membership_is_removed_in_its_workspace_only(store: Store) -> None:
+    owner_user, owned, _ = await signup(store)
+    member = await joined(store, owned, Role.VIEWER, 1)
+    _, other, _ = await signup(store)
+
+    assert await store.remove_membership(other.id, member.id) is False
+    assert await store.remove_membership(owned.id, "nobody") is False
+    assert await store.get_membership(owned.id, member.id) is not None
+    assert await store.remove_membership(owned.id, member.id) is True
+    assert await store.remove_membership(owned.id, member.id) is False
+    assert owned.id not in {m.workspace_id for m in await store.list_memberships(member.id)}
+    assert await store.get_membership(owned.id, owner_user.id) is not None
 
 
 async def test_projects_are_listed_oldest_first_within_their_workspace(store: Store) -> None:
@@ -289,3 +368,19 @@ async def test_a_signup_reusing_a_user_id_conflicts_and_stores_nothing(store: St
     assert await store.get_user_by_email(again.email) is None
     assert await store.get_membership(other.id, first_user.id) is None
     assert await store.list_memberships(first_user.id) == [first_owner]
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(store: Store) -> None:
+    """Changes of one workspace's memberships are atomic: of two owners stepping down together,
+    exactly one does; the other gets last_owner."""
+    first, owned, _ = await signup(store)
+    second = await joined(store, owned, Role.OWNER, 1)
+
+    outcomes = await asyncio.gather(
+        store.change_role(owned.id, first.id, Role.VIEWER),
+        store.remove_membership(owned.id, second.id),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(outcome, LastOwner) for outcome in outcomes) == 1, outcomes
+    owners = [m for m in await store.list_members(owned.id) if m.role is Role.OWNER]
+    assert len(owners) == 1

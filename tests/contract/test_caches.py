@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import msgspec
 
-from eventcore.ports import ApiKeyCache, CommittedKeys, ProjectCache, QueryCache
-from eventcore.tenancy import ProjectRef
+from eventcore.ports import ApiKeyCache, CommittedKeys, MembershipCache, ProjectCache, QueryCache
+from eventcore.tenancy import ProjectRef, Role
 from tests.contract.implementations import Timed
 from tests.contract.support import T0, api_key, batch, event, project
 
@@ -282,3 +282,43 @@ async def test_a_remembered_project_is_forgotten_within_a_second(
     await project_cache.advance(PROJECT_TTL_PASSED)
 
     assert not await cache.known("ws-a", "p1")
+
+
+async def test_a_membership_nobody_remembered_has_no_role(
+    membership_cache: Timed[MembershipCache],
+) -> None:
+    assert await membership_cache.port.role("ws-a", "u1") is None
+
+
+async def test_a_remembered_role_is_the_memberships_only(
+    membership_cache: Timed[MembershipCache],
+) -> None:
+    """A role remembered for (workspace, user) is answered there, not for another pair."""
+    cache = membership_cache.port
+    await cache.remember("ws-a", "u1", Role.ADMIN)
+    await cache.remember("ws-b", "u1", Role.VIEWER)
+
+    assert await cache.role("ws-a", "u1") is Role.ADMIN
+    assert await cache.role("ws-b", "u1") is Role.VIEWER
+    assert await cache.role("ws-a", "u2") is None
+
+
+async def test_a_forgotten_role_is_gone_at_once(membership_cache: Timed[MembershipCache]) -> None:
+    cache = membership_cache.port
+    await cache.remember("ws-a", "u1", Role.OWNER)
+    await cache.forget("ws-a", "u1")
+    await cache.forget("ws-a", "never-remembered")
+
+    assert await cache.role("ws-a", "u1") is None
+
+
+async def test_a_remembered_role_ends_within_a_second(
+    membership_cache: Timed[MembershipCache],
+) -> None:
+    """Just past one second after it was remembered, a role is asked of the store again."""
+    cache = membership_cache.port
+    await cache.remember("ws-a", "u1", Role.ADMIN)
+
+    await membership_cache.advance(PROJECT_TTL_PASSED)
+
+    assert await cache.role("ws-a", "u1") is None

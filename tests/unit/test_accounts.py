@@ -433,3 +433,38 @@ async def test_each_project_key_is_distinct(app: App, tenant: Tenant) -> None:
     ]
     assert len({k.secret for k in issued} | {tenant.api_key}) == 21
     assert len({k.record.key_hash for k in issued}) == 20
+
+
+async def test_a_token_for_a_user_or_workspace_that_does_not_exist_is_refused(
+    app: App, tenant: Tenant
+) -> None:
+    """Signed with the server's secret and unexpired, but naming no membership: refused, and
+    nothing can be created with it (no orphan project)."""
+    now = app.clock.now()
+    for principal in (
+        Principal("no-such-user", tenant.principal.workspace_id, Role.OWNER),
+        Principal(tenant.principal.user_id, "no-such-workspace", Role.OWNER),
+        Principal("no-such-user", "no-such-workspace", Role.OWNER),
+    ):
+        token, _ = app.tokens.issue(principal, now)
+        with pytest.raises(AuthenticationFailed) as raised:
+            await app.accounts.principal(token)
+        assert raised.value.code == "invalid_token"
+    assert await app.memory.list_projects("no-such-workspace") == []
+
+
+async def test_a_token_carries_the_role_the_member_has_now(app: App, tenant: Tenant) -> None:
+    """The role in the token is what it was at login; the principal has the current one."""
+    member = await app.member(tenant, Role.ADMIN)
+    token, _ = app.tokens.issue(member, app.clock.now())
+    assert (await app.accounts.principal(token)).role is Role.ADMIN
+
+    await app.accounts.change_role(tenant.principal, member.user_id, Role.VIEWER)
+    current = await app.accounts.principal(token)
+    assert current == Principal(member.user_id, member.workspace_id, Role.VIEWER)
+    with pytest.raises(PermissionDenied):
+        await app.accounts.create_project(current, "not allowed now")
+
+    await app.accounts.remove_member(tenant.principal, member.user_id)
+    with pytest.raises(AuthenticationFailed):
+        await app.accounts.principal(token)

@@ -9,6 +9,7 @@ from eventcore.adapters.clock import ManualClock
 from eventcore.adapters.memory.caches import (
     MemoryCommittedKeys,
     MemoryKeyCache,
+    MemoryMembershipCache,
     MemoryProjectCache,
     MemoryQueryCache,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "InlineQueue",
     "MemoryCommittedKeys",
     "MemoryKeyCache",
+    "MemoryMembershipCache",
     "MemoryProjectCache",
     "MemoryQueryCache",
     "MemoryQueue",
@@ -52,6 +54,7 @@ def build_memory_platform(clock: Clock | None = None, **overrides: Any) -> Platf
         "committed": MemoryCommittedKeys(),
         "query_cache": MemoryQueryCache(clock),
         "project_cache": MemoryProjectCache(clock),
+        "membership_cache": MemoryMembershipCache(clock),
     }
     ports.update(overrides)
     return build_platform(**ports)

@@ -6,11 +6,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
-from eventcore.defaults import API_KEY_CACHE_SECONDS, PROJECT_CACHE_SECONDS
+from eventcore.defaults import (
+    API_KEY_CACHE_SECONDS,
+    MEMBERSHIP_CACHE_SECONDS,
+    PROJECT_CACHE_SECONDS,
+)
 from eventcore.events import IngestBatch
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import Clock
-from eventcore.tenancy import ApiKey, ProjectRef
+from eventcore.tenancy import ApiKey, ProjectRef, Role
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -133,3 +137,26 @@ class MemoryProjectCache:
 
     async def remember(self, workspace_id: str, project_id: str) -> None:
         self._entries.put((workspace_id, project_id), True, self._ttl)
+
+
+class MemoryMembershipCache:
+    """Roles of current memberships, each for ``ttl`` seconds, the most recent ``max_entries``.
+
+    Only memberships that exist are remembered: one not found is asked about again every time
+    (an accepted invitation counts at once), and a removal or role change made in another
+    process is seen within ``ttl``; in this process, at once (:meth:`forget`)."""
+
+    def __init__(
+        self, clock: Clock, ttl: float = MEMBERSHIP_CACHE_SECONDS, max_entries: int = 100_000
+    ) -> None:
+        self._ttl = ttl
+        self._entries: _Expiring[tuple[str, str], Role] = _Expiring(clock, max_entries)
+
+    async def role(self, workspace_id: str, user_id: str) -> Role | None:
+        return self._entries.get((workspace_id, user_id))
+
+    async def remember(self, workspace_id: str, user_id: str, role: Role) -> None:
+        self._entries.put((workspace_id, user_id), role, self._ttl)
+
+    async def forget(self, workspace_id: str, user_id: str) -> None:
+        self._entries.pop((workspace_id, user_id))

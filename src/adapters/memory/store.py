@@ -16,11 +16,11 @@ from eventcore.aggregation import (
     StoredGrain,
     count_increments,
 )
-from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
+from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken, LastOwner
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import AppendResult, Recount
-from eventcore.tenancy import ApiKey, Membership, Project, User, Workspace
+from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
 
 
 class MemoryStore:
@@ -67,6 +67,41 @@ class MemoryStore:
     async def list_memberships(self, user_id: str) -> list[Membership]:
         found = [m for m in self.memberships.values() if m.user_id == user_id]
         return sorted(found, key=lambda m: m.created_at)
+
+    async def list_members(self, workspace_id: str) -> list[Member]:
+        found = [m for m in self.memberships.values() if m.workspace_id == workspace_id]
+        return [
+            Member(m.user_id, self.users[m.user_id].email, m.role, m.created_at)
+            for m in sorted(found, key=lambda m: m.created_at)
+        ]
+
+    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+        current = self.memberships.get((workspace_id, user_id))
+        if current is None:
+            return None
+        if role is not Role.OWNER:
+            self._keep_an_owner(workspace_id, user_id)
+        changed = msgspec.structs.replace(current, role=role)
+        self.memberships[(workspace_id, user_id)] = changed
+        return changed
+
+    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+        if (workspace_id, user_id) not in self.memberships:
+            return False
+        self._keep_an_owner(workspace_id, user_id)
+        del self.memberships[(workspace_id, user_id)]
+        return True
+
+    def _keep_an_owner(self, workspace_id: str, leaving: str) -> None:
+        """LastOwner if ``leaving`` is the workspace's only owner."""
+        if self.memberships[(workspace_id, leaving)].role is not Role.OWNER:
+            return
+        if not any(
+            m.role is Role.OWNER and m.user_id != leaving
+            for m in self.memberships.values()
+            if m.workspace_id == workspace_id
+        ):
+            raise LastOwner()
 
     async def add_membership(self, membership: Membership) -> None:
         key = (membership.workspace_id, membership.user_id)

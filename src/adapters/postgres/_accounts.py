@@ -14,9 +14,9 @@ import time
 from collections import OrderedDict
 from datetime import datetime
 
-from eventcore.adapters.postgres._database import SET_TENANT, Database, values
-from eventcore.errors import DatabaseUnavailable
-from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
+from eventcore.adapters.postgres._database import SET_TENANT, Connection, Database, values
+from eventcore.errors import DatabaseUnavailable, LastOwner
+from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
 
 # Each list is in the order of its record's fields: inserts bind the record's fields as they
 # are, selects build the record from the row.
@@ -50,6 +50,29 @@ _KEY_LOOKUP_RETRY = 1.0
 
 def _membership(workspace_id: str, user_id: str, role: str, created_at: datetime) -> Membership:
     return Membership(workspace_id, user_id, Role(role), created_at)
+
+
+def _member(user_id: str, email: str, role: str, joined_at: datetime) -> Member:
+    return Member(user_id, email, Role(role), joined_at)
+
+
+async def _keep_an_owner(conn: Connection, workspace_id: str, leaving: str) -> bool:
+    """Whether ``leaving`` is a member; LastOwner if it is the workspace's only owner.
+
+    The workspace's memberships are locked for the transaction first (FOR UPDATE), so two
+    owners demoting or removing each other at once are taken one after the other, and the
+    second sees the first's change."""
+    cursor = await conn.execute(
+        "SELECT user_id, role FROM eventcore.memberships WHERE workspace_id = %s FOR UPDATE",
+        (workspace_id,),
+    )
+    roles = {user_id: role for user_id, role in await cursor.fetchall()}
+    if leaving not in roles:
+        return False
+    owners = [user_id for user_id, role in roles.items() if role == Role.OWNER.value]
+    if owners == [leaving]:
+        raise LastOwner()
+    return True
 
 
 class Accounts(Database):
@@ -106,6 +129,38 @@ class Accounts(Database):
 
     async def add_membership(self, membership: Membership) -> None:
         await self._insert(membership.workspace_id, _INSERT_MEMBERSHIP, values(membership))
+
+    async def list_members(self, workspace_id: str) -> list[Member]:
+        return await self._query(
+            _member,
+            "SELECT m.user_id, u.email, m.role, m.created_at FROM eventcore.memberships m"
+            " JOIN eventcore.users u ON u.user_id = m.user_id"
+            " WHERE m.workspace_id = %s ORDER BY m.created_at, m.seq",
+            (workspace_id,),
+            workspace_id=workspace_id,
+        )
+
+    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            if role is not Role.OWNER and not await _keep_an_owner(conn, workspace_id, user_id):
+                return None
+            cursor = await conn.execute(
+                f"UPDATE eventcore.memberships SET role = %s"
+                f" WHERE workspace_id = %s AND user_id = %s RETURNING {_MEMBERSHIP_COLUMNS}",
+                (role.value, workspace_id, user_id),
+            )
+            row = await cursor.fetchone()
+        return _membership(*row) if row is not None else None
+
+    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            if not await _keep_an_owner(conn, workspace_id, user_id):
+                return False
+            await conn.execute(
+                "DELETE FROM eventcore.memberships WHERE workspace_id = %s AND user_id = %s",
+                (workspace_id, user_id),
+            )
+        return True
 
     async def create_project(self, project: Project) -> None:
         await self._insert(project.workspace_id, _INSERT_PROJECT, values(project))

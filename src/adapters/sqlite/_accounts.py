@@ -18,7 +18,8 @@ import msgspec
 
 from eventcore.adapters.sqlite._codec import micros, moment, optional_moment, values
 from eventcore.adapters.sqlite._database import Database
-from eventcore.tenancy import ApiKey, Membership, Project, Role, User, Workspace
+from eventcore.errors import LastOwner
+from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
 
 # Each list is in the order of its record's fields: inserts bind the record's fields as they
 # are, selects build the record from the row.
@@ -86,6 +87,53 @@ def _revoke_api_key(
     return _api_key(rows[0]) if rows else None
 
 
+_MEMBER_SQL = (
+    "SELECT m.user_id, u.email, m.role, m.created_at FROM memberships m"
+    " JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? ORDER BY m.created_at, m.rowid"
+)
+
+
+def _member(row: Any) -> Member:
+    return Member(row[0], row[1], Role(row[2]), moment(row[3]))
+
+
+def _keep_an_owner(connection: sqlite3.Connection, workspace_id: str, leaving: str) -> bool:
+    """Whether ``leaving`` is a member; LastOwner if it is the workspace's only owner. (The
+    writer holds the write lock for the whole transaction: nobody changes them meanwhile.)"""
+    rows = connection.execute(
+        "SELECT user_id, role FROM memberships WHERE workspace_id = ?", (workspace_id,)
+    ).fetchall()
+    roles = {user_id: role for user_id, role in rows}
+    if leaving not in roles:
+        return False
+    owners = [user_id for user_id, role in roles.items() if role == Role.OWNER.value]
+    if owners == [leaving]:
+        raise LastOwner()
+    return True
+
+
+def _change_role(
+    connection: sqlite3.Connection, workspace_id: str, user_id: str, role: Role
+) -> Membership | None:
+    if role is not Role.OWNER and not _keep_an_owner(connection, workspace_id, user_id):
+        return None
+    rows = connection.execute(
+        f"UPDATE memberships SET role = ? WHERE workspace_id = ? AND user_id = ?"
+        f" RETURNING {_MEMBERSHIP_COLUMNS}",
+        (role.value, workspace_id, user_id),
+    ).fetchall()
+    return _membership(rows[0]) if rows else None
+
+
+def _remove_membership(connection: sqlite3.Connection, workspace_id: str, user_id: str) -> bool:
+    if not _keep_an_owner(connection, workspace_id, user_id):
+        return False
+    connection.execute(
+        "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?", (workspace_id, user_id)
+    )
+    return True
+
+
 class Accounts(Database):
     """The AccountStore half of the SQLite store."""
 
@@ -121,6 +169,15 @@ class Accounts(Database):
 
     async def add_membership(self, membership: Membership) -> None:
         await self._write(_insert, _INSERT_MEMBERSHIP, membership)
+
+    async def list_members(self, workspace_id: str) -> list[Member]:
+        return await self._query(_member, _MEMBER_SQL, workspace_id)
+
+    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+        return await self._write(_change_role, workspace_id, user_id, role)
+
+    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+        return await self._write(_remove_membership, workspace_id, user_id)
 
     async def create_project(self, project: Project) -> None:
         await self._write(_insert, _INSERT_PROJECT, project)

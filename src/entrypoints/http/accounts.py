@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromPath, JSONBody
@@ -17,12 +17,15 @@ from eventcore.entrypoints.http.schemas import (
     ApiKeyView,
     LoginRequest,
     LoginResponse,
+    MemberEntry,
+    MemberList,
     MemberRequest,
     MemberView,
     NameRequest,
     NewApiKey,
     ProjectList,
     ProjectView,
+    RoleRequest,
     SignupRequest,
     SignupResponse,
 )
@@ -142,26 +145,66 @@ async def revoke_api_key(
     await platform.accounts.revoke_api_key(principal, key_id)
 
 
-@post(
-    "/v1/members",
-    status_code=HTTP_201_CREATED,
-    tags=["accounts"],
-    security=USER_AUTH,
-    summary="Add an existing user to the workspace (owner)",
-    responses=API_ERRORS,
-)
-async def add_member(
-    data: JSONBody[MemberRequest],
-    platform: NamedDependency[Platform],
-    principal: NamedDependency[Principal],
-) -> MemberView:
-    membership = await platform.accounts.add_member(principal, data.email, data.role)
-    return MemberView(membership.workspace_id, membership.user_id, membership.role)
+class MemberController(Controller):
+    path = "/v1/members"
+    tags = ["accounts"]
+    security = USER_AUTH
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Add an existing user to the workspace (owner)",
+        responses=API_ERRORS,
+    )
+    async def add_member(
+        self,
+        data: JSONBody[MemberRequest],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
+    ) -> MemberView:
+        membership = await platform.accounts.add_member(principal, data.email, data.role)
+        return MemberView(membership.workspace_id, membership.user_id, membership.role)
+
+    @get(summary="The workspace's members (any member)", responses=API_ERRORS)
+    async def list_members(
+        self, platform: NamedDependency[Platform], principal: NamedDependency[Principal]
+    ) -> MemberList:
+        members = await platform.accounts.list_members(principal)
+        return MemberList([MemberEntry(m.user_id, m.email, m.role, m.joined_at) for m in members])
+
+    @patch(
+        "/{user_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Change a member's role (owner); the last owner cannot be demoted (409)",
+        responses=API_ERRORS,
+    )
+    async def change_role(
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[RoleRequest],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
+    ) -> MemberView:
+        membership = await platform.accounts.change_role(principal, user_id, data.role)
+        return MemberView(membership.workspace_id, membership.user_id, membership.role)
+
+    @delete(
+        "/{user_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Remove a member (owner) or leave (yourself); the last owner cannot (409)",
+        responses=API_ERRORS,
+    )
+    async def remove_member(
+        self,
+        user_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
+    ) -> None:
+        await platform.accounts.remove_member(principal, user_id)
 
 
 ROUTES: list[ControllerRouterHandler] = [
     AuthController,
     ProjectController,
     revoke_api_key,
-    add_member,
+    MemberController,
 ]

@@ -34,7 +34,9 @@ async def provide_principal(
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("Send an access token as `Authorization: Bearer <token>`.")
-    principal = platform.accounts.authenticate(token)
+    # Signature and expiry, then the membership as it is now (removed or demoted members lose
+    # the rights within the membership cache's TTL).
+    principal = await platform.accounts.principal(token)
     bind_workspace(principal.workspace_id)
     return principal
 

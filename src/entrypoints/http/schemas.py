@@ -120,6 +120,21 @@ class MemberView(msgspec.Struct):
     role: Role
 
 
+class RoleRequest(msgspec.Struct):
+    role: Role
+
+
+class MemberEntry(msgspec.Struct):
+    user_id: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberList(msgspec.Struct):
+    members: list[MemberEntry]
+
+
 class EventView(msgspec.Struct):
     id: str
     type: str

@@ -28,12 +28,14 @@ from eventcore.ports import (
     AccountStore,
     ApiKeyCache,
     Clock,
+    MembershipCache,
     PasswordHasher,
     RateLimiter,
     TokenCodec,
 )
 from eventcore.tenancy import (
     ApiKey,
+    Member,
     Membership,
     Permission,
     Principal,
@@ -103,7 +105,9 @@ class Accounts:
         *,
         login_limiter: RateLimiter | None = None,
         address_limiter: RateLimiter | None = None,
+        membership_cache: MembershipCache | None = None,
     ) -> None:
+        self._memberships = membership_cache
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
@@ -184,7 +188,28 @@ class Accounts:
                 )
 
     def authenticate(self, token: str) -> Principal:
+        """The principal a token was issued for, as it was then (signature and expiry only)."""
         return self._tokens.verify(token, self._clock.now())
+
+    async def principal(self, token: str) -> Principal:
+        """The token's user in its workspace with the role it has now: AuthenticationFailed
+        if the membership has ended (removed, left, or never existed: a token naming a user or
+        workspace that does not exist). Read through the membership cache, so a change made by
+        another process is seen within its TTL (a second by default)."""
+        claimed = self.authenticate(token)
+        workspace_id, user_id = claimed.workspace_id, claimed.user_id
+        role = await self._memberships.role(workspace_id, user_id) if self._memberships else None
+        if role is None:
+            membership = await self._store.get_membership(workspace_id, user_id)
+            if membership is None:
+                raise AuthenticationFailed(
+                    "The access token's user is not a member of its workspace (any more).",
+                    code="invalid_token",
+                )
+            role = membership.role
+            if self._memberships is not None:
+                await self._memberships.remember(workspace_id, user_id, role)
+        return claimed if role is claimed.role else Principal(user_id, workspace_id, role)
 
     async def create_project(self, principal: Principal, name: str) -> Project:
         principal.require(Permission.MANAGE_PROJECTS)
@@ -243,6 +268,32 @@ class Accounts:
         membership = Membership(principal.workspace_id, user.id, role, self._clock.now())
         await self._store.add_membership(membership)
         return membership
+
+    async def list_members(self, principal: Principal) -> list[Member]:
+        """The workspace's members (any member may see who they are)."""
+        return await self._store.list_members(principal.workspace_id)
+
+    async def change_role(self, principal: Principal, user_id: str, role: Role) -> Membership:
+        """The member's new role (owner); LastOwner rather than leave the workspace ownerless."""
+        principal.require(Permission.MANAGE_MEMBERS)
+        changed = await self._store.change_role(principal.workspace_id, user_id, role)
+        if changed is None:
+            raise NotFound("No such member.")
+        await self._forget(principal.workspace_id, user_id)
+        return changed
+
+    async def remove_member(self, principal: Principal, user_id: str) -> None:
+        """Remove a member (owner), or leave the workspace (any member, for itself); LastOwner
+        rather than leave the workspace ownerless."""
+        if user_id != principal.user_id:
+            principal.require(Permission.MANAGE_MEMBERS)
+        if not await self._store.remove_membership(principal.workspace_id, user_id):
+            raise NotFound("No such member.")
+        await self._forget(principal.workspace_id, user_id)
+
+    async def _forget(self, workspace_id: str, user_id: str) -> None:
+        if self._memberships is not None:
+            await self._memberships.forget(workspace_id, user_id)
 
 
 class KeyResolver:
