@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from eventcore.errors import PermissionDenied
+from eventcore.errors import LastOwner, PermissionDenied
 
 
 class Role(enum.StrEnum):
@@ -44,6 +44,19 @@ _GRANTS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
 
 def allows(role: Role, permission: Permission) -> bool:
     return permission in _GRANTS[role]
+
+
+def may_leave(roles: Mapping[str, str], leaving: str) -> bool:
+    """Whether ``leaving`` is one of a workspace's members (``roles``: user id to role) and so
+    has a membership to change or remove; LastOwner if it is their only owner (a workspace
+    keeps at least one)."""
+    if leaving not in roles:
+        return False
+    if roles[leaving] == Role.OWNER and [
+        user_id for user_id, role in roles.items() if role == Role.OWNER
+    ] == [leaving]:
+        raise LastOwner()
+    return True
 
 
 class Principal(msgspec.Struct, frozen=True):

@@ -16,11 +16,20 @@ from eventcore.aggregation import (
     StoredGrain,
     count_increments,
 )
-from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken, LastOwner
+from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import AppendResult, Recount
-from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
+from eventcore.tenancy import (
+    ApiKey,
+    Member,
+    Membership,
+    Project,
+    Role,
+    User,
+    Workspace,
+    may_leave,
+)
 
 
 class MemoryStore:
@@ -94,14 +103,14 @@ class MemoryStore:
 
     def _keep_an_owner(self, workspace_id: str, leaving: str) -> None:
         """LastOwner if ``leaving`` is the workspace's only owner."""
-        if self.memberships[(workspace_id, leaving)].role is not Role.OWNER:
-            return
-        if not any(
-            m.role is Role.OWNER and m.user_id != leaving
-            for m in self.memberships.values()
-            if m.workspace_id == workspace_id
-        ):
-            raise LastOwner()
+        may_leave(
+            {
+                m.user_id: m.role
+                for m in self.memberships.values()
+                if m.workspace_id == workspace_id
+            },
+            leaving,
+        )
 
     async def add_membership(self, membership: Membership) -> None:
         key = (membership.workspace_id, membership.user_id)

@@ -15,8 +15,17 @@ from collections import OrderedDict
 from datetime import datetime
 
 from eventcore.adapters.postgres._database import SET_TENANT, Connection, Database, values
-from eventcore.errors import DatabaseUnavailable, LastOwner
-from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
+from eventcore.errors import DatabaseUnavailable
+from eventcore.tenancy import (
+    ApiKey,
+    Member,
+    Membership,
+    Project,
+    Role,
+    User,
+    Workspace,
+    may_leave,
+)
 
 # Each list is in the order of its record's fields: inserts bind the record's fields as they
 # are, selects build the record from the row.
@@ -66,13 +75,7 @@ async def _keep_an_owner(conn: Connection, workspace_id: str, leaving: str) -> b
         "SELECT user_id, role FROM eventcore.memberships WHERE workspace_id = %s FOR UPDATE",
         (workspace_id,),
     )
-    roles = {user_id: role for user_id, role in await cursor.fetchall()}
-    if leaving not in roles:
-        return False
-    owners = [user_id for user_id, role in roles.items() if role == Role.OWNER.value]
-    if owners == [leaving]:
-        raise LastOwner()
-    return True
+    return may_leave(dict(await cursor.fetchall()), leaving)
 
 
 class Accounts(Database):

@@ -18,8 +18,16 @@ import msgspec
 
 from eventcore.adapters.sqlite._codec import micros, moment, optional_moment, values
 from eventcore.adapters.sqlite._database import Database
-from eventcore.errors import LastOwner
-from eventcore.tenancy import ApiKey, Member, Membership, Project, Role, User, Workspace
+from eventcore.tenancy import (
+    ApiKey,
+    Member,
+    Membership,
+    Project,
+    Role,
+    User,
+    Workspace,
+    may_leave,
+)
 
 # Each list is in the order of its record's fields: inserts bind the record's fields as they
 # are, selects build the record from the row.
@@ -103,13 +111,7 @@ def _keep_an_owner(connection: sqlite3.Connection, workspace_id: str, leaving: s
     rows = connection.execute(
         "SELECT user_id, role FROM memberships WHERE workspace_id = ?", (workspace_id,)
     ).fetchall()
-    roles = {user_id: role for user_id, role in rows}
-    if leaving not in roles:
-        return False
-    owners = [user_id for user_id, role in roles.items() if role == Role.OWNER.value]
-    if owners == [leaving]:
-        raise LastOwner()
-    return True
+    return may_leave(dict(rows), leaving)
 
 
 def _change_role(
