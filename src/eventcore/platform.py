@@ -78,6 +78,7 @@ def build_platform(
             login_limiter=login_limiter,
             address_limiter=address_limiter,
             membership_cache=membership_cache,
+            project_cache=project_cache,
         ),
         keys=keys,
         ingestor=Ingestor(

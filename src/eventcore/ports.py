@@ -97,6 +97,13 @@ class AccountStore(Protocol):
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         """Oldest first, revoked ones included."""
 
+    async def delete_project(
+        self, workspace_id: str, project_id: str, at: datetime
+    ) -> list[ApiKey] | None:
+        """Delete the project and revoke its API keys (revoked ``at``, unless they were already),
+        in one transaction; the keys as they are now, or None if there is no such project. The
+        project's events stay in the store, reachable through no project."""
+
     async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
         """Mark the key revoked (once; a second call keeps the first time). None if not in the workspace."""
 
@@ -226,6 +233,8 @@ class ProjectCache(Protocol):
     async def known(self, workspace_id: str, project_id: str) -> bool: ...
 
     async def remember(self, workspace_id: str, project_id: str) -> None: ...
+
+    async def forget(self, workspace_id: str, project_id: str) -> None: ...
 
 
 class MembershipCache(Protocol):

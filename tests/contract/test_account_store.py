@@ -247,6 +247,48 @@ async def test_revoking_a_key_keeps_the_first_revocation_time(store: Store) -> N
     assert await store.list_api_keys(web.workspace_id, web.id) == [first]
 
 
+async def test_deleting_a_project_revokes_its_keys_and_nothing_else(store: Store) -> None:
+    """The project goes, its keys are revoked (an earlier revocation keeps its time), and the
+    other projects and keys, in its workspace or another, are untouched."""
+    web = project(new_id("ws"))
+    app = project(web.workspace_id, name="App")
+    other = project(new_id("ws"))
+    for each in (web, app, other):
+        await store.create_project(each)
+    live, old = api_key(web), api_key(web)
+    kept, foreign = api_key(app), api_key(other)
+    for key in (live, old, kept, foreign):
+        await store.create_api_key(key)
+    await store.revoke_api_key(web.workspace_id, old.id, at(1))
+
+    revoked = await store.delete_project(web.workspace_id, web.id, at(2))
+
+    assert revoked is not None
+    assert sorted((k.id, k.revoked_at) for k in revoked) == sorted(
+        [(live.id, at(2)), (old.id, at(1))]
+    )
+    assert await store.get_project(web.workspace_id, web.id) is None
+    assert await store.list_projects(web.workspace_id) == [app]
+    found = await store.find_api_key(live.key_hash)
+    assert found is not None
+    assert found.revoked_at == at(2)
+    assert await store.find_api_key(kept.key_hash) == kept
+    assert await store.find_api_key(foreign.key_hash) == foreign
+    assert await store.delete_project(web.workspace_id, web.id, at(3)) is None
+
+
+async def test_a_project_is_deleted_from_its_workspace_only(store: Store) -> None:
+    web = project(new_id("ws"))
+    await store.create_project(web)
+    key = api_key(web)
+    await store.create_api_key(key)
+
+    assert await store.delete_project(new_id("ws"), web.id, at(1)) is None
+    assert await store.delete_project(web.workspace_id, "no-such-project", at(1)) is None
+    assert await store.get_project(web.workspace_id, web.id) == web
+    assert await store.find_api_key(key.key_hash) == key
+
+
 async def test_revoking_an_unknown_key_returns_none(store: Store) -> None:
     """revoke_api_key of a key that does not exist answers None."""
     assert await store.revoke_api_key(new_id("ws"), "no-such-key", at(1)) is None

@@ -272,6 +272,19 @@ async def test_a_remembered_project_is_known_in_its_workspace_only(
     assert not await cache.known("ws-a", "p2")
 
 
+async def test_a_forgotten_project_is_unknown_at_once(
+    project_cache: Timed[ProjectCache],
+) -> None:
+    cache = project_cache.port
+    await cache.remember("ws-a", "p1")
+    await cache.remember("ws-a", "p2")
+    await cache.forget("ws-a", "p1")
+    await cache.forget("ws-b", "never-remembered")
+
+    assert not await cache.known("ws-a", "p1")
+    assert await cache.known("ws-a", "p2")
+
+
 async def test_a_remembered_project_is_forgotten_within_a_second(
     project_cache: Timed[ProjectCache],
 ) -> None:

@@ -138,6 +138,9 @@ class MemoryProjectCache:
     async def remember(self, workspace_id: str, project_id: str) -> None:
         self._entries.put((workspace_id, project_id), True, self._ttl)
 
+    async def forget(self, workspace_id: str, project_id: str) -> None:
+        self._entries.pop((workspace_id, project_id))
+
 
 class MemoryMembershipCache:
     """Roles of current memberships, each for ``ttl`` seconds, the most recent ``max_entries``.

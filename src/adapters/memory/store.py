@@ -149,6 +149,16 @@ class MemoryStore:
         ]
         return sorted(found, key=lambda k: k.created_at)
 
+    async def delete_project(
+        self, workspace_id: str, project_id: str, at: datetime
+    ) -> list[ApiKey] | None:
+        if await self.get_project(workspace_id, project_id) is None:
+            return None
+        del self.projects[project_id]
+        keys = [k for k in self.api_keys.values() if k.project_id == project_id]
+        revoked = [await self.revoke_api_key(workspace_id, k.id, at) for k in keys]
+        return [key for key in revoked if key is not None]
+
     async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
         key = self.api_keys.get(key_id)
         if key is None or key.workspace_id != workspace_id:

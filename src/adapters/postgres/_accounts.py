@@ -198,6 +198,27 @@ class Accounts(Database):
             workspace_id=workspace_id,
         )
 
+    async def delete_project(
+        self, workspace_id: str, project_id: str, at: datetime
+    ) -> list[ApiKey] | None:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "DELETE FROM eventcore.projects WHERE workspace_id = %s AND project_id = %s"
+                " RETURNING project_id",
+                (workspace_id, project_id),
+            )
+            if await cursor.fetchone() is None:
+                return None
+            cursor = await conn.execute(
+                "UPDATE eventcore.api_keys SET revoked_at = coalesce(revoked_at, %s)"
+                f" WHERE workspace_id = %s AND project_id = %s RETURNING {_API_KEY_COLUMNS}",
+                (at, workspace_id, project_id),
+            )
+            revoked = [ApiKey(*row) for row in await cursor.fetchall()]
+        for key in revoked:
+            self._known_keys.pop(key.key_hash, None)
+        return revoked
+
     async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
         revoked = await self._query_one(
             ApiKey,

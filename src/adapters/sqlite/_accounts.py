@@ -136,6 +136,23 @@ def _remove_membership(connection: sqlite3.Connection, workspace_id: str, user_i
     return True
 
 
+def _delete_project(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, at: datetime
+) -> list[ApiKey] | None:
+    deleted = connection.execute(
+        "DELETE FROM projects WHERE workspace_id = ? AND id = ? RETURNING id",
+        (workspace_id, project_id),
+    ).fetchall()
+    if not deleted:
+        return None
+    rows = connection.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?)"
+        f" WHERE workspace_id = ? AND project_id = ? RETURNING {_API_KEY_COLUMNS}",
+        (micros(at), workspace_id, project_id),
+    ).fetchall()
+    return [_api_key(row) for row in rows]
+
+
 class Accounts(Database):
     """The AccountStore half of the SQLite store."""
 
@@ -211,6 +228,11 @@ class Accounts(Database):
             workspace_id,
             project_id,
         )
+
+    async def delete_project(
+        self, workspace_id: str, project_id: str, at: datetime
+    ) -> list[ApiKey] | None:
+        return await self._write(_delete_project, workspace_id, project_id, at)
 
     async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
         return await self._write(_revoke_api_key, workspace_id, key_id, at)

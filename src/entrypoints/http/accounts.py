@@ -95,6 +95,21 @@ class ProjectController(Controller):
         projects = await platform.accounts.list_projects(principal)
         return ProjectList([ProjectView.of(p) for p in projects])
 
+    @delete(
+        "/{project_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a project; its API keys stop working and its data is unreachable "
+        "(owner, admin)",
+        responses=API_ERRORS,
+    )
+    async def delete_project(
+        self,
+        project_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
+    ) -> None:
+        await platform.accounts.delete_project(principal, project_id)
+
     @post(
         "/{project_id:str}/api-keys",
         status_code=HTTP_201_CREATED,

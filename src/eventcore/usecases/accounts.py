@@ -30,6 +30,7 @@ from eventcore.ports import (
     Clock,
     MembershipCache,
     PasswordHasher,
+    ProjectCache,
     RateLimiter,
     TokenCodec,
 )
@@ -106,8 +107,10 @@ class Accounts:
         login_limiter: RateLimiter | None = None,
         address_limiter: RateLimiter | None = None,
         membership_cache: MembershipCache | None = None,
+        project_cache: ProjectCache | None = None,
     ) -> None:
         self._memberships = membership_cache
+        self._projects = project_cache
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
@@ -229,6 +232,20 @@ class Accounts:
         if project is None:
             raise NotFound("No such project.")
         return project
+
+    async def delete_project(self, principal: Principal, project_id: str) -> None:
+        """Delete a project (owner, admin): its API keys are revoked with it (refused at once
+        here, within the key cache's second elsewhere) and its data is reachable no more."""
+        principal.require(Permission.MANAGE_PROJECTS)
+        revoked = await self._store.delete_project(
+            principal.workspace_id, project_id, self._clock.now()
+        )
+        if revoked is None:
+            raise NotFound("No such project.")
+        for key in revoked:
+            await self._key_cache.evict(key.key_hash)
+        if self._projects is not None:
+            await self._projects.forget(principal.workspace_id, project_id)
 
     async def create_api_key(
         self, principal: Principal, project_id: str, name: str
