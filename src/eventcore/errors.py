@@ -5,6 +5,7 @@
     EventcoreError                     code            HTTP
     ├── InvalidRequest                 invalid_request  400
     ├── PayloadTooLarge                payload_too_large 413
+    ├── UnsupportedEncoding            unsupported_encoding 415
     ├── AuthenticationFailed           unauthorized     401
     ├── PermissionDenied               forbidden        403
     ├── NotFound                       not_found        404
@@ -55,6 +56,12 @@ class PayloadTooLarge(EventcoreError):
     """The request exceeds a documented size or count limit."""
 
     code = "payload_too_large"
+
+
+class UnsupportedEncoding(EventcoreError):
+    """The body is sent in a content coding that is not accepted (only gzip, or none)."""
+
+    code = "unsupported_encoding"
 
 
 class AuthenticationFailed(EventcoreError):
@@ -193,4 +200,5 @@ __all__ = [
     "QueueUnavailable",
     "RateLimited",
     "Unavailable",
+    "UnsupportedEncoding",
 ]

@@ -7,6 +7,9 @@ at the edge, code that embeds eventcore): one body check, one validation, one cl
 from __future__ import annotations
 
 import base64
+import json
+import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -64,14 +67,39 @@ class ValidatedBatch(msgspec.Struct, frozen=True):
     rejected: list[RejectedEvent]
 
 
+_NULL = Raw(b"null")
+
+
 class _WireEvent(msgspec.Struct):
     type: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_TYPE_LENGTH)]
     id: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_ID_LENGTH)] | None = None
     timestamp: Annotated[datetime, Meta(tz=True)] | int | float | None = None
-    properties: Raw = msgspec.field(default_factory=lambda: Raw(b"null"))
+    properties: Raw = msgspec.field(default_factory=lambda: _NULL)
 
 
 _EMPTY_OBJECT = Raw(b"{}")
+_ESCAPE = b"\\u00"
+_FIELD_KEYS = (b'"id"', b'"type"', b'"timestamp"', b'"properties"')
+
+# The integers every JSON reader reads back exactly as sent, the 64-bit range (msgspec, Go, Java,
+# PostgreSQL's bigint; Python's json fails past 4,300 digits). Other numbers must be finite 64-bit
+# floats: 1e999 would come back as infinity or an error.
+MIN_INTEGER = -(2**63)
+MAX_INTEGER = 2**63 - 1
+_NUMBER_LIMITS = (
+    "an integer must be from -2^63 to 2^63-1 and any other number a finite 64-bit float"
+    " (at most about 1.8e308)"
+)
+# Every digit folded to 0, so that two substring searches find the only numbers that can be out of
+# range: an exponent, or 19 digits in a row. Strings hold such text too (hex ids): then, and only
+# then, the text is tokenized.
+# (A translation table: every byte to itself, but 1-9 to 0 and E to e.)
+_DIGIT_FOLD = bytes(range(49)) + b"0" * 9 + bytes(range(58, 69)) + b"e" + bytes(range(70, 256))
+_LONG_RUN = b"0" * 19
+_STRING_OR_RISKY_NUMBER = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+    rb"|(?<![0-9.])(-?[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+|-?[0-9]{19,}(?:\.[0-9]+)?)"
+)
 
 
 class _Body(msgspec.Struct):
@@ -164,11 +192,13 @@ def validate_events(
     """
     events: list[Event] = []
     rejected: list[RejectedEvent] = []
-    wires = _decode_all(raw_events, limits)
-    if wires is not None:
+    decoded = _decode_all(raw_events, limits)
+    if decoded is not None:
         # The common case, every event well-formed: decoded in one pass, checked one by one.
-        for index, wire in enumerate(wires):
-            checked = _checked(wire, now=now, limits=limits)
+        wires, joined = decoded
+        suspects = _suspects(joined, wires)
+        for index, (wire, text) in enumerate(zip(wires, raw_events, strict=True)):
+            checked = _checked(wire, text, suspects, now=now, limits=limits)
             if isinstance(checked, Event):
                 events.append(checked)
             else:
@@ -191,12 +221,52 @@ def validate_events(
     return ValidatedBatch(events=events, rejected=rejected)
 
 
+class _Suspects(msgspec.Struct, frozen=True):
+    """What the events of a batch, seen together, may hold: the field names one of them may give
+    twice, and whether one may hold an unreadable number. Each event is checked for those only."""
+
+    keys: tuple[bytes, ...] = _FIELD_KEYS
+    numbers: bool = True
+
+
+def _suspects(joined: bytes, wires: list[_WireEvent]) -> _Suspects:
+    """What a batch (``joined``: the JSON array of its events) may hold, from a few searches.
+
+    A field's name written outside the events' properties no more often than the events that
+    have the field means that none gives it twice, unless an escape (which can spell a name)
+    is written there too. The properties are counted (joined, once) only when the whole batch
+    holds a name more often than that, as each event made of a Segment message does.
+    """
+    count = len(wires)
+    present = {
+        b'"id"': count - [wire.id for wire in wires].count(None),
+        b'"type"': count,
+        b'"timestamp"': count - [wire.timestamp for wire in wires].count(None),
+        b'"properties"': count - [wire.properties for wire in wires].count(_NULL),
+    }
+    properties: bytes | None = None
+    keys: list[bytes] = []
+    for key in (_ESCAPE, *_FIELD_KEYS):
+        written = joined.count(key)
+        if written > present.get(key, 0):
+            if properties is None:
+                properties = b",".join(bytes(wire.properties) for wire in wires)
+            written -= properties.count(key)
+            if written > present.get(key, 0):
+                if key == _ESCAPE:
+                    keys = list(_FIELD_KEYS)
+                    break
+                keys.append(key)
+    return _Suspects(keys=tuple(keys), numbers=_may_hold_unreadable_number(joined))
+
+
 def _decode_all(
     raw_events: Sequence[bytes | Mapping[str, Any]], limits: EventLimits
-) -> list[_WireEvent] | None:
-    """Every event of a batch of JSON texts decoded in one call, or None when one of them is
-    not a well-formed event within the size limit (each is then validated on its own, so that
-    it is reported by its index with its own reason)."""
+) -> tuple[list[_WireEvent], bytes] | None:
+    """Every event of a batch of JSON texts decoded in one call, with the JSON array they were
+    decoded from, or None when one of them is not a well-formed event within the size limit
+    (each is then validated on its own, so that it is reported by its index with its own
+    reason)."""
     if len(raw_events) < 2:
         return None
     texts: list[bytes] = []
@@ -204,8 +274,9 @@ def _decode_all(
         if not isinstance(item, bytes) or len(item) > limits.max_event_bytes:
             return None
         texts.append(item)
+    joined = b"[" + b",".join(texts) + b"]"
     try:
-        return _events_decoder.decode(b"[" + b",".join(texts) + b"]")
+        return _events_decoder.decode(joined), joined
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
 
@@ -220,16 +291,28 @@ def validate_event(raw: bytes, *, now: datetime, limits: EventLimits) -> Event |
         return "invalid_event", str(exc)
     except (msgspec.DecodeError, RecursionError):
         return "invalid_event", "The event is not well-formed JSON or is nested too deeply."
-    return _checked(wire, now=now, limits=limits)
+    return _checked(wire, raw, _Suspects(), now=now, limits=limits)
 
 
-def _checked(wire: _WireEvent, *, now: datetime, limits: EventLimits) -> Event | tuple[str, str]:
-    """The rules of an event beyond its JSON shape: an :class:`Event`, or ``(code, message)``."""
+def _checked(
+    wire: _WireEvent,
+    text: bytes | Mapping[str, Any],
+    suspects: _Suspects,
+    *,
+    now: datetime,
+    limits: EventLimits,
+) -> Event | tuple[str, str]:
+    """The rules of an event (``wire``, decoded from the JSON ``text``) beyond its JSON shape:
+    an :class:`Event`, or ``(code, message)``; only ``suspects`` can be wrong with it."""
+    if suspects.keys and isinstance(text, bytes):
+        repeated = repeated_key(text, suspects.keys, [wire.properties], "The event")
+        if repeated is not None:
+            return repeated
     if not wire.type.strip():
         return "invalid_event", "`type` must contain a non-blank character."
     if "\x00" in wire.type or (wire.id is not None and "\x00" in wire.id):
         return "invalid_event", "`id` and `type` may not contain the NUL character (\\u0000)."
-    properties = _check_properties(wire.properties)
+    properties = _check_properties(wire.properties, numbers=suspects.numbers)
     if isinstance(properties, tuple):
         return properties
     timestamp = _event_time(wire.timestamp, now=now, limits=limits)
@@ -244,7 +327,7 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-def _check_properties(raw: Raw) -> Raw | tuple[str, str]:
+def _check_properties(raw: Raw, *, numbers: bool) -> Raw | tuple[str, str]:
     text = bytes(raw)
     if text == b"null":
         return _EMPTY_OBJECT
@@ -252,7 +335,84 @@ def _check_properties(raw: Raw) -> Raw | tuple[str, str]:
         return "invalid_properties", "`properties` must be a JSON object."
     if b"\\u0000" in text and _contains_nul(msgspec.json.decode(text)):
         return "invalid_properties", "`properties` may not contain the NUL character (\\u0000)."
-    return raw
+    unreadable = unreadable_number(text, "`properties`") if numbers else None
+    return raw if unreadable is None else unreadable
+
+
+def unreadable_number(text: bytes, where: str) -> tuple[str, str] | None:
+    """``("invalid_number", message)`` if the JSON ``text`` holds a number that JSON readers cannot
+    read back as sent (see :data:`MIN_INTEGER`), else None; ``where`` names the text for the message.
+
+    Most texts hold no exponent and no 19 digits in a row, which two substring searches show.
+    """
+    if not _may_hold_unreadable_number(text):
+        return None
+    for match in _STRING_OR_RISKY_NUMBER.finditer(text):
+        number = match.group(1)
+        if number is not None and not _readable(number):
+            shown = number.decode()
+            if len(shown) > 40:
+                shown = f"{shown[:24]}… ({len(shown)} characters)"
+            return (
+                "invalid_number",
+                f"{where} holds the number {shown} at byte {match.start(1)}, which JSON readers"
+                f" cannot read back: {_NUMBER_LIMITS}.",
+            )
+    return None
+
+
+def _may_hold_unreadable_number(text: bytes) -> bool:
+    folded = text.translate(_DIGIT_FOLD)
+    return b"0e" in folded or _LONG_RUN in folded
+
+
+def _readable(number: bytes) -> bool:
+    if b"." in number or b"e" in number or b"E" in number:
+        return math.isfinite(float(number))
+    # At most 19 digits (and a sign) before int(), which refuses texts of thousands of digits.
+    return len(number.lstrip(b"-")) <= 19 and MIN_INTEGER <= int(number) <= MAX_INTEGER
+
+
+def repeated_key(
+    text: bytes, keys: Sequence[bytes], inner: Sequence[bytes | Raw], where: str
+) -> tuple[str, str] | None:
+    """``("duplicate_key", message)`` naming the first of ``keys`` (each a quoted JSON string) that
+    the JSON object ``text`` gives more than once at its top level, else None; ``where`` names the
+    object for the message.
+
+    ``inner`` holds the texts of values nested in ``text`` already decoded from it: a key's name
+    found within them is not at the top level. So the common case costs a few substring counts,
+    and ``text`` is parsed again only when a name appears twice outside them, or an escape
+    (``\\u00..``, which can spell a name) does.
+    """
+    parts: list[bytes] | None = None
+    for key in (_ESCAPE, *keys):
+        count = text.count(key)
+        if count > 1 or (count and key == _ESCAPE):
+            parts = parts or [bytes(part) for part in inner]
+            outside = count - sum(part.count(key) for part in parts)
+            if outside > 1 or (outside and key == _ESCAPE):
+                break
+    else:
+        return None
+    top: list[list[tuple[str, Any]]] = []
+    try:
+        # Only the members of each object are kept (the outermost comes last); numbers are
+        # not converted, so that none is too long for Python's reader.
+        json.loads(text, object_pairs_hook=top.append, parse_int=len, parse_float=len)
+    except RecursionError:
+        # Python's reader stops a few levels short of msgspec's (about 1,000): refuse rather
+        # than guess.
+        return (
+            "invalid_event",
+            f"{where} is nested too deeply to check that it gives each field once.",
+        )
+    names = [name for name, _value in top[-1]] if top else []
+    for key in keys:
+        name = key[1:-1].decode()
+        if names.count(name) > 1:
+            return "duplicate_key", f"{where} gives `{name}` more than once."
+    return None
 
 
 def _contains_nul(value: Any) -> bool:

@@ -36,6 +36,8 @@ EVENT_CODES = {
     "invalid_timestamp",
     "timestamp_in_future",
     "event_too_large",
+    "invalid_number",
+    "duplicate_key",
 }
 
 
@@ -377,27 +379,47 @@ def test_a_body_of_the_wrong_shape_is_refused_whole(target: Target, body: bytes)
     properties=st.lists(
         st.dictionaries(st.sampled_from("abc"), st.integers(0, 9), max_size=2), max_size=3
     ),
+    timestamps=st.integers(0, 2),
+    escaped=st.booleans(),
     order=st.randoms(use_true_random=False),
 )
-def test_a_repeated_key_takes_its_last_value(
-    target: Target, types: list[str], ids: int, properties: list[dict[str, int]], order: Any
+def test_a_field_given_twice_rejects_its_event(
+    target: Target,
+    types: list[str],
+    ids: int,
+    properties: list[dict[str, int]],
+    timestamps: int,
+    escaped: bool,
+    order: Any,
 ) -> None:
-    """An event with a key given more than once is read with each key's last value, like JSON.parse."""
+    """An event giving `id`, `type`, `timestamp` or `properties` twice (a name written with escapes
+    too) is rejected `duplicate_key`, nothing of it stored; given once each, it is stored."""
     event_ids = [target.fresh() for _ in range(ids)]
-    pairs: list[tuple[str, Any]] = [
+    pairs: list[tuple[str | Token, Any]] = [
         *(("type", t) for t in types),
         *(("id", i) for i in event_ids),
         *(("properties", p) for p in properties),
+        *(("timestamp", int(NOW.timestamp()) - n) for n in range(timestamps)),
     ]
     order.shuffle(pairs)
-    last = {key: value for key, value in pairs}
-    response = target.post(write(Pairs(pairs)))
-    target.settled(response, {last["id"]: None})
-    stored = target.store.event(last["id"])
+    if escaped:
+        # The first key spelled with \u escapes: the same name to every JSON reader.
+        name = str(pairs[0][0])
+        pairs[0] = (
+            Token(b'"' + "".join(f"\\u{ord(c):04x}" for c in name).encode() + b'"'),
+            pairs[0][1],
+        )
+    repeated = len(types) > 1 or ids > 1 or len(properties) > 1 or timestamps > 1
+    beside = target.fresh()
+    response = target.post(write({"events": [Pairs(pairs), good(beside)]}))
+    target.settled(response, {event_ids[-1]: "duplicate_key" if repeated else None, beside: None})
+    if repeated:
+        assert not target.store.ids(event_ids)
+        return
+    stored = target.store.event(event_ids[0])
     assert stored is not None
-    assert stored[0] == last["type"]
-    assert stored[1] == write(last.get("properties", {})).decode()
-    assert target.store.ids(event_ids) == {last["id"]}
+    assert stored[0] == types[0]
+    assert stored[1] == write(properties[0] if properties else {}).decode()
 
 
 def test_a_repeated_events_key_takes_the_last_batch(target: Target) -> None:
@@ -531,12 +553,35 @@ HUGE_NUMBERS = [
 ]
 
 
+def readable(number: bytes) -> bool:
+    """Whether every JSON reader reads ``number`` back: a 64-bit integer, or a finite float."""
+    if b"." in number or b"e" in number.lower():
+        return math.isfinite(float(number))
+    return len(number.lstrip(b"-")) <= 20 and -(2**63) <= int(number) < 2**63
+
+
+# Numbers written as text around every bound: the 64-bit integer range, the float range, and
+# long mantissas or exponents that overflow only together.
+NUMBER_TEXTS = st.one_of(
+    st.sampled_from(HUGE_NUMBERS),
+    st.integers(-(2**64), 2**64).map(lambda n: str(n).encode()),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1]).map(lambda n: str(n).encode()),
+    st.tuples(st.integers(1, 400), st.integers(-400, 400), st.booleans()).map(
+        lambda c: b"%s%de%d" % (b"-" if c[2] else b"", 10 ** (c[0] % 30), c[1] - c[0] % 30)
+    ),
+    st.tuples(st.integers(1, 400), st.sampled_from(["", ".5"])).map(
+        lambda c: b"9" * c[0] + c[1].encode()
+    ),
+)
+
+
 @SETTINGS
-@given(number=st.sampled_from(HUGE_NUMBERS), where=st.sampled_from(["timestamp", "properties"]))
-def test_numbers_with_huge_exponents_are_range_checked_or_kept(
+@given(number=NUMBER_TEXTS, where=st.sampled_from(["timestamp", "properties"]))
+def test_numbers_are_range_checked_or_kept_as_sent(
     target: Target, number: bytes, where: str
 ) -> None:
-    """As a timestamp a huge number is out of range (rejected); as a property it is kept as sent."""
+    """As a timestamp a huge number is out of range (rejected); in properties a number every JSON
+    reader reads back is kept as sent, any other rejects its event with `invalid_number`."""
     hostile_id, beside = target.fresh(), target.fresh()
     event: dict[str, Any] = good(hostile_id)
     if where == "timestamp":
@@ -556,13 +601,16 @@ def test_numbers_with_huge_exponents_are_range_checked_or_kept(
             )
             assert target.store.ids([hostile_id, beside]) == {beside}
         return
-    event["properties"] = {"n": Token(number)}
+    event["properties"] = {"n": [Token(number)]}
+    ok = readable(number)
     target.settled(
-        target.post(write({"events": [event, good(beside)]})), {hostile_id: None, beside: None}
+        target.post(write({"events": [event, good(beside)]})),
+        {hostile_id: None if ok else "invalid_number", beside: None},
     )
-    stored = target.store.event(hostile_id)
-    assert stored is not None
-    assert stored[1] == '{"n":' + number.decode() + "}"
+    if ok:
+        stored = target.store.event(hostile_id)
+        assert stored is not None
+        assert stored[1] == '{"n":[' + number.decode() + "]}"
 
 
 NUL = Token(b'"\\u0000"')
@@ -632,6 +680,8 @@ GZIP_CASES = st.sampled_from(
         "deflate bomb",
         "unsupported encoding",
         "two encodings",
+        "several members",
+        "data after the last member",
     ]
 )
 
@@ -643,7 +693,8 @@ GZIP_CASES = st.sampled_from(
 def test_compressed_bodies_are_inflated_within_the_limit(
     target: Target, case: str, size: int, cut: int
 ) -> None:
-    """Gzip bombs are 413 without being inflated; broken or unsupported encodings 400; valid gzip 202."""
+    """Gzip bombs are 413 without being inflated; broken gzip 400; other codings 415; valid gzip,
+    in one member or several, 202."""
     event_id = target.fresh()
     plain = write({"events": [good(event_id)]})
     packed = gzip.compress(plain)
@@ -653,13 +704,24 @@ def test_compressed_bodies_are_inflated_within_the_limit(
         )
     elif case == "deflate bomb":
         body = zlib.compress(bytes(min(size, 8 * MIB)), 9)
-        target.refused_whole(target.post(body, "deflate"), 413, {"request_too_large"}, [event_id])
+        target.refused_whole(
+            target.post(body, "deflate"), 415, {"unsupported_encoding"}, [event_id]
+        )
     elif case == "valid":
         target.settled(target.post(packed, "gzip"), {event_id: None})
     elif case == "valid, upper-case encoding":
         target.settled(target.post(packed, " GZIP "), {event_id: None})
     elif case == "deflate":
-        target.settled(target.post(zlib.compress(plain), "deflate"), {event_id: None})
+        target.refused_whole(
+            target.post(zlib.compress(plain), "deflate"), 415, {"unsupported_encoding"}, [event_id]
+        )
+    elif case == "several members":
+        at = cut % len(plain)
+        body = gzip.compress(plain[:at]) + gzip.compress(plain[at:])
+        target.settled(target.post(body, "gzip"), {event_id: None})
+    elif case == "data after the last member":
+        body = packed + plain[: cut % len(plain) + 1]
+        target.refused_whole(target.post(body, "gzip"), 400, {"malformed_body"}, [event_id])
     elif case == "truncated":
         body = packed[: cut % (len(packed) - 1) + 1]
         target.refused_whole(target.post(body, "gzip"), 400, {"malformed_body"}, [event_id])
@@ -673,10 +735,13 @@ def test_compressed_bodies_are_inflated_within_the_limit(
         body = gzip.compress(plain.replace(b"click", b"cl\xffck"))
         target.refused_whole(target.post(body, "gzip"), 400, {"malformed_json"}, [event_id])
     elif case == "unsupported encoding":
-        target.refused_whole(target.post(packed, "br"), 400, {"unsupported_encoding"}, [event_id])
+        target.refused_whole(target.post(packed, "br"), 415, {"unsupported_encoding"}, [event_id])
     else:
         target.refused_whole(
-            target.post(packed, "gzip, gzip"), 400, {"unsupported_encoding"}, [event_id]
+            target.post(gzip.compress(packed), "gzip, gzip"),
+            415,
+            {"unsupported_encoding"},
+            [event_id],
         )
 
 

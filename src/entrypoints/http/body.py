@@ -10,25 +10,25 @@ from typing import Any
 from litestar import Request
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 
-from eventcore.errors import InvalidRequest, PayloadTooLarge
+from eventcore.errors import InvalidRequest, PayloadTooLarge, UnsupportedEncoding
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 async def read_body(request: Request[Any, Any, Any], max_bytes: int) -> bytes:
-    """The body, decompressed if ``Content-Encoding`` says so, never more than ``max_bytes``.
+    """The body, gunzipped if ``Content-Encoding`` says so, never more than ``max_bytes``.
 
-    Decompression stops at the limit, so a small gzip bomb costs no more than a plain body.
+    The codings accepted are exactly those documented: ``gzip`` (``x-gzip``, its alias in RFC 9110)
+    and ``identity`` or none; any other, or several (``gzip, gzip``), is a 415. Inflating stops at
+    the limit, so a small gzip bomb costs no more than a plain body.
     """
-    body = await request.body()
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        data = body
-    elif encoding in ("gzip", "x-gzip", "deflate"):
-        data = _inflate(body, max_bytes, gzip=encoding != "deflate")
-    else:
-        raise InvalidRequest(
-            f"Content-Encoding {encoding!r} is not supported; use gzip or none.",
-            code="unsupported_encoding",
+    encoding = ",".join(request.headers.getall("content-encoding", [])).strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding!r} is not supported: send gzip or identity (none).",
         )
+    body = await request.body()
+    data = body if encoding in ("", "identity") else _gunzip(body, max_bytes)
     if len(data) > max_bytes:
         raise PayloadTooLarge(
             f"The request body is larger than {max_bytes} bytes.", code="request_too_large"
@@ -36,23 +36,36 @@ async def read_body(request: Request[Any, Any, Any], max_bytes: int) -> bytes:
     return data
 
 
-def _inflate(body: bytes, max_bytes: int, *, gzip: bool) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-        if len(data) <= max_bytes and not inflater.eof:
-            data += inflater.flush()
-    except zlib.error:
-        raise InvalidRequest(
-            "The body is not valid compressed data.", code="malformed_body"
-        ) from None
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(
-            f"The decompressed body is larger than {max_bytes} bytes.", code="request_too_large"
-        )
-    if not inflater.eof:
-        raise InvalidRequest("The compressed body is truncated.", code="malformed_body")
-    return data
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Every gzip member of ``body`` inflated, in order (RFC 1952 allows several), in at most
+    ``max_bytes``; anything after the last member but another member is refused."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error:
+            raise InvalidRequest(
+                "The body is not valid gzip data.", code="malformed_body"
+            ) from None
+        size += len(part)
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"The decompressed body is larger than {max_bytes} bytes.",
+                code="request_too_large",
+            )
+        if not inflater.eof:
+            raise InvalidRequest("The gzip body is truncated.", code="malformed_body")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
+        if not rest.startswith(_GZIP_MAGIC):
+            raise InvalidRequest(
+                "The gzip body has data after its last member.", code="malformed_body"
+            )
 
 
 def documented_body(description: str, schema: Schema) -> type[Operation]:

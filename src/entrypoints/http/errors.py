@@ -21,6 +21,7 @@ from eventcore.errors import (
     PermissionDenied,
     RateLimited,
     Unavailable,
+    UnsupportedEncoding,
 )
 from eventcore.events import RejectedEvent
 from eventcore.usecases.ingest import EventsRejected
@@ -34,6 +35,7 @@ STATUS: dict[type[EventcoreError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    UnsupportedEncoding: 415,
     RateLimited: 429,
     Unavailable: 503,
 }
@@ -77,6 +79,7 @@ _ERROR_MEANINGS = {
     404: "No such resource in the caller's workspace",
     409: "The resource already exists",
     413: "The body is over a documented size or count limit",
+    415: "The body's `Content-Encoding` is not gzip or identity",
     429: "Over a rate limit; retry after `Retry-After` seconds",
     503: "A dependency is unavailable; nothing was done; retry after `Retry-After` seconds",
 }
@@ -86,6 +89,14 @@ _ERROR_MEANINGS = {
 API_ERRORS: dict[int, ResponseSpec] = {
     status: ResponseSpec(data_container=ErrorBody, description=meaning, generate_examples=False)
     for status, meaning in _ERROR_MEANINGS.items()
+    if status != 415
+}
+# What a route that reads a body with `body.read_body` adds.
+INGEST_ERRORS = {
+    **API_ERRORS,
+    415: ResponseSpec(
+        data_container=ErrorBody, description=_ERROR_MEANINGS[415], generate_examples=False
+    ),
 }
 
 

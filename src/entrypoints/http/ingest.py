@@ -12,7 +12,7 @@ from litestar.types import ControllerRouterHandler
 
 from eventcore.entrypoints.http.body import documented_body, read_body
 from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
-from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.errors import INGEST_ERRORS
 from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.entrypoints.http.schemas import event_id_schema, event_type_schema
 from eventcore.events import split_request
@@ -53,10 +53,11 @@ def api_key(request: Request[Any, Any, Any]) -> str | None:
     security=[{"ApiKey": []}, {"ApiKeyBearer": []}],
     summary="Send one event or a batch",
     operation_class=documented_body(
-        "One event, or a batch of events. `Content-Encoding: gzip` is accepted.",
+        "One event, or a batch of events. `Content-Encoding`: `gzip` (one or more members) or"
+        " `identity`; any other is a 415.",
         Schema(one_of=[_EVENT, _BATCH]),
     ),
-    responses=API_ERRORS,
+    responses=INGEST_ERRORS,
 )
 async def ingest(
     request: Request[Any, Any, Any], platform: NamedDependency[Platform]

@@ -26,6 +26,7 @@ _ERROR_MEANINGS = {
     400: "The body is malformed, or no message in it was valid (see `rejected`)",
     401: "The write key is missing, unknown or revoked",
     413: "The body is over a documented size or count limit",
+    415: "The body's `Content-Encoding` is not gzip or identity",
     429: "The workspace is over its event rate; retry after `Retry-After` seconds",
     503: "The queue is unavailable or full; nothing was accepted; retry after `Retry-After` seconds",
 }

@@ -35,6 +35,7 @@ from eventcore.events import (
     check_count,
     corrected_time,
     decode_body,
+    repeated_key,
 )
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -132,6 +133,10 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
     id: str | None = None
 
 
+# A message may give none of these twice (its nested objects may repeat their own keys, which
+# are stored as sent: see the README).
+_MESSAGE_KEYS = tuple(f'"{name}"'.encode() for name in _Message.__struct_fields__)
+
 _batch_decoder = msgspec.json.Decoder(_Batch)
 _object_decoder = msgspec.json.Decoder(dict[str, Raw])
 _message_decoder = msgspec.json.Decoder(_Message)
@@ -174,6 +179,9 @@ def parse_message(body: bytes, message_type: str, limits: EventLimits) -> Segmen
         limits,
         f"The body must be one {message_type} message as a JSON object.",
     )
+    repeated = repeated_key(body, _MESSAGE_KEYS, list(fields.values()), "The message")
+    if repeated is not None:
+        raise InvalidRequest(repeated[1], code=repeated[0])
     declared = fields.get("type")
     if declared is None or msgspec.json.decode(declared) is None:
         fields.pop("type", None)
@@ -244,7 +252,12 @@ def message_to_event(
         fields = _message_decoder.decode(message)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return "invalid_message", "The message is not well-formed JSON or is nested too deeply."
-    problem = _check_fields(fields)
+    problem = repeated_key(
+        message,
+        _MESSAGE_KEYS,
+        [fields.properties, fields.traits, fields.context, fields.integrations],
+        "The message",
+    ) or _check_fields(fields)
     if problem is not None:
         return problem
     event_type: str = fields.event if fields.type == "track" else fields.type
