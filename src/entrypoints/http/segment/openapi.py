@@ -122,7 +122,8 @@ _BATCH = Schema(
 AUTH = (
     " The write key is an eventcore API key, sent as `writeKey` in the body, "
     '`Authorization: Basic base64("<key>:")`, `X-Write-Key`, `X-API-Key` or a bearer token. '
-    "`Content-Encoding: gzip` is accepted. With `sentAt`, each stored time is "
+    "`Content-Encoding`: `gzip` (one or more members) or `identity`; any other is a 415. "
+    "With `sentAt`, each stored time is "
     "`timestamp + (received_at - sentAt)` (clock-skew correction)."
 )
 
