@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from typing import NoReturn
 
 import eventcore
 from eventcore import defaults
@@ -42,10 +43,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused argument is one line (``eventcore: ...``), as a refused setting
+    is: no usage block above it. ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"eventcore: {message}\n")
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argument's type: an integer from ``low`` (to ``high``), refused in one line."""
+    accepted = f"an integer from {low} to {high}" if high else f"an integer of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {accepted} (got {text[:40]!r})")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eventcore", description="Multi-tenant event ingestion and analytics."
-    )
+    parser = _Parser(prog="eventcore", description="Multi-tenant event ingestion and analytics.")
     parser.add_argument("--version", action="version", version=f"eventcore {eventcore.__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -53,8 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    serve.add_argument(
+        "--port", type=_integer(1, 65535), default=8000, help="port to listen on (default 8000)"
+    )
+    serve.add_argument("--workers", type=_integer(1), default=1, help="API processes (default 1)")
     serve.set_defaults(run=_serve)
 
     worker = commands.add_parser("worker", help="consume the ingest queue (distributed profile)")
@@ -68,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list = dlq_commands.add_parser("list", help="show dead-lettered batches (they stay there)")
     dlq_list.add_argument(
         "--limit",
-        type=int,
+        type=_integer(1),
         default=defaults.DEAD_LETTERS_LISTED,
         help=f"at most this many (default {defaults.DEAD_LETTERS_LISTED})",
     )
@@ -78,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "replay", help="move dead-lettered batches back to the queue"
     )
     dlq_replay.add_argument(
-        "--limit", type=int, default=None, help="at most this many (default all)"
+        "--limit", type=_integer(1), default=None, help="at most this many (default all)"
     )
     dlq_replay.set_defaults(run=_dlq_replay)
 
@@ -99,8 +124,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     log = structlog.get_logger("eventcore")
-    if args.workers < 1:
-        raise ConfigurationError("--workers must be at least 1.")
     require_shared_secret(settings)
     if checked := _run(_check_api(settings)):
         return checked

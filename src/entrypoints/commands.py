@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 
 import msgspec
+from dependency_injector import providers
 
 from eventcore.entrypoints.bootstrap import (
     CommandContainer,
+    Readiness,
+    api_readiness,
     close_resources,
-    open_resources,
     rabbit_options,
     resolve,
 )
+from eventcore.entrypoints.preflight import open_checked, reaching
 from eventcore.entrypoints.settings import ConfigurationError, Settings
 
 
@@ -21,7 +24,8 @@ async def migrate(settings: Settings) -> None:
     if settings.uses_postgres:
         from eventcore.adapters.postgres import migrate as migrate_postgres
 
-        applied = await migrate_postgres(settings.database_url)
+        with reaching("database"):
+            applied = await migrate_postgres(settings.database_url)
     else:
         from eventcore.adapters.sqlite import SqliteStore
 
@@ -47,7 +51,8 @@ async def dlq_list(settings: Settings, *, limit: int, as_json: bool) -> None:
     from eventcore.adapters.rabbitmq import dlq_list as list_dead
 
     options = rabbit_options(settings)
-    letters = await list_dead(options.url, options.names, limit=limit)
+    with reaching("queue"):
+        letters = await list_dead(options.url, options.names, limit=limit)
     if as_json:
         for letter in letters:
             sys.stdout.write(msgspec.json.encode(letter).decode() + "\n")
@@ -66,7 +71,8 @@ async def dlq_replay(settings: Settings, *, limit: int | None) -> None:
     from eventcore.adapters.rabbitmq import dlq_replay as replay
 
     options = rabbit_options(settings)
-    moved = await replay(options.url, options.names, limit=limit)
+    with reaching("queue"):
+        moved = await replay(options.url, options.names, limit=limit)
     print(f"replayed {moved} batch(es) into {settings.queue_name}")
 
 
@@ -74,7 +80,14 @@ async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> Non
     """Recompute the count tables from raw events (a repair; ingest may keep running), and
     retire every cached answer computed from the old counts."""
     container = CommandContainer(settings=settings)
-    await open_resources(container)
+    # The servers it needs are checked as `serve` checks them: one that is down is one line.
+    readiness: providers.Provider[Readiness] = providers.Singleton(
+        api_readiness,
+        container.gateways.store,
+        container.gateways.redis,
+        providers.Object(None),
+    )
+    await open_checked(container, readiness)
     try:
         maintenance = await resolve(container.maintenance)
         recount = await maintenance.rebuild_counts(workspace_id)

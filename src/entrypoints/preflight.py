@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dependency_injector import containers, providers
 
 from eventcore.entrypoints.bootstrap import Readiness, close_resources, open_resources, resolve
+from eventcore.errors import EventcoreError
 
 # How long each server has to answer its first ping.
 PING_TIMEOUT_SECONDS = 5.0
@@ -22,6 +25,26 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def cannot_start(exc: Exception, name: str | None = None) -> CannotStart:
+    """The one line for a server that cannot be reached (``name``, as /health/ready names it,
+    when it is known) and why."""
+    reason = exc.message if isinstance(exc, EventcoreError) else f"{type(exc).__name__}: {exc}"
+    hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
+    return CannotStart(one_line(f"{name}: {reason}" if name else reason) + hint)
+
+
+@contextmanager
+def reaching(name: str | None = None) -> Iterator[None]:
+    """Work that connects to a server first (``name``, when it is the only one): whatever it
+    raises is :class:`CannotStart`, the line every command prints for a server that is down."""
+    try:
+        yield
+    except CannotStart:
+        raise
+    except Exception as exc:
+        raise cannot_start(exc, name) from exc
+
+
 async def open_checked(
     container: containers.Container, readiness: providers.Provider[Readiness]
 ) -> None:
@@ -30,21 +53,18 @@ async def open_checked(
     One that is needed and down raises :class:`CannotStart`, with everything closed again; one
     that is not needed (Redis) is a warning on stderr, and the process goes on without it.
     """
-    try:
+    with reaching():
         await open_resources(container)
-    except Exception as exc:
-        hint = " (has `eventcore migrate` been run?)" if "role" in str(exc) else ""
-        raise CannotStart(one_line(f"{type(exc).__name__}: {exc}") + hint) from exc
     try:
         probes = await resolve(readiness)
         for name, probe in probes.items():
             try:
                 await asyncio.wait_for(probe.ping(), PING_TIMEOUT_SECONDS)
             except Exception as exc:
-                problem = one_line(f"{name}: {exc}")
                 if probe.critical:
-                    raise CannotStart(problem) from exc
+                    raise cannot_start(exc, name) from exc
                 # Without Redis eventcore degrades (no cache, no fast path) but serves.
+                problem = one_line(f"{name}: {exc}")
                 print(f"eventcore: warning: {problem}; continuing without it", file=sys.stderr)
     except BaseException:
         await close_resources(container)

@@ -6,9 +6,10 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
+from msgspec import Meta, inspect
 
 from eventcore import defaults
 from eventcore.adapters.files import private_directory, private_file, tighten
@@ -20,38 +21,52 @@ class ConfigurationError(Exception):
     """The configuration cannot work; the message says which variable to fix."""
 
 
+# The bounds of each setting are declared on its field, once: loading checks them, and the error
+# message and the README's Configuration table state them (``accepted``).
+NonEmpty = Annotated[str, Meta(min_length=1)]
+Positive = Annotated[int, Meta(ge=1)]
+# Events or attempts per second or minute; 0 switches the limit off.
+Rate = Annotated[float, Meta(ge=0, le=1_000_000_000)]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable. Each field maps to ``EVENTCORE_<FIELD NAME IN CAPITALS>``."""
 
-    data_dir: str = "./eventcore-data"
+    data_dir: NonEmpty = "./eventcore-data"
     database_url: str = ""
     redis_url: str = ""
     amqp_url: str = ""
     jwt_secret: str = ""
-    token_lifetime_seconds: int = defaults.TOKEN_LIFETIME_SECONDS
-    rate_limit_events_per_second: float = defaults.RATE_LIMIT_EVENTS_PER_SECOND
+    token_lifetime_seconds: Annotated[int, Meta(ge=1, le=31_536_000)] = (
+        defaults.TOKEN_LIFETIME_SECONDS
+    )
+    rate_limit_events_per_second: Rate = defaults.RATE_LIMIT_EVENTS_PER_SECOND
     # 0: twice the rate (see ``burst``).
-    rate_limit_burst: float = 0.0
-    login_attempts_per_minute: float = defaults.LOGIN_ATTEMPTS_PER_MINUTE
-    login_attempts_per_minute_per_address: float = defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS
-    max_batch_events: int = defaults.MAX_BATCH_EVENTS
-    max_event_bytes: int = defaults.MAX_EVENT_BYTES
-    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
-    analytics_cache_seconds: float = defaults.ANALYTICS_CACHE_SECONDS
-    queue_name: str = defaults.QUEUE_NAME
-    queue_max_length: int = defaults.QUEUE_MAX_LENGTH
+    rate_limit_burst: Rate = 0.0
+    login_attempts_per_minute: Rate = defaults.LOGIN_ATTEMPTS_PER_MINUTE
+    login_attempts_per_minute_per_address: Rate = defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS
+    max_batch_events: Positive = defaults.MAX_BATCH_EVENTS
+    max_event_bytes: Positive = defaults.MAX_EVENT_BYTES
+    max_request_bytes: Positive = defaults.MAX_REQUEST_BYTES
+    analytics_cache_seconds: Annotated[float, Meta(ge=0, le=86_400)] = (
+        defaults.ANALYTICS_CACHE_SECONDS
+    )
+    # RabbitMQ names are at most 255 bytes, and the retry and dead-letter queues add a suffix.
+    queue_name: Annotated[str, Meta(min_length=1, max_length=200)] = defaults.QUEUE_NAME
+    queue_max_length: Positive = defaults.QUEUE_MAX_LENGTH
     queue_retry_delays: str = ",".join(f"{delay:g}" for delay in defaults.QUEUE_RETRY_DELAYS)
     redis_prefix: str = defaults.REDIS_PREFIX
-    worker_batch_events: int = defaults.WORKER_BATCH_EVENTS
-    worker_batch_wait_ms: int = defaults.WORKER_BATCH_WAIT_MS
-    worker_prefetch: int = defaults.WORKER_PREFETCH
+    worker_batch_events: Positive = defaults.WORKER_BATCH_EVENTS
+    worker_batch_wait_ms: Annotated[int, Meta(ge=0, le=60_000)] = defaults.WORKER_BATCH_WAIT_MS
+    # AMQP's prefetch count is a 16-bit number.
+    worker_prefetch: Annotated[int, Meta(ge=1, le=65_535)] = defaults.WORKER_PREFETCH
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console", "auto"] = "auto"
     # OTLP/HTTP collector for traces (e.g. http://collector:4318); empty: no spans exported.
     otlp_endpoint: str = ""
     # `eventcore worker` serves Prometheus metrics here; port 0 switches it off.
-    worker_metrics_host: str = "127.0.0.1"
-    worker_metrics_port: int = 9464
+    worker_metrics_host: NonEmpty = "127.0.0.1"
+    worker_metrics_port: Annotated[int, Meta(ge=0, le=65_535)] = 9464
     # For testing only: make `eventcore worker` die at named points (eventcore.entrypoints.failpoints).
     failpoints: str = ""
 
@@ -90,6 +105,56 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 _PREFIX = "EVENTCORE_"
 
+# What the settings that are checked by hand (in ``_check``) accept, in the README's words.
+_ACCEPTED: Final = {
+    "database_url": "empty, `postgresql://…`, `postgres://…` or `sqlite:///path`",
+    "redis_url": "empty, or a `redis://`, `rediss://` or `unix://` URL",
+    "amqp_url": "empty, or an `amqp://` or `amqps://` URL",
+    "jwt_secret": "empty, or at least 32 characters",
+    "queue_retry_delays": "positive seconds separated by commas, e.g. `1,5,25`",
+    "redis_prefix": "non-empty, without `{` or `}`",
+    "otlp_endpoint": "empty, or an `http://` or `https://` URL",
+    "failpoints": "empty, or `step:N` separated by commas",
+}
+
+
+def accepted(name: str) -> str:
+    """What the setting ``name`` (a field of :class:`Settings`) accepts, as its error message
+    and the README's Configuration table say it."""
+    if name in _ACCEPTED:
+        return _ACCEPTED[name]
+    kind = _field_types()[name]
+    if isinstance(kind, inspect.LiteralType):
+        return "one of " + ", ".join(f"`{value}`" for value in kind.values)
+    if isinstance(kind, inspect.StrType):
+        if kind.max_length is None:
+            return "non-empty"
+        return f"{kind.min_length or 0} to {kind.max_length} characters"
+    assert isinstance(kind, inspect.IntType | inspect.FloatType), (name, kind)
+    what = "an integer" if isinstance(kind, inspect.IntType) else "a number"
+    if kind.le is None:
+        return f"{what} of at least {_number(kind.ge or 0)}"
+    return f"{what} from {_number(kind.ge or 0)} to {_number(kind.le)}"
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _field_types() -> dict[str, inspect.Type]:
+    info = inspect.type_info(Settings)
+    assert isinstance(info, inspect.StructType)
+    return {field.name: field.type for field in info.fields}
+
+
+def refused(name: str, value: str | None = None) -> ConfigurationError:
+    """The error for a setting that cannot work: the variable, what it accepts, and what it got
+    (unless the value is a secret)."""
+    got = "" if value is None else f" (got {value[:40]!r})"
+    return ConfigurationError(
+        f"{_PREFIX}{name.upper()} must be {accepted(name).replace('`', '')}{got}."
+    )
+
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment and check they can work together."""
@@ -103,23 +168,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigurationError(f"Invalid configuration: {_env_name(str(exc))}") from None
+        # "... - at `$.rate_limit_burst`": the field whose value is refused.
+        _, _, path = str(exc).partition(" - at `$.")
+        name = path.rstrip("`")
+        if name not in raw:
+            raise ConfigurationError(f"Invalid configuration: {exc}") from None
+        raise refused(name, raw[name]) from None
     _check(settings)
     return settings
-
-
-def _env_name(message: str) -> str:
-    # "... - at `$.rate_limit_burst`" reads better as the variable a user sets.
-    head, sep, path = message.partition(" - at `$.")
-    return f"{head} (EVENTCORE_{path.rstrip('`').upper()})" if sep else message
 
 
 def _check(settings: Settings) -> None:
     url = settings.database_url
     if url and not (url.startswith("sqlite:///") or settings.uses_postgres):
-        raise ConfigurationError(
-            "EVENTCORE_DATABASE_URL must start with postgresql:// or sqlite:///."
-        )
+        raise refused("database_url")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise refused("redis_url")
+    if settings.amqp_url and not settings.amqp_url.startswith(("amqp://", "amqps://")):
+        raise refused("amqp_url")
     if settings.distributed and not settings.uses_postgres:
         raise ConfigurationError(
             "EVENTCORE_AMQP_URL needs EVENTCORE_DATABASE_URL=postgresql://…: workers on other "
@@ -129,29 +197,18 @@ def _check(settings: Settings) -> None:
         delays = settings.retry_delays
     except ValueError:
         delays = ()
-    if not delays or any(delay <= 0 for delay in delays):
-        raise ConfigurationError(
-            "EVENTCORE_QUEUE_RETRY_DELAYS must be positive seconds separated by commas, e.g. 1,5,25."
-        )
+    if not delays or any(not 0 < delay < float("inf") for delay in delays):
+        raise refused("queue_retry_delays", settings.queue_retry_delays)
     if not settings.redis_prefix or any(c in settings.redis_prefix for c in "{}"):
-        raise ConfigurationError("EVENTCORE_REDIS_PREFIX must be non-empty, without { or }.")
+        raise refused("redis_prefix", settings.redis_prefix)
     if settings.jwt_secret and len(settings.jwt_secret) < 32:
-        raise ConfigurationError("EVENTCORE_JWT_SECRET must be at least 32 characters.")
-    if settings.rate_limit_events_per_second < 0:
-        raise ConfigurationError("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND may not be negative.")
+        raise refused("jwt_secret")
     try:
         failpoints.parse(settings.failpoints)
-    except ValueError as exc:
-        raise ConfigurationError(f"EVENTCORE_FAILPOINTS: {exc}") from None
-    if not 0 <= settings.worker_metrics_port <= 65535:
-        raise ConfigurationError("EVENTCORE_WORKER_METRICS_PORT must be 0 (off) to 65535.")
+    except ValueError:
+        raise refused("failpoints", settings.failpoints) from None
     if settings.otlp_endpoint and not settings.otlp_endpoint.startswith(("http://", "https://")):
-        raise ConfigurationError(
-            "EVENTCORE_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP)."
-        )
-    for name in ("max_batch_events", "max_event_bytes", "max_request_bytes"):
-        if getattr(settings, name) <= 0:
-            raise ConfigurationError(f"EVENTCORE_{name.upper()} must be positive.")
+        raise refused("otlp_endpoint", settings.otlp_endpoint)
 
 
 def require_shared_secret(settings: Settings) -> None:

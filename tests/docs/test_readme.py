@@ -124,7 +124,7 @@ def test_the_configuration_table_states_each_settings_default() -> None:
 
     fields = {f"EVENTCORE_{f.name.upper()}": f.name for f in msgspec.structs.fields(Settings)}
     checked = 0
-    for names_cell, (default, _) in table("Configuration").items():
+    for names_cell, (default, *_) in table("Configuration").items():
         names = re.findall(r"`(EVENTCORE_\w+)`", names_cell)
         values = default.split(", ")
         literal = all(re.fullmatch(r"`[^`<]*`|\d+", value) for value in values)
@@ -137,6 +137,23 @@ def test_the_configuration_table_states_each_settings_default() -> None:
             assert value.strip("`") == str(actual), name
             checked += 1
     assert checked >= 15
+
+
+def test_the_configuration_table_states_what_each_setting_accepts() -> None:
+    """Each row's "accepted" cell is what load_settings checks, as its error message says it:
+    for every setting, once (a row of several settings lists each distinct one)."""
+    import msgspec
+
+    from eventcore.entrypoints.settings import Settings, accepted
+
+    documented: set[str] = set()
+    for names_cell, (_, accepts, _) in table("Configuration").items():
+        names = [name.lower() for name in re.findall(r"`EVENTCORE_(\w+)`", names_cell)]
+        if not names:
+            continue  # the header
+        assert accepts == "; ".join(dict.fromkeys(accepted(name) for name in names)), names
+        documented.update(names)
+    assert documented == {field.name for field in msgspec.structs.fields(Settings)}
 
 
 # --- the quick start, against a real `eventcore serve` -----------------------------------------

@@ -95,6 +95,163 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
     assert_one_clear_line(result.stderr, "EVENTCORE_RATE_LIMIT_BURST")
 
 
+# (variable, a value it refuses, what the message must say it accepts)
+REFUSED_SETTINGS = [
+    ("EVENTCORE_LOG_LEVEL", "verbose", "one of debug, error, info, warning"),
+    ("EVENTCORE_LOG_FORMAT", "xml", "one of auto, console, json"),
+    ("EVENTCORE_TOKEN_LIFETIME_SECONDS", "0", "an integer from 1 to 31,536,000"),
+    ("EVENTCORE_TOKEN_LIFETIME_SECONDS", "-5", "an integer from 1 to 31,536,000"),
+    ("EVENTCORE_TOKEN_LIFETIME_SECONDS", "1e99", "an integer from 1 to 31,536,000"),
+    ("EVENTCORE_TOKEN_LIFETIME_SECONDS", "hour", "an integer from 1 to 31,536,000"),
+    ("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND", "-1", "a number from 0 to 1,000,000,000"),
+    ("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND", "inf", "a number from 0 to 1,000,000,000"),
+    ("EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND", "nan", "a number from 0 to 1,000,000,000"),
+    ("EVENTCORE_RATE_LIMIT_BURST", "-1", "a number from 0 to 1,000,000,000"),
+    ("EVENTCORE_LOGIN_ATTEMPTS_PER_MINUTE", "-1", "a number from 0 to 1,000,000,000"),
+    ("EVENTCORE_LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS", "x", "a number from 0"),
+    ("EVENTCORE_MAX_BATCH_EVENTS", "0", "an integer of at least 1"),
+    ("EVENTCORE_MAX_EVENT_BYTES", "-1", "an integer of at least 1"),
+    ("EVENTCORE_MAX_REQUEST_BYTES", "1.5", "an integer of at least 1"),
+    ("EVENTCORE_ANALYTICS_CACHE_SECONDS", "-1", "a number from 0 to 86,400"),
+    ("EVENTCORE_QUEUE_NAME", "", "1 to 200 characters"),
+    ("EVENTCORE_QUEUE_NAME", "q" * 201, "1 to 200 characters"),
+    ("EVENTCORE_QUEUE_MAX_LENGTH", "0", "an integer of at least 1"),
+    ("EVENTCORE_QUEUE_RETRY_DELAYS", "1,0", "positive seconds separated by commas"),
+    ("EVENTCORE_QUEUE_RETRY_DELAYS", "1,inf", "positive seconds separated by commas"),
+    ("EVENTCORE_REDIS_PREFIX", "a{b}", "non-empty, without { or }"),
+    ("EVENTCORE_WORKER_BATCH_EVENTS", "0", "an integer of at least 1"),
+    ("EVENTCORE_WORKER_BATCH_WAIT_MS", "-1", "an integer from 0 to 60,000"),
+    ("EVENTCORE_WORKER_PREFETCH", "70000", "an integer from 1 to 65,535"),
+    ("EVENTCORE_WORKER_METRICS_PORT", "65536", "an integer from 0 to 65,535"),
+    ("EVENTCORE_WORKER_METRICS_HOST", "", "non-empty"),
+    ("EVENTCORE_DATA_DIR", "", "non-empty"),
+    (
+        "EVENTCORE_DATABASE_URL",
+        "mysql://db",
+        "empty, postgresql://…, postgres://… or sqlite:///path",
+    ),
+    ("EVENTCORE_REDIS_URL", "http://redis:6379", "empty, or a redis://, rediss:// or unix:// URL"),
+    ("EVENTCORE_AMQP_URL", "rabbit:5672", "empty, or an amqp:// or amqps:// URL"),
+    ("EVENTCORE_JWT_SECRET", "short", "empty, or at least 32 characters"),
+    ("EVENTCORE_OTLP_ENDPOINT", "collector:4318", "empty, or an http:// or https:// URL"),
+    ("EVENTCORE_FAILPOINTS", "nowhere:1", "empty, or step:N separated by commas"),
+]
+
+
+# Their values may hold a password: a message never repeats them.
+SECRET_BEARING = {
+    "EVENTCORE_JWT_SECRET",
+    "EVENTCORE_DATABASE_URL",
+    "EVENTCORE_REDIS_URL",
+    "EVENTCORE_AMQP_URL",
+}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    REFUSED_SETTINGS,
+    ids=[f"{variable}={value[:12]}" for variable, value, _ in REFUSED_SETTINGS],
+)
+def test_a_refused_setting_is_one_line_naming_it_and_what_it_accepts(
+    tmp_path: Path, variable: str, value: str, accepts: str
+) -> None:
+    """Every setting is checked at start-up: a value it cannot take stops the command with one
+    line naming the variable and the values it accepts, exit status 2, no traceback."""
+    result = run_command(["migrate"], workdir=tmp_path, settings={variable: value})
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_line(result.stderr, f"{variable} must be {accepts}")
+    if variable in SECRET_BEARING:
+        assert value not in result.stderr
+    else:
+        assert f"(got {value[:40]!r})" in result.stderr
+    assert not (tmp_path / "eventcore-data").exists()
+
+
+def test_every_setting_has_a_refused_value_tested() -> None:
+    """REFUSED_SETTINGS covers each setting that can be wrong (all but the free-form ones)."""
+    import msgspec
+
+    from eventcore.entrypoints.settings import Settings
+
+    tested = {variable for variable, _, _ in REFUSED_SETTINGS}
+    every = {f"EVENTCORE_{field.name.upper()}" for field in msgspec.structs.fields(Settings)}
+    assert every - tested == set()
+
+
+COMMANDS = [
+    ["serve"],
+    ["worker"],
+    ["migrate"],
+    ["dlq", "list"],
+    ["dlq", "replay"],
+    ["rollup", "rebuild"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_checks_the_settings(tmp_path: Path, command: list[str]) -> None:
+    """Every command refuses a bad setting the same way, before it does anything."""
+    result = run_command(
+        command, workdir=tmp_path, settings={"EVENTCORE_TOKEN_LIFETIME_SECONDS": "0"}
+    )
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_line(
+        result.stderr, "EVENTCORE_TOKEN_LIFETIME_SECONDS must be an integer from 1 to 31,536,000"
+    )
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "http", ""])
+def test_serve_refuses_a_port_outside_1_to_65535(tmp_path: Path, port: str) -> None:
+    """`serve --port` outside 1-65535 (or not a number) is one line, exit status 2."""
+    result = run_command(["serve", "--port", port], workdir=tmp_path)
+    assert result.returncode == 2
+    assert_one_clear_line(result.stderr, "--port", "must be an integer from 1 to 65535")
+    assert not (tmp_path / "eventcore-data").exists()
+
+
+def unreachable_settings(server: str) -> dict[str, str]:
+    """Settings where ``server`` is a closed port on this machine and the others answer."""
+    closed = free_port()
+    settings = {
+        "EVENTCORE_DATABASE_URL": "postgresql://postgres@127.0.0.1/postgres",
+        "EVENTCORE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        **SECRET,
+    }
+    if server == "database":
+        settings["EVENTCORE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{closed}/nothing"
+    else:
+        settings["EVENTCORE_AMQP_URL"] = f"amqp://guest:guest@127.0.0.1:{closed}/"
+    return settings
+
+
+# (the command, the server it cannot reach). The worker is not run with a reachable broker: it
+# would consume the shared queue.
+UNREACHABLE = [
+    (["serve", "--port", "1"], "database"),
+    (["worker"], "database"),
+    (["worker"], "queue"),
+    (["migrate"], "database"),
+    (["rollup", "rebuild"], "database"),
+    (["dlq", "list"], "queue"),
+    (["dlq", "replay"], "queue"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "server"),
+    UNREACHABLE,
+    ids=[f"{' '.join(command[:2])}-{server}" for command, server in UNREACHABLE],
+)
+def test_every_command_says_in_one_line_that_a_server_cannot_be_reached(
+    tmp_path: Path, command: list[str], server: str
+) -> None:
+    """A server a command needs that does not answer stops it as it stops `serve`: exit
+    status 1 and one line, `cannot start`, and the driver's reason."""
+    result = run_command(command, workdir=tmp_path, settings=unreachable_settings(server))
+    assert result.returncode == 1, result.stderr
+    assert_one_clear_line(result.stderr, "eventcore: cannot start: ", "Connection refused")
+
+
 def test_migrate_on_the_embedded_profile_creates_the_store(tmp_path: Path) -> None:
     """`eventcore migrate` without configuration prepares the SQLite file."""
     result = run_command(["migrate"], workdir=tmp_path)
