@@ -37,6 +37,8 @@ API_KEY_CACHE_SECONDS: Final = 1.0
 # How long a project is taken to exist without asking the store: the bound on a deleted
 # project still being answered for.
 PROJECT_CACHE_SECONDS: Final = 1.0
+# An invitation can be accepted for this long.
+INVITATION_SECONDS: Final = 7 * 24 * 3600
 # A removed or demoted member keeps the old rights at most this long on other processes.
 MEMBERSHIP_CACHE_SECONDS: Final = 1.0
 RATE_LIMIT_EVENTS_PER_SECOND: Final = 10_000.0

@@ -26,6 +26,7 @@ from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.tenancy import (
     ApiKey,
+    Invitation,
     Member,
     Membership,
     Principal,
@@ -70,6 +71,19 @@ class AccountStore(Protocol):
 
     async def add_membership(self, membership: Membership) -> None:
         """AlreadyMember if the user is already a member of the workspace."""
+
+    async def create_invitation(self, invitation: Invitation) -> None:
+        """AlreadyExists if its id or token hash is in use."""
+
+    async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
+        """The workspace's invitation with this token hash, accepted or not."""
+
+    async def accept_invitation(
+        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+    ) -> bool:
+        """Mark the invitation accepted ``at`` and add the membership, in one transaction; False
+        (nothing changed) if it was accepted already; AlreadyMember (nothing changed, the
+        invitation still open) if the user is a member."""
 
     async def list_members(self, workspace_id: str) -> list[Member]:
         """The workspace's members with their emails, oldest membership first."""

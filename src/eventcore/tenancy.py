@@ -109,6 +109,20 @@ class Member(msgspec.Struct, frozen=True):
     joined_at: datetime
 
 
+class Invitation(msgspec.Struct, frozen=True):
+    """An owner's offer of a role to whoever holds its token and signs in as ``email``; only
+    the token's SHA-256 is kept. Open until accepted or ``expires_at``."""
+
+    id: str
+    workspace_id: str
+    email: str
+    role: Role
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None = None
+
+
 class Project(msgspec.Struct, frozen=True):
     id: str
     workspace_id: str

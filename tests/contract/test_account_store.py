@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import msgspec
@@ -10,7 +11,7 @@ import pytest
 
 from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken, LastOwner
 from eventcore.ports import Store
-from eventcore.tenancy import Member, Membership, Role, User, Workspace
+from eventcore.tenancy import Invitation, Member, Membership, Role, User, Workspace
 from tests.contract.support import (
     T0,
     api_key,
@@ -426,3 +427,63 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(store: Sto
     assert sum(isinstance(outcome, LastOwner) for outcome in outcomes) == 1, outcomes
     owners = [m for m in await store.list_members(owned.id) if m.role is Role.OWNER]
     assert len(owners) == 1
+
+
+def invitation(
+    workspace_id: str, email: str = "new@example.com", role: Role = Role.ADMIN
+) -> Invitation:
+    return Invitation(
+        id=new_id("inv"),
+        workspace_id=workspace_id,
+        email=email,
+        role=role,
+        token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        created_at=T0,
+        expires_at=at(7 * 24 * 60),
+    )
+
+
+async def test_an_invitation_is_found_by_its_token_in_its_workspace_only(store: Store) -> None:
+    _, owned, _ = await signup(store)
+    _, other, _ = await signup(store)
+    offered = invitation(owned.id)
+    await store.create_invitation(offered)
+
+    assert await store.find_invitation(owned.id, offered.token_hash) == offered
+    assert await store.find_invitation(other.id, offered.token_hash) is None
+    assert await store.find_invitation(owned.id, "0" * 64) is None
+    with pytest.raises(AlreadyExists):
+        await store.create_invitation(msgspec.structs.replace(offered, id=new_id("inv")))
+
+
+async def test_accepting_an_invitation_adds_the_member_once(store: Store) -> None:
+    _, owned, _ = await signup(store)
+    newcomer, _, _ = await signup(store, "new@example.com")
+    offered = invitation(owned.id)
+    await store.create_invitation(offered)
+    joined_as = membership(owned.id, newcomer.id, Role.ADMIN, at(5))
+
+    assert await store.accept_invitation(owned.id, offered.id, joined_as, at(5)) is True
+    assert await store.get_membership(owned.id, newcomer.id) == joined_as
+    accepted = await store.find_invitation(owned.id, offered.token_hash)
+    assert accepted is not None
+    assert accepted.accepted_at == at(5)
+    again = membership(owned.id, newcomer.id, Role.OWNER, at(6))
+    assert await store.accept_invitation(owned.id, offered.id, again, at(6)) is False
+    assert await store.get_membership(owned.id, newcomer.id) == joined_as
+
+
+async def test_accepting_as_a_member_changes_nothing(store: Store) -> None:
+    """AlreadyMember, and the invitation stays open (the whole transaction is undone)."""
+    owner_user, owned, owner = await signup(store)
+    offered = invitation(owned.id, role=Role.VIEWER)
+    await store.create_invitation(offered)
+
+    with pytest.raises(AlreadyMember):
+        await store.accept_invitation(
+            owned.id, offered.id, membership(owned.id, owner_user.id, Role.VIEWER, at(1)), at(1)
+        )
+    assert await store.get_membership(owned.id, owner_user.id) == owner
+    still = await store.find_invitation(owned.id, offered.token_hash)
+    assert still is not None
+    assert still.accepted_at is None

@@ -158,15 +158,26 @@ class Api:
         return Tenant(owner, project_id, key["id"], key["key"])
 
     def member(self, owner: Account, role: str) -> Account:
-        """A new user added to the owner's workspace with ``role`` and signed in there."""
+        """A new user invited to the owner's workspace with ``role``, who accepts and signs in
+        there."""
         user = self.signup(email=unique_email(role), workspace="Their own")
-        response = self.client.post(
-            "/v1/members", json={"email": user.email, "role": role}, headers=owner.headers
-        )
-        assert response.status_code == 201, response.text
+        self.accept(user, self.invite(owner, user.email, role))
         login = self.login(user.email, owner.workspace_id)
         assert login.status_code == 200, login.text
         return Account(user.email, user.user_id, owner.workspace_id, login.json()["access_token"])
+
+    def invite(self, owner: Account, email: str, role: str) -> str:
+        """The token of a new invitation of ``email`` to ``role`` in the owner's workspace."""
+        response = self.client.post(
+            "/v1/members", json={"email": email, "role": role}, headers=owner.headers
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
+
+    def accept(self, user: Account, token: str) -> httpx.Response:
+        response = self.client.post(f"/v1/invitations/{token}/accept", headers=user.headers)
+        assert response.status_code == 200, response.text
+        return response
 
     def ingest(self, tenant: Tenant, body: Any) -> httpx.Response:
         return self.client.post("/v1/ingest", json=body, headers=tenant.key_headers)

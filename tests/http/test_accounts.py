@@ -133,13 +133,10 @@ def test_login_into_a_workspace_the_user_is_not_in_is_refused(api: Api) -> None:
 
 @pytest.mark.parametrize("role", ["owner", "admin", "viewer"])
 def test_login_into_a_workspace_gives_the_members_role(api: Api, role: str) -> None:
-    """After being added as a member, login with that workspace_id gives the member's role."""
+    """After accepting an invitation, login with that workspace_id gives the member's role."""
     owner = api.signup()
     user = api.signup(email=unique_email(role), workspace="Their own")
-    added = api.client.post(
-        "/v1/members", json={"email": user.email, "role": role}, headers=owner.headers
-    )
-    assert added.status_code == 201, added.text
+    api.accept(user, api.invite(owner, user.email, role))
 
     there = api.login(user.email, owner.workspace_id)
     home = api.login(user.email, user.workspace_id)
@@ -304,25 +301,77 @@ def test_other_keys_keep_working_after_one_is_deleted(api: Api, tenant: Tenant) 
 
 
 @pytest.mark.parametrize("role", ["admin", "viewer", "owner"])
-def test_the_owner_adds_members(api: Api, role: str) -> None:
-    """The owner adds an existing user with any role: 201."""
+def test_the_owner_invites_and_the_invitee_accepts(api: Api, role: str) -> None:
+    """The owner invites an email to a role (201, a one-time token); nobody is a member until
+    the person accepts it signed in as that email (200)."""
     owner = api.signup()
     user = api.signup(email=unique_email(role))
 
     response = api.client.post(
-        "/v1/members", json={"email": user.email, "role": role}, headers=owner.headers
+        "/v1/members", json={"email": user.email.upper(), "role": role}, headers=owner.headers
     )
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["role"] == role
-    assert body["user_id"] == user.user_id
-    assert body["workspace_id"] == owner.workspace_id
+    assert set(body) == {"invitation_id", "email", "role", "token", "expires_at"}
+    assert (body["email"], body["role"]) == (user.email, role)
+    assert body["expires_at"].endswith("Z")
+    assert_error(api.login(user.email, owner.workspace_id), 401)  # not a member yet
+
+    accepted = api.accept(user, body["token"]).json()
+    assert accepted == {"workspace_id": owner.workspace_id, "user_id": user.user_id, "role": role}
+    assert role_in(api.login(user.email, owner.workspace_id).json()["access_token"]) == role
+    # One time only.
+    again = api.client.post(f"/v1/invitations/{body['token']}/accept", headers=user.headers)
+    assert_error(again, 404, "not_found")
+
+
+def test_an_invitation_reveals_nothing_about_the_email(api: Api) -> None:
+    """An email with an account and one without get answers of the same shape and status."""
+    owner = api.signup()
+    user = api.signup()
+    answers = [
+        api.client.post(
+            "/v1/members", json={"email": email, "role": "viewer"}, headers=owner.headers
+        )
+        for email in (user.email, unique_email("nobody"))
+    ]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert [sorted(a.json()) for a in answers] == [sorted(answers[0].json())] * 2
+    assert [len(a.json()["token"]) for a in answers] == [len(answers[0].json()["token"])] * 2
+
+
+def test_only_the_invited_email_may_accept(api: Api) -> None:
+    """Someone else holding the token is refused (403) and becomes no member."""
+    owner = api.signup()
+    invited, intruder = api.signup(), api.signup()
+    token = api.invite(owner, invited.email, "admin")
+    refused = api.client.post(f"/v1/invitations/{token}/accept", headers=intruder.headers)
+    assert_error(refused, 403, "forbidden")
+    assert_error(api.login(intruder.email, owner.workspace_id), 401)
+    api.accept(invited, token)
+
+
+@pytest.mark.parametrize("token", ["garbage", "no-such-ws.abc", ".abc", "x" * 300, "%00", "a.b.c"])
+def test_an_unknown_invitation_token_is_not_found(api: Api, token: str) -> None:
+    user = api.signup()
+    response = api.client.post(f"/v1/invitations/{token}/accept", headers=user.headers)
+    assert response.status_code in (400, 404), response.text
+    assert_error(response, response.status_code)
+
+
+def test_accepting_needs_an_access_token(api: Api) -> None:
+    owner = api.signup()
+    user = api.signup()
+    token = api.invite(owner, user.email, "viewer")
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        assert_error(api.client.post(f"/v1/invitations/{token}/accept", headers=headers), 401)
+    api.accept(user, token)
 
 
 @pytest.mark.parametrize("role", ["admin", "viewer"])
-def test_only_the_owner_adds_members(api: Api, role: str) -> None:
-    """An admin or a viewer adding a member gets 403 and nobody is added."""
+def test_only_the_owner_invites(api: Api, role: str) -> None:
+    """An admin or a viewer inviting gets 403 and no invitation exists."""
     owner = api.signup()
     member = api.member(owner, role)
     newcomer = api.signup()
@@ -335,29 +384,23 @@ def test_only_the_owner_adds_members(api: Api, role: str) -> None:
     assert_error(api.login(newcomer.email, owner.workspace_id), 401)
 
 
-def test_adding_an_unknown_email_is_not_found(api: Api) -> None:
-    """Adding an email nobody signed up with answers 404."""
-    owner = api.signup()
-    response = api.client.post(
-        "/v1/members", json={"email": unique_email(), "role": "viewer"}, headers=owner.headers
-    )
-    assert_error(response, 404)
-
-
-def test_adding_a_member_twice_is_a_conflict(api: Api) -> None:
-    """Adding someone who is already a member (or the owner themself) answers 409."""
+def test_accepting_as_a_member_already_is_a_conflict(api: Api) -> None:
+    """Someone who is a member already (or the owner themself) accepting answers 409."""
     owner = api.signup()
     member = api.member(owner, "viewer")
 
     again = api.client.post(
-        "/v1/members", json={"email": member.email, "role": "admin"}, headers=owner.headers
+        f"/v1/invitations/{api.invite(owner, member.email, 'admin')}/accept",
+        headers=member.headers,
     )
+    own = api.login(owner.email, owner.workspace_id).json()["access_token"]
     itself = api.client.post(
-        "/v1/members", json={"email": owner.email, "role": "admin"}, headers=owner.headers
+        f"/v1/invitations/{api.invite(owner, owner.email, 'admin')}/accept",
+        headers={"Authorization": f"Bearer {own}"},
     )
 
-    assert_error(again, 409)
-    assert_error(itself, 409)
+    assert_error(again, 409, "already_member")
+    assert_error(itself, 409, "already_member")
     assert role_in(api.login(member.email, owner.workspace_id).json()["access_token"]) == "viewer"
 
 
@@ -366,9 +409,7 @@ def test_adding_a_member_twice_is_a_conflict(api: Api) -> None:
     [{"role": "king"}, {"role": ""}, {"role": None}, {}],
     ids=["unknown", "empty", "null", "missing"],
 )
-def test_adding_a_member_with_a_bad_role_is_a_bad_request(
-    api: Api, payload: dict[str, object]
-) -> None:
+def test_inviting_with_a_bad_role_is_a_bad_request(api: Api, payload: dict[str, object]) -> None:
     """A role other than owner, admin or viewer answers 400."""
     owner = api.signup()
     user = api.signup()

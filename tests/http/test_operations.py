@@ -31,6 +31,7 @@ CONTRACT_ROUTES = [
     ("delete", "/v1/api-keys/{id}"),
     ("delete", "/v1/projects/{project_id}"),
     ("post", "/v1/members"),
+    ("post", "/v1/invitations/{token}/accept"),
     ("get", "/v1/members"),
     ("patch", "/v1/members/{user_id}"),
     ("delete", "/v1/members/{user_id}"),

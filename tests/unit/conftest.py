@@ -119,8 +119,10 @@ class App:
         """A new user added to the owner's workspace with ``role``, signed in there."""
         self._signups += 1
         email = email or f"member{self._signups}@example.com"
-        await self.accounts.signup(email, PASSWORD, "Their own")
-        await self.accounts.add_member(owner.principal, email, role)
+        signed_up = await self.accounts.signup(email, PASSWORD, "Their own")
+        invitation = await self.accounts.invite(owner.principal, email, role)
+        invitee = self.accounts.authenticate(signed_up.access_token)
+        await self.accounts.accept_invitation(invitee, invitation.token)
         token = await self.accounts.login(email, PASSWORD, owner.workspace_id)
         return self.accounts.authenticate(token.access_token)
 

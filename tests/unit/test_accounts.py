@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -124,12 +125,30 @@ async def test_login_to_a_workspace_the_user_is_not_in_is_refused(app: App) -> N
         await app.accounts.login(alice.email, PASSWORD, "no-such-workspace")
 
 
+async def signed_up(app: App, email: str) -> Principal:
+    """A new user (owner of a workspace of their own) and the principal they sign in as."""
+    result = await app.accounts.signup(email, PASSWORD, "Own")
+    return app.accounts.authenticate(result.access_token)
+
+
 @pytest.mark.parametrize("role", list(Role))
-async def test_added_member_logs_in_with_their_role(app: App, tenant: Tenant, role: Role) -> None:
-    """After add_member, login with that workspace id gives the role granted there."""
-    await app.accounts.signup("member@example.com", PASSWORD, "Own")
-    membership = await app.accounts.add_member(tenant.principal, "Member@Example.com", role)
-    assert membership.role is role
+async def test_an_accepted_invitation_makes_a_member_with_its_role(
+    app: App, tenant: Tenant, role: Role
+) -> None:
+    """Invited as an email (any case), the person accepts signed in as it and then logs in to
+    the workspace with that role; their own workspace stays theirs."""
+    invitee = await signed_up(app, "member@example.com")
+    issued = await app.accounts.invite(tenant.principal, "Member@Example.com", role)
+    assert (issued.record.email, issued.record.role) == ("member@example.com", role)
+    assert issued.record.expires_at == app.clock.now() + timedelta(days=7)
+    assert await app.memory.get_membership(tenant.workspace_id, invitee.user_id) is None
+
+    membership = await app.accounts.accept_invitation(invitee, issued.token)
+    assert (membership.workspace_id, membership.user_id, membership.role) == (
+        tenant.workspace_id,
+        invitee.user_id,
+        role,
+    )
     token = await app.accounts.login("member@example.com", PASSWORD, tenant.workspace_id)
     principal = app.accounts.authenticate(token.access_token)
     assert (principal.workspace_id, principal.role) == (tenant.workspace_id, role)
@@ -139,18 +158,52 @@ async def test_added_member_logs_in_with_their_role(app: App, tenant: Tenant, ro
     assert (own.workspace_id != tenant.workspace_id, own.role) == (True, Role.OWNER)
 
 
-async def test_adding_an_unknown_user_is_not_found(app: App, tenant: Tenant) -> None:
-    """Only people who signed up can be added."""
+async def test_an_invitation_says_nothing_about_the_email(app: App, tenant: Tenant) -> None:
+    """An email with an account and one without get the same kind of answer."""
+    await signed_up(app, "known@example.com")
+    known = await app.accounts.invite(tenant.principal, "known@example.com", Role.VIEWER)
+    unknown = await app.accounts.invite(tenant.principal, "ghost@example.com", Role.VIEWER)
+    for issued in (known, unknown):
+        assert issued.token.startswith(tenant.workspace_id + ".")
+        assert len(issued.token) == len(known.token)
+        assert issued.record.accepted_at is None
+
+
+async def test_an_invitation_is_accepted_once_by_its_email_before_it_expires(
+    app: App, tenant: Tenant
+) -> None:
+    invitee = await signed_up(app, "m@example.com")
+    other = await signed_up(app, "other@example.com")
+    issued = await app.accounts.invite(tenant.principal, "m@example.com", Role.ADMIN)
+
+    with pytest.raises(PermissionDenied):
+        await app.accounts.accept_invitation(other, issued.token)
+    assert await app.memory.get_membership(tenant.workspace_id, other.user_id) is None
+    for forged in ("", "nodot", ".x", issued.token + "x", "other-ws." + issued.token.split(".")[1]):
+        with pytest.raises(NotFound):
+            await app.accounts.accept_invitation(invitee, forged)
+
+    await app.accounts.accept_invitation(invitee, issued.token)
     with pytest.raises(NotFound):
-        await app.accounts.add_member(tenant.principal, "ghost@example.com", Role.VIEWER)
+        await app.accounts.accept_invitation(invitee, issued.token)
+
+    late = await signed_up(app, "late@example.com")
+    expiring = await app.accounts.invite(tenant.principal, "late@example.com", Role.VIEWER)
+    app.clock.advance(7 * 24 * 3600)
+    with pytest.raises(NotFound):
+        await app.accounts.accept_invitation(late, expiring.token)
+    assert await app.memory.get_membership(tenant.workspace_id, late.user_id) is None
 
 
-async def test_adding_a_member_twice_is_a_conflict(app: App, tenant: Tenant) -> None:
-    """A user is a member of a workspace once, with one role."""
-    await app.accounts.signup("m@example.com", PASSWORD, "Own")
-    await app.accounts.add_member(tenant.principal, "m@example.com", Role.VIEWER)
-    with pytest.raises(Conflict):
-        await app.accounts.add_member(tenant.principal, "m@example.com", Role.ADMIN)
+async def test_accepting_while_a_member_already_is_a_conflict(app: App, tenant: Tenant) -> None:
+    """A user is a member of a workspace once, with one role; the invitation stays open."""
+    invitee = await signed_up(app, "m@example.com")
+    first = await app.accounts.invite(tenant.principal, "m@example.com", Role.VIEWER)
+    second = await app.accounts.invite(tenant.principal, "m@example.com", Role.ADMIN)
+    await app.accounts.accept_invitation(invitee, first.token)
+    with pytest.raises(Conflict) as raised:
+        await app.accounts.accept_invitation(invitee, second.token)
+    assert raised.value.code == "already_member"
     token = await app.accounts.login("m@example.com", PASSWORD, tenant.workspace_id)
     assert app.accounts.authenticate(token.access_token).role is Role.VIEWER
 
@@ -294,8 +347,8 @@ async def test_the_claims_the_server_issues_are_accepted(app: App, tenant: Tenan
 Action = Callable[[App, Principal, Tenant], Awaitable[object]]
 
 
-async def _add_member(app: App, principal: Principal, tenant: Tenant) -> object:
-    return await app.accounts.add_member(principal, "newcomer@example.com", Role.VIEWER)
+async def _invite(app: App, principal: Principal, tenant: Tenant) -> object:
+    return await app.accounts.invite(principal, "newcomer@example.com", Role.VIEWER)
 
 
 ACTIONS: dict[str, Action] = {
@@ -305,7 +358,7 @@ ACTIONS: dict[str, Action] = {
     "create_api_key": lambda app, p, t: app.accounts.create_api_key(p, t.project_id, "k"),
     "list_api_keys": lambda app, p, t: app.accounts.list_api_keys(p, t.project_id),
     "revoke_api_key": lambda app, p, t: app.accounts.revoke_api_key(p, t.key.id),
-    "add_member": _add_member,
+    "invite": _invite,
     "counts": lambda app, p, t: app.analytics.counts(p, t.project_id),
     "event_types": lambda app, p, t: app.analytics.event_types(p, t.project_id),
     "list_events": lambda app, p, t: app.analytics.list_events(p, t.project_id),
@@ -313,7 +366,7 @@ ACTIONS: dict[str, Action] = {
 READ = {"list_projects", "project", "counts", "event_types", "list_events"}
 ALLOWED = {
     Role.OWNER: set(ACTIONS),
-    Role.ADMIN: set(ACTIONS) - {"add_member"},
+    Role.ADMIN: set(ACTIONS) - {"invite"},
     Role.VIEWER: READ,
 }
 

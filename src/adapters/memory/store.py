@@ -22,6 +22,7 @@ from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import (
     ApiKey,
+    Invitation,
     Member,
     Membership,
     Project,
@@ -37,6 +38,7 @@ class MemoryStore:
         self.users: dict[str, User] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
+        self.invitations: dict[tuple[str, str], Invitation] = {}
         self.projects: dict[str, Project] = {}
         self.api_keys: dict[str, ApiKey] = {}
         self.events: dict[IdempotencyKey, tuple[StoredEvent, str, str]] = {}
@@ -76,6 +78,31 @@ class MemoryStore:
     async def list_memberships(self, user_id: str) -> list[Membership]:
         found = [m for m in self.memberships.values() if m.user_id == user_id]
         return sorted(found, key=lambda m: m.created_at)
+
+    async def create_invitation(self, invitation: Invitation) -> None:
+        if (invitation.workspace_id, invitation.id) in self.invitations or any(
+            i.token_hash == invitation.token_hash for i in self.invitations.values()
+        ):
+            raise AlreadyExists("invitation")
+        self.invitations[(invitation.workspace_id, invitation.id)] = invitation
+
+    async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
+        for invitation in self.invitations.values():
+            if invitation.workspace_id == workspace_id and invitation.token_hash == token_hash:
+                return invitation
+        return None
+
+    async def accept_invitation(
+        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+    ) -> bool:
+        invitation = self.invitations.get((workspace_id, invitation_id))
+        if invitation is None or invitation.accepted_at is not None:
+            return False
+        await self.add_membership(membership)
+        self.invitations[(workspace_id, invitation_id)] = msgspec.structs.replace(
+            invitation, accepted_at=at
+        )
+        return True
 
     async def list_members(self, workspace_id: str) -> list[Member]:
         found = [m for m in self.memberships.values() if m.workspace_id == workspace_id]

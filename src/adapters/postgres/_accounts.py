@@ -18,6 +18,7 @@ from eventcore.adapters.postgres._database import SET_TENANT, Connection, Databa
 from eventcore.errors import DatabaseUnavailable
 from eventcore.tenancy import (
     ApiKey,
+    Invitation,
     Member,
     Membership,
     Project,
@@ -32,6 +33,9 @@ from eventcore.tenancy import (
 _USER_COLUMNS = "user_id, email, password_hash, created_at"
 _WORKSPACE_COLUMNS = "workspace_id, name, created_at"
 _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
+_INVITATION_COLUMNS = (
+    "invitation_id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
+)
 _PROJECT_COLUMNS = "project_id, workspace_id, name, created_at"
 _API_KEY_COLUMNS = (
     "key_id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
@@ -46,6 +50,7 @@ def _insert_sql(table: str, columns: str) -> str:
 _INSERT_USER = _insert_sql("users", _USER_COLUMNS)
 _INSERT_WORKSPACE = _insert_sql("workspaces", _WORKSPACE_COLUMNS)
 _INSERT_MEMBERSHIP = _insert_sql("memberships", _MEMBERSHIP_COLUMNS)
+_INSERT_INVITATION = _insert_sql("invitations", _INVITATION_COLUMNS)
 _INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
 _INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
 
@@ -59,6 +64,28 @@ _KEY_LOOKUP_RETRY = 1.0
 
 def _membership(workspace_id: str, user_id: str, role: str, created_at: datetime) -> Membership:
     return Membership(workspace_id, user_id, Role(role), created_at)
+
+
+def _invitation(
+    invitation_id: str,
+    workspace_id: str,
+    email: str,
+    role: str,
+    token_hash: str,
+    created_at: datetime,
+    expires_at: datetime,
+    accepted_at: datetime | None,
+) -> Invitation:
+    return Invitation(
+        invitation_id,
+        workspace_id,
+        email,
+        Role(role),
+        token_hash,
+        created_at,
+        expires_at,
+        accepted_at,
+    )
 
 
 def _member(user_id: str, email: str, role: str, joined_at: datetime) -> Member:
@@ -132,6 +159,32 @@ class Accounts(Database):
 
     async def add_membership(self, membership: Membership) -> None:
         await self._insert(membership.workspace_id, _INSERT_MEMBERSHIP, values(membership))
+
+    async def create_invitation(self, invitation: Invitation) -> None:
+        await self._insert(invitation.workspace_id, _INSERT_INVITATION, values(invitation))
+
+    async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
+        return await self._query_one(
+            _invitation,
+            f"SELECT {_INVITATION_COLUMNS} FROM eventcore.invitations"
+            " WHERE workspace_id = %s AND token_hash = %s",
+            (workspace_id, token_hash),
+            workspace_id=workspace_id,
+        )
+
+    async def accept_invitation(
+        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+    ) -> bool:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "UPDATE eventcore.invitations SET accepted_at = %s WHERE workspace_id = %s"
+                " AND invitation_id = %s AND accepted_at IS NULL RETURNING invitation_id",
+                (at, workspace_id, invitation_id),
+            )
+            if await cursor.fetchone() is None:
+                return False
+            await conn.execute(_INSERT_MEMBERSHIP, values(membership))
+        return True
 
     async def list_members(self, workspace_id: str) -> list[Member]:
         return await self._query(

@@ -20,6 +20,7 @@ from eventcore.adapters.sqlite._codec import micros, moment, optional_moment, va
 from eventcore.adapters.sqlite._database import Database
 from eventcore.tenancy import (
     ApiKey,
+    Invitation,
     Member,
     Membership,
     Project,
@@ -36,6 +37,9 @@ _WORKSPACE_COLUMNS = "id, name, created_at"
 _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
 _PROJECT_COLUMNS = "id, workspace_id, name, created_at"
 _API_KEY_COLUMNS = "id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
+_INVITATION_COLUMNS = (
+    "id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
+)
 
 
 def _insert_sql(table: str, columns: str) -> str:
@@ -48,6 +52,7 @@ _INSERT_WORKSPACE = _insert_sql("workspaces", _WORKSPACE_COLUMNS)
 _INSERT_MEMBERSHIP = _insert_sql("memberships", _MEMBERSHIP_COLUMNS)
 _INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
 _INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
+_INSERT_INVITATION = _insert_sql("invitations", _INVITATION_COLUMNS)
 
 
 def _user(row: Any) -> User:
@@ -60,6 +65,37 @@ def _membership(row: Any) -> Membership:
 
 def _project(row: Any) -> Project:
     return Project(row[0], row[1], row[2], moment(row[3]))
+
+
+def _invitation(row: Any) -> Invitation:
+    return Invitation(
+        row[0],
+        row[1],
+        row[2],
+        Role(row[3]),
+        row[4],
+        moment(row[5]),
+        moment(row[6]),
+        optional_moment(row[7]),
+    )
+
+
+def _accept_invitation(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    invitation_id: str,
+    membership: Membership,
+    at: datetime,
+) -> bool:
+    accepted = connection.execute(
+        "UPDATE invitations SET accepted_at = ?"
+        " WHERE workspace_id = ? AND id = ? AND accepted_at IS NULL RETURNING id",
+        (micros(at), workspace_id, invitation_id),
+    ).fetchall()
+    if not accepted:
+        return False
+    connection.execute(_INSERT_MEMBERSHIP, values(membership))
+    return True
 
 
 def _api_key(row: Any) -> ApiKey:
@@ -188,6 +224,23 @@ class Accounts(Database):
 
     async def add_membership(self, membership: Membership) -> None:
         await self._write(_insert, _INSERT_MEMBERSHIP, membership)
+
+    async def create_invitation(self, invitation: Invitation) -> None:
+        await self._write(_insert, _INSERT_INVITATION, invitation)
+
+    async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
+        return await self._query_one(
+            _invitation,
+            f"SELECT {_INVITATION_COLUMNS} FROM invitations"
+            " WHERE workspace_id = ? AND token_hash = ?",
+            workspace_id,
+            token_hash,
+        )
+
+    async def accept_invitation(
+        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+    ) -> bool:
+        return await self._write(_accept_invitation, workspace_id, invitation_id, membership, at)
 
     async def list_members(self, workspace_id: str) -> list[Member]:
         return await self._query(_member, _MEMBER_SQL, workspace_id)

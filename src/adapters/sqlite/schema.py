@@ -84,6 +84,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workspace_id, project_id, bucket, event_type)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Invitations are found by (workspace, token hash): the token names its workspace.
+        """CREATE TABLE invitations (
+            workspace_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            role TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            accepted_at INTEGER,
+            PRIMARY KEY (workspace_id, id)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,6 +15,7 @@ from eventcore.entrypoints.http.errors import API_ERRORS
 from eventcore.entrypoints.http.schemas import (
     ApiKeyList,
     ApiKeyView,
+    InvitationView,
     LoginRequest,
     LoginResponse,
     MemberEntry,
@@ -167,17 +168,22 @@ class MemberController(Controller):
 
     @post(
         status_code=HTTP_201_CREATED,
-        summary="Add an existing user to the workspace (owner)",
+        summary="Invite an email to a role (owner); the same answer for any well-formed email",
+        description="Makes nobody a member: the invitee accepts the one-time `token` with "
+        "`POST /v1/invitations/{token}/accept`, signed in as that email.",
         responses=API_ERRORS,
     )
-    async def add_member(
+    async def invite(
         self,
         data: JSONBody[MemberRequest],
         platform: NamedDependency[Platform],
         principal: NamedDependency[Principal],
-    ) -> MemberView:
-        membership = await platform.accounts.add_member(principal, data.email, data.role)
-        return MemberView(membership.workspace_id, membership.user_id, membership.role)
+    ) -> InvitationView:
+        issued = await platform.accounts.invite(principal, data.email, data.role)
+        invitation = issued.record
+        return InvitationView(
+            invitation.id, invitation.email, invitation.role, issued.token, invitation.expires_at
+        )
 
     @get(summary="The workspace's members (any member)", responses=API_ERRORS)
     async def list_members(
@@ -217,9 +223,27 @@ class MemberController(Controller):
         await platform.accounts.remove_member(principal, user_id)
 
 
+@post(
+    "/v1/invitations/{token:str}/accept",
+    status_code=HTTP_200_OK,
+    tags=["accounts"],
+    security=USER_AUTH,
+    summary="Accept an invitation, signed in as the email it was made for",
+    responses=API_ERRORS,
+)
+async def accept_invitation(
+    token: FromPath[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> MemberView:
+    membership = await platform.accounts.accept_invitation(principal, token)
+    return MemberView(membership.workspace_id, membership.user_id, membership.role)
+
+
 ROUTES: list[ControllerRouterHandler] = [
     AuthController,
     ProjectController,
     revoke_api_key,
     MemberController,
+    accept_invitation,
 ]

@@ -120,6 +120,14 @@ class MemberView(msgspec.Struct):
     role: Role
 
 
+class InvitationView(msgspec.Struct):
+    invitation_id: str
+    email: str
+    role: Role
+    token: str
+    expires_at: datetime
+
+
 class RoleRequest(msgspec.Struct):
     role: Role
 

@@ -8,10 +8,12 @@ import math
 import re
 import secrets
 import uuid
+from datetime import timedelta
 
 import msgspec
 
 from eventcore.defaults import (
+    INVITATION_SECONDS,
     MAX_EMAIL_LENGTH,
     MAX_NAME_LENGTH,
     MAX_PASSWORD_LENGTH,
@@ -22,6 +24,7 @@ from eventcore.errors import (
     EmailTaken,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     RateLimited,
 )
 from eventcore.ports import (
@@ -36,6 +39,7 @@ from eventcore.ports import (
 )
 from eventcore.tenancy import (
     ApiKey,
+    Invitation,
     Member,
     Membership,
     Permission,
@@ -64,11 +68,21 @@ class AccessToken(msgspec.Struct, frozen=True):
     expires_in: int
 
 
+_NO_INVITATION = "No open invitation has this token (it may have been used or have expired)."
+
+
 class IssuedApiKey(msgspec.Struct, frozen=True):
     """A new key with its secret, which exists only in this value."""
 
     record: ApiKey
     secret: str
+
+
+class IssuedInvitation(msgspec.Struct, frozen=True):
+    """A new invitation with its one-time token, which exists only in this value."""
+
+    record: Invitation
+    token: str
 
 
 def _digest(value: str) -> str:
@@ -81,6 +95,7 @@ def new_id() -> str:
 
 
 def hash_api_key(secret: str) -> str:
+    """The SHA-256 kept in place of a secret (an API key, an invitation token)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -277,13 +292,44 @@ class Accounts:
             raise NotFound("No such API key.")
         await self._key_cache.evict(record.key_hash)
 
-    async def add_member(self, principal: Principal, email: str, role: Role) -> Membership:
+    async def invite(self, principal: Principal, email: str, role: Role) -> IssuedInvitation:
+        """An invitation for ``email`` to take ``role`` (owner). It makes nobody a member: the
+        person does, by accepting it signed in as that email. Whether the email has an account
+        is neither checked nor said: every well-formed email gets the same answer."""
         principal.require(Permission.MANAGE_MEMBERS)
-        user = await self._store.get_user_by_email(normalise_email(email))
-        if user is None:
-            raise NotFound("No account uses that email; the person must sign up first.")
-        membership = Membership(principal.workspace_id, user.id, role, self._clock.now())
-        await self._store.add_membership(membership)
+        now = self._clock.now()
+        # The token names its workspace, so that accepting it is a lookup inside that workspace.
+        token = f"{principal.workspace_id}.{secrets.token_urlsafe(32)}"
+        record = Invitation(
+            id=new_id(),
+            workspace_id=principal.workspace_id,
+            email=normalise_email(email),
+            role=role,
+            token_hash=hash_api_key(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=INVITATION_SECONDS),
+        )
+        await self._store.create_invitation(record)
+        return IssuedInvitation(record, token)
+
+    async def accept_invitation(self, principal: Principal, token: str) -> Membership:
+        """Become a member with the invitation's role, signed in as the email it was made for.
+
+        NotFound for a token that is unknown, used or expired (the same answer for each);
+        PermissionDenied when signed in as another email; AlreadyMember if one already."""
+        workspace_id, dot, _ = token.partition(".")
+        if not dot or not workspace_id:
+            raise NotFound(_NO_INVITATION)
+        invitation = await self._store.find_invitation(workspace_id, hash_api_key(token))
+        now = self._clock.now()
+        if invitation is None or invitation.accepted_at is not None or invitation.expires_at <= now:
+            raise NotFound(_NO_INVITATION)
+        user = await self._store.get_user(principal.user_id)
+        if user is None or user.email != invitation.email:
+            raise PermissionDenied("This invitation is for another email; sign in as that one.")
+        membership = Membership(workspace_id, user.id, invitation.role, now)
+        if not await self._store.accept_invitation(workspace_id, invitation.id, membership, now):
+            raise NotFound(_NO_INVITATION)
         return membership
 
     async def list_members(self, principal: Principal) -> list[Member]:
