@@ -30,8 +30,8 @@ from eventcore.adapters.memory import (
     MemoryKeyCache,
     MemoryMembershipCache,
     MemoryProjectCache,
-    MemoryQueryCache,
     MemoryRateLimiter,
+    NoQueryCache,
     UnlimitedRateLimiter,
 )
 from eventcore.adapters.security import Argon2Hasher, JwtCodec
@@ -185,12 +185,20 @@ def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
     return RedisCommittedKeys(redis)
 
 
-def query_cache(redis: RedisGateway | None, clock: Clock) -> QueryCache:
-    if redis is None:
-        return MemoryQueryCache(clock)
-    from eventcore.adapters.redis import RedisQueryCache
+def query_cache(redis: RedisGateway | None, clock: Clock, store: StoreGateway) -> QueryCache:
+    """Where analytics answers are cached so that no process serves one staler than the data:
+    Redis, shared by every process; without it, on SQLite, answers in each process with the
+    generations in the file (every process serving it sees every commit); on PostgreSQL
+    without Redis, nowhere (the workers' commits could not reach the API's cache)."""
+    if redis is not None:
+        from eventcore.adapters.redis import RedisQueryCache
 
-    return RedisQueryCache(redis)
+        return RedisQueryCache(redis)
+    from eventcore.adapters.sqlite import SqliteQueryCache, SqliteStore
+
+    if isinstance(store, SqliteStore):
+        return SqliteQueryCache(store, clock)
+    return NoQueryCache()
 
 
 def rate_limiter(
@@ -233,7 +241,9 @@ class Gateways(containers.DeclarativeContainer):
     )
     redis: providers.Resource[RedisGateway | None] = providers.Resource(open_redis, settings)
     committed: providers.Singleton[CommittedKeys] = providers.Singleton(committed_keys, redis)
-    query_cache: providers.Singleton[QueryCache] = providers.Singleton(query_cache, redis, clock)
+    query_cache: providers.Singleton[QueryCache] = providers.Singleton(
+        query_cache, redis, clock, store
+    )
 
 
 class ApiGateways(Gateways):

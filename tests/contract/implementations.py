@@ -61,7 +61,7 @@ from eventcore.adapters.redis import (
     RedisQueryCache,
     RedisRateLimiter,
 )
-from eventcore.adapters.sqlite import SqliteStore
+from eventcore.adapters.sqlite import SqliteQueryCache, SqliteStore
 from eventcore.events import Event, IngestBatch
 from eventcore.ports import (
     Admission,
@@ -297,6 +297,17 @@ async def memory_query_cache(scratch: Scratch) -> AsyncIterator[Timed[QueryCache
 
 
 @asynccontextmanager
+async def sqlite_query_cache(scratch: Scratch) -> AsyncIterator[Timed[QueryCache]]:
+    """Answers in memory, generations in the file, as each embedded process serving one has."""
+    clock = ManualClock()
+    store = await SqliteStore.open(scratch.directory / "cache.sqlite3")
+    try:
+        yield Timed(SqliteQueryCache(store, clock), manual_time(clock))
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
 async def memory_project_cache(scratch: Scratch) -> AsyncIterator[Timed[ProjectCache]]:
     clock = ManualClock()
     yield Timed(MemoryProjectCache(clock), manual_time(clock))
@@ -487,6 +498,7 @@ COMMITTED_KEYS: list[Implementation[CommittedKeys]] = [
 ]
 QUERY_CACHES: list[Implementation[Timed[QueryCache]]] = [
     Implementation("memory", memory_query_cache),
+    Implementation("sqlite", sqlite_query_cache),
     Implementation("redis", redis_query_cache, INTEGRATION),
 ]
 # In process only: the bound on a deleted project is the entry's lifetime, with no shared cache.

@@ -237,3 +237,28 @@ async def test_a_reused_record_id_conflicts_instead_of_overwriting(tmp_path: Pat
 
         assert await store.list_projects("ws-a") == [web]
         assert await store.list_api_keys("ws-a", web.id) == [key]
+
+
+async def test_every_process_on_one_file_sees_every_bump(tmp_path: Path) -> None:
+    """Two caches over one SQLite file (two `serve --workers` processes): an answer one filed is
+    not served by either once the other bumped the workspace's generation."""
+    from eventcore.adapters.clock import ManualClock
+    from eventcore.adapters.sqlite import SqliteQueryCache
+
+    path = tmp_path / "shared.sqlite3"
+    here_store, there_store = await SqliteStore.open(path), await SqliteStore.open(path)
+    try:
+        clock = ManualClock()
+        here, there = SqliteQueryCache(here_store, clock), SqliteQueryCache(there_store, clock)
+        generation, _ = await there.lookup("ws", "counts")
+        await there.put("ws", "counts", generation, b'{"total":1}', 60)
+        assert await there.lookup("ws", "counts") == (generation, b'{"total":1}')
+
+        await here.bump(["ws"])
+
+        assert await there.lookup("ws", "counts") == (generation + 1, None)
+        assert await here.generation("ws") == await there.generation("ws") == generation + 1
+        assert await there.generation("other-ws") == 0
+    finally:
+        await here_store.close()
+        await there_store.close()

@@ -12,6 +12,7 @@ from eventcore.adapters.memory.caches import (
     MemoryMembershipCache,
     MemoryProjectCache,
     MemoryQueryCache,
+    NoQueryCache,
 )
 from eventcore.adapters.memory.queue import MemoryQueue
 from eventcore.adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryQueue",
     "MemoryRateLimiter",
     "MemoryStore",
+    "NoQueryCache",
     "UnlimitedRateLimiter",
     "build_memory_platform",
 ]

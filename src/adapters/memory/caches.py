@@ -109,14 +109,38 @@ class MemoryQueryCache:
 
     async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
         generation = self._generations.get(workspace_id, 0)
+        return generation, self._answer(workspace_id, key, generation)
+
+    def _answer(self, workspace_id: str, key: str, generation: int) -> bytes | None:
+        """The answer filed under ``key`` at ``generation``, if it is still held."""
         entry = self._entries.get((workspace_id, key))
-        return generation, entry[1] if entry is not None and entry[0] == generation else None
+        return entry[1] if entry is not None and entry[0] == generation else None
 
     async def put(
         self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
     ) -> None:
         if generation >= 0:
             self._entries.put((workspace_id, key), (generation, value), ttl_seconds)
+
+
+class NoQueryCache:
+    """No cache: every answer is computed from the store. For processes that cannot learn of
+    each other's commits (PostgreSQL without Redis: the workers commit, the API answers), where
+    a cache of their own would serve answers from before the data."""
+
+    async def generation(self, workspace_id: str) -> int:
+        return -1
+
+    async def bump(self, workspace_ids: Iterable[str]) -> None:
+        return None
+
+    async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
+        return -1, None
+
+    async def put(
+        self, workspace_id: str, key: str, generation: int, value: bytes, ttl_seconds: float
+    ) -> None:
+        return None
 
 
 class MemoryProjectCache:

@@ -6,7 +6,8 @@ place SQLite's exceptions become eventcore's) and ``_codec`` (how times are stor
 holds the numbered migrations.
 """
 
+from eventcore.adapters.sqlite._generations import SqliteQueryCache
 from eventcore.adapters.sqlite._store import SqliteStore
 from eventcore.adapters.sqlite.schema import SCHEMA_VERSION, SchemaTooNew, migrate
 
-__all__ = ["SCHEMA_VERSION", "SchemaTooNew", "SqliteStore", "migrate"]
+__all__ = ["SCHEMA_VERSION", "SchemaTooNew", "SqliteQueryCache", "SqliteStore", "migrate"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from eventcore.adapters.sqlite._accounts import Accounts
 from eventcore.adapters.sqlite._events import Events
+from eventcore.adapters.sqlite._generations import Generations
 
 
-class SqliteStore(Accounts, Events):
+class SqliteStore(Accounts, Events, Generations):
     """A :class:`eventcore.ports.Store` in one SQLite file. Create it with :meth:`open`.
 
     Every failure it reports is an :mod:`eventcore.errors` error (see ``_errors``): a locked or

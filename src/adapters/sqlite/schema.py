@@ -98,6 +98,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workspace_id, id)
         )""",
     ),
+    (
+        # The analytics cache's generation of each workspace, shared by every process serving
+        # the file (``_generations``).
+        """CREATE TABLE generations (
+            workspace_id TEXT NOT NULL PRIMARY KEY,
+            generation INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
