@@ -35,6 +35,7 @@ from eventcore.adapters.memory import (
     UnlimitedRateLimiter,
 )
 from eventcore.adapters.security import Argon2Hasher, JwtCodec
+from eventcore.cursors import CursorCodec
 from eventcore.entrypoints.failpoints import AFTER_INSERT, Failpoints
 from eventcore.entrypoints.settings import Settings, jwt_secret
 from eventcore.entrypoints.telemetry import observed_handler
@@ -312,11 +313,14 @@ class ApiContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     gateways = providers.Container(ApiGateways, settings=settings)
     hasher: providers.Singleton[PasswordHasher] = providers.Singleton(Argon2Hasher)
+    # Read once: tokens and cursors are keyed from the one secret every API process shares.
+    secret: providers.Singleton[str] = providers.Singleton(jwt_secret, settings)
     tokens: providers.Singleton[TokenCodec] = providers.Singleton(
         JwtCodec,
-        secret=providers.Callable(jwt_secret, settings),
+        secret=secret,
         lifetime_seconds=settings.provided.token_lifetime_seconds,
     )
+    cursors: providers.Singleton[CursorCodec] = providers.Singleton(CursorCodec.from_secret, secret)
     platform: providers.Singleton[Platform] = providers.Singleton(
         build_platform,
         store=gateways.store,
@@ -335,6 +339,7 @@ class ApiContainer(containers.DeclarativeContainer):
         address_limiter=gateways.address_limiter,
         admission=gateways.admission,
         membership_cache=gateways.membership_cache,
+        cursors=cursors,
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue

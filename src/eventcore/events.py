@@ -6,7 +6,6 @@ at the edge, code that embeds eventcore): one body check, one validation, one cl
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -500,23 +499,13 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
 
 class EventCursor(msgspec.Struct, frozen=True, array_like=True):
-    """Where the next page starts: strictly older than (timestamp, seq)."""
+    """Where the next page starts: strictly older than (timestamp, seq).
+
+    It reaches clients only sealed, as :class:`eventcore.cursors.CursorCodec` makes it.
+    """
 
     timestamp: Annotated[datetime, Meta(tz=True)]
     seq: int
-
-    def encode(self) -> str:
-        return base64.urlsafe_b64encode(_encoder.encode(self)).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> EventCursor:
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            return msgspec.json.decode(raw, type=cls)
-        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-            raise InvalidRequest(
-                "`cursor` is not a cursor this API returned.", code="invalid_cursor"
-            ) from None
 
     @classmethod
     def after(cls, event: StoredEvent) -> EventCursor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventcore.cursors import CursorCodec
 from eventcore.defaults import ANALYTICS_CACHE_SECONDS
 from eventcore.events import EventLimits
 from eventcore.ports import (
@@ -57,6 +58,7 @@ def build_platform(
     address_limiter: RateLimiter | None = None,
     admission: Admission | None = None,
     membership_cache: MembershipCache | None = None,
+    cursors: CursorCodec | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
@@ -64,7 +66,9 @@ def build_platform(
     address; without them logins are not throttled. ``admission`` asks the rate limit and the
     committed ids of an ingest call together (by default: ``limiter``, then ``committed``).
     ``membership_cache`` bounds how often an access token's membership is read from the store
-    (without it, on every request).
+    (without it, on every request). ``cursors`` seals the event list's cursors: every process of
+    a deployment needs the same key (:meth:`CursorCodec.from_secret`); without it the key is
+    random and this process's own, so cursors do not survive a restart.
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
@@ -89,6 +93,14 @@ def build_platform(
             limits,
         ),
         processor=processor,
-        analytics=Analytics(store, store, query_cache, project_cache, clock, cache_ttl),
+        analytics=Analytics(
+            store,
+            store,
+            query_cache,
+            project_cache,
+            clock,
+            cursors or CursorCodec.random(),
+            cache_ttl,
+        ),
         maintenance=Maintenance(store, query_cache),
     )

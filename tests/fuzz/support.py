@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import structlog.testing
 
 from tests.http.support import Api, Tenant, assert_error
 
@@ -85,6 +86,15 @@ class Store:
     def ids(self, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` are stored."""
         return {event_id for event_id in event_ids if self.event(event_id) is not None}
+
+
+@contextmanager
+def no_error_logged() -> Iterator[None]:
+    """The block logs nothing at error level or above (a refusal is no server error)."""
+    with structlog.testing.capture_logs() as logs:
+        yield
+    errors = [entry for entry in logs if entry["log_level"] in ("error", "critical")]
+    assert not errors, errors
 
 
 def refused(response: Any, status: int, codes: set[str] | None = None) -> dict[str, Any]:

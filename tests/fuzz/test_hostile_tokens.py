@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.conftest import start_api
-from tests.fuzz.support import Token, examples, write
+from tests.fuzz.support import Token, examples, no_error_logged, write
 from tests.http.support import Api, Tenant, assert_error, bearer
 from tests.support.tokens import CLAIMS, TEXT_CLAIMS, good_claims, sign
 
@@ -57,11 +56,8 @@ class Target:
         return good_claims(self.tenant.owner.user_id, self.tenant.owner.workspace_id, time.time())
 
     def get_projects(self, token: str) -> Any:
-        with structlog.testing.capture_logs() as logs:
-            response = self.api.client.get("/v1/projects", headers=bearer(token))
-        errors = [entry for entry in logs if entry["log_level"] in ("error", "critical")]
-        assert not errors, errors
-        return response
+        with no_error_logged():
+            return self.api.client.get("/v1/projects", headers=bearer(token))
 
 
 @pytest.fixture(scope="module")

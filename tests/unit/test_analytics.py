@@ -644,30 +644,54 @@ async def test_page_size_is_bounded(app: App, tenant: Tenant, limit: int) -> Non
 
 @pytest.mark.parametrize(
     "payload",
-    [b'["2026-01-10T10:00:00",1]', b'["2026-01-10T10:00:00.5",7]', b'["2026-01-10",1]'],
+    [
+        b'["2026-01-10T10:00:00",1]',
+        b'["2026-01-10T10:00:00.5",7]',
+        b'["2026-01-10",1]',
+        b'["2026-01-10T12:00:00+02:00",0]',
+        b'["2026-01-10T12:00:00Z",9223372036854775808]',
+    ],
 )
-async def test_cursor_without_an_offset_is_refused(
+async def test_a_readable_cursor_of_the_old_form_is_refused(
     app: App, tenant: Tenant, payload: bytes
 ) -> None:
-    """A forged cursor whose time has no offset is a bad cursor, not a crash."""
-    await _send(app, tenant, event("a"))
-    cursor = base64.urlsafe_b64encode(payload).decode().rstrip("=")
-    with pytest.raises(InvalidRequest) as caught:
-        await app.analytics.list_events(tenant.principal, tenant.project_id, cursor=cursor)
-    assert caught.value.code == "invalid_cursor"
-
-
-async def test_forged_cursor_with_an_offset_pages_from_there(app: App, tenant: Tenant) -> None:
-    """A well-formed cursor in any offset selects events strictly older than it."""
+    """Cursors are sealed: base64 JSON of a position, however well-formed, is a bad cursor."""
     await _send(
         app,
         tenant,
         event("old", timestamp="2026-01-10T09:00:00Z"),
         event("new", timestamp="2026-01-10T11:00:00Z"),
     )
-    cursor = base64.urlsafe_b64encode(b'["2026-01-10T12:00:00+02:00",0]').decode().rstrip("=")
-    page = await app.analytics.list_events(tenant.principal, tenant.project_id, cursor=cursor)
-    assert [e.id for e in page.events] == ["old"]
+    cursor = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    with pytest.raises(InvalidRequest) as caught:
+        await app.analytics.list_events(tenant.principal, tenant.project_id, cursor=cursor)
+    assert caught.value.code == "invalid_cursor"
+
+
+async def test_a_cursor_pages_only_the_listing_it_was_made_for(app: App, tenant: Tenant) -> None:
+    """A cursor of one type filter is refused with another filter, none, or another project."""
+    await _send(app, tenant, *(event(f"e{i}", "view") for i in range(3)))
+    other = await app.signup()
+    page = await app.analytics.list_events(
+        tenant.principal, tenant.project_id, event_type="view", limit=1
+    )
+    assert page.next_cursor is not None
+    listings: list[tuple[Any, str, str | None]] = [
+        (tenant.principal, tenant.project_id, None),
+        (tenant.principal, tenant.project_id, ""),
+        (tenant.principal, tenant.project_id, "click"),
+        (other.principal, other.project_id, "view"),
+    ]
+    for principal, project_id, event_type in listings:
+        with pytest.raises(InvalidRequest) as caught:
+            await app.analytics.list_events(
+                principal, project_id, event_type=event_type, cursor=page.next_cursor
+            )
+        assert caught.value.code == "invalid_cursor"
+    rest = await app.analytics.list_events(
+        tenant.principal, tenant.project_id, event_type="view", cursor=page.next_cursor
+    )
+    assert [e.id for e in page.events + rest.events] == ["e2", "e1", "e0"]
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,13 @@ with an ``ETag``; ``If-None-Match`` holding it answers 304 (``conditional``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityRequirement
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 from litestar.types import ControllerRouterHandler
 
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
@@ -26,6 +26,11 @@ from eventcore.platform import Platform
 from eventcore.tenancy import Principal
 
 USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
+CURSOR = (
+    "The `next_cursor` of the previous page, as it came: opaque (its position is encrypted) and"
+    " good only for the same project and `event_type` filter; any other text, an edited cursor"
+    " or one of another listing is refused (400 `invalid_cursor`)."
+)
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:
@@ -107,7 +112,7 @@ async def list_events(
     project_id: FromQuery[str],
     event_type: FromQuery[str | None] = None,
     limit: FromQuery[int] = DEFAULT_PAGE,
-    cursor: FromQuery[str | None] = None,
+    cursor: Annotated[str | None, QueryParameter(description=CURSOR)] = None,
 ) -> EventList:
     page = await platform.analytics.list_events(
         principal, project_id, event_type=event_type, limit=limit, cursor=cursor

@@ -19,6 +19,7 @@ from eventcore.aggregation import (
     make_window,
     roll_up,
 )
+from eventcore.cursors import CursorCodec, CursorScope
 from eventcore.defaults import ANALYTICS_CACHE_SECONDS, DEFAULT_PAGE, MAX_PAGE
 from eventcore.errors import InvalidRequest, NotFound
 from eventcore.events import EventCursor, StoredEvent
@@ -103,9 +104,11 @@ class Analytics:
         cache: QueryCache,
         projects: ProjectCache,
         clock: Clock,
+        cursors: CursorCodec,
         cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     ) -> None:
         self._accounts = accounts
+        self._cursors = cursors
         self._events = events
         self._cache = cache
         self._projects = projects
@@ -258,7 +261,9 @@ class Analytics:
         await self._check(principal, project_id)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"`limit` must be 1 to {MAX_PAGE}.", code="invalid_query")
-        before = EventCursor.decode(cursor) if cursor else None
+        # A cursor pages the listing it was made for, and no other.
+        scope = CursorScope(principal.workspace_id, project_id, event_type)
+        before = self._cursors.decode(scope, cursor) if cursor else None
         rows = await self._events.list_events(
             principal.workspace_id,
             project_id,
@@ -266,7 +271,11 @@ class Analytics:
             event_type=event_type,
             before=before,
         )
-        next_cursor = EventCursor.after(rows[limit - 1]).encode() if len(rows) > limit else None
+        next_cursor = (
+            self._cursors.encode(scope, EventCursor.after(rows[limit - 1]))
+            if len(rows) > limit
+            else None
+        )
         return EventPage(rows[:limit], next_cursor)
 
 
