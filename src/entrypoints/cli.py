@@ -144,6 +144,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # httptools with bounds on the request line, the headers and the time to send them.
+        http="eventcore.entrypoints.http.server:BoundedHttpToolsProtocol",
     )
     return 0
 

@@ -13,6 +13,11 @@ from typing import Final
 MAX_BATCH_EVENTS: Final = 1000
 MAX_EVENT_BYTES: Final = 32 * 1024
 MAX_REQUEST_BYTES: Final = 1024 * 1024
+# Bounds at the socket (`eventcore serve`): the request line, all headers together, and the time
+# from a request's first byte (or a new connection) to its last.
+MAX_REQUEST_LINE_BYTES: Final = 8 * 1024
+MAX_HEADER_BYTES: Final = 64 * 1024
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
 MAX_FUTURE: Final = timedelta(hours=24)
 MAX_ID_LENGTH: Final = 128
 MAX_TYPE_LENGTH: Final = 128
