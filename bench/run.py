@@ -269,6 +269,8 @@ class Bench:
         # The limiter still runs (a Redis script per request) but never refuses: the benchmark
         # measures how fast eventcore accepts, not how it refuses.
         env["EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND"] = "1000000000"
+        # Every benchmark tenant signs up from this one address.
+        env["EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS"] = "0"
         env["EVENTCORE_WORKER_METRICS_PORT"] = "0"
         if distributed:
             env.update(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
@@ -11,8 +13,13 @@ import msgspec
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from eventcore.defaults import TOKEN_LIFETIME_SECONDS
-from eventcore.errors import AuthenticationFailed
+from eventcore.defaults import (
+    PASSWORD_HASH_CONCURRENCY,
+    PASSWORD_HASH_WAITING,
+    TOKEN_LIFETIME_SECONDS,
+)
+from eventcore.errors import AuthenticationFailed, Unavailable
+from eventcore.ports import PasswordHasher
 from eventcore.tenancy import Principal, Role
 
 _ISSUER = "eventcore"
@@ -55,6 +62,57 @@ class Argon2Hasher:
                 return False
 
         return await asyncio.to_thread(check)
+
+
+class BoundedHasher:
+    """Any hasher, with at most ``concurrency`` hashes or verifications running at once in this
+    process and at most ``waiting`` callers queued for a turn. Past that the caller is refused at
+    once (Unavailable ``busy``, 503 with Retry-After) rather than queued without bound: a flood
+    of signups or logins holds at most ``concurrency`` threads and cores, and ingestion keeps
+    the rest."""
+
+    def __init__(
+        self,
+        hasher: PasswordHasher,
+        *,
+        concurrency: int = PASSWORD_HASH_CONCURRENCY,
+        waiting: int = PASSWORD_HASH_WAITING,
+    ) -> None:
+        if concurrency < 1 or waiting < 0:
+            raise ValueError("concurrency must be at least 1 and waiting at least 0.")
+        self._hasher = hasher
+        self._turns = asyncio.Semaphore(concurrency)
+        self._waiting_limit = waiting
+        self._waiting = 0
+
+    async def hash(self, password: str) -> str:
+        async with self._turn():
+            return await self._hasher.hash(password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        async with self._turn():
+            return await self._hasher.verify(password_hash, password)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._turns.locked():
+            if self._waiting >= self._waiting_limit:
+                raise Unavailable(
+                    "Too many sign-ups and logins at once; retry after Retry-After seconds.",
+                    retry_after=1,
+                    code="busy",
+                )
+            self._waiting += 1
+            try:
+                await self._turns.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._turns.acquire()
+        try:
+            yield
+        finally:
+            self._turns.release()
 
 
 class JwtCodec:

@@ -34,8 +34,9 @@ from eventcore.adapters.memory import (
     NoQueryCache,
     UnlimitedRateLimiter,
 )
-from eventcore.adapters.security import Argon2Hasher, JwtCodec
+from eventcore.adapters.security import Argon2Hasher, BoundedHasher, JwtCodec
 from eventcore.cursors import CursorCodec
+from eventcore.defaults import SIGNUP_BURST
 from eventcore.entrypoints.failpoints import AFTER_INSERT, Failpoints
 from eventcore.entrypoints.settings import Settings, jwt_secret
 from eventcore.entrypoints.telemetry import observed_handler
@@ -225,9 +226,16 @@ def admission(redis: RedisGateway | None, rate: float, burst: float) -> Admissio
     return RedisAdmission(redis, RedisCommittedKeys(redis), rate, burst)
 
 
-def login_limiter(redis: RedisGateway | None, clock: Clock, per_minute: float) -> RateLimiter:
-    """``per_minute`` login attempts a minute, in bursts of as many."""
+def attempts_limiter(redis: RedisGateway | None, clock: Clock, per_minute: float) -> RateLimiter:
+    """``per_minute`` login attempts a minute, in bursts of as many. (Not named like the
+    providers below: in their class body that name would be the first provider, and the others
+    would be that same limiter.)"""
     return rate_limiter(redis, clock, per_minute / 60, per_minute)
+
+
+def signups_limiter(redis: RedisGateway | None, clock: Clock, per_hour: float) -> RateLimiter:
+    """``per_hour`` signups an hour, at most ``SIGNUP_BURST`` in a row."""
+    return rate_limiter(redis, clock, per_hour / 3600, max(1.0, min(per_hour, SIGNUP_BURST)))
 
 
 class Gateways(containers.DeclarativeContainer):
@@ -274,16 +282,28 @@ class ApiGateways(Gateways):
         Gateways.settings.provided.burst,
     )
     login_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
-        login_limiter,
+        attempts_limiter,
         Gateways.redis,
         Gateways.clock,
         Gateways.settings.provided.login_attempts_per_minute,
     )
+    account_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
+        attempts_limiter,
+        Gateways.redis,
+        Gateways.clock,
+        Gateways.settings.provided.login_attempts_per_minute_per_account,
+    )
     address_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
-        login_limiter,
+        attempts_limiter,
         Gateways.redis,
         Gateways.clock,
         Gateways.settings.provided.login_attempts_per_minute_per_address,
+    )
+    signup_limiter: providers.Singleton[RateLimiter] = providers.Singleton(
+        signups_limiter,
+        Gateways.redis,
+        Gateways.clock,
+        Gateways.settings.provided.signups_per_hour_per_address,
     )
 
 
@@ -312,7 +332,15 @@ class ApiContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     gateways = providers.Container(ApiGateways, settings=settings)
-    hasher: providers.Singleton[PasswordHasher] = providers.Singleton(Argon2Hasher)
+    # The hash function itself (tests swap it for a fast fake), and the bound on how many
+    # hashes run at once in this process, which every caller goes through.
+    hash_function: providers.Singleton[PasswordHasher] = providers.Singleton(Argon2Hasher)
+    hasher: providers.Singleton[PasswordHasher] = providers.Singleton(
+        BoundedHasher,
+        hash_function,
+        concurrency=settings.provided.password_hash_concurrency,
+        waiting=settings.provided.password_hash_waiting,
+    )
     # Read once: tokens and cursors are keyed from the one secret every API process shares.
     secret: providers.Singleton[str] = providers.Singleton(jwt_secret, settings)
     tokens: providers.Singleton[TokenCodec] = providers.Singleton(
@@ -336,7 +364,9 @@ class ApiContainer(containers.DeclarativeContainer):
         limits=settings.provided.limits,
         cache_ttl=settings.provided.analytics_cache_seconds,
         login_limiter=gateways.login_limiter,
+        account_limiter=gateways.account_limiter,
         address_limiter=gateways.address_limiter,
+        signup_limiter=gateways.signup_limiter,
         admission=gateways.admission,
         membership_cache=gateways.membership_cache,
         cursors=cursors,

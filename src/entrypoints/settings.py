@@ -44,7 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # 0: twice the rate (see ``burst``).
     rate_limit_burst: Rate = 0.0
     login_attempts_per_minute: Rate = defaults.LOGIN_ATTEMPTS_PER_MINUTE
+    login_attempts_per_minute_per_account: Rate = defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ACCOUNT
     login_attempts_per_minute_per_address: Rate = defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS
+    signups_per_hour_per_address: Rate = defaults.SIGNUPS_PER_HOUR_PER_ADDRESS
+    password_hash_concurrency: Annotated[int, Meta(ge=1, le=64)] = (
+        defaults.PASSWORD_HASH_CONCURRENCY
+    )
+    password_hash_waiting: Annotated[int, Meta(ge=0, le=10_000)] = defaults.PASSWORD_HASH_WAITING
     max_batch_events: Positive = defaults.MAX_BATCH_EVENTS
     max_event_bytes: Positive = defaults.MAX_EVENT_BYTES
     max_request_bytes: Positive = defaults.MAX_REQUEST_BYTES

@@ -34,6 +34,10 @@ MAX_EMAIL_LENGTH: Final = 320
 MIN_PASSWORD_LENGTH: Final = 8
 MAX_PASSWORD_LENGTH: Final = 1024
 MAX_NAME_LENGTH: Final = 200
+# zxcvbn's score (0-4) a password needs: 3 is "safely unguessable" (about 10^8 guesses or more).
+MIN_PASSWORD_SCORE: Final = 3
+# zxcvbn reads at most this many characters; a longer password is scored on its start.
+PASSWORD_SCORED_CHARACTERS: Final = 72
 
 # Access.
 TOKEN_LIFETIME_SECONDS: Final = 3600
@@ -47,8 +51,19 @@ INVITATION_SECONDS: Final = 7 * 24 * 3600
 # A removed or demoted member keeps the old rights at most this long on other processes.
 MEMBERSHIP_CACHE_SECONDS: Final = 1.0
 RATE_LIMIT_EVENTS_PER_SECOND: Final = 10_000.0
+# Per account and client address: what one address may try against one account.
 LOGIN_ATTEMPTS_PER_MINUTE: Final = 10.0
+# Per account from every address together: higher, so that one address cannot lock the owner out.
+LOGIN_ATTEMPTS_PER_MINUTE_PER_ACCOUNT: Final = 100.0
 LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS: Final = 60.0
+SIGNUPS_PER_HOUR_PER_ADDRESS: Final = 10.0
+# Signups one address may make in a row before the hourly rate applies.
+SIGNUP_BURST: Final = 5.0
+# Password hashes (argon2) computed at once per process, and callers that may wait for one;
+# past that the answer is 503 `busy` with Retry-After, so a flood of logins cannot take every
+# core and thread from ingestion.
+PASSWORD_HASH_CONCURRENCY: Final = 2
+PASSWORD_HASH_WAITING: Final = 32
 
 # The queue and its workers (distributed profile).
 QUEUE_NAME: Final = "eventcore.ingest"

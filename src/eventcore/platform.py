@@ -56,14 +56,19 @@ def build_platform(
     cache_ttl: float = ANALYTICS_CACHE_SECONDS,
     login_limiter: RateLimiter | None = None,
     address_limiter: RateLimiter | None = None,
+    account_limiter: RateLimiter | None = None,
+    signup_limiter: RateLimiter | None = None,
     admission: Admission | None = None,
     membership_cache: MembershipCache | None = None,
     cursors: CursorCodec | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
-    ``login_limiter`` and ``address_limiter`` throttle login attempts per account and per client
-    address; without them logins are not throttled. ``admission`` asks the rate limit and the
+    ``login_limiter`` throttles login attempts per account and client address (the pair),
+    ``account_limiter`` per account from every address together (a higher ceiling, so that one
+    address cannot lock an account's owner out) and ``address_limiter`` per client address;
+    ``signup_limiter`` throttles signups per client address. Without them, nothing is
+    throttled. ``admission`` asks the rate limit and the
     committed ids of an ingest call together (by default: ``limiter``, then ``committed``).
     ``membership_cache`` bounds how often an access token's membership is read from the store
     (without it, on every request). ``cursors`` seals the event list's cursors: every process of
@@ -81,6 +86,8 @@ def build_platform(
             key_cache,
             login_limiter=login_limiter,
             address_limiter=address_limiter,
+            account_limiter=account_limiter,
+            signup_limiter=signup_limiter,
             membership_cache=membership_cache,
             project_cache=project_cache,
         ),

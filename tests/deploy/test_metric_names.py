@@ -71,7 +71,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set
             ):
                 signup = api.client.post(
                     "/v1/auth/signup",
-                    json={"email": "ops@example.com", "password": "x" * 12, "workspace": "Ops"},
+                    json={
+                        "email": "ops@example.com",
+                        "password": "Fjord-Quasar-Tinsel-91",
+                        "workspace": "Ops",
+                    },
                 )
                 user = {"Authorization": f"Bearer {signup.json()['access_token']}"}
                 project = api.client.post("/v1/projects", json={"name": "p"}, headers=user)

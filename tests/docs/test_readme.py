@@ -110,6 +110,26 @@ def test_the_limits_table_states_the_defaults() -> None:
             f"{rate:,} events/s, bursts of {2 * rate:,}"
         ),
         "events per `/v1/events` page": f"{defaults.MAX_PAGE:,} (default {defaults.DEFAULT_PAGE})",
+        "signups per client address": (
+            f"{defaults.SIGNUPS_PER_HOUR_PER_ADDRESS:g} an hour, "
+            f"at most {defaults.SIGNUP_BURST:g} in a row"
+        ),
+        "login attempts per account and client address": (
+            f"{defaults.LOGIN_ATTEMPTS_PER_MINUTE:g} a minute"
+        ),
+        "login attempts per account, from every address together": (
+            f"{defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ACCOUNT:g} a minute"
+        ),
+        "login attempts per client address": (
+            f"{defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS:g} a minute"
+        ),
+        "password hashes computed at once, per process": (
+            f"{defaults.PASSWORD_HASH_CONCURRENCY}, and {defaults.PASSWORD_HASH_WAITING} more waiting"
+        ),
+        "password": (
+            f"{defaults.MIN_PASSWORD_LENGTH}\N{EN DASH}{defaults.MAX_PASSWORD_LENGTH:,} characters, "
+            f"zxcvbn score at least {defaults.MIN_PASSWORD_SCORE} (of 0\N{EN DASH}4)"
+        ),
     }
     for limit, value in stated.items():
         assert rows[limit][0] == value, limit

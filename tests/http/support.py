@@ -219,11 +219,20 @@ def embedded_app(
     data_dir: Path, env: dict[str, str] | None = None, configure: Configure | None = None
 ) -> tuple[Litestar, Settings, ApiContainer]:
     """The app `eventcore serve` builds on ``data_dir`` (embedded profile unless ``env`` says
-    otherwise), with a fast fake password hasher; ``configure`` may override more providers of
+    otherwise), with a fast fake password hash function (still behind the production bound on
+    concurrent hashes) and without the per-address signup throttle, since every test signs up
+    from the one test client's address (tests that check the throttle set
+    ``EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS``); ``configure`` may override more providers of
     the container before anything starts."""
-    settings = load_settings({"EVENTCORE_DATA_DIR": str(data_dir), **(env or {})})
+    settings = load_settings(
+        {
+            "EVENTCORE_DATA_DIR": str(data_dir),
+            "EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0",
+            **(env or {}),
+        }
+    )
     container = ApiContainer(settings=settings)
-    container.hasher.override(providers.Object(FakePasswordHasher()))
+    container.hash_function.override(providers.Object(FakePasswordHasher()))
     if configure is not None:
         configure(container)
     return create_app(settings, container=container), settings, container

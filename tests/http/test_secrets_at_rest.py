@@ -16,7 +16,7 @@ def test_the_database_holds_no_password_and_no_api_key_in_clear(make_api: ApiFac
     """After sign-up and key creation, the store has an argon2id hash and a SHA-256, never the secrets."""
 
     def real_hasher(container: ApiContainer) -> None:
-        container.hasher.override(providers.Singleton(Argon2Hasher))
+        container.hash_function.override(providers.Singleton(Argon2Hasher))
 
     api = make_api(configure=real_hasher)
     account = api.signup()

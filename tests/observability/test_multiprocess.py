@@ -59,7 +59,11 @@ def test_metrics_of_all_api_processes_are_added_up(tmp_path: Path) -> None:
         server.wait_ready()
         signup = server.client.post(
             "/v1/auth/signup",
-            json={"email": "multi@example.com", "password": "x" * 12, "workspace": "Multi"},
+            json={
+                "email": "multi@example.com",
+                "password": "Fjord-Quasar-Tinsel-91",
+                "workspace": "Multi",
+            },
         )
         user = {"Authorization": f"Bearer {signup.json()['access_token']}"}
         project = server.client.post("/v1/projects", json={"name": "p"}, headers=user).json()

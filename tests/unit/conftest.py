@@ -37,7 +37,7 @@ from eventcore.adapters.memory import (
 )
 from eventcore.adapters.security import JwtCodec
 from eventcore.events import StoredEvent
-from eventcore.ports import IngestQueue, RateLimiter, Store
+from eventcore.ports import IngestQueue, PasswordHasher, RateLimiter, Store
 from eventcore.tenancy import ApiKey, Principal, Project, Role
 
 # An instant inside a bucket at every grain, so that window normalisation has something to do.
@@ -149,6 +149,9 @@ def build_app(
     now: datetime = NOW,
     login_limiter: RateLimiter | None = None,
     address_limiter: RateLimiter | None = None,
+    account_limiter: RateLimiter | None = None,
+    signup_limiter: RateLimiter | None = None,
+    hasher: PasswordHasher | None = None,
 ) -> App:
     """The application over in-memory adapters; pass an adapter to swap it for one test.
 
@@ -168,7 +171,7 @@ def build_app(
         limiter = MemoryRateLimiter(clock, rate) if rate else UnlimitedRateLimiter()
     platform = build_platform(
         store=store,
-        hasher=FakePasswordHasher(),
+        hasher=hasher or FakePasswordHasher(),
         tokens=tokens,
         clock=clock,
         key_cache=key_cache,
@@ -180,6 +183,8 @@ def build_app(
         limits=limits,
         login_limiter=login_limiter,
         address_limiter=address_limiter,
+        account_limiter=account_limiter,
+        signup_limiter=signup_limiter,
     )
     return App(platform, memory, clock, tokens, key_cache, committed, query_cache, limiter, queue)
 

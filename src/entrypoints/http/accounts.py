@@ -47,9 +47,17 @@ class AuthController(Controller):
         responses=API_ERRORS,
     )
     async def signup(
-        self, data: JSONBody[SignupRequest], platform: NamedDependency[Platform]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[SignupRequest],
+        platform: NamedDependency[Platform],
     ) -> SignupResponse:
-        result = await platform.accounts.signup(data.email, data.password, data.workspace)
+        result = await platform.accounts.signup(
+            data.email,
+            data.password,
+            data.workspace,
+            client_address=request.client.host if request.client else None,
+        )
         return SignupResponse(
             result.user_id, result.workspace_id, result.access_token, result.expires_in
         )

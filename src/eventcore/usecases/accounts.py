@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import re
 import secrets
 import uuid
 from datetime import timedelta
 
 import msgspec
+import zxcvbn
+from email_validator import EmailNotValidError, validate_email
 
 from eventcore.defaults import (
     INVITATION_SECONDS,
@@ -18,6 +19,8 @@ from eventcore.defaults import (
     MAX_NAME_LENGTH,
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    MIN_PASSWORD_SCORE,
+    PASSWORD_SCORED_CHARACTERS,
 )
 from eventcore.errors import (
     AuthenticationFailed,
@@ -53,7 +56,7 @@ from eventcore.tenancy import (
 
 API_KEY_PREFIX = "ek_"
 _PREFIX_LENGTH = len(API_KEY_PREFIX) + 8
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NOT_AN_EMAIL = "That is not an email address"
 
 
 class SignupResult(msgspec.Struct, frozen=True):
@@ -99,6 +102,43 @@ def hash_api_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def email_address(value: str) -> str:
+    """The email in its stored form (email-validator's normalised syntax, lower-cased as the
+    accounts are keyed), or InvalidRequest ``invalid_email``: syntax only, no DNS lookup, so
+    no NUL, markup, quoted local part or single-label domain."""
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise InvalidRequest(f"{_NOT_AN_EMAIL}: it is too long.", code="invalid_email")
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        # email-validator names the offending character by its code point (U+0000), never
+        # echoing markup back.
+        raise InvalidRequest(f"{_NOT_AN_EMAIL}: {exc}", code="invalid_email") from None
+    return normalise_email(checked.normalized)
+
+
+def check_password(password: str, user_inputs: list[str]) -> None:
+    """InvalidRequest ``weak_password`` unless the password has 8 to 1024 characters and zxcvbn
+    scores it at least ``MIN_PASSWORD_SCORE``, with ``user_inputs`` (the email, the workspace)
+    counted as guessable. The message gives zxcvbn's reasons, never the password."""
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"A password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+        )
+    verdict = zxcvbn.zxcvbn(password[:PASSWORD_SCORED_CHARACTERS], user_inputs=user_inputs)
+    if verdict["score"] >= MIN_PASSWORD_SCORE:
+        return
+    feedback = verdict["feedback"]
+    reasons = [feedback["warning"], *feedback["suggestions"]]
+    said = " ".join(reason for reason in reasons if reason)
+    raise InvalidRequest(
+        "This password is too easy to guess"
+        + (f": {said}" if said else "; use a longer one, of several uncommon words."),
+        code="weak_password",
+    )
+
+
 def _name(value: str, what: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_NAME_LENGTH:
@@ -121,6 +161,8 @@ class Accounts:
         *,
         login_limiter: RateLimiter | None = None,
         address_limiter: RateLimiter | None = None,
+        account_limiter: RateLimiter | None = None,
+        signup_limiter: RateLimiter | None = None,
         membership_cache: MembershipCache | None = None,
         project_cache: ProjectCache | None = None,
     ) -> None:
@@ -133,18 +175,35 @@ class Accounts:
         self._key_cache = key_cache
         self._login_limiter = login_limiter
         self._address_limiter = address_limiter
+        self._account_limiter = account_limiter
+        self._signup_limiter = signup_limiter
         self._dummy_hash: str | None = None
 
-    async def signup(self, email: str, password: str, workspace_name: str) -> SignupResult:
-        email = normalise_email(email)
-        if not _EMAIL.match(email) or len(email) > MAX_EMAIL_LENGTH:
-            raise InvalidRequest("That is not an email address.", code="invalid_email")
-        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise InvalidRequest(
-                f"A password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
-                code="weak_password",
-            )
+    async def signup(
+        self,
+        email: str,
+        password: str,
+        workspace_name: str,
+        *,
+        client_address: str | None = None,
+    ) -> SignupResult:
+        """A new account owning a new workspace, after the request passes the per-address
+        signup throttle and the email and password rules."""
+        email = email_address(email)
         workspace_name = _name(workspace_name, "workspace")
+        # Throttled before the password is scored, so that a flood of attempts costs neither
+        # zxcvbn's nor argon2's time beyond the allowance.
+        if client_address and self._signup_limiter is not None:
+            wait = await self._signup_limiter.acquire(
+                f"signup-address:{_digest(client_address)}", 1
+            )
+            if wait > 0:
+                raise RateLimited(
+                    "Too many signups from this address; wait before trying again.",
+                    retry_after=max(1, math.ceil(wait)),
+                    code="too_many_signups",
+                )
+        check_password(password, [email, email.partition("@")[0], workspace_name])
         if await self._store.get_user_by_email(email) is not None:
             raise EmailTaken()
         now = self._clock.now()
@@ -163,8 +222,9 @@ class Accounts:
         *,
         client_address: str | None = None,
     ) -> AccessToken:
-        """An access token, after the attempt passes the per-account and per-address throttles."""
-        email = normalise_email(email)
+        """An access token, after the attempt passes the per-address, per-account-and-address
+        and per-account throttles."""
+        email = email_address(email)
         await self._throttle(email, client_address)
         user = await self._store.get_user_by_email(email)
         if user is None:
@@ -191,9 +251,15 @@ class Accounts:
         return AccessToken(token, expires_in)
 
     async def _throttle(self, email: str, client_address: str | None) -> None:
-        checks = [(self._login_limiter, f"login-account:{_digest(email)}")]
+        # The narrowest allowance first: an attempt refused for its address or its pair spends
+        # nothing of the account's ceiling, so an attacker on one address uses up only the
+        # pair's share of it, and the owner on another address still gets in.
+        address = client_address or ""
+        checks: list[tuple[RateLimiter | None, str]] = []
         if client_address:
             checks.append((self._address_limiter, f"login-address:{_digest(client_address)}"))
+        checks.append((self._login_limiter, f"login-pair:{_digest(email + chr(0) + address)}"))
+        checks.append((self._account_limiter, f"login-account:{_digest(email)}"))
         for limiter, key in checks:
             if limiter is None:
                 continue
@@ -303,7 +369,7 @@ class Accounts:
         record = Invitation(
             id=new_id(),
             workspace_id=principal.workspace_id,
-            email=normalise_email(email),
+            email=email_address(email),
             role=role,
             token_hash=hash_api_key(token),
             created_at=now,
