@@ -123,6 +123,11 @@ def test_the_limits_table_states_the_defaults() -> None:
         "login attempts per client address": (
             f"{defaults.LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS:g} a minute"
         ),
+        "request line (method, target, version)": _size(defaults.MAX_REQUEST_LINE_BYTES),
+        "request headers, all together": _size(defaults.MAX_HEADER_BYTES),
+        "time to send a whole request (from its first byte, or from connecting)": (
+            f"{defaults.REQUEST_TIMEOUT_SECONDS:g} s"
+        ),
         "password hashes computed at once, per process": (
             f"{defaults.PASSWORD_HASH_CONCURRENCY}, and {defaults.PASSWORD_HASH_WAITING} more waiting"
         ),
