@@ -29,6 +29,8 @@ EVENT_ERRORS = {
     "invalid_timestamp",
     "timestamp_in_future",
     "event_too_large",
+    "invalid_number",
+    "duplicate_key",
 }
 
 # Text as a client might send it, plus lone surrogates, which cannot be encoded as UTF-8 at all.
