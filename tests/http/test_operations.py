@@ -121,6 +121,7 @@ def test_readiness_names_a_database_that_is_down(make_api: ApiFactory) -> None:
         response = api.client.get("/health/ready")
 
     assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
     body = response.json()
     assert body["checks"] == {"database": "down"}, body
     assert body["error"] == {"code": "unavailable", "message": "Down: database."}
@@ -212,6 +213,23 @@ def test_every_contract_route_is_documented(
     paths = {template(p): operations for p, operations in openapi["paths"].items()}
     assert template(path) in paths, sorted(openapi["paths"])
     assert method in paths[template(path)], paths[template(path)].keys()
+
+
+def test_every_429_and_503_documents_retry_after(openapi: dict[str, Any]) -> None:
+    """Each operation's 429 and 503 answers state the `Retry-After` header they carry."""
+    documented = 0
+    for path, item in openapi["paths"].items():
+        for method, operation in item.items():
+            for status in ("429", "503"):
+                response = operation.get("responses", {}).get(status)
+                if response is None:
+                    continue
+                documented += 1
+                header = response.get("headers", {}).get("Retry-After")
+                assert header is not None, (method, path, status)
+                assert header["required"] is True
+                assert header["schema"] == {"type": "integer", "minimum": 1}
+    assert documented > 40
 
 
 def test_the_route_list_matches_the_readme() -> None:

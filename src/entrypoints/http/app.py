@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Schema,
+    SecurityScheme,
+)
 
 import eventcore
 from eventcore.entrypoints.bootstrap import (
@@ -91,7 +98,27 @@ def create_app(
     # request metrics (one wrapper for all of it: Litestar's Prometheus middleware would build a
     # Request object and its labels a second time).
     app.asgi_handler = observe_requests(app.asgi_handler)
+    _document_retry_after(app)
     return app
+
+
+def _document_retry_after(app: Litestar) -> None:
+    """Every 429 and 503 answer carries `Retry-After` (``errors.domain_error``): say so in the
+    OpenAPI document, which Litestar's response specs cannot state by themselves."""
+    header = OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+        description="Seconds to wait before sending again",
+        required=True,
+    )
+    for item in (app.openapi_schema.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
+            operation = getattr(item, method, None)
+            if operation is None or not operation.responses:
+                continue
+            for status in ("429", "503"):
+                response = operation.responses.get(status)
+                if isinstance(response, OpenAPIResponse):
+                    response.headers = {**(response.headers or {}), "Retry-After": header}
 
 
 def serve_app() -> Litestar:

@@ -44,7 +44,9 @@ async def ready(state: State) -> Response[Health]:
     degraded = any(value != "ok" for value in report.values())
     if critical_down:
         error = {"code": "unavailable", "message": f"Down: {', '.join(critical_down)}."}
-        return Response(Health("unavailable", report, error), status_code=503)
+        return Response(
+            Health("unavailable", report, error), status_code=503, headers={"Retry-After": "1"}
+        )
     return Response(Health("degraded" if degraded else "ok", report), status_code=200)
 
 
