@@ -30,10 +30,12 @@ SDKS: dict[str, Callable[..., Any]] = {"segment": SegmentClient, "rudderstack": 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One `eventcore serve` on the embedded profile for the module; each test has its own tenant."""
+    """One `eventcore serve` on the embedded profile for the module; each test has its own tenant
+    (signed up from this one address, so the per-address signup throttle is off here)."""
     workdir = tmp_path_factory.mktemp("segment-work")
     logs = tmp_path_factory.mktemp("segment-logs")
-    with serve(workdir, logs, "segment-serve") as running:
+    settings = {"EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0"}
+    with serve(workdir, logs, "segment-serve", settings) as running:
         yield running
 
 
