@@ -114,7 +114,6 @@ class _Body(msgspec.Struct):
 _body_decoder = msgspec.json.Decoder(_Body)
 _event_decoder = msgspec.json.Decoder(_WireEvent)
 _events_decoder = msgspec.json.Decoder(list[_WireEvent])
-_batch_decoder = msgspec.json.Decoder(IngestBatch)
 _encoder = msgspec.json.Encoder()
 
 
@@ -477,14 +476,6 @@ def corrected_time(
 
 def encode_batch(batch: IngestBatch) -> bytes:
     return _encoder.encode(batch)
-
-
-def decode_batch(message: bytes) -> IngestBatch:
-    """Decode a queued batch; raises :class:`InvalidRequest` for a message that is not one."""
-    try:
-        return _batch_decoder.decode(message)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-        raise InvalidRequest(f"Not an ingest batch: {exc}", code="invalid_message") from None
 
 
 class StoredEvent(msgspec.Struct, frozen=True):

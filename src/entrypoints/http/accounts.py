@@ -214,7 +214,7 @@ class MemberController(Controller):
         principal: NamedDependency[Principal],
     ) -> MemberView:
         membership = await platform.accounts.change_role(principal, user_id, data.role)
-        return MemberView(membership.workspace_id, membership.user_id, membership.role)
+        return MemberView.of(membership)
 
     @delete(
         "/{user_id:str}",
@@ -245,7 +245,7 @@ async def accept_invitation(
     principal: NamedDependency[Principal],
 ) -> MemberView:
     membership = await platform.accounts.accept_invitation(principal, token)
-    return MemberView(membership.workspace_id, membership.user_id, membership.role)
+    return MemberView.of(membership)
 
 
 ROUTES: list[ControllerRouterHandler] = [

@@ -17,7 +17,7 @@ from eventcore.defaults import (
     MAX_TYPE_LENGTH,
     MIN_PASSWORD_LENGTH,
 )
-from eventcore.tenancy import ApiKey, Project, Role
+from eventcore.tenancy import ApiKey, Membership, Project, Role
 
 Text = Annotated[str, Meta(max_length=1024)]
 
@@ -118,6 +118,10 @@ class MemberView(msgspec.Struct):
     workspace_id: str
     user_id: str
     role: Role
+
+    @classmethod
+    def of(cls, membership: Membership) -> MemberView:
+        return cls(membership.workspace_id, membership.user_id, membership.role)
 
 
 class InvitationView(msgspec.Struct):

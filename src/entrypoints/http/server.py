@@ -113,8 +113,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.response_started:
             self.transport.close()
             return
-        self._refusal = (408, "The request was not received in time.")
-        self._send_and_close(408, f"The request was not received within {self.request_timeout} s.")
+        self._refusal = (408, f"The request was not received within {self.request_timeout} s.")
+        self._send_and_close(*self._refusal)
 
     def _send_and_close(self, status: int, text: str) -> None:
         body = (
