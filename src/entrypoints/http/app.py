@@ -24,7 +24,7 @@ from eventcore.entrypoints.bootstrap import (
     open_resources,
     resolve,
 )
-from eventcore.entrypoints.http import accounts, analytics, ingest, operations, segment
+from eventcore.entrypoints.http import accounts, analytics, docs, ingest, operations, segment
 from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_unusable_parameters
 from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
 from eventcore.entrypoints.http.observability import observe_requests
@@ -64,6 +64,7 @@ def create_app(
             *analytics.ROUTES,
             *operations.ROUTES,
             *segment.ROUTES,
+            *docs.ROUTES,
         ],
         dependencies=DEPENDENCIES,
         before_request=refuse_unusable_parameters,
@@ -74,7 +75,8 @@ def create_app(
             title="eventcore",
             version=eventcore.__version__,
             description="Multi-tenant event ingestion and analytics.",
-            path="/schema",
+            path=docs.PATH,
+            render_plugins=docs.RENDER_PLUGINS,
             components=Components(
                 security_schemes={
                     "AccessToken": SecurityScheme(
