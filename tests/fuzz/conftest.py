@@ -42,3 +42,8 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
     yield start
     for api in started:
         api.stop()
+
+
+# The socket suite runs a real `eventcore serve` for most of a minute: only when -m
+# names `fuzz` too.
+FUZZ_ONLY.add("test_hostile_sockets.py")
