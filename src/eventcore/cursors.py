@@ -29,7 +29,9 @@ _POSITION_BYTES = 16
 # 1 + 16 + 16 bytes: 44 base64 characters exactly, with no padding and no spare bits, so that
 # each text has one reading and any edited character is an edited byte.
 _LENGTH = 44
-_ALPHABET = re.compile(rf"[A-Za-z0-9_-]{{{_LENGTH}}}")
+# What a cursor's whole text matches (the OpenAPI document states it).
+CURSOR_PATTERN = rf"[A-Za-z0-9_-]{{{_LENGTH}}}"
+_ALPHABET = re.compile(CURSOR_PATTERN)
 # The times a datetime holds: from the first microsecond of year 1 to the last of year 9999.
 _MIN_MICROS = -62_135_596_800_000_000
 _MAX_MICROS = 253_402_300_799_999_999

@@ -6,12 +6,23 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
 
-from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.errors import (
+    ACCESS_TOKEN,
+    CREATES,
+    JSON_BODY,
+    NAMED,
+    NOT_FOUND,
+    PATH_PARAMETERS,
+    ROLE,
+    STORE,
+    Codes,
+    api_errors,
+)
+from eventcore.entrypoints.http.openapi import USER_AUTH
 from eventcore.entrypoints.http.schemas import (
     ApiKeyList,
     ApiKeyView,
@@ -33,7 +44,9 @@ from eventcore.entrypoints.http.schemas import (
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
 
-USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
+_EMAIL: Codes = {400: ("invalid_email",)}
+# A change of a member that would leave the workspace without an owner.
+_OWNERS: Codes = {409: ("last_owner",)}
 
 
 class AuthController(Controller):
@@ -44,7 +57,18 @@ class AuthController(Controller):
         "/signup",
         status_code=HTTP_201_CREATED,
         summary="Create a user and the workspace they own",
-        responses=API_ERRORS,
+        responses=api_errors(
+            JSON_BODY,
+            CREATES,
+            NAMED,
+            _EMAIL,
+            {
+                400: ("weak_password",),
+                409: ("email_taken",),
+                429: ("too_many_signups",),
+                503: ("busy",),
+            },
+        ),
     )
     async def signup(
         self,
@@ -62,7 +86,21 @@ class AuthController(Controller):
             result.user_id, result.workspace_id, result.access_token, result.expires_in
         )
 
-    @post("/login", status_code=HTTP_200_OK, summary="Get an access token", responses=API_ERRORS)
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        summary="Get an access token",
+        responses=api_errors(
+            JSON_BODY,
+            STORE,
+            _EMAIL,
+            {
+                401: ("invalid_credentials",),
+                429: ("too_many_login_attempts",),
+                503: ("busy",),
+            },
+        ),
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -87,7 +125,7 @@ class ProjectController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create a project (owner, admin)",
-        responses=API_ERRORS,
+        responses=api_errors(JSON_BODY, ACCESS_TOKEN, ROLE, CREATES, NAMED),
     )
     async def create(
         self,
@@ -97,7 +135,7 @@ class ProjectController(Controller):
     ) -> ProjectView:
         return ProjectView.of(await platform.accounts.create_project(principal, data.name))
 
-    @get("/", summary="List the workspace's projects", responses=API_ERRORS)
+    @get("/", summary="List the workspace's projects", responses=api_errors(ACCESS_TOKEN))
     async def list(
         self, platform: NamedDependency[Platform], principal: NamedDependency[Principal]
     ) -> ProjectList:
@@ -109,7 +147,7 @@ class ProjectController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a project; its API keys stop working and its data is unreachable "
         "(owner, admin)",
-        responses=API_ERRORS,
+        responses=api_errors(PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND),
     )
     async def delete_project(
         self,
@@ -123,7 +161,9 @@ class ProjectController(Controller):
         "/{project_id:str}/api-keys",
         status_code=HTTP_201_CREATED,
         summary="Create an API key; its secret is shown this once (owner, admin)",
-        responses=API_ERRORS,
+        responses=api_errors(
+            PATH_PARAMETERS, JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND, CREATES, NAMED
+        ),
     )
     async def create_key(
         self,
@@ -141,7 +181,7 @@ class ProjectController(Controller):
     @get(
         "/{project_id:str}/api-keys",
         summary="List a project's API keys, without secrets",
-        responses=API_ERRORS,
+        responses=api_errors(PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND),
     )
     async def list_keys(
         self,
@@ -159,7 +199,7 @@ class ProjectController(Controller):
     tags=["projects"],
     security=USER_AUTH,
     summary="Revoke an API key; it stops working within one second (owner, admin)",
-    responses=API_ERRORS,
+    responses=api_errors(PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND),
 )
 async def revoke_api_key(
     key_id: FromPath[str],
@@ -179,7 +219,7 @@ class MemberController(Controller):
         summary="Invite an email to a role (owner); the same answer for any well-formed email",
         description="Makes nobody a member: the invitee accepts the one-time `token` with "
         "`POST /v1/invitations/{token}/accept`, signed in as that email.",
-        responses=API_ERRORS,
+        responses=api_errors(JSON_BODY, ACCESS_TOKEN, ROLE, CREATES, _EMAIL),
     )
     async def invite(
         self,
@@ -193,7 +233,7 @@ class MemberController(Controller):
             invitation.id, invitation.email, invitation.role, issued.token, invitation.expires_at
         )
 
-    @get(summary="The workspace's members (any member)", responses=API_ERRORS)
+    @get(summary="The workspace's members (any member)", responses=api_errors(ACCESS_TOKEN))
     async def list_members(
         self, platform: NamedDependency[Platform], principal: NamedDependency[Principal]
     ) -> MemberList:
@@ -204,7 +244,7 @@ class MemberController(Controller):
         "/{user_id:str}",
         status_code=HTTP_200_OK,
         summary="Change a member's role (owner); the last owner cannot be demoted (409)",
-        responses=API_ERRORS,
+        responses=api_errors(PATH_PARAMETERS, JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND, _OWNERS),
     )
     async def change_role(
         self,
@@ -220,7 +260,7 @@ class MemberController(Controller):
         "/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Remove a member (owner) or leave (yourself); the last owner cannot (409)",
-        responses=API_ERRORS,
+        responses=api_errors(PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND, _OWNERS),
     )
     async def remove_member(
         self,
@@ -237,7 +277,10 @@ class MemberController(Controller):
     tags=["accounts"],
     security=USER_AUTH,
     summary="Accept an invitation, signed in as the email it was made for",
-    responses=API_ERRORS,
+    # 403: signed in as another email than the invitation's.
+    responses=api_errors(
+        PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND, {409: ("already_member",)}
+    ),
 )
 async def accept_invitation(
     token: FromPath[str],

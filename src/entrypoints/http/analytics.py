@@ -12,25 +12,45 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.spec import SecurityRequirement
 from litestar.params import FromQuery, QueryParameter
 from litestar.types import ControllerRouterHandler
 
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
-from eventcore.defaults import DEFAULT_PAGE
+from eventcore.cursors import CURSOR_PATTERN
+from eventcore.defaults import DEFAULT_PAGE, DEFAULT_WINDOW, MAX_BUCKETS, MAX_PAGE
 from eventcore.entrypoints.http.conditional import json_answer
-from eventcore.entrypoints.http.errors import API_ERRORS
+from eventcore.entrypoints.http.errors import ACCESS_TOKEN, VALIDATED, Codes, api_errors
+from eventcore.entrypoints.http.openapi import USER_AUTH
 from eventcore.entrypoints.http.schemas import EventList, EventView
 from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
 
-USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
 CURSOR = (
     "The `next_cursor` of the previous page, as it came: opaque (its position is encrypted) and"
     " good only for the same project and `event_type` filter; any other text, an edited cursor"
-    " or one of another listing is refused (400 `invalid_cursor`)."
+    " or one of another listing is refused (400 `invalid_cursor`). Empty is the first page."
 )
+# The bounds below are checked by the use case, after the caller's role and project (with
+# their own codes), so they are stated in the schema rather than enforced by Litestar.
+START = QueryParameter(
+    description=(
+        "An RFC 3339 time with an offset (an unescaped `+`, read as a space, is taken as `+`);"
+        f" default: `end` minus {DEFAULT_WINDOW.total_seconds() / 3600:g} hours. Rounded down"
+        f" to the granularity; it must be before `end`, and the window at most {MAX_BUCKETS}"
+        " buckets (400 `window_too_large`)."
+    ),
+    schema_extra={"format": "date-time"},
+)
+END = QueryParameter(
+    description="An RFC 3339 time with an offset; default: now. Rounded up to the granularity.",
+    schema_extra={"format": "date-time"},
+)
+LIMIT = QueryParameter(
+    description=f"Events per page, 1 to {MAX_PAGE} (else 400 `invalid_query`).",
+    schema_extra={"minimum": 1, "maximum": MAX_PAGE},
+)
+_READ: Codes = {**VALIDATED, **ACCESS_TOKEN, 404: ("not_found",)}
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:
@@ -55,15 +75,15 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     tags=["analytics"],
     security=USER_AUTH,
     summary="Event counts over time",
-    responses=API_ERRORS,
+    responses=api_errors(_READ, {400: ("window_too_large",)}),
 )
 async def counts(
     request: Request[Any, Any, Any],
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
     project_id: FromQuery[str],
-    start: FromQuery[str | None] = None,
-    end: FromQuery[str | None] = None,
+    start: Annotated[str | None, START] = None,
+    end: Annotated[str | None, END] = None,
     granularity: FromQuery[Granularity] = Granularity.HOUR,
     event_type: FromQuery[str | None] = None,
 ) -> Response[CountSeries]:
@@ -83,15 +103,15 @@ async def counts(
     tags=["analytics"],
     security=USER_AUTH,
     summary="Event counts per type, largest first",
-    responses=API_ERRORS,
+    responses=api_errors(_READ, {400: ("window_too_large",)}),
 )
 async def event_types(
     request: Request[Any, Any, Any],
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
     project_id: FromQuery[str],
-    start: FromQuery[str | None] = None,
-    end: FromQuery[str | None] = None,
+    start: Annotated[str | None, START] = None,
+    end: Annotated[str | None, END] = None,
 ) -> Response[EventTypeTotals]:
     answer = await platform.analytics.event_types_json(
         principal, project_id, start=parse_time("start", start), end=parse_time("end", end)
@@ -104,15 +124,18 @@ async def event_types(
     tags=["analytics"],
     security=USER_AUTH,
     summary="Stored events, newest first",
-    responses=API_ERRORS,
+    responses=api_errors(_READ, {400: ("invalid_cursor",)}),
 )
 async def list_events(
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
     project_id: FromQuery[str],
     event_type: FromQuery[str | None] = None,
-    limit: FromQuery[int] = DEFAULT_PAGE,
-    cursor: Annotated[str | None, QueryParameter(description=CURSOR)] = None,
+    limit: Annotated[int, LIMIT] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None,
+        QueryParameter(description=CURSOR, schema_extra={"pattern": f"^(?:{CURSOR_PATTERN})?$"}),
+    ] = None,
 ) -> EventList:
     page = await platform.analytics.list_events(
         principal, project_id, event_type=event_type, limit=limit, cursor=cursor

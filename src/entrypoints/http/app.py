@@ -8,14 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import (
-    Components,
-    OpenAPIHeader,
-    OpenAPIResponse,
-    OpenAPIType,
-    Schema,
-    SecurityScheme,
-)
+from litestar.openapi.spec import Components
 
 import eventcore
 from eventcore.entrypoints.bootstrap import (
@@ -28,6 +21,7 @@ from eventcore.entrypoints.http import accounts, analytics, docs, ingest, operat
 from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_unusable_parameters
 from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
 from eventcore.entrypoints.http.observability import observe_requests
+from eventcore.entrypoints.http.openapi import SECURITY_SCHEMES, complete_document
 from eventcore.entrypoints.settings import Settings, load_settings, require_shared_secret
 from eventcore.entrypoints.telemetry import flush_spans, setup_tracing
 
@@ -77,17 +71,7 @@ def create_app(
             description="Multi-tenant event ingestion and analytics.",
             path=docs.PATH,
             render_plugins=docs.RENDER_PLUGINS,
-            components=Components(
-                security_schemes={
-                    "AccessToken": SecurityScheme(
-                        type="http", scheme="bearer", bearer_format="JWT"
-                    ),
-                    "ApiKey": SecurityScheme(
-                        type="apiKey", name="X-API-Key", security_scheme_in="header"
-                    ),
-                    "ApiKeyBearer": SecurityScheme(type="http", scheme="bearer"),
-                }
-            ),
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         state=_initial_state(),
         debug=False,
@@ -100,27 +84,8 @@ def create_app(
     # request metrics (one wrapper for all of it: Litestar's Prometheus middleware would build a
     # Request object and its labels a second time).
     app.asgi_handler = observe_requests(app.asgi_handler)
-    _document_retry_after(app)
+    complete_document(app)
     return app
-
-
-def _document_retry_after(app: Litestar) -> None:
-    """Every 429 and 503 answer carries `Retry-After` (``errors.domain_error``): say so in the
-    OpenAPI document, which Litestar's response specs cannot state by themselves."""
-    header = OpenAPIHeader(
-        schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
-        description="Seconds to wait before sending again",
-        required=True,
-    )
-    for item in (app.openapi_schema.paths or {}).values():
-        for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
-            operation = getattr(item, method, None)
-            if operation is None or not operation.responses:
-                continue
-            for status in ("429", "503"):
-                response = operation.responses.get(status)
-                if isinstance(response, OpenAPIResponse):
-                    response.headers = {**(response.headers or {}), "Retry-After": header}
 
 
 def serve_app() -> Litestar:

@@ -8,11 +8,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.enums import ParamType
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    RequestBody,
+    Schema,
+)
 
+from eventcore.entrypoints.http.errors import Codes
 from eventcore.errors import InvalidRequest, PayloadTooLarge, UnsupportedEncoding
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# The content codings a body may come in (any case): gzip and its alias in RFC 9110, or none.
+GZIP = ("gzip", "x-gzip")
+IDENTITY = ("identity",)
+# What `read_body` answers besides the body: the codes and the statuses of its refusals (and
+# Litestar's own 413 for a body over the server's limit).
+READ_BODY_CODES: Codes = {
+    400: ("malformed_body",),
+    413: ("payload_too_large", "request_too_large"),
+    415: ("unsupported_encoding",),
+}
 
 
 async def read_body(request: Request[Any, Any, Any], max_bytes: int) -> bytes:
@@ -23,12 +42,12 @@ async def read_body(request: Request[Any, Any, Any], max_bytes: int) -> bytes:
     the limit, so a small gzip bomb costs no more than a plain body.
     """
     encoding = ",".join(request.headers.getall("content-encoding", [])).strip().lower()
-    if encoding not in ("", "identity", "gzip", "x-gzip"):
+    if encoding not in ("", *IDENTITY, *GZIP):
         raise UnsupportedEncoding(
             f"Content-Encoding {encoding!r} is not supported: send gzip or identity (none).",
         )
     body = await request.body()
-    data = body if encoding in ("", "identity") else _gunzip(body, max_bytes)
+    data = _gunzip(body, max_bytes) if encoding in GZIP else body
     if len(data) > max_bytes:
         raise PayloadTooLarge(
             f"The request body is larger than {max_bytes} bytes.", code="request_too_large"
@@ -68,8 +87,22 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
             )
 
 
+CONTENT_ENCODING = Parameter(
+    name="Content-Encoding",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, enum=[*GZIP, *IDENTITY]),
+    description=(
+        "How the body is encoded: `gzip` (`x-gzip`; one or more members, read as their"
+        " concatenation) or `identity`, in any case; none is `identity`. Any other coding, or"
+        " more than one, is a 415 `unsupported_encoding`, answered before the body is read."
+    ),
+)
+
+
 def documented_body(description: str, schema: Schema) -> type[Operation]:
-    """An ``operation_class`` documenting the JSON body a handler reads with :func:`read_body`.
+    """An ``operation_class`` documenting the JSON body a handler reads with :func:`read_body`,
+    and the ``Content-Encoding`` it reads it in.
 
     Such a handler takes the body raw (so that gzip and per-event errors work) and has no
     ``data`` parameter, from which Litestar would otherwise document it.
@@ -84,5 +117,8 @@ def documented_body(description: str, schema: Schema) -> type[Operation]:
                 description=description,
                 content={"application/json": OpenAPIMediaType(schema=schema)},
             )
+            # Documented only: `read_body` checks it, with its own error (Litestar's check of
+            # a header parameter would answer another one).
+            self.parameters = [*(self.parameters or []), CONTENT_ENCODING]
 
     return RawBodyOperation

@@ -62,7 +62,7 @@ def unstorable(raw: bytes) -> str | None:
     return None
 
 
-def _refuse(where: str, reason: str, code: str) -> InvalidRequest:
+def _refuse(where: str, reason: str, *, code: str) -> InvalidRequest:
     return InvalidRequest(f"{where} holds a character that cannot be stored ({reason}).", code=code)
 
 
@@ -71,11 +71,13 @@ def _check_query_string(query: bytes) -> None:
         raw_name, _, raw_value = field.replace(b"+", b" ").partition(b"=")
         reason = unstorable(raw_name)
         if reason is not None:
-            raise _refuse("A query parameter's name", reason, "invalid_query")
+            raise _refuse("A query parameter's name", reason, code="invalid_query")
         reason = unstorable(raw_value)
         if reason is not None:
             name = unquote_to_bytes(raw_name).decode()
-            raise _refuse(f"`{name}`" if name else "A query parameter", reason, "invalid_query")
+            raise _refuse(
+                f"`{name}`" if name else "A query parameter", reason, code="invalid_query"
+            )
 
 
 def _check_path(request: Request[Any, Any, Any]) -> None:
@@ -88,7 +90,7 @@ def _check_path(request: Request[Any, Any, Any]) -> None:
     # The server decoded the path leniently: NUL as is, other faults as U+FFFD.
     mark = "\x00" if reason == "NUL" else "\ufffd"
     names = [name for name, value in request.path_params.items() if mark in str(value)]
-    raise _refuse(f"`{names[0]}`" if names else "The path", reason, "invalid_path")
+    raise _refuse(f"`{names[0]}`" if names else "The path", reason, code="invalid_path")
 
 
 # async on purpose: Litestar runs a sync before_request hook in a worker thread, which would

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -84,20 +85,71 @@ _ERROR_MEANINGS = {
     503: "A dependency is unavailable; nothing was done; retry after `Retry-After` seconds",
 }
 
-# What every API route documents: any of them may meet any of these (a 409 from a store
-# constraint, a 503 from a store that is down, a 413 from the body limit), always in one shape.
-API_ERRORS: dict[int, ResponseSpec] = {
-    status: ResponseSpec(data_container=ErrorBody, description=meaning, generate_examples=False)
-    for status, meaning in _ERROR_MEANINGS.items()
-    if status != 415
-}
-# What a route that reads a body with `body.read_body` adds.
-INGEST_ERRORS = {
-    **API_ERRORS,
-    415: ResponseSpec(
-        data_container=ErrorBody, description=_ERROR_MEANINGS[415], generate_examples=False
-    ),
-}
+# The error codes an operation may answer, by status. Each group below is where some codes
+# arise; an operation's responses name the codes of the groups it meets (`api_errors`).
+Codes = Mapping[int, Sequence[str]]
+
+# Every request: a query parameter given twice or holding what no store keeps
+# (`deps.refuse_unusable_parameters`).
+EVERY_REQUEST: Codes = {400: ("invalid_query",)}
+# A route with path parameters: the same check of the path.
+PATH_PARAMETERS: Codes = {400: ("invalid_path",)}
+# Typed parameters or a JSON body, which Litestar validates (`http_error`).
+VALIDATED: Codes = {400: ("invalid_request",)}
+JSON_BODY: Codes = {**VALIDATED, 413: ("payload_too_large",)}
+# A route that reads or writes the store; one that creates a record (whose id may be reused).
+STORE: Codes = {503: ("database_unavailable",)}
+CREATES: Codes = {**STORE, 409: ("already_exists",)}
+# A route behind an access token (`deps.provide_principal`).
+ACCESS_TOKEN: Codes = {401: ("unauthorized", "invalid_token", "token_expired"), **STORE}
+# ...that also needs a role that not every member has.
+ROLE: Codes = {403: ("forbidden",)}
+# ...about one resource of the caller's workspace.
+NOT_FOUND: Codes = {404: ("not_found",)}
+# A name the client gives a workspace, project or key, stored as text as it is.
+NAMED: Codes = {400: ("invalid_name", "unstorable_value")}
+
+
+def merge_codes(*groups: Codes) -> dict[int, tuple[str, ...]]:
+    """The codes of all ``groups``, by status, each once, in order."""
+    merged: dict[int, dict[str, None]] = {}
+    for group in groups:
+        for status, codes in group.items():
+            merged.setdefault(status, {}).update(dict.fromkeys(codes))
+    return {status: tuple(codes) for status, codes in sorted(merged.items())}
+
+
+def describe_errors(
+    codes: Codes, meanings: Mapping[int, str], body: type[msgspec.Struct]
+) -> dict[int, ResponseSpec]:
+    """A response of ``body`` for each status of ``meanings``, naming its ``codes``."""
+    unknown = set(codes) - set(meanings)
+    if unknown:
+        raise ValueError(f"codes for undocumented statuses {sorted(unknown)}")
+    responses = {}
+    for status, meaning in meanings.items():
+        named = ", ".join(f"`{code}`" for code in codes.get(status, ()))
+        responses[status] = ResponseSpec(
+            data_container=body,
+            description=f"{meaning}. Codes: {named}." if named else meaning,
+            generate_examples=False,
+        )
+    return responses
+
+
+def api_errors(*groups: Codes) -> dict[int, ResponseSpec]:
+    """What an API route documents: every status any route may meet (a 409 from a store
+    constraint, a 503 from a store that is down, a 413 from the body limit), always in one
+    shape, each naming the codes of ``groups`` and ``EVERY_REQUEST``; 415 only for a route
+    whose groups give it codes (one that reads its body with `body.read_body`)."""
+    codes = merge_codes(EVERY_REQUEST, *groups)
+    meanings = {s: m for s, m in _ERROR_MEANINGS.items() if s != 415 or s in codes}
+    return describe_errors(codes, meanings, ErrorBody)
+
+
+API_ERRORS: dict[int, ResponseSpec] = api_errors()
+# What a route outside the API (health, metrics) may answer besides its own answers.
+EDGE_ERRORS = describe_errors(EVERY_REQUEST, {400: _ERROR_MEANINGS[400]}, ErrorBody)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

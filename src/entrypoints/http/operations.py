@@ -13,6 +13,7 @@ from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from eventcore.entrypoints.bootstrap import Check, Readiness
+from eventcore.entrypoints.http.errors import EDGE_ERRORS
 from eventcore.entrypoints.http.metrics import refresh_queue_gauges
 from eventcore.entrypoints.http.schemas import Health
 
@@ -22,7 +23,11 @@ log = structlog.get_logger("eventcore.http")
 
 
 @get(
-    "/health/live", tags=["operations"], summary="200 while the process runs", sync_to_thread=False
+    "/health/live",
+    tags=["operations"],
+    summary="200 while the process runs",
+    responses=EDGE_ERRORS,
+    sync_to_thread=False,
 )
 def live() -> Health:
     return Health("ok")
@@ -32,7 +37,12 @@ def live() -> Health:
     "/health/ready",
     tags=["operations"],
     summary="200 when every dependency answers; 503 naming the one that is down",
-    responses={503: ResponseSpec(data_container=Health, description="A needed dependency is down")},
+    responses={
+        **EDGE_ERRORS,
+        503: ResponseSpec(
+            data_container=Health, description="A needed dependency is down. Codes: `unavailable`."
+        ),
+    },
 )
 async def ready(state: State) -> Response[Health]:
     checks: Readiness = state.checks
@@ -67,7 +77,11 @@ class MetricsController(PrometheusController):
     tags = ["operations"]
 
     # Re-declared only so that the OpenAPI document says what it serves: Prometheus text.
-    @get(media_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics (text exposition format)")
+    @get(
+        media_type=CONTENT_TYPE_LATEST,
+        summary="Prometheus metrics (text exposition format)",
+        responses=EDGE_ERRORS,
+    )
     async def get(self, state: State) -> Response[bytes]:
         # The queue's length is read from RabbitMQ now, when a scrape asks for it.
         await refresh_queue_gauges(state.get("queue_lengths"))

@@ -8,7 +8,9 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, Schema
 
-from eventcore.entrypoints.http.body import documented_body
+from eventcore.entrypoints.http.body import READ_BODY_CODES, documented_body
+from eventcore.entrypoints.http.errors import EVERY_REQUEST, Codes, describe_errors, merge_codes
+from eventcore.entrypoints.http.ingest import EVENT_REJECTIONS, INGEST_CODES
 from eventcore.entrypoints.http.schemas import event_id_schema, event_type_schema
 from eventcore.entrypoints.http.segment.protocol import MESSAGE_TYPES
 from eventcore.events import RejectedEvent
@@ -30,10 +32,34 @@ _ERROR_MEANINGS = {
     429: "The workspace is over its event rate; retry after `Retry-After` seconds",
     503: "The queue is unavailable or full; nothing was accepted; retry after `Retry-After` seconds",
 }
-ERRORS = {
-    status: ResponseSpec(data_container=SegmentError, description=meaning, generate_examples=False)
-    for status, meaning in _ERROR_MEANINGS.items()
-}
+# What the protocol's parsing adds to an ingest's codes: a `sentAt` that is no time, and on
+# `/v1/<type>`, a body naming another type or giving one of the message's fields twice.
+_BATCH_CODES: Codes = {400: ("invalid_sent_at",)}
+_MESSAGE_CODES: Codes = {400: ("invalid_sent_at", "type_mismatch", "duplicate_key")}
+# A message is refused alone for the protocol's rules, then as the event it becomes.
+MESSAGE_REJECTIONS = (
+    "invalid_message",
+    "message_too_large",
+    "invalid_type",
+    "invalid_identity",
+    "missing_identity",
+    "invalid_message_id",
+    "invalid_event_name",
+    "missing_group_id",
+    "missing_previous_id",
+    "invalid_field",
+    *EVENT_REJECTIONS,
+)
+
+
+def error_responses(*, single: bool) -> dict[int, ResponseSpec]:
+    """The errors of ``/v1/batch``, or of a ``/v1/<type>`` route when ``single``, in the
+    protocol's shape."""
+    codes = merge_codes(
+        EVERY_REQUEST, READ_BODY_CODES, INGEST_CODES, _MESSAGE_CODES if single else _BATCH_CODES
+    )
+    return describe_errors(codes, _ERROR_MEANINGS, SegmentError)
+
 
 _ID = Schema(
     one_of=[Schema(type=OpenAPIType.STRING, pattern=r"\S"), Schema(type=OpenAPIType.NUMBER)]

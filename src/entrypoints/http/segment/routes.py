@@ -22,11 +22,14 @@ from litestar.types import ControllerRouterHandler
 from eventcore.entrypoints.http import errors
 from eventcore.entrypoints.http.body import read_body
 from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
+from eventcore.entrypoints.http.ingest import rejections
 from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
+from eventcore.entrypoints.http.openapi import WRITE_KEY_AUTH
 from eventcore.entrypoints.http.segment.openapi import (
     AUTH,
-    ERRORS,
+    MESSAGE_REJECTIONS,
     BatchOperation,
+    error_responses,
     message_operation,
 )
 from eventcore.entrypoints.http.segment.protocol import (
@@ -95,13 +98,17 @@ async def accept(
     return SegmentReceipt(receipt.accepted, receipt.duplicates, rejected)
 
 
+RECEIVED = "The valid messages are durably accepted." + rejections(MESSAGE_REJECTIONS)
+
+
 @post(
     "/batch",
     status_code=HTTP_200_OK,
     summary="Send a batch of Segment messages",
     description="What the Segment and RudderStack server SDKs call." + AUTH,
     operation_class=BatchOperation,
-    responses=ERRORS,
+    response_description=RECEIVED,
+    responses=error_responses(single=False),
 )
 async def batch(
     request: Request[Any, Any, Any], platform: NamedDependency[Platform]
@@ -128,7 +135,8 @@ def message_route(message_type: str) -> HTTPRouteHandler:
         summary=f"Send one Segment {message_type} message",
         description=f"One {message_type} message, for raw HTTP clients." + AUTH,
         operation_class=message_operation(message_type),
-        responses=ERRORS,
+        response_description=RECEIVED,
+        responses=error_responses(single=True),
     )(send)
 
 
@@ -157,8 +165,7 @@ ROUTES: list[ControllerRouterHandler] = [
         "/v1",
         route_handlers=[batch, *(message_route(kind) for kind in MESSAGE_TYPES)],
         tags=["segment"],
-        # The key forms an OpenAPI scheme can name; `AUTH` describes the others.
-        security=[{"ApiKey": []}, {"ApiKeyBearer": []}],
+        security=WRITE_KEY_AUTH,
         exception_handlers={
             EventcoreError: domain_error,
             HTTPException: http_error,
