@@ -17,9 +17,10 @@ The app's own body limit (``EVENTCORE_MAX_REQUEST_BYTES``) still applies to the 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from eventcore.defaults import MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES, REQUEST_TIMEOUT_SECONDS
 
@@ -47,6 +48,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._line_bytes = 0
         self._refusal: tuple[int, str] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # Every request of the connection still being answered or waiting its turn (pipelined).
+        self._cycles: weakref.WeakSet[RequestResponseCycle] = weakref.WeakSet()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -54,7 +57,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._abandon()
         super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._cycles.add(self.cycle)
+
+    def _abandon(self) -> None:
+        """Once the connection is closing, no request of it may write an answer: uvicorn marks
+        only the newest request disconnected, and an earlier one still running (pipelined
+        requests, then a bad one that is answered 400 and closes the connection) would write to
+        the closed transport, which uvloop refuses with an error the server logs. Each is told
+        the client is gone, as for a client that disconnects."""
+        for cycle in list(self._cycles):
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._cycles.clear()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -66,6 +85,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # exceeded bound gets its own status instead.
         if self._refusal is None:
             super().send_400_response(msg)
+            self._abandon()
             return
         status, text = self._refusal
         self._send_and_close(status, text)
@@ -112,6 +132,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = getattr(self, "cycle", None)
         if cycle is not None and cycle.response_started:
             self.transport.close()
+            self._abandon()
             return
         self._refusal = (408, f"The request was not received within {self.request_timeout} s.")
         self._send_and_close(*self._refusal)
@@ -132,3 +153,4 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+        self._abandon()
