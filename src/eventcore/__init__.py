@@ -34,6 +34,8 @@ from eventcore.errors import (
     Unavailable,
 )
 from eventcore.events import Event, EventLimits, IngestBatch, RejectedEvent, StoredEvent
+from eventcore.funnels import FunnelQuery, FunnelResult, FunnelStep, FunnelStepResult
+from eventcore.persons import UserSeries, UsersPoint
 from eventcore.platform import Platform, build_platform
 from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import Principal, ProjectRef, Role
@@ -76,6 +78,10 @@ __all__ = [
     "EventTypeTotals",
     "EventcoreError",
     "EventsRejected",
+    "FunnelQuery",
+    "FunnelResult",
+    "FunnelStep",
+    "FunnelStepResult",
     "Granularity",
     "IngestBatch",
     "IngestReceipt",
@@ -96,6 +102,8 @@ __all__ = [
     "Role",
     "StoredEvent",
     "Unavailable",
+    "UserSeries",
+    "UsersPoint",
     "__version__",
     "build_platform",
 ]

@@ -21,6 +21,8 @@ REQUEST_TIMEOUT_SECONDS: Final = 30.0
 MAX_FUTURE: Final = timedelta(hours=24)
 MAX_ID_LENGTH: Final = 128
 MAX_TYPE_LENGTH: Final = 128
+# An event's `user_id` and `anonymous_id` (its person is the first it has).
+MAX_PERSON_LENGTH: Final = 128
 
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000
@@ -28,6 +30,24 @@ DEFAULT_WINDOW: Final = timedelta(hours=24)
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
 ANALYTICS_CACHE_SECONDS: Final = 300.0
+# Unique users are HyperLogLog sketches (Apache DataSketches, HLL_8) of 2^14 registers, one per
+# project, hour and event type: 16 KiB at most each, a standard error of about 0.8 % once a
+# window holds more than a few thousand persons, and the exact count below that.
+SKETCH_LG_K: Final = 14
+# Declared dimensions: paths per project, distinct values kept per dimension, day and event type
+# (the rest are counted as `other`), the longest value kept, the longest path; `where` filters
+# per query; values per breakdown answer.
+MAX_DIMENSIONS: Final = 10
+MAX_DIMENSION_VALUES: Final = 100
+MAX_DIMENSION_VALUE_LENGTH: Final = 200
+MAX_DIMENSION_PATH_LENGTH: Final = 200
+MAX_WHERE: Final = 10
+DEFAULT_BREAKDOWN_LIMIT: Final = 10
+MAX_BREAKDOWN_LIMIT: Final = 100
+# Funnels: 2 to 10 steps, each within this many seconds of the first at most.
+MIN_FUNNEL_STEPS: Final = 2
+MAX_FUNNEL_STEPS: Final = 10
+MAX_FUNNEL_WINDOW_SECONDS: Final = 90 * 24 * 3600
 
 # Accounts.
 MAX_EMAIL_LENGTH: Final = 320

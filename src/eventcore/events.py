@@ -44,6 +44,13 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     type: str
     timestamp: datetime
     properties: Raw
+    user_id: str | None = None
+    anonymous_id: str | None = None
+
+    @property
+    def person(self) -> str | None:
+        """Who did it: its ``user_id``, else its ``anonymous_id``; None for nobody known."""
+        return self.user_id if self.user_id is not None else self.anonymous_id
 
 
 class IngestBatch(msgspec.Struct, frozen=True):
@@ -69,16 +76,28 @@ class ValidatedBatch(msgspec.Struct, frozen=True):
 _NULL = Raw(b"null")
 
 
+_Person = Annotated[str, Meta(min_length=1, max_length=defaults.MAX_PERSON_LENGTH)]
+
+
 class _WireEvent(msgspec.Struct):
     type: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_TYPE_LENGTH)]
     id: Annotated[str, Meta(min_length=1, max_length=defaults.MAX_ID_LENGTH)] | None = None
     timestamp: Annotated[datetime, Meta(tz=True)] | int | float | None = None
     properties: Raw = msgspec.field(default_factory=lambda: _NULL)
+    user_id: _Person | None = None
+    anonymous_id: _Person | None = None
 
 
 _EMPTY_OBJECT = Raw(b"{}")
 _ESCAPE = b"\\u00"
-_FIELD_KEYS = (b'"id"', b'"type"', b'"timestamp"', b'"properties"')
+_FIELD_KEYS = (
+    b'"id"',
+    b'"type"',
+    b'"timestamp"',
+    b'"properties"',
+    b'"user_id"',
+    b'"anonymous_id"',
+)
 
 # The integers every JSON reader reads back exactly as sent, the 64-bit range (msgspec, Go, Java,
 # PostgreSQL's bigint; Python's json fails past 4,300 digits). Other numbers must be finite 64-bit
@@ -241,6 +260,8 @@ def _suspects(joined: bytes, wires: list[_WireEvent]) -> _Suspects:
         b'"type"': count,
         b'"timestamp"': count - [wire.timestamp for wire in wires].count(None),
         b'"properties"': count - [wire.properties for wire in wires].count(_NULL),
+        b'"user_id"': count - [wire.user_id for wire in wires].count(None),
+        b'"anonymous_id"': count - [wire.anonymous_id for wire in wires].count(None),
     }
     properties: bytes | None = None
     keys: list[bytes] = []
@@ -308,8 +329,14 @@ def _checked(
             return repeated
     if not wire.type.strip():
         return "invalid_event", "`type` must contain a non-blank character."
-    if "\x00" in wire.type or (wire.id is not None and "\x00" in wire.id):
-        return "invalid_event", "`id` and `type` may not contain the NUL character (\\u0000)."
+    if any(
+        "\x00" in text for text in (wire.type, wire.id, wire.user_id, wire.anonymous_id) if text
+    ):
+        return (
+            "invalid_event",
+            "`id`, `type`, `user_id` and `anonymous_id` may not contain the NUL character"
+            " (\\u0000).",
+        )
     properties = _check_properties(wire.properties, numbers=suspects.numbers)
     if isinstance(properties, tuple):
         return properties
@@ -317,7 +344,14 @@ def _checked(
     if isinstance(timestamp, tuple):
         return timestamp
     event_id = wire.id if wire.id is not None else new_event_id()
-    return Event(id=event_id, type=wire.type, timestamp=timestamp, properties=properties)
+    return Event(
+        id=event_id,
+        type=wire.type,
+        timestamp=timestamp,
+        properties=properties,
+        user_id=wire.user_id,
+        anonymous_id=wire.anonymous_id,
+    )
 
 
 def new_event_id() -> str:
@@ -487,6 +521,12 @@ class StoredEvent(msgspec.Struct, frozen=True):
     received_at: datetime
     properties: Raw
     seq: int
+    user_id: str | None = None
+    anonymous_id: str | None = None
+
+    @property
+    def person(self) -> str | None:
+        return self.user_id if self.user_id is not None else self.anonymous_id
 
 
 class EventCursor(msgspec.Struct, frozen=True, array_like=True):

@@ -23,7 +23,9 @@ from typing import Protocol
 import msgspec
 
 from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
+from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
+from eventcore.funnels import PersonEvent
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -111,6 +113,13 @@ class AccountStore(Protocol):
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         """Oldest first, revoked ones included."""
 
+    async def set_dimensions(
+        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+    ) -> Project | None:
+        """Replace the project's declared dimensions; None if it is not in the workspace.
+
+        Appends committed after this count the new dimensions' values."""
+
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime
     ) -> list[ApiKey] | None:
@@ -158,8 +167,57 @@ class EventStore(Protocol):
     ) -> list[StoredEvent]:
         """Newest first by (timestamp, seq), strictly older than ``before`` when given."""
 
+    async def user_sketches(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[tuple[datetime, bytes]]:
+        """The persons' sketches (:mod:`eventcore.persons`) of hour buckets starting in
+        [start, end): of ``event_type``, or of every type together; buckets without persons are
+        left out."""
+
+    async def person_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        event_types: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> list[PersonEvent]:
+        """Stored events of ``event_types`` that have a person, with a timestamp in [start, end),
+        ordered by (person, timestamp, seq)."""
+
+    async def dimension_tallies(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[DimensionTally]:
+        """The daily tallies of ``dimension`` for days starting in [start, end): of
+        ``event_type``, or of every type together (:mod:`eventcore.dimensions`)."""
+
+    async def filtered_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None,
+        where: Sequence[Where],
+    ) -> list[FilteredEvent]:
+        """Stored events with a timestamp in [start, end), of ``event_type`` (or any), whose
+        stored dimension values match every filter of ``where``, in any order."""
+
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
-        """Recompute the count tables from stored events (of one workspace, or of all).
+        """Recompute the count tables, the persons' sketches, each event's stored dimension
+        values (for the project's dimensions as declared now) and the dimension tallies from
+        the stored events (of one workspace, or of all).
 
         The recount names every workspace whose count rows it replaced or whose events it
         counted: the ones whose cached answers may now be out of date.

@@ -128,6 +128,8 @@ class Project(msgspec.Struct, frozen=True):
     workspace_id: str
     name: str
     created_at: datetime
+    # The property paths counted per value at write time (eventcore.dimensions).
+    dimensions: tuple[str, ...] = ()
 
 
 class ApiKey(msgspec.Struct, frozen=True):

@@ -196,6 +196,8 @@ async def memory_store(scratch: Scratch) -> AsyncIterator[StoreKit]:
 
     async def wipe_counts() -> None:
         store.counts.clear()
+        store.sketches.clear()
+        store.tallies.clear()
 
     yield StoreKit(store, wipe_counts)
 
@@ -209,6 +211,8 @@ async def sqlite_store(scratch: Scratch) -> AsyncIterator[StoreKit]:
         with _connection(path) as connection:
             connection.execute("DELETE FROM counts_minute")
             connection.execute("DELETE FROM counts_hour")
+            connection.execute("DELETE FROM users_hour")
+            connection.execute("DELETE FROM dims_day")
 
     async def wipe_counts() -> None:
         await asyncio.to_thread(delete_counts)

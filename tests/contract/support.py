@@ -36,8 +36,18 @@ def event(
     event_type: str = "page_view",
     timestamp: datetime = T0,
     properties: bytes = b"{}",
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
 ) -> Event:
-    return Event(id=event_id, type=event_type, timestamp=timestamp, properties=Raw(properties))
+    return Event(
+        id=event_id,
+        type=event_type,
+        timestamp=timestamp,
+        properties=Raw(properties),
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+    )
 
 
 def batch(

@@ -140,20 +140,31 @@ async def test_a_file_from_a_newer_eventcore_is_refused(tmp_path: Path) -> None:
 async def test_every_key_and_index_of_tenant_data_starts_with_the_workspace(
     tmp_path: Path,
 ) -> None:
-    """Events, counts, projects and API keys are keyed and indexed by workspace_id first."""
+    """Every table of tenant data (events, counts, sketches, projects, keys, ...) is keyed and
+    indexed by workspace_id first."""
     path = tmp_path / "eventcore.sqlite3"
     async with await SqliteStore.open(path):
         pass
     connection = sqlite3.connect(path)
     try:
-        for table in ("events", "counts_minute", "counts_hour", "projects", "api_keys"):
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        # users holds no tenant data; a membership is also found by its user at sign-in; a
+        # workspace is keyed by its id, the workspace_id of everything else.
+        assert {"events", "counts_hour", "users_hour", "projects", "api_keys"} <= tables
+        for table in sorted(tables - {"users", "memberships", "workspaces"}):
             indexes = connection.execute(f"PRAGMA index_list({table})").fetchall()
             assert indexes
             for index in indexes:
                 name = index[1]
                 columns = [c[2] for c in connection.execute(f"PRAGMA index_info({name})")]
-                if columns == ["key_hash"]:
-                    continue  # finding a key's tenant is the one lookup that cannot know it
+                if columns in (["key_hash"], ["token_hash"]):
+                    # Unique across tenants: no two keys (or invitations) share a secret's hash.
+                    continue
                 assert columns[0] == "workspace_id", (table, name, columns)
     finally:
         connection.close()

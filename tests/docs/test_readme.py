@@ -105,6 +105,25 @@ def test_the_limits_table_states_the_defaults() -> None:
         "event `id` / `type` length": (
             f"{defaults.MAX_ID_LENGTH} / 1\N{EN DASH}{defaults.MAX_TYPE_LENGTH} characters"
         ),
+        "event `user_id` / `anonymous_id` length": (
+            f"1\N{EN DASH}{defaults.MAX_PERSON_LENGTH} characters"
+        ),
+        "declared dimensions per project / path length": (
+            f"{defaults.MAX_DIMENSIONS} / {defaults.MAX_DIMENSION_PATH_LENGTH} characters"
+        ),
+        "distinct values kept per dimension, day and event type (the rest count as `other`)"
+        " / value length": (
+            f"{defaults.MAX_DIMENSION_VALUES} / {defaults.MAX_DIMENSION_VALUE_LENGTH} characters"
+        ),
+        "`where` filters per query / breakdown values per answer": (
+            f"{defaults.MAX_WHERE} / 1\N{EN DASH}{defaults.MAX_BREAKDOWN_LIMIT}"
+            f" (default {defaults.DEFAULT_BREAKDOWN_LIMIT})"
+        ),
+        "funnel steps / window": (
+            f"{defaults.MIN_FUNNEL_STEPS}\N{EN DASH}{defaults.MAX_FUNNEL_STEPS} steps, "
+            f"`window_seconds` 1\N{EN DASH}{defaults.MAX_FUNNEL_WINDOW_SECONDS:,} "
+            f"({defaults.MAX_FUNNEL_WINDOW_SECONDS // 86400} days)"
+        ),
         "event `timestamp`": f"from 1970-01-01 to {defaults.MAX_FUTURE // HOUR} hours ahead",
         "ingest rate per workspace (every event sent counts, valid or not)": (
             f"{rate:,} events/s, bursts of {2 * rate:,}"

@@ -282,6 +282,41 @@ def test_the_payload_is_the_message_text_as_sent() -> None:
     assert outcome.endswith(b',"properties":' + text + b"}")
 
 
+@pytest.mark.parametrize(
+    ("ids", "person"),
+    [
+        ({"userId": "u-7"}, {"user_id": "u-7"}),
+        ({"userId": None, "anonymousId": "a-1"}, {"anonymous_id": "a-1"}),
+        ({"userId": 42, "anonymousId": "a-1"}, {"user_id": "42", "anonymous_id": "a-1"}),
+        ({"userId": "  ", "anonymousId": 1.5}, {"anonymous_id": "1.5"}),
+    ],
+)
+def test_a_messages_ids_become_its_events_person(
+    ids: dict[str, Any], person: dict[str, str]
+) -> None:
+    """`userId` and `anonymousId` map to the event's `user_id` and `anonymous_id` (numbers as their
+    JSON text, blanks as absent)."""
+    event = to_event(encode(message("track", **ids)))
+
+    assert isinstance(event, dict)
+    assert {k: event[k] for k in ("user_id", "anonymous_id") if k in event} == person
+
+
+@pytest.mark.parametrize("value", ["x" * 129, "a\x00b", 10**130])
+def test_an_id_no_event_can_hold_is_refused_as_invalid_identity(value: Any) -> None:
+    """An id over 128 characters (as text) or with NUL cannot be an event's person."""
+    outcome = message_to_event(
+        encode(message("track", userId=value)),
+        sent_at=None,
+        received_at=RECEIVED,
+        max_message_bytes=LIMITS.max_event_bytes,
+    )
+
+    assert isinstance(outcome, tuple)
+    assert outcome[0] == "invalid_identity"
+    assert "128" in outcome[1]
+
+
 def test_a_write_key_inside_a_message_is_never_stored() -> None:
     """A message carrying writeKey keeps everything but the key."""
     sent = message("identify", writeKey="ek_secret")
@@ -303,9 +338,8 @@ def test_fields_of_other_types_and_nulls_are_left_alone() -> None:
     )
 
     assert outcome == (
-        b'{"type":"identify","timestamp":"2026-01-10T10:59:00Z","id":"m-1","properties":'
-        + text
-        + b"}"
+        b'{"type":"identify","timestamp":"2026-01-10T10:59:00Z","id":"m-1","user_id":"user-1",'
+        b'"properties":' + text + b"}"
     )
 
 

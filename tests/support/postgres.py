@@ -35,6 +35,7 @@ from psycopg import sql
 
 from eventcore.adapters.postgres import DEFAULT_APP_ROLE, PostgresStore, migrate
 from eventcore.aggregation import CountKey, StoredGrain
+from eventcore.persons import SketchKey, estimate
 
 HOST = "127.0.0.1"
 PORT = 5432
@@ -49,6 +50,8 @@ TENANT_TABLES = (
     "events",
     "counts_minute",
     "counts_hour",
+    "users_hour",
+    "dims_day",
 )
 _START_HINT = (
     "start it (as root) with: "
@@ -193,10 +196,13 @@ async def postgres_store(
 
 
 async def delete_counts(dsn: str) -> None:
-    """Damage the count tables behind the store's back, as an operator's mistake would."""
+    """Damage the count tables, the persons' sketches and the dimension tallies behind the
+    store's back, as an operator's mistake would."""
     async with owner_connection(dsn) as conn:
         await conn.execute("DELETE FROM eventcore.counts_minute")
         await conn.execute("DELETE FROM eventcore.counts_hour")
+        await conn.execute("DELETE FROM eventcore.users_hour")
+        await conn.execute("DELETE FROM eventcore.dims_day")
 
 
 async def stored_counts(dsn: str) -> Counter[CountKey]:
@@ -228,3 +234,28 @@ async def recount_from_events(dsn: str) -> Counter[CountKey]:
             for workspace_id, project_id, bucket, event_type, count in await cursor.fetchall():
                 counts[CountKey(workspace_id, project_id, grain, bucket, event_type)] = count
     return counts
+
+
+async def stored_persons(dsn: str) -> dict[SketchKey, int]:
+    """Every sketch row's distinct persons (its estimate), read as the owner (all tenants)."""
+    async with owner_connection(dsn) as conn:
+        cursor = await conn.execute(
+            "SELECT workspace_id, project_id, bucket, event_type, sketch FROM eventcore.users_hour"
+        )
+        rows = await cursor.fetchall()
+    return {SketchKey(*key): estimate([sketch]).users for *key, sketch in rows}
+
+
+async def persons_from_events(dsn: str) -> dict[SketchKey, int]:
+    """What the sketches should count, counted from the stored events with plain SQL: the
+    distinct persons per (project, hour, type) and per (project, hour) for every type."""
+    async with owner_connection(dsn) as conn:
+        cursor = await conn.execute(
+            "SELECT workspace_id, project_id, date_trunc('hour', event_time, 'UTC'),"
+            " t.event_type, count(DISTINCT coalesce(user_id, anonymous_id))"
+            " FROM eventcore.events CROSS JOIN LATERAL (VALUES (type), ('')) AS t (event_type)"
+            " WHERE coalesce(user_id, anonymous_id) IS NOT NULL"
+            " GROUP BY 1, 2, 3, 4"
+        )
+        rows = await cursor.fetchall()
+    return {SketchKey(*key): persons for *key, persons in rows}

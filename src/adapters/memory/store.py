@@ -16,9 +16,26 @@ from eventcore.aggregation import (
     StoredGrain,
     count_increments,
 )
+from eventcore.dimensions import (
+    DimensionGroup,
+    DimensionKey,
+    DimensionTally,
+    FilteredEvent,
+    Kind,
+    Tally,
+    Where,
+    bounded,
+    decode_values,
+    dimension_increments,
+    encode_values,
+    matches,
+    values_of,
+)
 from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
+from eventcore.funnels import PersonEvent
 from eventcore.idempotency import IdempotencyKey
+from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
 from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import (
     ApiKey,
@@ -43,6 +60,11 @@ class MemoryStore:
         self.api_keys: dict[str, ApiKey] = {}
         self.events: dict[IdempotencyKey, tuple[StoredEvent, str, str]] = {}
         self.counts: Counter[CountKey] = Counter()
+        self.sketches: dict[SketchKey, bytes] = {}
+        # Each stored event's declared values (JSON), and the dimension tallies with their
+        # persons' sketches.
+        self.values: dict[IdempotencyKey, str] = {}
+        self.tallies: dict[DimensionKey, tuple[int, bytes | None]] = {}
         self._seq = 0
         self._lock = asyncio.Lock()
 
@@ -219,12 +241,17 @@ class MemoryStore:
                         batch.received_at,
                         event.properties,
                         self._seq,
+                        event.user_id,
+                        event.anonymous_id,
                     )
                     self.events[key] = (stored, batch.workspace_id, batch.project_id)
+                    self.values[key] = self._values_of(batch, event)
                     new.append(event)
                 if new:
                     inserted.append(msgspec.structs.replace(batch, events=new))
             self.counts.update(count_increments(inserted))
+            self._add_persons(inserted)
+            self._add_tallies(dimension_increments(inserted, self._declared(inserted)))
             return AppendResult(sum(len(b.events) for b in inserted), duplicates)
 
     async def count_series(
@@ -279,13 +306,143 @@ class MemoryStore:
         found.sort(key=lambda e: (e.timestamp, e.seq), reverse=True)
         return found[:limit]
 
+    def _declared(self, batches: Sequence[IngestBatch]) -> dict[tuple[str, str], tuple[str, ...]]:
+        declared: dict[tuple[str, str], tuple[str, ...]] = {}
+        for batch in batches:
+            project = self.projects.get(batch.project_id)
+            if project is not None and project.workspace_id == batch.workspace_id:
+                declared[(batch.workspace_id, batch.project_id)] = project.dimensions
+        return declared
+
+    def _values_of(self, batch: IngestBatch, event: Event) -> str:
+        paths = self._declared([batch]).get((batch.workspace_id, batch.project_id), ())
+        return encode_values(values_of(bytes(event.properties), paths)) if paths else ""
+
+    def _add_tallies(self, increments: dict[DimensionKey, Tally]) -> None:
+        known: dict[DimensionGroup, set[str]] = {}
+        groups = {key.group for key in increments}
+        for key in self.tallies:
+            if key.kind is Kind.VALUE and key.group in groups:
+                known.setdefault(key.group, set()).add(key.value)
+        for key, tally in bounded(increments, known).items():
+            count, sketch = self.tallies.get(key, (0, None))
+            if tally.persons:
+                sketch = add_persons(sketch, tally.persons)
+            self.tallies[key] = (count + tally.count, sketch)
+
+    async def set_dimensions(
+        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+    ) -> Project | None:
+        project = await self.get_project(workspace_id, project_id)
+        if project is None:
+            return None
+        changed = msgspec.structs.replace(project, dimensions=dimensions)
+        self.projects[project_id] = changed
+        return changed
+
+    async def dimension_tallies(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[DimensionTally]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        return [
+            DimensionTally(key.day, key.kind, key.value, count, sketch)
+            for key, (count, sketch) in sorted(self.tallies.items())
+            if key.workspace_id == workspace_id
+            and key.project_id == project_id
+            and key.dimension == dimension
+            and key.event_type == wanted
+            and start <= key.day < end
+        ]
+
+    async def filtered_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None,
+        where: Sequence[Where],
+    ) -> list[FilteredEvent]:
+        return [
+            FilteredEvent(stored.timestamp, stored.type, stored.person, self.values[key])
+            for key, (stored, ws, project) in self.events.items()
+            if ws == workspace_id
+            and project == project_id
+            and event_type in (None, stored.type)
+            and start <= stored.timestamp < end
+            and matches(decode_values(self.values[key]), where)
+        ]
+
+    def _add_persons(self, inserted: list[IngestBatch]) -> None:
+        for key, persons in person_increments(inserted).items():
+            self.sketches[key] = add_persons(self.sketches.get(key), persons)
+
+    async def user_sketches(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[tuple[datetime, bytes]]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        found = [
+            (key.bucket, sketch)
+            for key, sketch in self.sketches.items()
+            if key.workspace_id == workspace_id
+            and key.project_id == project_id
+            and key.event_type == wanted
+            and start <= key.bucket < end
+        ]
+        return sorted(found)
+
+    async def person_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        event_types: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> list[PersonEvent]:
+        types = set(event_types)
+        found = [
+            PersonEvent(person, stored.timestamp, stored.seq, stored.type, self.values[key])
+            for key, (stored, ws, project) in self.events.items()
+            if ws == workspace_id
+            and project == project_id
+            and stored.type in types
+            and start <= stored.timestamp < end
+            and (person := stored.person) is not None
+        ]
+        return sorted(found, key=lambda e: (e.person, e.timestamp, e.seq))
+
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         async with self._lock:
             replaced = [k for k in self.counts if workspace_id in (None, k.workspace_id)]
-            for key in replaced:
-                del self.counts[key]
+            for count in replaced:
+                del self.counts[count]
             stored = list(self._stored_batches(workspace_id))
             self.counts.update(count_increments(stored))
+            for sketch in [k for k in self.sketches if workspace_id in (None, k.workspace_id)]:
+                del self.sketches[sketch]
+            self.sketches.update(
+                (sketch, sketch_of(persons))
+                for sketch, persons in person_increments(stored).items()
+            )
+            for tally in [k for k in self.tallies if workspace_id in (None, k.workspace_id)]:
+                del self.tallies[tally]
+            for key, (event, ws, project) in self.events.items():
+                if workspace_id in (None, ws):
+                    self.values[key] = self._values_of(
+                        IngestBatch(ws, project, event.received_at, []), _event_of(event)
+                    )
+            self._add_tallies(dimension_increments(stored, self._declared(stored)))
             touched = {k.workspace_id for k in replaced} | {b.workspace_id for b in stored}
             return Recount(len(stored), frozenset(touched))
 
@@ -293,5 +450,15 @@ class MemoryStore:
         """Every stored event of the workspace (or of all), as a batch of one with its tenant."""
         for stored, ws, project in self.events.values():
             if workspace_id in (None, ws):
-                event = Event(stored.id, stored.type, stored.timestamp, stored.properties)
-                yield IngestBatch(ws, project, stored.received_at, [event])
+                yield IngestBatch(ws, project, stored.received_at, [_event_of(stored)])
+
+
+def _event_of(stored: StoredEvent) -> Event:
+    return Event(
+        stored.id,
+        stored.type,
+        stored.timestamp,
+        stored.properties,
+        stored.user_id,
+        stored.anonymous_id,
+    )

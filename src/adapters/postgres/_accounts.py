@@ -36,7 +36,7 @@ _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
 _INVITATION_COLUMNS = (
     "invitation_id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
 )
-_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at"
+_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at, dimensions"
 _API_KEY_COLUMNS = (
     "key_id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 )
@@ -86,6 +86,12 @@ def _invitation(
         expires_at,
         accepted_at,
     )
+
+
+def _project(
+    project_id: str, workspace_id: str, name: str, created_at: datetime, dimensions: list[str]
+) -> Project:
+    return Project(project_id, workspace_id, name, created_at, tuple(dimensions))
 
 
 def _member(user_id: str, email: str, role: str, joined_at: datetime) -> Member:
@@ -219,11 +225,15 @@ class Accounts(Database):
         return True
 
     async def create_project(self, project: Project) -> None:
-        await self._insert(project.workspace_id, _INSERT_PROJECT, values(project))
+        # The declared paths as a list: psycopg binds a list as an array (text[]).
+        *fields, dimensions = values(project)
+        await self._insert(project.workspace_id, _INSERT_PROJECT, (*fields, list(dimensions)))
+        if project.dimensions:
+            self._remember_dimensions(project.workspace_id, project.id, project.dimensions)
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
         return await self._query_one(
-            Project,
+            _project,
             f"SELECT {_PROJECT_COLUMNS} FROM eventcore.projects"
             " WHERE workspace_id = %s AND project_id = %s",
             (workspace_id, project_id),
@@ -232,7 +242,7 @@ class Accounts(Database):
 
     async def list_projects(self, workspace_id: str) -> list[Project]:
         return await self._query(
-            Project,
+            _project,
             f"SELECT {_PROJECT_COLUMNS} FROM eventcore.projects"
             " WHERE workspace_id = %s ORDER BY created_at, seq",
             (workspace_id,),
@@ -250,6 +260,23 @@ class Accounts(Database):
             (workspace_id, project_id),
             workspace_id=workspace_id,
         )
+
+    async def set_dimensions(
+        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+    ) -> Project | None:
+        # Committed when this returns: every append whose transaction starts later reads it
+        # there (see _events on the appends' dimensions). This process's own guess is updated
+        # too, so that its next appends need no second try.
+        project = await self._query_one(
+            _project,
+            "UPDATE eventcore.projects SET dimensions = %s WHERE workspace_id = %s"
+            f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
+            (list(dimensions), workspace_id, project_id),
+            workspace_id=workspace_id,
+        )
+        if project is not None:
+            self._remember_dimensions(workspace_id, project_id, project.dimensions)
+        return project
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime

@@ -7,6 +7,7 @@ after every checkout's reset) in UTC; ``json`` columns load straight to :class:`
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
@@ -28,6 +29,9 @@ T = TypeVar("T")
 
 # Transaction-local, so it ends with the transaction whatever happens to the connection.
 SET_TENANT = "SELECT set_config('app.workspace_id', %s, true)"
+
+# How many projects' declared dimensions a store remembers (see Database._dimensions).
+_KNOWN_DIMENSIONS = 10_000
 
 
 def values(record: msgspec.Struct) -> tuple[Any, ...]:
@@ -102,6 +106,22 @@ class Database:
     """The pool, and the ways the store's parts use a connection from it."""
 
     _pool: Pool
+    # Each project's declared dimensions as this process last read or wrote them, the most recent
+    # last: only the appends' guess, which each append checks against the projects table in its
+    # own transaction (``_events``). A project not held here is guessed to declare none.
+    _dimensions: OrderedDict[tuple[str, str], tuple[str, ...]]
+
+    def _remember_dimensions(
+        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+    ) -> None:
+        key = (workspace_id, project_id)
+        if not dimensions:
+            self._dimensions.pop(key, None)  # the guess for a project not held
+            return
+        self._dimensions[key] = dimensions
+        self._dimensions.move_to_end(key)
+        if len(self._dimensions) > _KNOWN_DIMENSIONS:
+            self._dimensions.popitem(last=False)
 
     @asynccontextmanager
     async def _connection(

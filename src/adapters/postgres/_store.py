@@ -29,6 +29,7 @@ class PostgresStore(Accounts, Events):
         self._pool = pool
         self._before_commit = before_commit
         self._known_keys = OrderedDict()
+        self._dimensions = OrderedDict()
         self._keys_unreachable_until = None
         self._probing_keys = False
 

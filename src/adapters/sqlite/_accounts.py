@@ -16,7 +16,14 @@ from typing import Any
 
 import msgspec
 
-from eventcore.adapters.sqlite._codec import micros, moment, optional_moment, values
+from eventcore.adapters.sqlite._codec import (
+    json_strings,
+    micros,
+    moment,
+    optional_moment,
+    strings,
+    values,
+)
 from eventcore.adapters.sqlite._database import Database
 from eventcore.tenancy import (
     ApiKey,
@@ -35,7 +42,7 @@ from eventcore.tenancy import (
 _USER_COLUMNS = "id, email, password_hash, created_at"
 _WORKSPACE_COLUMNS = "id, name, created_at"
 _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
-_PROJECT_COLUMNS = "id, workspace_id, name, created_at"
+_PROJECT_COLUMNS = "id, workspace_id, name, created_at, dimensions"
 _API_KEY_COLUMNS = "id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 _INVITATION_COLUMNS = (
     "id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
@@ -64,7 +71,7 @@ def _membership(row: Any) -> Membership:
 
 
 def _project(row: Any) -> Project:
-    return Project(row[0], row[1], row[2], moment(row[3]))
+    return Project(row[0], row[1], row[2], moment(row[3]), strings(row[4]))
 
 
 def _invitation(row: Any) -> Invitation:
@@ -170,6 +177,18 @@ def _remove_membership(connection: sqlite3.Connection, workspace_id: str, user_i
         "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?", (workspace_id, user_id)
     )
     return True
+
+
+def _set_dimensions(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+) -> Project | None:
+    # Committed before any later append's transaction reads the project's dimensions there.
+    rows = connection.execute(
+        f"UPDATE projects SET dimensions = ? WHERE workspace_id = ? AND id = ?"
+        f" RETURNING {_PROJECT_COLUMNS}",
+        (json_strings(dimensions), workspace_id, project_id),
+    ).fetchall()
+    return _project(rows[0]) if rows else None
 
 
 def _delete_project(
@@ -281,6 +300,11 @@ class Accounts(Database):
             workspace_id,
             project_id,
         )
+
+    async def set_dimensions(
+        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+    ) -> Project | None:
+        return await self._write(_set_dimensions, workspace_id, project_id, tuple(dimensions))
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime

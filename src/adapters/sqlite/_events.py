@@ -1,4 +1,5 @@
-"""Events in SQLite: the events table, the count tables kept beside it, and the queries on both.
+"""Events in SQLite: the events table, the count tables, the persons' sketches and the
+dimension tallies kept beside it, and the queries on them.
 
 Each statement is written once, from parts, and is static: one cached statement (and plan) for
 each combination of filters.
@@ -10,20 +11,40 @@ each combination of filters.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import groupby, islice
 from typing import Any
 
+import msgspec
 from msgspec import Raw
 
-from eventcore.adapters.sqlite._codec import MICROSECOND, micros, moment
+from eventcore.adapters.sqlite._codec import MICROSECOND, micros, moment, strings
 from eventcore.adapters.sqlite._database import Database
-from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
-from eventcore.events import EventCursor, IngestBatch, StoredEvent
+from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
+from eventcore.dimensions import (
+    DimensionGroup,
+    DimensionKey,
+    DimensionTally,
+    FilteredEvent,
+    Kind,
+    Tally,
+    Where,
+    bounded,
+    dimension_increments,
+    encode_values,
+    values_of,
+)
+from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
+from eventcore.funnels import PersonEvent
+from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
 from eventcore.ports import AppendResult, Recount
 
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
+# Each (workspace, project)'s declared dimension paths; a project without any is left out.
+Declared = dict[tuple[str, str], tuple[str, ...]]
 
 
 def _add_counts_sql(grain: StoredGrain, where: str, source: str = "events") -> str:
@@ -41,10 +62,20 @@ def _add_counts_sql(grain: StoredGrain, where: str, source: str = "events") -> s
 
 
 _INSERT_EVENT = (
-    "INSERT INTO events (workspace_id, project_id, event_id, event_type, ts, received_at, properties)"
-    " VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TEXT))"
+    "INSERT INTO events (workspace_id, project_id, event_id, event_type, ts, received_at,"
+    " properties, user_id, anonymous_id, dim_values)"
+    " VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?)"
     " ON CONFLICT (workspace_id, project_id, event_id) DO NOTHING"
 )
+# The dimensions declared by the appended batches' projects, read in the append's transaction:
+# every append committed after a declaration counts it. The (workspace, project) pairs are bound
+# as one JSON array (one statement however many projects), each a lookup of the projects' key.
+_DECLARED = (
+    "SELECT p.workspace_id, p.id, p.dimensions FROM json_each(?) AS j CROSS JOIN projects AS p"
+    " ON p.workspace_id = json_extract(j.value, '$[0]') AND p.id = json_extract(j.value, '$[1]')"
+    " WHERE p.dimensions <> '[]'"
+)
+_HAS_PERSON = "(user_id IS NOT NULL OR anonymous_id IS NOT NULL)"
 # Rows with seq above the highest seq before the insert are exactly the rows it inserted: the
 # writer holds the write lock for the whole transaction and AUTOINCREMENT never reuses a seq.
 # NOT INDEXED keeps the planner on the rowid range; left alone it scans a whole covering index
@@ -52,6 +83,44 @@ _INSERT_EVENT = (
 _COUNT_NEW_EVENTS = tuple(
     _add_counts_sql(grain, "seq > ?", "events NOT INDEXED") for grain in StoredGrain
 )
+# The inserted events that have a person, in insertion order (the same rowid range).
+_NEW_PERSON_EVENTS = (
+    "SELECT workspace_id, project_id, event_id FROM events NOT INDEXED"
+    f" WHERE seq > ? AND {_HAS_PERSON} ORDER BY seq"
+)
+_SKETCH_KEY = "workspace_id = ? AND project_id = ? AND event_type = ? AND bucket = ?"
+_GET_SKETCH = f"SELECT sketch FROM users_hour WHERE {_SKETCH_KEY}"
+_PUT_SKETCH = (
+    "INSERT INTO users_hour (workspace_id, project_id, event_type, bucket, sketch)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_SKETCH = (
+    _PUT_SKETCH + " ON CONFLICT (workspace_id, project_id, event_type, bucket)"
+    " DO UPDATE SET sketch = excluded.sketch"
+)
+# The inserted events that have declared values, in insertion order.
+_NEW_DIMENSION_EVENTS = (
+    "SELECT workspace_id, project_id, event_id FROM events NOT INDEXED"
+    " WHERE seq > ? AND dim_values IS NOT NULL ORDER BY seq"
+)
+_TALLY_COLUMNS = "workspace_id, project_id, event_type, dimension, day, kind, value"
+_TALLY_KEY = " AND ".join(f"{column} = ?" for column in _TALLY_COLUMNS.split(", "))
+# The values a group (DimensionGroup) keeps: one range of the key, never its sketches.
+_KNOWN_VALUES = (
+    "SELECT value FROM dims_day WHERE workspace_id = ? AND project_id = ? AND event_type = ?"
+    f" AND dimension = ? AND day = ? AND kind = {Kind.VALUE:d}"
+)
+_GET_TALLY_SKETCH = f"SELECT sketch FROM dims_day WHERE {_TALLY_KEY}"
+_PUT_TALLY = (
+    f"INSERT INTO dims_day ({_TALLY_COLUMNS}, count, sketch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A tally without new persons keeps its sketch; one with them is given its merged sketch.
+_UPSERT_TALLY = (
+    _PUT_TALLY + f" ON CONFLICT ({_TALLY_COLUMNS}) DO UPDATE"
+    " SET count = count + excluded.count, sketch = coalesce(excluded.sketch, sketch)"
+)
+# Every table a rebuild replaces the rows of.
+_DERIVED_TABLES = (*_COUNT_TABLES.values(), "users_hour", "dims_day")
 # A rebuild covers every workspace or one: which rows it deletes, recounts and reports.
 _REBUILD_SCOPE = {False: "true", True: "workspace_id = ?"}
 _RECOUNT = {
@@ -59,13 +128,46 @@ _RECOUNT = {
     for one, where in _REBUILD_SCOPE.items()
 }
 _DELETE_COUNTS = {
-    one: tuple(f"DELETE FROM {table} WHERE {where}" for table in _COUNT_TABLES.values())
+    one: tuple(f"DELETE FROM {table} WHERE {where}" for table in _DERIVED_TABLES)
     for one, where in _REBUILD_SCOPE.items()
 }
 _COUNTED_WORKSPACES = {
     one: " UNION ".join(
-        f"SELECT workspace_id FROM {table} WHERE {where}" for table in _COUNT_TABLES.values()
+        f"SELECT workspace_id FROM {table} WHERE {where}" for table in _DERIVED_TABLES
     )
+    for one, where in _REBUILD_SCOPE.items()
+}
+# The events with a person in scope, by tenant and time (events_by_time's order: no sort), so
+# that each (project, hour) comes in one run and its sketches are made before the next is read.
+_PERSONS_IN_SCOPE = {
+    one: "SELECT workspace_id, project_id, ts, event_type, user_id, anonymous_id FROM events"
+    f" WHERE {where} AND {_HAS_PERSON} ORDER BY workspace_id, project_id, ts"
+    for one, where in _REBUILD_SCOPE.items()
+}
+# How many rows of a run a rebuild holds as events at once.
+_REBUILD_CHUNK = 10_000
+# The projects in scope that declare dimensions: their events' values are made again, and
+# their tallies counted from them.
+_DECLARING_IN_SCOPE = {
+    one: "SELECT workspace_id, id, dimensions FROM projects"
+    f" WHERE {where} AND dimensions <> '[]' ORDER BY workspace_id, id"
+    for one, where in _REBUILD_SCOPE.items()
+}
+# One project's events in time order (events_by_time), a page at a time after (ts, seq): each
+# page is read whole before its values are written back, so no read is open across a write.
+_PROJECT_EVENTS = {
+    paged: "SELECT seq, event_type, ts, CAST(properties AS BLOB), user_id, anonymous_id,"
+    " dim_values FROM events WHERE workspace_id = ? AND project_id = ?"
+    + (" AND (ts, seq) > (?, ?)" if paged else "")
+    + " ORDER BY ts, seq LIMIT ?"
+    for paged in (False, True)
+}
+_SET_VALUES = "UPDATE events SET dim_values = ? WHERE seq = ?"
+# The events in scope whose project declares no dimensions now (or is gone) keep no values.
+_CLEAR_UNDECLARED = {
+    one: f"UPDATE events SET dim_values = NULL WHERE {where} AND dim_values IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM projects AS p WHERE p.workspace_id = events.workspace_id"
+    " AND p.id = events.project_id AND p.dimensions <> '[]')"
     for one, where in _REBUILD_SCOPE.items()
 }
 _EVENTS_IN_SCOPE = {
@@ -87,7 +189,9 @@ _TYPE_TOTALS = (
     " WHERE workspace_id = ? AND project_id = ? AND bucket >= ? AND bucket < ?"
     " GROUP BY event_type HAVING total > 0 ORDER BY total DESC, event_type"
 )
-_EVENT_COLUMNS = "event_id, event_type, ts, received_at, CAST(properties AS BLOB), seq"
+_EVENT_COLUMNS = (
+    "event_id, event_type, ts, received_at, CAST(properties AS BLOB), seq, user_id, anonymous_id"
+)
 # Keyed by (type filter, cursor). The cursor is a row value comparison: SQLite turns it into a
 # range scan of the index.
 _LIST_EVENTS = {
@@ -100,10 +204,72 @@ _LIST_EVENTS = {
     for filtered in (False, True)
     for paged in (False, True)
 }
+_USER_SKETCHES = (
+    "SELECT bucket, sketch FROM users_hour WHERE workspace_id = ? AND project_id = ?"
+    " AND event_type = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
+)
+_DIMENSION_TALLIES = (
+    "SELECT day, kind, value, count, sketch FROM dims_day WHERE workspace_id = ?"
+    " AND project_id = ? AND event_type = ? AND dimension = ? AND day >= ? AND day < ?"
+    " ORDER BY day, kind, value"
+)
+# The stored values as read back: "" for an event whose project declared none.
+_VALUES = "coalesce(dim_values, '')"
+
+
+@functools.lru_cache(maxsize=64)
+def _filtered_events_sql(typed: bool, filters: int) -> str:
+    """The events of a window (of one type, through events_by_type_time, or of any, through
+    events_by_time) whose stored values match ``filters`` filters, each bound as a JSON path
+    (``$."context.page.path"``: the key quoted, for the dots in it) and the value to equal."""
+    return (
+        f"SELECT ts, event_type, coalesce(user_id, anonymous_id), {_VALUES} FROM events"
+        " WHERE workspace_id = ? AND project_id = ?"
+        + (" AND event_type = ?" if typed else "")
+        + " AND ts >= ? AND ts < ?"
+        + " AND json_extract(dim_values, ?) = ?" * filters
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _person_events_sql(types: int) -> str:
+    """The funnel's read for ``types`` event types: a range of events_by_type_time for each,
+    then a sort by person (no index of events is in that order)."""
+    return (
+        f"SELECT coalesce(user_id, anonymous_id), ts, seq, event_type, {_VALUES} FROM events"
+        " WHERE workspace_id = ? AND project_id = ?"
+        f" AND event_type IN ({', '.join('?' * types)}) AND ts >= ? AND ts < ?"
+        f" AND {_HAS_PERSON} ORDER BY 1, 2, 3"
+    )
 
 
 def _stored_event(row: Any) -> StoredEvent:
-    return StoredEvent(row[0], row[1], moment(row[2]), moment(row[3]), Raw(row[4]), row[5])
+    return StoredEvent(
+        row[0], row[1], moment(row[2]), moment(row[3]), Raw(row[4]), row[5], row[6], row[7]
+    )
+
+
+def _person_event(row: Any) -> PersonEvent:
+    return PersonEvent(row[0], moment(row[1]), row[2], row[3], row[4])
+
+
+def _dimension_tally(row: Any) -> DimensionTally:
+    return DimensionTally(
+        moment(row[0]), Kind(row[1]), row[2], row[3], None if row[4] is None else bytes(row[4])
+    )
+
+
+def _filtered_event(row: Any) -> FilteredEvent:
+    return FilteredEvent(moment(row[0]), row[1], row[2], row[3])
+
+
+def _json_path(dimension: str) -> str:
+    """The JSON path of a declared path's value in the stored values: its key, quoted."""
+    return f'$."{dimension}"'
+
+
+def _hour_sketch(row: Any) -> tuple[datetime, bytes]:
+    return moment(row[0]), bytes(row[1])
 
 
 def _count_point(row: Any) -> CountPoint:
@@ -114,10 +280,11 @@ def _event_type_count(row: Any) -> EventTypeCount:
     return EventTypeCount(row[0], row[1])
 
 
-def _event_rows(batches: Sequence[IngestBatch]) -> Iterator[tuple[Any, ...]]:
+def _event_rows(batches: Sequence[IngestBatch], declared: Declared) -> Iterator[tuple[Any, ...]]:
     for batch in batches:
         workspace_id, project_id = batch.workspace_id, batch.project_id
         received_at = micros(batch.received_at)
+        paths = declared.get((workspace_id, project_id))
         for event in batch.events:
             # Raw exposes the buffer protocol, so the JSON text is bound without a copy.
             yield (
@@ -128,6 +295,9 @@ def _event_rows(batches: Sequence[IngestBatch]) -> Iterator[tuple[Any, ...]]:
                 micros(event.timestamp),
                 received_at,
                 event.properties,
+                event.user_id,
+                event.anonymous_id,
+                encode_values(values_of(bytes(event.properties), paths)) if paths else None,
             )
 
 
@@ -135,13 +305,129 @@ def _event_rows(batches: Sequence[IngestBatch]) -> Iterator[tuple[Any, ...]]:
 
 
 def _append(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> AppendResult:
+    declared = _declared(connection, batches)
     (last_seq,) = connection.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     # executemany sums the rows each execution changed: a conflict changes none.
-    inserted = connection.executemany(_INSERT_EVENT, _event_rows(batches)).rowcount
+    inserted = connection.executemany(_INSERT_EVENT, _event_rows(batches, declared)).rowcount
     if inserted:
         for statement in _COUNT_NEW_EVENTS:
             connection.execute(statement, (last_seq,))
+        if any(_has_person(event) for batch in batches for event in batch.events):
+            _add_new_persons(connection, batches, last_seq)
+        if declared:
+            _add_new_tallies(connection, batches, declared, last_seq)
     return AppendResult(inserted, sum(len(batch.events) for batch in batches) - inserted)
+
+
+def _declared(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> Declared:
+    tenants = list(dict.fromkeys((batch.workspace_id, batch.project_id) for batch in batches))
+    rows = connection.execute(_DECLARED, (msgspec.json.encode(tenants).decode(),))
+    return {(row[0], row[1]): strings(row[2]) for row in rows}
+
+
+def _sketch_key(key: SketchKey) -> tuple[str, str, str, int]:
+    """A sketch's key as users_hour's key columns (and _SKETCH_KEY's parameters) hold it."""
+    return key.workspace_id, key.project_id, key.event_type, micros(key.bucket)
+
+
+def _has_person(event: Event) -> bool:
+    return event.user_id is not None or event.anonymous_id is not None
+
+
+def _add_new_persons(
+    connection: sqlite3.Connection, batches: Sequence[IngestBatch], last_seq: int
+) -> None:
+    """Add the persons of the events this transaction inserted (and of no other) to their
+    sketches: read, merged, written back, all under the transaction's write lock."""
+    new = connection.execute(_NEW_PERSON_EVENTS, (last_seq,))
+    inserted = _inserted(batches, new, lambda _, event: _has_person(event))
+    rows = []
+    for key, persons in person_increments(inserted).items():
+        sketch_key = _sketch_key(key)
+        found = connection.execute(_GET_SKETCH, sketch_key).fetchone()
+        rows.append((*sketch_key, add_persons(None if found is None else found[0], persons)))
+    connection.executemany(_UPSERT_SKETCH, rows)
+
+
+def _tally_key(key: DimensionKey) -> tuple[str, str, str, str, int, int, str]:
+    """A tally's key as dims_day's key columns (and _TALLY_KEY's parameters) hold it."""
+    return (
+        key.workspace_id,
+        key.project_id,
+        key.event_type,
+        key.dimension,
+        micros(key.day),
+        int(key.kind),
+        key.value,
+    )
+
+
+def _add_new_tallies(
+    connection: sqlite3.Connection,
+    batches: Sequence[IngestBatch],
+    declared: Declared,
+    last_seq: int,
+) -> None:
+    """Add the events this transaction inserted (and no other) to their projects' dimension
+    tallies: each touched group's kept values read, the new values bounded by them, the counts
+    added and the sketches merged, all under the transaction's write lock."""
+    new = connection.execute(_NEW_DIMENSION_EVENTS, (last_seq,))
+    inserted = _inserted(
+        batches, new, lambda batch, _: (batch.workspace_id, batch.project_id) in declared
+    )
+    increments = dimension_increments(inserted, declared)
+    known: dict[DimensionGroup, set[str]] = {}
+    for group in {key.group for key in increments if key.kind is Kind.VALUE}:
+        found = connection.execute(
+            _KNOWN_VALUES,
+            (
+                group.workspace_id,
+                group.project_id,
+                group.event_type,
+                group.dimension,
+                micros(group.day),
+            ),
+        )
+        known[group] = {row[0] for row in found}
+    rows = []
+    for key, tally in bounded(increments, known).items():
+        tally_key = _tally_key(key)
+        sketch = None
+        if tally.persons:
+            stored = connection.execute(_GET_TALLY_SKETCH, tally_key).fetchone()
+            sketch = add_persons(None if stored is None else stored[0], tally.persons)
+        rows.append((*tally_key, tally.count, sketch))
+    connection.executemany(_UPSERT_TALLY, rows)
+
+
+def _inserted(
+    batches: Sequence[IngestBatch],
+    new: Iterable[tuple[str, str, str]],
+    kept: Callable[[IngestBatch, Event], bool],
+) -> list[IngestBatch]:
+    """The events of ``batches`` that are the rows ``new`` (the inserted events that are
+    ``kept``, in insertion order), as batches.
+
+    The rows were inserted in the order of the batches' events, so they are matched in one walk:
+    an event is the next row when its key is. A later event with an inserted event's id is a
+    duplicate, and never matches: that key's row has been passed by then.
+    """
+    rows = iter(new)
+    wanted = next(rows, None)
+    found: list[IngestBatch] = []
+    for batch in batches:
+        if wanted is None:
+            break
+        matched: list[Event] = []
+        for event in batch.events:
+            if wanted == (batch.workspace_id, batch.project_id, event.id) and kept(batch, event):
+                matched.append(event)
+                wanted = next(rows, None)
+        if matched:
+            found.append(msgspec.structs.replace(batch, events=matched))
+    if wanted is not None:
+        raise RuntimeError(f"An inserted event is not in the batches appended: {wanted!r}.")
+    return found
 
 
 def _rebuild_counts(connection: sqlite3.Connection, workspace_id: str | None) -> Recount:
@@ -149,7 +435,7 @@ def _rebuild_counts(connection: sqlite3.Connection, workspace_id: str | None) ->
     scope: tuple[str, ...] = () if workspace_id is None else (workspace_id,)
 
     def counted_workspaces() -> set[str]:
-        rows = connection.execute(_COUNTED_WORKSPACES[one], scope * len(_COUNT_TABLES))
+        rows = connection.execute(_COUNTED_WORKSPACES[one], scope * len(_DERIVED_TABLES))
         return {row[0] for row in rows}
 
     # Those whose rows are replaced, and (after) those whose events were counted.
@@ -158,8 +444,109 @@ def _rebuild_counts(connection: sqlite3.Connection, workspace_id: str | None) ->
         connection.execute(statement, scope)
     for statement in _RECOUNT[one]:
         connection.execute(statement, scope)
+    _resketch(connection, connection.execute(_PERSONS_IN_SCOPE[one], scope))
+    for row in connection.execute(_DECLARING_IN_SCOPE[one], scope).fetchall():
+        _retally(connection, row[0], row[1], strings(row[2]))
+    connection.execute(_CLEAR_UNDECLARED[one], scope)
     (counted,) = connection.execute(_EVENTS_IN_SCOPE[one], scope).fetchone()
     return Recount(int(counted), frozenset(touched | counted_workspaces()))
+
+
+_NO_PROPERTIES = Raw(b"{}")
+
+
+def _hour_of(row: Any) -> tuple[str, str, datetime]:
+    return row[0], row[1], bucket_start(moment(row[2]), Granularity.HOUR)
+
+
+def _resketch(connection: sqlite3.Connection, rows: Iterator[Any]) -> None:
+    """Make every sketch again from ``rows`` (events with a person, ordered by tenant and time),
+    one (project, hour) at a time: memory holds one hour's persons, and ``_REBUILD_CHUNK`` rows.
+
+    The rows stream from one cursor while the sketches are written on the same connection, in
+    the same transaction: a read of events is not disturbed by writes to another table.
+    """
+    for (workspace_id, project_id, hour), run in groupby(rows, key=_hour_of):
+        persons: dict[SketchKey, set[str]] = {}
+        while chunk := list(islice(run, _REBUILD_CHUNK)):
+            events = [
+                Event("", row[3], moment(row[2]), _NO_PROPERTIES, row[4], row[5]) for row in chunk
+            ]
+            batch = IngestBatch(workspace_id, project_id, hour, events)
+            for key, added in person_increments([batch]).items():
+                persons.setdefault(key, set()).update(added)
+        # A plain insert: a key made twice (a run not a whole hour) fails the rebuild loudly.
+        connection.executemany(
+            _PUT_SKETCH,
+            [(*_sketch_key(key), sketch_of(added)) for key, added in persons.items()],
+        )
+
+
+def _day_of(event: Event) -> datetime:
+    return bucket_start(event.timestamp, Granularity.DAY)
+
+
+def _retally(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, paths: tuple[str, ...]
+) -> None:
+    """Make one project's events' values again for ``paths`` (writing those that changed), and
+    its tallies from them, one day at a time: a day's values are all counted before the bound
+    keeps its most frequent. Memory holds one day's tallies (their persons) and a page of
+    ``_REBUILD_CHUNK`` rows."""
+    declared = {(workspace_id, project_id): paths}
+    day: datetime | None = None
+    tallies: dict[DimensionKey, Tally] = {}
+    for page in _project_pages(connection, workspace_id, project_id):
+        events: list[Event] = []
+        changed: list[tuple[str, int]] = []
+        for seq, event_type, ts, properties, user_id, anonymous_id, stored in page:
+            values = encode_values(values_of(properties, paths))
+            if values != stored:
+                changed.append((values, seq))
+            events.append(Event("", event_type, moment(ts), Raw(properties), user_id, anonymous_id))
+        connection.executemany(_SET_VALUES, changed)
+        for event_day, run in groupby(events, key=_day_of):
+            if event_day != day:
+                _put_tallies(connection, tallies)
+                day, tallies = event_day, {}
+            batch = IngestBatch(workspace_id, project_id, event_day, list(run))
+            for key, tally in dimension_increments([batch], declared).items():
+                current = tallies.get(key)
+                if current is None:
+                    tallies[key] = tally
+                else:
+                    current.count += tally.count
+                    current.persons |= tally.persons
+    _put_tallies(connection, tallies)
+
+
+def _put_tallies(connection: sqlite3.Connection, tallies: dict[DimensionKey, Tally]) -> None:
+    """Store one (project, day)'s tallies, counted whole, bounded as new values would be."""
+    # A plain insert: a key made twice (a day not counted whole) fails the rebuild loudly.
+    connection.executemany(
+        _PUT_TALLY,
+        [
+            (*_tally_key(key), tally.count, sketch_of(tally.persons) if tally.persons else None)
+            for key, tally in bounded(tallies, {}).items()
+        ],
+    )
+
+
+def _project_pages(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str
+) -> Iterator[list[Any]]:
+    """A project's events, oldest first, as whole pages of at most ``_REBUILD_CHUNK`` rows."""
+    page = connection.execute(
+        _PROJECT_EVENTS[False], (workspace_id, project_id, _REBUILD_CHUNK)
+    ).fetchall()
+    while page:
+        yield page
+        if len(page) < _REBUILD_CHUNK:
+            return
+        last = page[-1]
+        page = connection.execute(
+            _PROJECT_EVENTS[True], (workspace_id, project_id, last[2], last[0], _REBUILD_CHUNK)
+        ).fetchall()
 
 
 class Events(Database):
@@ -210,6 +597,89 @@ class Events(Database):
         parameters.append(max(limit, 0))
         sql = _LIST_EVENTS[(event_type is not None, before is not None)]
         return await self._query(_stored_event, sql, *parameters)
+
+    async def user_sketches(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[tuple[datetime, bytes]]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        return await self._query(
+            _hour_sketch,
+            _USER_SKETCHES,
+            workspace_id,
+            project_id,
+            wanted,
+            micros(start),
+            micros(end),
+        )
+
+    async def person_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        event_types: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> list[PersonEvent]:
+        types = sorted(set(event_types))
+        if not types:
+            return []
+        return await self._query(
+            _person_event,
+            _person_events_sql(len(types)),
+            workspace_id,
+            project_id,
+            *types,
+            micros(start),
+            micros(end),
+        )
+
+    async def dimension_tallies(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+    ) -> list[DimensionTally]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        return await self._query(
+            _dimension_tally,
+            _DIMENSION_TALLIES,
+            workspace_id,
+            project_id,
+            wanted,
+            dimension,
+            micros(start),
+            micros(end),
+        )
+
+    async def filtered_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None,
+        where: Sequence[Where],
+    ) -> list[FilteredEvent]:
+        if any('"' in w.dimension for w in where):
+            # No declared path holds a quote (eventcore.dimensions.check_paths): no event has a
+            # value for it, and its key could not be quoted in a JSON path.
+            return []
+        parameters: list[Any] = [workspace_id, project_id]
+        if event_type is not None:
+            parameters.append(event_type)
+        parameters += (micros(start), micros(end))
+        for w in where:
+            parameters += (_json_path(w.dimension), w.value)
+        sql = _filtered_events_sql(event_type is not None, len(where))
+        return await self._query(_filtered_event, sql, *parameters)
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         return await self._write(_rebuild_counts, workspace_id)

@@ -106,6 +106,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             generation INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # Events carry a person (eventcore.persons): NULL in the rows stored before. Adding a
+        # nullable column rewrites nothing, so this is instant on a file of any size.
+        "ALTER TABLE events ADD COLUMN user_id TEXT",
+        "ALTER TABLE events ADD COLUMN anonymous_id TEXT",
+        # One persons' sketch per (project, hour bucket, event type, '' for every type). Keyed
+        # by type before bucket: a window's sketches of one type are one range of the key. A
+        # sketch past a few hundred persons overflows its b-tree cell; the key columns come
+        # first, so a scan of keys never reads the overflow pages. Funnels read the events
+        # through events_by_type_time (one range per type asked, then a sort by person): a
+        # covering index of the persons' events would halve that read but cost every stored
+        # event with a person a third index insertion (about a third more per append).
+        """CREATE TABLE users_hour (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            sketch BLOB NOT NULL,
+            PRIMARY KEY (workspace_id, project_id, event_type, bucket)
+        ) WITHOUT ROWID""",
+    ),
+    (
+        # Declared dimensions (eventcore.dimensions): each project's paths as a JSON array, and
+        # each event's values of them as a JSON object, NULL when its project declared none when
+        # it was stored (a rebuild sets them again for the paths declared then).
+        "ALTER TABLE projects ADD COLUMN dimensions TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE events ADD COLUMN dim_values TEXT",
+        # One tally per (project, event type or '' for every type, dimension, UTC day, kind,
+        # value): kind 0 a value, 1 no value, 2 the rest (value '' for both). Keyed by type,
+        # dimension and day before the value: a window's tallies of one dimension are one range
+        # of the key, and the values a day already keeps (what bounds the new ones) another.
+        # The sketch comes last, so reading keys never touches its overflow pages.
+        """CREATE TABLE dims_day (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            dimension TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            kind INTEGER NOT NULL,
+            value TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            sketch BLOB,
+            PRIMARY KEY (workspace_id, project_id, event_type, dimension, day, kind, value)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

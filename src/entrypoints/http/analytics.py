@@ -50,7 +50,13 @@ LIMIT = QueryParameter(
     description=f"Events per page, 1 to {MAX_PAGE} (else 400 `invalid_query`).",
     schema_extra={"minimum": 1, "maximum": MAX_PAGE},
 )
-_READ: Codes = {**VALIDATED, **ACCESS_TOKEN, 404: ("not_found",)}
+# What every analytics read may answer besides its answer.
+READ: Codes = {**VALIDATED, **ACCESS_TOKEN, 404: ("not_found",)}
+
+WHERE = (
+    "A filter `dimension:value` on one of the project's declared dimensions (repeatable: every"
+    " filter must match). Filtered answers are counted exactly from the stored events."
+)
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:
@@ -75,7 +81,7 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     tags=["analytics"],
     security=USER_AUTH,
     summary="Event counts over time",
-    responses=api_errors(_READ, {400: ("window_too_large",)}),
+    responses=api_errors(READ, {400: ("window_too_large",)}),
 )
 async def counts(
     request: Request[Any, Any, Any],
@@ -86,6 +92,7 @@ async def counts(
     end: Annotated[str | None, END] = None,
     granularity: FromQuery[Granularity] = Granularity.HOUR,
     event_type: FromQuery[str | None] = None,
+    where: Annotated[list[str] | None, QueryParameter(description=WHERE)] = None,
 ) -> Response[CountSeries]:
     answer = await platform.analytics.counts_json(
         principal,
@@ -94,6 +101,7 @@ async def counts(
         end=parse_time("end", end),
         granularity=granularity,
         event_type=event_type,
+        where=where or (),
     )
     return json_answer(request, answer)
 
@@ -103,7 +111,7 @@ async def counts(
     tags=["analytics"],
     security=USER_AUTH,
     summary="Event counts per type, largest first",
-    responses=api_errors(_READ, {400: ("window_too_large",)}),
+    responses=api_errors(READ, {400: ("window_too_large",)}),
 )
 async def event_types(
     request: Request[Any, Any, Any],
@@ -124,7 +132,7 @@ async def event_types(
     tags=["analytics"],
     security=USER_AUTH,
     summary="Stored events, newest first",
-    responses=api_errors(_READ, {400: ("invalid_cursor",)}),
+    responses=api_errors(READ, {400: ("invalid_cursor",)}),
 )
 async def list_events(
     platform: NamedDependency[Platform],
@@ -141,7 +149,12 @@ async def list_events(
         principal, project_id, event_type=event_type, limit=limit, cursor=cursor
     )
     return EventList(
-        [EventView(e.id, e.type, e.timestamp, e.received_at, e.properties) for e in page.events],
+        [
+            EventView(
+                e.id, e.type, e.timestamp, e.received_at, e.properties, e.user_id, e.anonymous_id
+            )
+            for e in page.events
+        ],
         page.next_cursor,
     )
 

@@ -17,7 +17,15 @@ from eventcore.entrypoints.bootstrap import (
     open_resources,
     resolve,
 )
-from eventcore.entrypoints.http import accounts, analytics, docs, ingest, operations, segment
+from eventcore.entrypoints.http import (
+    accounts,
+    analytics,
+    audience,
+    docs,
+    ingest,
+    operations,
+    segment,
+)
 from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_unusable_parameters
 from eventcore.entrypoints.http.errors import EXCEPTION_HANDLERS
 from eventcore.entrypoints.http.observability import observe_requests
@@ -56,6 +64,7 @@ def create_app(
             *accounts.ROUTES,
             *ingest.ROUTES,
             *analytics.ROUTES,
+            *audience.ROUTES,
             *operations.ROUTES,
             *segment.ROUTES,
             *docs.ROUTES,

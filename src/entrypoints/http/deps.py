@@ -95,8 +95,12 @@ def _check_path(request: Request[Any, Any, Any]) -> None:
 
 # async on purpose: Litestar runs a sync before_request hook in a worker thread, which would
 # cost every request a thread hop.
+# The query parameters that take several values (each a filter, ANDed).
+REPEATABLE = frozenset({"where"})
+
+
 async def refuse_unusable_parameters(request: Request[Any, Any, Any]) -> None:
-    """No query parameter of this API takes several values: one given twice is an error, not
+    """No query parameter of this API but ``where`` takes several values: one given twice is an error, not
     a silent choice of one of them. No parameter, in the query or the path, may hold what no
     store can keep (NUL, a lone surrogate, bytes that are not UTF-8): refused here, at the
     edge, with the parameter's name, for every route and both profiles alike."""
@@ -105,7 +109,7 @@ async def refuse_unusable_parameters(request: Request[Any, Any, Any]) -> None:
         _check_query_string(query)
         seen: set[str] = set()
         for name, _ in request.query_params.multi_items():
-            if name in seen:
+            if name in seen and name not in REPEATABLE:
                 raise InvalidRequest(f"`{name}` is given more than once.", code="invalid_query")
             seen.add(name)
     if request.path_params:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -202,12 +203,19 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+# Litestar's words for a parameter left out (its path and query follow: not repeated back).
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+
+
 def _validation_message(exc: ValidationException) -> str:
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict) and item.get("message"):
             where = item.get("key")
             return f"{item['message']}" + (f" (at `{where}`)" if where else "")
+    missing = _MISSING.match(str(exc.detail))
+    if missing is not None:
+        return f"The {missing.group(1)} parameter `{missing.group(2)}` is required."
     return "The request is not valid."
 
 

@@ -153,6 +153,8 @@ class EventView(msgspec.Struct):
     timestamp: datetime
     received_at: datetime
     properties: Raw
+    user_id: str | None
+    anonymous_id: str | None
 
 
 class EventList(msgspec.Struct):

@@ -22,6 +22,7 @@ from eventcore.defaults import (
     MIN_PASSWORD_SCORE,
     PASSWORD_SCORED_CHARACTERS,
 )
+from eventcore.dimensions import check_paths
 from eventcore.errors import (
     AuthenticationFailed,
     EmailTaken,
@@ -310,6 +311,20 @@ class Accounts:
     async def project(self, principal: Principal, project_id: str) -> Project:
         """The project if it is in the principal's workspace; NotFound otherwise, whoever owns it."""
         project = await self._store.get_project(principal.workspace_id, project_id)
+        if project is None:
+            raise NotFound("No such project.")
+        return project
+
+    async def set_dimensions(
+        self, principal: Principal, project_id: str, paths: list[str]
+    ) -> Project:
+        """Declare the project's dimensions (owner, admin), replacing those it had: events
+        committed from then on count their values; ``eventcore rollup rebuild`` counts the
+        past ones too."""
+        principal.require(Permission.MANAGE_PROJECTS)
+        project = await self._store.set_dimensions(
+            principal.workspace_id, project_id, check_paths(paths)
+        )
         if project is None:
             raise NotFound("No such project.")
         return project

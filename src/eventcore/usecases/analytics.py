@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 import msgspec
@@ -20,11 +20,28 @@ from eventcore.aggregation import (
     roll_up,
 )
 from eventcore.cursors import CursorCodec, CursorScope
-from eventcore.defaults import ANALYTICS_CACHE_SECONDS, DEFAULT_PAGE, MAX_PAGE
+from eventcore.defaults import (
+    ANALYTICS_CACHE_SECONDS,
+    DEFAULT_BREAKDOWN_LIMIT,
+    DEFAULT_PAGE,
+    MAX_BREAKDOWN_LIMIT,
+    MAX_PAGE,
+)
+from eventcore.dimensions import (
+    Breakdown,
+    Where,
+    breakdown_of_events,
+    breakdown_of_tallies,
+    count_points,
+    exact_user_series,
+    parse_where,
+)
 from eventcore.errors import InvalidRequest, NotFound
 from eventcore.events import EventCursor, StoredEvent
+from eventcore.funnels import FunnelQuery, FunnelResult, StepRule, funnel_counts
+from eventcore.persons import UserSeries, user_series
 from eventcore.ports import AccountStore, Clock, EventStore, ProjectCache, QueryCache
-from eventcore.tenancy import Permission, Principal
+from eventcore.tenancy import Permission, Principal, Project
 
 T = TypeVar("T")
 Answer = TypeVar("Answer", covariant=True)
@@ -35,6 +52,8 @@ _DIGEST = re.compile(rb"[0-9a-f]{%d}" % _DIGEST_LENGTH)
 # The layout of what an answer's cache entry holds (EncodedAnswer.pack); a process writing
 # another layout files its answers under other keys.
 _LAYOUT = "digest+json"
+# A last step may come at its first step's time plus the window, included.
+_JUST_AFTER = timedelta(microseconds=1)
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -133,8 +152,11 @@ class Analytics:
         end: datetime | None = None,
         granularity: Granularity = Granularity.HOUR,
         event_type: str | None = None,
+        where: Sequence[str] = (),
     ) -> CountSeries:
-        query = await self._counts(principal, project_id, start, end, granularity, event_type)
+        query = await self._counts(
+            principal, project_id, start, end, granularity, event_type, where
+        )
         return await self._typed(query, CountSeries)
 
     async def counts_json(
@@ -146,9 +168,12 @@ class Analytics:
         end: datetime | None = None,
         granularity: Granularity = Granularity.HOUR,
         event_type: str | None = None,
+        where: Sequence[str] = (),
     ) -> EncodedAnswer:
         """:meth:`counts`, encoded as JSON."""
-        query = await self._counts(principal, project_id, start, end, granularity, event_type)
+        query = await self._counts(
+            principal, project_id, start, end, granularity, event_type, where
+        )
         answer, _ = await self._answer(query)
         return answer
 
@@ -160,15 +185,51 @@ class Analytics:
         end: datetime | None,
         granularity: Granularity,
         event_type: str | None,
+        where: Sequence[str],
     ) -> _Query[CountSeries]:
-        await self._check(principal, project_id)
+        filters = await self._filters(principal, project_id, where)
         window = make_window(start, end, granularity, now=self._clock.now())
         workspace_id = principal.workspace_id
+        key = _key("counts", project_id, window, _extra(event_type, filters))
+        if filters:
+
+            async def filtered() -> CountSeries:
+                events = await self._events.filtered_events(
+                    workspace_id, project_id, window.start, window.end, event_type, filters
+                )
+                points = count_points(events, granularity)
+                return CountSeries(
+                    project_id=project_id,
+                    granularity=granularity,
+                    start=window.start,
+                    end=window.end,
+                    total=sum(point.count for point in points),
+                    series=points,
+                )
+
+            return _Query(workspace_id, key, filtered)
         return _Query(
             workspace_id,
-            _key("counts", project_id, window, "*" if event_type is None else "=" + event_type),
+            key,
             lambda: self._count_series(workspace_id, project_id, window, event_type),
         )
+
+    async def _filters(
+        self, principal: Principal, project_id: str, where: Sequence[str]
+    ) -> tuple[Where, ...]:
+        """The project checked, and ``where`` checked against its dimensions."""
+        if not where:
+            await self._check(principal, project_id)
+            return ()
+        return parse_where(where, (await self._project(principal, project_id)).dimensions)
+
+    async def _project(self, principal: Principal, project_id: str) -> Project:
+        """The project as stored now (its dimensions are needed, not only its existence)."""
+        principal.require(Permission.READ_ANALYTICS)
+        project = await self._accounts.get_project(principal.workspace_id, project_id)
+        if project is None:
+            raise NotFound("No such project.")
+        return project
 
     async def _count_series(
         self, workspace_id: str, project_id: str, window: Window, event_type: str | None
@@ -227,6 +288,185 @@ class Analytics:
 
         return _Query(workspace_id, _key("types", project_id, window, ""), compute)
 
+    async def users(
+        self,
+        principal: Principal,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        granularity: Granularity = Granularity.HOUR,
+        event_type: str | None = None,
+        where: Sequence[str] = (),
+    ) -> UserSeries:
+        """Distinct persons per bucket and over the window, from the hours' sketches (exactly
+        from the stored events when filtered by ``where``)."""
+        query = await self._users(principal, project_id, start, end, granularity, event_type, where)
+        return await self._typed(query, UserSeries)
+
+    async def users_json(
+        self,
+        principal: Principal,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        granularity: Granularity = Granularity.HOUR,
+        event_type: str | None = None,
+        where: Sequence[str] = (),
+    ) -> EncodedAnswer:
+        """:meth:`users`, encoded as JSON."""
+        query = await self._users(principal, project_id, start, end, granularity, event_type, where)
+        answer, _ = await self._answer(query)
+        return answer
+
+    async def _users(
+        self,
+        principal: Principal,
+        project_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        granularity: Granularity,
+        event_type: str | None,
+        where: Sequence[str],
+    ) -> _Query[UserSeries]:
+        filters = await self._filters(principal, project_id, where)
+        if granularity is Granularity.MINUTE:
+            raise InvalidRequest(
+                "Unique users are kept per hour: `granularity` must be hour or day.",
+                code="invalid_query",
+            )
+        window = make_window(start, end, granularity, now=self._clock.now())
+        workspace_id = principal.workspace_id
+
+        async def compute() -> UserSeries:
+            if filters:
+                events = await self._events.filtered_events(
+                    workspace_id, project_id, window.start, window.end, event_type, filters
+                )
+                return exact_user_series(project_id, granularity, window.start, window.end, events)
+            hours = await self._events.user_sketches(
+                workspace_id, project_id, window.start, window.end, event_type
+            )
+            return user_series(project_id, granularity, window.start, window.end, hours)
+
+        key = _key("users", project_id, window, _extra(event_type, filters))
+        return _Query(workspace_id, key, compute)
+
+    async def breakdown(
+        self,
+        principal: Principal,
+        project_id: str,
+        prop: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event_type: str | None = None,
+        where: Sequence[str] = (),
+        limit: int = DEFAULT_BREAKDOWN_LIMIT,
+    ) -> Breakdown:
+        """Events and persons per value of the declared dimension ``prop``, over whole UTC days
+        (``start`` rounded down, ``end`` up), largest first."""
+        query = await self._breakdown(
+            principal, project_id, prop, start, end, event_type, where, limit
+        )
+        return await self._typed(query, Breakdown)
+
+    async def breakdown_json(
+        self,
+        principal: Principal,
+        project_id: str,
+        prop: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event_type: str | None = None,
+        where: Sequence[str] = (),
+        limit: int = DEFAULT_BREAKDOWN_LIMIT,
+    ) -> EncodedAnswer:
+        """:meth:`breakdown`, encoded as JSON."""
+        query = await self._breakdown(
+            principal, project_id, prop, start, end, event_type, where, limit
+        )
+        answer, _ = await self._answer(query)
+        return answer
+
+    async def _breakdown(
+        self,
+        principal: Principal,
+        project_id: str,
+        prop: str,
+        start: datetime | None,
+        end: datetime | None,
+        event_type: str | None,
+        where: Sequence[str],
+        limit: int,
+    ) -> _Query[Breakdown]:
+        project = await self._project(principal, project_id)
+        if prop not in project.dimensions:
+            raise InvalidRequest(
+                f"`property` {prop[:60]!r} is not a dimension of the project"
+                " (PUT /v1/projects/{project_id}/dimensions declares them).",
+                code="invalid_query",
+            )
+        if not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
+            raise InvalidRequest(
+                f"`limit` must be 1 to {MAX_BREAKDOWN_LIMIT}.", code="invalid_query"
+            )
+        filters = parse_where(where, project.dimensions)
+        window = make_window(start, end, Granularity.DAY, now=self._clock.now())
+        workspace_id = principal.workspace_id
+
+        async def compute() -> Breakdown:
+            if filters:
+                events = await self._events.filtered_events(
+                    workspace_id, project_id, window.start, window.end, event_type, filters
+                )
+                return breakdown_of_events(
+                    project_id, prop, window.start, window.end, events, limit
+                )
+            tallies = await self._events.dimension_tallies(
+                workspace_id, project_id, prop, window.start, window.end, event_type
+            )
+            return breakdown_of_tallies(project_id, prop, window.start, window.end, tallies, limit)
+
+        extra = f"{prop}|{limit}|{_extra(event_type, filters)}"
+        return _Query(workspace_id, _key("breakdown", project_id, window, extra), compute)
+
+    async def funnel(self, principal: Principal, query: FunnelQuery) -> FunnelResult:
+        """Persons who did ``query``'s steps in order, each within its window of the first."""
+        return await self._typed(await self._funnel(principal, query), FunnelResult)
+
+    async def funnel_json(self, principal: Principal, query: FunnelQuery) -> EncodedAnswer:
+        """:meth:`funnel`, encoded as JSON."""
+        answer, _ = await self._answer(await self._funnel(principal, query))
+        return answer
+
+    async def _funnel(self, principal: Principal, query: FunnelQuery) -> _Query[FunnelResult]:
+        if any(step.where for step in query.steps):
+            declared = (await self._project(principal, query.project_id)).dimensions
+            steps = [StepRule(s.event_type, parse_where(s.where, declared)) for s in query.steps]
+        else:
+            await self._check(principal, query.project_id)
+            steps = [StepRule(s.event_type) for s in query.steps]
+        # The first steps' window obeys the counts' bounds (hour buckets).
+        make_window(query.start, query.end, Granularity.HOUR, now=self._clock.now())
+        workspace_id = principal.workspace_id
+        window = timedelta(seconds=query.window_seconds)
+
+        async def compute() -> FunnelResult:
+            events = await self._events.person_events(
+                workspace_id,
+                query.project_id,
+                sorted({step.event_type for step in steps}),
+                query.start,
+                query.end + window + _JUST_AFTER,
+            )
+            return funnel_counts(events, steps, window, query.start, query.end)
+
+        key = "|".join((_LAYOUT, "funnel", msgspec.json.encode(query).decode()))
+        return _Query(workspace_id, key, compute)
+
     async def _answer(self, query: _Query[T]) -> tuple[EncodedAnswer, T | None]:
         """The answer encoded, and the answer itself when it was computed here (None on a hit)."""
         # The generation comes with the lookup, read before computing: an answer that races a
@@ -277,6 +517,14 @@ class Analytics:
             else None
         )
         return EventPage(rows[:limit], next_cursor)
+
+
+def _extra(event_type: str | None, filters: Sequence[Where]) -> str:
+    """The part of a cache key saying which events a query counts."""
+    typed = "*" if event_type is None else "=" + event_type
+    if not filters:
+        return typed
+    return typed + "|" + msgspec.json.encode([list(w) for w in filters]).decode()
 
 
 def _key(kind: str, project_id: str, window: Window, extra: str) -> str:

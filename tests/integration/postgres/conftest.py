@@ -40,15 +40,20 @@ class Tenant:
 
 
 async def seed_tenant(store: PostgresStore, name: str) -> Tenant:
-    """Sign-up, project, API key and two events for workspace ``ws-<name>``."""
+    """Sign-up, project (declaring the dimension ``n``), API key and two events (each with a
+    person and a value, so that the workspace has sketch and tally rows too) for workspace
+    ``ws-<name>``."""
     user = User(f"user-{name}", f"{name}@example.com", "salt$digest", T0)
     workspace = Workspace(f"ws-{name}", name.title(), T0)
     await store.create_signup(user, workspace, Membership(workspace.id, user.id, Role.OWNER, T0))
-    project = Project(f"prj-{name}", workspace.id, "Web", T0)
+    project = Project(f"prj-{name}", workspace.id, "Web", T0, ("n",))
     await store.create_project(project)
     key = ApiKey(f"key-{name}", workspace.id, project.id, "server", "ek_abc", f"hash-{name}", T0)
     await store.create_api_key(key)
-    events = [Event(f"e{n}", "page_view", T0, Raw(b'{"n": %d}' % n)) for n in range(2)]
+    events = [
+        Event(f"e{n}", "page_view", T0, Raw(b'{"n": %d}' % n), user_id=f"person-{n}")
+        for n in range(2)
+    ]
     await store.append([IngestBatch(workspace.id, project.id, T0, events)])
     return Tenant(user, workspace, project, key)
 

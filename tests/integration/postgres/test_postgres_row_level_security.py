@@ -60,6 +60,14 @@ INSERTS = {
         "INSERT INTO eventcore.counts_hour (workspace_id, project_id, bucket, event_type, count)"
         " VALUES (%s, 'prj-x', '2026-03-01T12:00Z', 't', 1)"
     ),
+    "users_hour": (
+        "INSERT INTO eventcore.users_hour (workspace_id, project_id, bucket, event_type, sketch)"
+        " VALUES (%s, 'prj-x', '2026-03-01T12:00Z', 't', '\\x00')"
+    ),
+    "dims_day": (
+        "INSERT INTO eventcore.dims_day (workspace_id, project_id, event_type, dimension, day,"
+        " kind, value, count) VALUES (%s, 'prj-x', 't', 'plan', '2026-03-01T00:00Z', 0, 'pro', 1)"
+    ),
 }
 
 
@@ -254,7 +262,7 @@ async def test_cross_tenant_lookups_answer_only_their_own_question(
         assert await cursor.fetchall() == [(acme.workspace_id,)]
         # The owner's lookup policies do not apply to the application role, whatever it sets.
         await app.execute("SET eventcore.definer_lookup = 'on'")
-        for name in ("api_keys", "memberships", "events"):
+        for name in ("api_keys", "memberships", "events", "users_hour", "dims_day"):
             cursor = await app.execute(sql.SQL("SELECT count(*) FROM {}").format(table(name)))
             assert await cursor.fetchone() == (0,), name
 

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from eventcore.defaults import MAX_ID_LENGTH, MAX_TYPE_LENGTH
+from eventcore.defaults import MAX_ID_LENGTH, MAX_PERSON_LENGTH, MAX_TYPE_LENGTH
 from eventcore.errors import AuthenticationFailed, InvalidRequest
 from eventcore.events import (
     EventLimits,
@@ -131,6 +131,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
     type: str
     timestamp: datetime | None = None
     id: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
 
 
 # A message may give none of these twice (its nested objects may repeat their own keys, which
@@ -275,8 +277,26 @@ def message_to_event(
         return "invalid_timestamp", "The skew-corrected `timestamp` is out of range."
     if b'"writeKey"' in message:
         message = _without_write_key(message)
-    head = _encoder.encode(_Envelope(type=event_type, timestamp=moment, id=fields.messageId))
+    head = _encoder.encode(
+        _Envelope(
+            type=event_type,
+            timestamp=moment,
+            id=fields.messageId,
+            user_id=_person(fields.userId),
+            anonymous_id=_person(fields.anonymousId),
+        )
+    )
     return head[:-1] + b',"properties":' + message + b"}"
+
+
+def _person(value: Any) -> str | None:
+    """A message's ``userId`` or ``anonymousId`` as an event's person: a number as its JSON text
+    (the SDKs send either), a blank string as none."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _encoder.encode(value).decode()
+    return None
 
 
 def _sent_at(value: Any) -> datetime | None:
@@ -315,8 +335,15 @@ def _check_fields(fields: _Message) -> tuple[str, str] | None:
     if kind not in MESSAGE_TYPES:
         return "invalid_type", f"`type` must be one of {', '.join(MESSAGE_TYPES)}."
     for name in _IDS:
-        if not _is_id_or_null(getattr(fields, name)):
+        value = getattr(fields, name)
+        if not _is_id_or_null(value):
             return "invalid_identity", f"`{name}` must be a string or a number."
+        person = _person(value)
+        if person is not None and (len(person) > MAX_PERSON_LENGTH or "\x00" in person):
+            return (
+                "invalid_identity",
+                f"`{name}` must be at most {MAX_PERSON_LENGTH} characters, without NUL.",
+            )
     if not (_is_identity(fields.userId) or _is_identity(fields.anonymousId)):
         return "missing_identity", "A message needs a `userId` or an `anonymousId`."
     if fields.messageId is not None and not _is_key(fields.messageId, MAX_ID_LENGTH):

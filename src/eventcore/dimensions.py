@@ -1,0 +1,391 @@
+"""Declared dimensions: property paths whose values are counted per day at write time, and the
+filters (``where``) and breakdowns they allow.
+
+A project declares up to :data:`~eventcore.defaults.MAX_DIMENSIONS` dotted paths into the stored
+properties (``plan``, ``context.page.path``: for an event made of a Segment message the
+properties are the whole message). An event's value of a path (:func:`values_of`) is text: a
+string as it is, a number as its JSON text, ``true``/``false``; a path that is absent or leads to
+null, an object or an array gives no value (None). Every store applies this one function, so
+both profiles see the same values.
+
+Per (project, UTC day, event type) and per (project, day) for every type together, each
+dimension keeps at most :data:`~eventcore.defaults.MAX_DIMENSION_VALUES` distinct values, each
+with its count and a persons' sketch; the events of a further value (or of a value longer than
+:data:`~eventcore.defaults.MAX_DIMENSION_VALUE_LENGTH`) are counted in that day's ``other``, never
+dropped. Filters read the stored events themselves, whose declared values are kept beside them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from eventcore.aggregation import CountPoint, Granularity, bucket_start
+from eventcore.defaults import (
+    MAX_DIMENSION_PATH_LENGTH,
+    MAX_DIMENSION_VALUE_LENGTH,
+    MAX_DIMENSION_VALUES,
+    MAX_DIMENSIONS,
+    MAX_WHERE,
+)
+from eventcore.errors import InvalidRequest
+from eventcore.events import IngestBatch
+from eventcore.persons import ALL_TYPES, UserSeries, UsersPoint, estimate
+
+_SEGMENT = r"[A-Za-z0-9_$-]+"
+_PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def check_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    """A project's declared paths, checked: 0 to MAX_DIMENSIONS distinct dotted paths."""
+    if len(paths) > MAX_DIMENSIONS:
+        raise InvalidRequest(
+            f"`properties` holds {len(paths)} paths; a project declares at most {MAX_DIMENSIONS}.",
+            code="invalid_dimensions",
+        )
+    for path in paths:
+        if len(path) > MAX_DIMENSION_PATH_LENGTH or not _PATH.fullmatch(path):
+            raise InvalidRequest(
+                f"`properties` holds {path[:40]!r}: a path is names of letters, digits, `_`, `$`"
+                f" or `-` joined by dots, at most {MAX_DIMENSION_PATH_LENGTH} characters.",
+                code="invalid_dimensions",
+            )
+    if len(set(paths)) != len(paths):
+        raise InvalidRequest("`properties` names a path twice.", code="invalid_dimensions")
+    return tuple(paths)
+
+
+def value_at(properties: Any, path: str) -> str | None:
+    """The value of ``path`` in decoded ``properties`` as text, or None (see the module)."""
+    current = properties
+    for name in path.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(name)
+    if isinstance(current, str):
+        return current
+    if isinstance(current, bool | int | float):
+        return _encoder.encode(current).decode()
+    return None
+
+
+def values_of(properties: bytes, paths: Sequence[str]) -> dict[str, str | None]:
+    """Each declared path's value in the JSON object ``properties``."""
+    decoded = _decoder.decode(properties) if paths else None
+    return {path: value_at(decoded, path) for path in paths}
+
+
+def encode_values(values: Mapping[str, str | None]) -> str:
+    """How an event's declared values are stored beside it (a JSON object)."""
+    return _encoder.encode(values).decode()
+
+
+def decode_values(stored: str | bytes | None) -> dict[str, str | None]:
+    if not stored:
+        return {}
+    decoded: dict[str, str | None] = _decoder.decode(stored)
+    return decoded
+
+
+class Kind(enum.IntEnum):
+    """What a tally counts: events with ``value``, events with no value, or the rest (``other``)."""
+
+    VALUE = 0
+    NONE = 1
+    OTHER = 2
+
+
+class DimensionKey(NamedTuple):
+    """One stored tally. ``value`` is "" unless ``kind`` is VALUE."""
+
+    workspace_id: str
+    project_id: str
+    day: datetime
+    event_type: str
+    dimension: str
+    kind: Kind
+    value: str
+
+    @property
+    def group(self) -> DimensionGroup:
+        return DimensionGroup(*self[:5])
+
+
+class DimensionGroup(NamedTuple):
+    """The tallies one bound applies to: a dimension's values in one day of one type (or all)."""
+
+    workspace_id: str
+    project_id: str
+    day: datetime
+    event_type: str
+    dimension: str
+
+
+class Tally(msgspec.Struct):
+    count: int = 0
+    persons: set[str] = msgspec.field(default_factory=set)
+
+
+def dimension_increments(
+    batches: Iterable[IngestBatch], declared: Mapping[tuple[str, str], Sequence[str]]
+) -> dict[DimensionKey, Tally]:
+    """What the tallies gain when exactly these events are newly stored (callers pass only
+    inserted events), before the bound on values (:func:`bounded`). ``declared`` holds each
+    (workspace, project)'s paths; a project without any adds nothing."""
+    tallies: dict[DimensionKey, Tally] = {}
+    for batch in batches:
+        paths = declared.get((batch.workspace_id, batch.project_id), ())
+        if not paths:
+            continue
+        # Events are grouped by (day, type, values) first, so that the work per event is one
+        # lookup; each group then adds to every path's tally of its type and of all types.
+        groups: dict[tuple[datetime, str, tuple[str | None, ...]], Tally] = {}
+        days: dict[int, datetime] = {}
+        for event in batch.events:
+            moment = event.timestamp
+            if moment.utcoffset():
+                moment = moment.astimezone(UTC)
+            ordinal = moment.toordinal()
+            day = days.get(ordinal)
+            if day is None:
+                day = days[ordinal] = bucket_start(moment, Granularity.DAY)
+            found = values_of(bytes(event.properties), paths)
+            group = (day, event.type, tuple(found.values()))
+            tally = groups.get(group)
+            if tally is None:
+                tally = groups[group] = Tally()
+            tally.count += 1
+            if event.person is not None:
+                tally.persons.add(event.person)
+        for (day, event_type, values), tally in groups.items():
+            for path, value in zip(paths, values, strict=True):
+                kind, text = _kind_of(value)
+                for each_type in (event_type, ALL_TYPES):
+                    key = DimensionKey(
+                        batch.workspace_id, batch.project_id, day, each_type, path, kind, text
+                    )
+                    current = tallies.get(key)
+                    if current is None:
+                        tallies[key] = Tally(tally.count, set(tally.persons))
+                    else:
+                        current.count += tally.count
+                        current.persons |= tally.persons
+    return tallies
+
+
+def _kind_of(value: str | None) -> tuple[Kind, str]:
+    if value is None:
+        return Kind.NONE, ""
+    if len(value) > MAX_DIMENSION_VALUE_LENGTH:
+        return Kind.OTHER, ""
+    return Kind.VALUE, value
+
+
+def bounded(
+    increments: Mapping[DimensionKey, Tally],
+    known: Mapping[DimensionGroup, set[str]],
+    max_values: int = MAX_DIMENSION_VALUES,
+) -> dict[DimensionKey, Tally]:
+    """``increments`` with each group's values beyond ``max_values`` counted as ``other``.
+
+    ``known`` holds the values each touched group already keeps; a new value is kept while the
+    group has room (the most frequent new values first, then in text order), else its events go
+    to the group's ``other``.
+    """
+    result: dict[DimensionKey, Tally] = {}
+    new: dict[DimensionGroup, list[tuple[DimensionKey, Tally]]] = {}
+    for key, tally in increments.items():
+        if key.kind is Kind.VALUE and key.value not in known.get(key.group, ()):
+            new.setdefault(key.group, []).append((key, tally))
+        else:
+            _add(result, key, tally)
+    for group, candidates in new.items():
+        room = max_values - len(known.get(group, ()))
+        candidates.sort(key=lambda item: (-item[1].count, item[0].value))
+        for index, (key, tally) in enumerate(candidates):
+            if index < room:
+                _add(result, key, tally)
+            else:
+                _add(result, key._replace(kind=Kind.OTHER, value=""), tally)
+    return result
+
+
+def _add(tallies: dict[DimensionKey, Tally], key: DimensionKey, tally: Tally) -> None:
+    current = tallies.get(key)
+    if current is None:
+        tallies[key] = Tally(tally.count, set(tally.persons))
+    else:
+        current.count += tally.count
+        current.persons |= tally.persons
+
+
+class Where(NamedTuple):
+    """One filter: events whose value of ``dimension`` is ``value``."""
+
+    dimension: str
+    value: str
+
+
+def parse_where(filters: Sequence[str], declared: Sequence[str]) -> tuple[Where, ...]:
+    """``where`` parameters (``dimension:value``) checked against the project's dimensions."""
+    if len(filters) > MAX_WHERE:
+        raise InvalidRequest(
+            f"At most {MAX_WHERE} `where` filters are taken.", code="invalid_query"
+        )
+    parsed: list[Where] = []
+    for text in filters:
+        dimension, colon, value = text.partition(":")
+        if not colon:
+            raise InvalidRequest(
+                f"`where` must be dimension:value; {text[:40]!r} has no colon.",
+                code="invalid_query",
+            )
+        if dimension not in declared:
+            raise InvalidRequest(
+                f"`where` names {dimension[:60]!r}, which is not a dimension of the project"
+                " (PUT /v1/projects/{project_id}/dimensions declares them).",
+                code="invalid_query",
+            )
+        parsed.append(Where(dimension, value))
+    return tuple(sorted(set(parsed)))
+
+
+def matches(values: Mapping[str, str | None], where: Iterable[Where]) -> bool:
+    return all(values.get(w.dimension) == w.value for w in where)
+
+
+class DimensionTally(msgspec.Struct, frozen=True, array_like=True):
+    """One stored tally as read back: a day's count of a value (or of none, or other) and the
+    persons' sketch of its events (None when none had a person)."""
+
+    day: datetime
+    kind: Kind
+    value: str
+    count: int
+    sketch: bytes | None
+
+
+class FilteredEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A stored event as a filtered query reads it: ``values`` is its declared values' JSON."""
+
+    timestamp: datetime
+    type: str
+    person: str | None
+    values: str
+
+
+class BreakdownValue(msgspec.Struct, frozen=True):
+    value: str | None
+    count: int
+    users: int
+
+
+class OtherCount(msgspec.Struct, frozen=True):
+    count: int
+
+
+class Breakdown(msgspec.Struct, frozen=True):
+    """Events per value of ``property``, largest first; ``other`` counts the events of the
+    values not listed (past ``limit``, or past the values kept per day)."""
+
+    project_id: str
+    property: str
+    start: datetime
+    end: datetime
+    values: list[BreakdownValue]
+    other: OtherCount
+    relative_error: float
+
+
+def breakdown_of_tallies(
+    project_id: str,
+    prop: str,
+    start: datetime,
+    end: datetime,
+    tallies: Iterable[DimensionTally],
+    limit: int,
+) -> Breakdown:
+    """The breakdown from a window's stored daily tallies (persons merged per value)."""
+    counts: dict[tuple[Kind, str], int] = {}
+    sketches: dict[tuple[Kind, str], list[bytes]] = {}
+    for tally in tallies:
+        key = (tally.kind, tally.value)
+        counts[key] = counts.get(key, 0) + tally.count
+        if tally.sketch is not None:
+            sketches.setdefault(key, []).append(tally.sketch)
+    other = counts.pop((Kind.OTHER, ""), 0)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0][0], item[0][1]))
+    listed: list[BreakdownValue] = []
+    error = 0.0
+    for (kind, value), count in ranked[:limit]:
+        users = estimate(sketches.get((kind, value), []))
+        error = max(error, users.relative_error)
+        listed.append(BreakdownValue(value if kind is Kind.VALUE else None, count, users.users))
+    other += sum(count for _, count in ranked[limit:])
+    return Breakdown(project_id, prop, start, end, listed, OtherCount(other), error)
+
+
+def breakdown_of_events(
+    project_id: str,
+    prop: str,
+    start: datetime,
+    end: datetime,
+    events: Iterable[FilteredEvent],
+    limit: int,
+) -> Breakdown:
+    """The breakdown counted exactly from stored events (a filtered query): every value is
+    listed until ``limit``, whatever its length."""
+    counts: dict[str | None, int] = {}
+    persons: dict[str | None, set[str]] = {}
+    for event in events:
+        value = decode_values(event.values).get(prop)
+        counts[value] = counts.get(value, 0) + 1
+        if event.person is not None:
+            persons.setdefault(value, set()).add(event.person)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+    listed = [
+        BreakdownValue(value, count, len(persons.get(value, ()))) for value, count in ranked[:limit]
+    ]
+    other = sum(count for _, count in ranked[limit:])
+    return Breakdown(project_id, prop, start, end, listed, OtherCount(other), 0.0)
+
+
+def count_points(events: Iterable[FilteredEvent], granularity: Granularity) -> list[CountPoint]:
+    """Counts per bucket and event type of filtered events, as the count tables would give."""
+    counts: dict[tuple[datetime, str], int] = {}
+    for event in events:
+        key = (bucket_start(event.timestamp, granularity), event.type)
+        counts[key] = counts.get(key, 0) + 1
+    return [CountPoint(bucket, kind, count) for (bucket, kind), count in sorted(counts.items())]
+
+
+def exact_user_series(
+    project_id: str,
+    granularity: Granularity,
+    start: datetime,
+    end: datetime,
+    events: Iterable[FilteredEvent],
+) -> UserSeries:
+    """Distinct persons per bucket and over the window, counted exactly from filtered events."""
+    buckets: dict[datetime, set[str]] = {}
+    everyone: set[str] = set()
+    for event in events:
+        if event.person is not None:
+            buckets.setdefault(bucket_start(event.timestamp, granularity), set()).add(event.person)
+            everyone.add(event.person)
+    return UserSeries(
+        project_id=project_id,
+        granularity=granularity,
+        start=start,
+        end=end,
+        total=len(everyone),
+        series=[UsersPoint(bucket, len(buckets[bucket])) for bucket in sorted(buckets)],
+        relative_error=0.0,
+    )
