@@ -26,6 +26,7 @@ import psycopg
 from msgspec import Raw
 from pamqp import commands as spec
 
+from eventcore.adapters.postgres import _events as _pg_events
 from eventcore.events import Event, IngestBatch, encode_batch
 
 # What the bare insert sends: the store's own statement minus the count tables and the tenant.
@@ -189,3 +190,124 @@ async def bare_query(
                     timings.append((time.perf_counter() - began) * 1000)
             results[name] = {"timings_ms": timings, "rows": rows}
     return results
+
+
+# The persons' reads are the PostgreSQL store's own statements, imported rather than copied (the
+# store is being extended; a copy would drift): the hours' sketches of every type together
+# (event_type ''), and a funnel's events.
+_USER_SKETCHES: str = _pg_events._USER_SKETCHES
+_PERSON_EVENTS: str = _pg_events._PERSON_EVENTS
+# The store's sessions are in UTC (psycopg then loads timestamptz without a zone conversion).
+_AS_THE_STORE = "SET TIME ZONE 'UTC'"
+# The exact answer a unique-users total estimates.
+EXACT_USERS = """
+SELECT count(DISTINCT coalesce(user_id, anonymous_id)) FROM eventcore.events
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND event_time >= %(start)s AND event_time < %(end)s
+  AND (user_id IS NOT NULL OR anonymous_id IS NOT NULL)
+"""
+
+
+async def bare_users(
+    dsn: str, tenants: list[tuple[str, str]], *, newest: datetime, queries: int
+) -> dict[str, Any]:
+    """Milliseconds per read of 30 days of hour sketches (every type together), one connection,
+    as the store sends it; and the same read followed by the core's merge in this process
+    (``eventcore.persons.user_series``, what the API does with the rows): the floor of an
+    uncached unique-users answer before HTTP, the cache and JSON."""
+    from eventcore.aggregation import Granularity
+    from eventcore.persons import ALL_TYPES, user_series
+
+    end = newest.replace(minute=0) + timedelta(hours=1)
+    sql_ms: list[float] = []
+    merged_ms: list[float] = []
+    rows = 0
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(_AS_THE_STORE)
+        for q in range(queries + 20):
+            workspace_id, project_id = tenants[q % len(tenants)]
+            shift = timedelta(hours=q % 24)
+            start, stop = end - timedelta(days=30) - shift, end - shift
+            parameters = {
+                "workspace_id": workspace_id,
+                "project_id": project_id,
+                "start": start,
+                "end": stop,
+                "event_type": ALL_TYPES,
+            }
+            began = time.perf_counter()
+            cursor = await conn.execute(_USER_SKETCHES, parameters, binary=True)
+            hours = await cursor.fetchall()
+            fetched = time.perf_counter()
+            user_series(project_id, Granularity.HOUR, start, stop, hours)
+            done = time.perf_counter()
+            rows = len(hours)
+            if q >= 20:
+                sql_ms.append((fetched - began) * 1000)
+                merged_ms.append((done - began) * 1000)
+    return {"sql_ms": sql_ms, "sql_and_merge_ms": merged_ms, "rows": rows}
+
+
+async def bare_funnel(
+    dsn: str,
+    workspace_id: str,
+    project_id: str,
+    *,
+    steps: list[str],
+    newest: datetime,
+    window: timedelta,
+    queries: int,
+) -> dict[str, Any]:
+    """Milliseconds per read of a 30-day funnel's events (the steps' types, with a person,
+    ordered by person and time), one connection, rows fetched as tuples: the store's query
+    alone, without making PersonEvents or walking them.
+
+    The statement is never prepared (psycopg prepares one once a connection has run it 5
+    times): each execution gets the plan made for its own values, the index-only scan of
+    ``events_persons_by_type``. Prepared, PostgreSQL soon keeps a generic plan, which it
+    estimates at a few rows and makes a scan of ``events_newest`` visiting the heap, two to three
+    times slower here; ``bench.persons_phases`` times both and explains both."""
+    end = newest.replace(minute=0) + timedelta(hours=1)
+    timings: list[float] = []
+    rows = 0
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(_AS_THE_STORE)
+        for q in range(queries + 3):
+            shift = timedelta(hours=q)
+            parameters = {
+                "workspace_id": workspace_id,
+                "project_id": project_id,
+                "event_types": sorted(set(steps)),
+                "start": end - timedelta(days=30) - shift,
+                "end": end - shift + window + timedelta(microseconds=1),
+            }
+            began = time.perf_counter()
+            # Never prepared: PostgreSQL plans it for these values each time (see the function).
+            cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)
+            rows = len(await cursor.fetchall())
+            if q >= 3:
+                timings.append((time.perf_counter() - began) * 1000)
+    return {"timings_ms": timings, "rows": rows}
+
+
+async def exact_users(
+    dsn: str, tenants: list[tuple[str, str]], start: datetime, end: datetime
+) -> dict[str, int]:
+    """count(DISTINCT coalesce(user_id, anonymous_id)) of each project's events in [start, end),
+    from the raw events; by workspace id."""
+    out: dict[str, int] = {}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET work_mem = '64MB'")
+        for workspace_id, project_id in tenants:
+            cursor = await conn.execute(
+                EXACT_USERS,
+                {
+                    "workspace_id": workspace_id,
+                    "project_id": project_id,
+                    "start": start,
+                    "end": end,
+                },
+            )
+            row = await cursor.fetchone()
+            out[workspace_id] = int(row[0]) if row else 0
+    return out

@@ -8,6 +8,12 @@ than row by row), then computes both count tables from the events with one
 events. Event times are spread over the last ``days`` days (so the default analytics windows
 see them), with a skewed mix of types.
 
+Events carry persons: each workspace has ``persons / workspaces`` of them, 80 % identified users
+and 20 % anonymous visitors; 80 % of the events name a user (``user_id``), 15 % a visitor only
+(``anonymous_id``), 5 % nobody. The persons' sketches are not written here: ``bench.run`` loads
+with ``counts=False`` and follows the load with ``eventcore rollup rebuild``, the production
+command, which makes the count tables and the sketches from the loaded events.
+
     python -m bench.loader postgresql://postgres@127.0.0.1/<fresh db> [--events 10000000]
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,6 +47,11 @@ PROPERTIES = [
     '{"sku":"sku-1042","total":42.5,"currency":"EUR"}',
 ]
 CHUNK_EVENTS = 50_000
+# Who did each event: a user (user_id), an anonymous visitor only (anonymous_id), nobody known.
+PERSON_MIX = {"user": 0.80, "anonymous": 0.15, "none": 0.05}
+# The share of a workspace's persons that are identified users (the rest: anonymous visitors).
+USER_SHARE = 0.8
+_NULL = "\\N"  # COPY text format's NULL
 
 
 @dataclass(frozen=True)
@@ -60,9 +72,19 @@ class Loaded:
 
 
 async def load(
-    dsn: str, *, events: int, workspaces: int, days: int = 30, now: datetime | None = None
+    dsn: str,
+    *,
+    events: int,
+    workspaces: int,
+    persons: int = 1_000_000,
+    days: int = 30,
+    now: datetime | None = None,
+    counts: bool = True,
 ) -> Loaded:
-    """Load the data set into ``dsn`` (migrated, with no events yet); returns the tenants."""
+    """Load the data set into ``dsn`` (migrated, with no events yet); returns the tenants.
+
+    Without ``counts`` the count tables are left empty, for ``eventcore rollup rebuild`` to fill
+    (``bench.run`` runs it next: it would replace them anyway)."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     tenants = [
         Tenant(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(workspaces)
@@ -74,26 +96,42 @@ async def load(
         async with conn.transaction():
             await _accounts(conn, tenants, now)
             event_indexes = await _drop_indexes(conn, "events")
-            count_indexes = await _drop_indexes(conn, "counts_minute")
-            count_indexes += await _drop_indexes(conn, "counts_hour")
+            count_indexes: list[str] = []
+            if counts:
+                count_indexes += await _drop_indexes(conn, "counts_minute")
+                count_indexes += await _drop_indexes(conn, "counts_hour")
             # Truncated in the same transaction, the table takes the rows already frozen.
             await conn.execute("TRUNCATE eventcore.events")
-            await _copy_events(conn, tenants, events, days, now)
+            await _copy_events(conn, tenants, events, persons, days, now)
             await conn.execute("SELECT setval('eventcore.event_seq', %s)", (max(events, 1),))
         seconds["copy_events"] = time.perf_counter() - began
         mark = time.perf_counter()
         # The indexes of the events and the count tables are built side by side.
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
             await _session(other)
-            await asyncio.gather(_run_all(conn, event_indexes), _count_tables(other, count_indexes))
-        seconds["index_and_count"] = time.perf_counter() - mark
+            if counts:
+                await asyncio.gather(
+                    _run_all(conn, event_indexes), _count_tables(other, count_indexes)
+                )
+            else:
+                await _run_all(conn, event_indexes)
+        seconds["index_and_count" if counts else "index"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        await conn.execute("VACUUM (ANALYZE) eventcore.counts_hour")
-        await conn.execute("VACUUM (ANALYZE) eventcore.counts_minute")
+        if counts:
+            await conn.execute("VACUUM (ANALYZE) eventcore.counts_hour")
+            await conn.execute("VACUUM (ANALYZE) eventcore.counts_minute")
         await conn.execute("ANALYZE eventcore.events")
         seconds["analyze"] = time.perf_counter() - mark
     seconds["total"] = sum(seconds.values())
     return Loaded(tenants, events, seconds, now)
+
+
+async def analyze(dsn: str) -> None:
+    """Vacuum and analyze what ``eventcore rollup rebuild`` rewrote (the count tables and the
+    sketches: their index-only scans need all-visible pages), as the load did before it."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for table in ("counts_hour", "counts_minute", "users_hour"):
+            await conn.execute(f"VACUUM (ANALYZE) eventcore.{table}")
 
 
 async def _session(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
@@ -202,21 +240,49 @@ async def _drop_indexes(conn: psycopg.AsyncConnection[tuple[object, ...]], table
     return rebuild
 
 
+def person_columns(number: int, persons: int) -> tuple[list[str], list[float]]:
+    """The (user_id, anonymous_id) COPY columns of workspace ``number``'s ``persons`` persons,
+    and nobody's, with the cumulative weights that give :data:`PERSON_MIX`."""
+    users = max(1, round(persons * USER_SHARE))
+    visitors = max(1, persons - users)
+    columns = [f"{_NULL}\t{_NULL}"]
+    columns += [f"{_NULL}\tanon-{number}-{k:x}" for k in range(visitors)]
+    columns += [f"user-{number}-{k}\t{_NULL}" for k in range(users)]
+    weights = [PERSON_MIX["none"]]
+    weights += [PERSON_MIX["anonymous"] / visitors] * visitors
+    weights += [PERSON_MIX["user"] / users] * users
+    cumulative = []
+    total = 0.0
+    for weight in weights:
+        total += weight
+        cumulative.append(total)
+    return columns, cumulative
+
+
 def _event_rows(
-    tenant: Tenant, first: int, count: int, minutes: list[str], weighted_types: list[str]
+    tenant: Tenant,
+    first: int,
+    count: int,
+    minutes: list[str],
+    weighted_types: list[str],
+    people: tuple[list[str], list[float]],
 ) -> bytes:
     """COPY text rows of one chunk. Times, types and properties are spread by cheap integer
     hashing of the event's number rather than by a random generator: the loader is bound by
-    how fast rows can be written, and these spread just as evenly."""
+    how fast rows can be written, and these spread just as evenly. Persons are drawn by a
+    generator seeded with the chunk's first number (integer hashing would tie them to the
+    types and times, whose hashes share factors): the same data set every run."""
     ws, project = tenant.workspace_id, tenant.project_id
     span = len(minutes)
     types = len(weighted_types)
     props = len(PROPERTIES)
+    columns, cumulative = people
+    who = random.Random(first).choices(columns, cum_weights=cumulative, k=count)
     rows = [
         f"{ws}\t{project}\te{i:x}\t{i + 1}\t{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
         f"{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
-        f"{weighted_types[(i * 131) % types]}\t{PROPERTIES[i % props]}\n"
-        for i in range(first, first + count)
+        f"{weighted_types[(i * 131) % types]}\t{PROPERTIES[i % props]}\t{person}\n"
+        for i, person in zip(range(first, first + count), who, strict=True)
     ]
     return "".join(rows).encode()
 
@@ -225,6 +291,7 @@ async def _copy_events(
     conn: psycopg.AsyncConnection[tuple[object, ...]],
     tenants: list[Tenant],
     events: int,
+    persons: int,
     days: int,
     now: datetime,
 ) -> None:
@@ -237,23 +304,29 @@ async def _copy_events(
         events // len(tenants) + (1 if k < events % len(tenants) else 0)
         for k in range(len(tenants))
     ]
+    # Persons as the events: the same number in every workspace.
+    persons_per_tenant = [
+        persons // len(tenants) + (1 if k < persons % len(tenants) else 0)
+        for k in range(len(tenants))
+    ]
     loop = asyncio.get_running_loop()
     async with (
         conn.cursor() as cursor,
         cursor.copy(
             "COPY eventcore.events (workspace_id, project_id, event_id, seq, event_time,"
-            " received_at, type, properties) FROM STDIN WITH (FREEZE)"
+            " received_at, type, properties, user_id, anonymous_id) FROM STDIN WITH (FREEZE)"
         ) as copy,
     ):
         first = 0
         pending: asyncio.Future[bytes] | None = None
-        for tenant, count in zip(tenants, per_tenant, strict=True):
+        for number, (tenant, count) in enumerate(zip(tenants, per_tenant, strict=True)):
+            people = person_columns(number, persons_per_tenant[number])
             done = 0
             while done < count:
                 size = min(CHUNK_EVENTS, count - done)
                 # Rows for the next chunk are made in a thread while this one is sent.
                 chunk = loop.run_in_executor(
-                    None, _event_rows, tenant, first + done, size, minutes, weighted_types
+                    None, _event_rows, tenant, first + done, size, minutes, weighted_types, people
                 )
                 if pending is not None:
                     await copy.write(await pending)
@@ -269,10 +342,17 @@ def main() -> None:
     parser.add_argument("dsn", help="owner's URL of a freshly migrated database")
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--workspaces", type=int, default=100)
+    parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     loaded = asyncio.run(
-        load(args.dsn, events=args.events, workspaces=args.workspaces, days=args.days)
+        load(
+            args.dsn,
+            events=args.events,
+            workspaces=args.workspaces,
+            persons=args.persons,
+            days=args.days,
+        )
     )
     print(f"loaded {loaded.events:,} events in {len(loaded.tenants)} workspaces: {loaded.seconds}")
 

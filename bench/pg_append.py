@@ -4,6 +4,12 @@ Creates a scratch database on 127.0.0.1:5432, migrates it, appends ``--appends``
 ``--batches`` x ``--events`` events (like a worker flushing 100-event messages) spread over a few
 workspaces, then the same appends again (all duplicates: a redelivery storm), and drops the
 database. Run: ``.venv/bin/python bench/pg_append.py``.
+
+With ``--persons``, the same appends are made twice more, in the same database, their events
+naming persons as bench/wrk/ingest.lua's do (of every 20, 16 a user_id, 3 an anonymous_id only,
+1 nobody; each 100-event batch from 10 persons of a pool of 50,000): the cost of persons in the
+store alone (no HTTP, no queue), with the CPU seconds of this process (the store's Python: the
+sketches' merges) and of the database's PostgreSQL backends for each run.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import psycopg
 from msgspec import Raw
 from psycopg import sql
@@ -25,8 +32,19 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ("page_view", "click", "signup", "purchase", "logout")
 
 
+def _person(call: int, batch: int, n: int) -> dict[str, str]:
+    """Who did event ``n`` of a batch, as bench/wrk/ingest.lua's persons."""
+    kind = n % 20
+    person = ((call * 31 + batch) * 10 + n % 10) % 50_000
+    if kind == 0:
+        return {}
+    if kind <= 3:
+        return {"anonymous_id": f"anon-{person:x}"}
+    return {"user_id": f"user-{person}"}
+
+
 def make_appends(
-    appends: int, batches: int, events: int, workspaces: int
+    appends: int, batches: int, events: int, workspaces: int, persons: bool = False
 ) -> list[list[IngestBatch]]:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     received = datetime.now(UTC)
@@ -50,6 +68,7 @@ def make_appends(
                                 b'{"path":"/pricing/%d","referrer":"https://example.com/",'
                                 b'"plan":"pro","n":%d}' % (n, n)
                             ),
+                            **(_person(call, b, n) if persons else {}),
                         )
                         for n in range(events)
                     ],
@@ -66,27 +85,56 @@ async def run(arguments: argparse.Namespace) -> None:
     dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
         await migrate(dsn)
-        calls = make_appends(
-            arguments.appends, arguments.batches, arguments.events, arguments.workspaces
-        )
+        shape = (arguments.appends, arguments.batches, arguments.events, arguments.workspaces)
+        runs = [("", make_appends(*shape))]
+        if arguments.persons:
+            runs.append((" with persons", make_appends(*shape, persons=True)))
         total = arguments.appends * arguments.batches * arguments.events
         async with await PostgresStore.open(dsn, min_size=1, max_size=1) as store:
             await store.append(make_appends(1, 2, 10, 1)[0])  # warm up: connection, plans
-            for label in ("new events", "all duplicates"):
-                began = time.perf_counter()
-                inserted = 0
-                for call in calls:
-                    inserted += (await store.append(call)).inserted
-                elapsed = time.perf_counter() - began
-                print(
-                    f"{label:>15}: {total} events in {elapsed:.2f} s = {total / elapsed:,.0f} events/s"
-                    f" ({inserted} inserted, {elapsed / len(calls) * 1000:.1f} ms per append)"
-                )
+            await store.append(make_appends(1, 2, 10, 1, persons=True)[0])
+            backend = await _backend(name)
+            for kind, calls in runs:
+                for label in ("new events", "all duplicates"):
+                    cpu = time.process_time()
+                    pg_cpu = _cpu(backend)
+                    began = time.perf_counter()
+                    inserted = 0
+                    for call in calls:
+                        inserted += (await store.append(call)).inserted
+                    elapsed = time.perf_counter() - began
+                    cpu = time.process_time() - cpu
+                    pg_cpu = _cpu(backend) - pg_cpu
+                    print(
+                        f"{label + kind:>28}: {total} events in {elapsed:.2f} s ="
+                        f" {total / elapsed:,.0f} events/s ({inserted} inserted,"
+                        f" {elapsed / len(calls) * 1000:.1f} ms per append; CPU per event:"
+                        f" this process {cpu / total * 1e6:.1f} us,"
+                        f" PostgreSQL {pg_cpu / total * 1e6:.1f} us)"
+                    )
     finally:
         async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as admin:
             await admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+async def _backend(database: str) -> psutil.Process | None:
+    """The store's one PostgreSQL backend (its pool holds one connection)."""
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+        rows = await cursor.fetchall()
+    return psutil.Process(rows[0][0]) if len(rows) == 1 else None
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def main() -> None:
@@ -95,6 +143,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="IngestBatches per append")
     parser.add_argument("--events", type=int, default=100, help="events per IngestBatch")
     parser.add_argument("--workspaces", type=int, default=4)
+    parser.add_argument("--persons", action="store_true", help="the same again, with persons")
     asyncio.run(run(parser.parse_args()))
 
 

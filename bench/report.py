@@ -60,6 +60,34 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         _row("bare: SQLite insert, 100 rows/transaction", sqlite.get("rows_per_second"), "rows/s")
     )
+    persons = r.get("bare_persons", {})
+    if persons:
+        sketches = persons["users_sql"]
+        funnel_sql = persons["funnel_sql"]
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(
+                    f"bare: unique users SQL ({sketches['rows']} hour sketches) {q}",
+                    sketches[f"{q}_ms"],
+                    "ms",
+                )
+            )
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(
+                    f"bare: unique users SQL + merge in process {q}",
+                    persons["users_sql_and_merge"][f"{q}_ms"],
+                    "ms",
+                )
+            )
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(
+                    f"bare: funnel events SQL ({funnel_sql['rows']:,} rows) {q}",
+                    funnel_sql[f"{q}_ms"],
+                    "ms",
+                )
+            )
 
     # 2. batch ingest
     batch = r.get("batch_ingest")
@@ -98,6 +126,65 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                 "events",
                 target="equal",
                 met=batch["accepted_equals_committed"],
+            )
+        )
+    with_persons = r.get("batch_ingest_persons")
+    if with_persons and batch:
+        value = with_persons["committed_per_second"]
+        without = batch["committed_per_second"]
+        rows.append(
+            _row(
+                "batch ingest with persons: committed, first request to last commit",
+                value,
+                "events/s",
+                "batch ingest without persons",
+                without,
+                ">= 0.85 x without",
+                value >= 0.85 * without,
+            )
+        )
+        rows.append(
+            _row(
+                f"batch ingest with persons: answered 202 during {with_persons['seconds']:.0f} s"
+                " flood",
+                with_persons["absorbed_per_second"],
+                "events/s",
+                "batch ingest without persons",
+                batch["absorbed_per_second"],
+            )
+        )
+        # What bounds the pair once the 2 cores are saturated: CPU seconds of every process
+        # (API, workers, this database's PostgreSQL, RabbitMQ, Redis, wrk) per committed event.
+        cost = {
+            name: sum(result["cpu_seconds"].values()) / result["committed"] * 1e6
+            for name, result in (("without", batch), ("with", with_persons))
+            if result["committed"]
+        }
+        if len(cost) == 2:
+            rows.append(
+                _row(
+                    "batch ingest without persons: CPU per committed event, all processes",
+                    cost["without"],
+                    "us",
+                )
+            )
+            rows.append(
+                _row(
+                    "batch ingest with persons: CPU per committed event, all processes"
+                    f" (without / with = {cost['without'] / cost['with']:.2f})",
+                    cost["with"],
+                    "us",
+                    "batch ingest without persons",
+                    cost["without"],
+                )
+            )
+        rows.append(
+            _row(
+                "batch ingest with persons: accepted == committed (via the API)",
+                float(with_persons["committed"]),
+                "events",
+                target="equal",
+                met=with_persons["accepted_equals_committed"],
             )
         )
     # 3. single-event ingest
@@ -172,7 +259,9 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     if analytics:
         for name, path in (("counts", "counts (30 days, hourly)"), ("event_types", "event-types")):
             for cached in (False, True):
-                result = analytics[f"{name}_{'cached' if cached else 'uncached'}"]
+                result = analytics.get(f"{name}_{'cached' if cached else 'uncached'}")
+                if result is None:  # --only without analytics
+                    continue
                 for q in ("p50", "p99"):
                     bare_value = (
                         noop_get.get(f"{q}_ms") if cached else query.get(name, {}).get(f"{q}_ms")
@@ -190,6 +279,63 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                             result[f"{q}_ms"] < limit if q == "p99" else None,
                         )
                     )
+    # 5b. persons: unique users and funnels
+    if analytics and "users_uncached" in analytics:
+        result = analytics["users_uncached"]
+        sketches = persons.get("users_sql", {})
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(
+                    f"unique users (30 days, hourly), uncached, {q.upper()} at"
+                    f" {result['rate']:.0f} req/s",
+                    result[f"{q}_ms"],
+                    "ms",
+                    f"unique users SQL {q}",
+                    sketches.get(f"{q}_ms"),
+                    "< 20" if q == "p99" else "",
+                    result[f"{q}_ms"] < 20 if q == "p99" else None,
+                )
+            )
+    accuracy = r.get("users_accuracy")
+    if accuracy:
+        rows.append(
+            _row(
+                "unique users: total vs exact count, largest workspace, absolute error"
+                f" ({accuracy['largest_total']:,} vs {accuracy['largest_exact']:,})",
+                abs(accuracy["largest_error"]) * 100,
+                "%",
+                target="<= 2",
+                met=abs(accuracy["largest_error"]) <= 0.02,
+            )
+        )
+        rows.append(
+            _row(
+                "unique users: total vs exact count, largest absolute error of"
+                f" {accuracy['workspaces']}"
+                f" workspaces (mean {accuracy['mean_abs_error']:.2%},"
+                f" {accuracy['over_2_percent']} over 2 %)",
+                accuracy["max_abs_error"] * 100,
+                "%",
+                target="<= 2",
+                met=accuracy["max_abs_error"] <= 0.02,
+            )
+        )
+    if analytics and "funnel_uncached" in analytics:
+        result = analytics["funnel_uncached"]
+        funnel_sql = persons.get("funnel_sql", {})
+        for q in ("p50", "p99"):
+            rows.append(
+                _row(
+                    f"funnel (3 steps, 30 days, largest workspace), uncached, {q.upper()} at"
+                    f" {result['rate']:.0f} req/s ({result['requests']} requests)",
+                    result[f"{q}_ms"],
+                    "ms",
+                    f"funnel events SQL {q}",
+                    funnel_sql.get(f"{q}_ms"),
+                    "< 500" if q == "p99" else "",
+                    result[f"{q}_ms"] < 500 if q == "p99" else None,
+                )
+            )
     # 6. embedded profile, memory
     embedded = r.get("embedded_batch")
     if embedded:
@@ -234,7 +380,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "ms":
+    if unit in ("ms", "%"):
         return f"{value:,.2f}"
     return f"{value:,.0f}"
 
@@ -270,7 +416,7 @@ def render(r: dict[str, Any]) -> str:
             f" {bare_value} | {ratio} | {f['target']} | {met} |"
         )
     extra = []
-    for name in ("batch_ingest", "single_ingest"):
+    for name in ("batch_ingest", "batch_ingest_persons", "single_ingest"):
         if name in r:
             extra.append(
                 f"{name}: wrk CPU {r[name]['cpu_share']:.0%} of a core; process CPU seconds "
@@ -280,6 +426,15 @@ def render(r: dict[str, Any]) -> str:
         extra.append(f"open-loop generator CPU {r['latency']['generator_cpu_share']:.0%} of a core")
     if r.get("rss_mb"):
         extra.append(f"peak RSS MB: {r['rss_mb']}")
+    funnel = r.get("funnel_answer")
+    if funnel:
+        extra.append(
+            "funnel answer (largest workspace, 30 days): "
+            + " -> ".join(
+                f"{step['event_type']} {step['users']:,} ({step['conversion']:.1%})"
+                for step in funnel["steps"]
+            )
+        )
     for note in r.get("notes", []):
         extra.append(f"note: {note}")
     if extra:

@@ -12,7 +12,9 @@ Against the real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, in a fresh databas
 2. batch ingest (100-event requests), 3. single-event ingest, 4. latency at a fixed offered load
    and the delay until an accepted event is visible, 5. analytics over the loaded data set,
    cached and uncached, while ingest runs, on the distributed profile with N API and M worker
-   processes; 6. the embedded profile's batch ingest and every process's peak RSS.
+   processes, and the persons' figures (unique users uncached and their error against the exact
+   count, a 3-step funnel over the largest workspace, batch ingest with persons against without);
+   6. the embedded profile's batch ingest and every process's peak RSS.
 
 Prints a table (each figure beside its bare limit and the ratio) and writes
 bench/results/latest.json. See bench/README.md.
@@ -50,7 +52,8 @@ import psycopg
 from psycopg import sql
 
 from bench import bare, scenarios
-from bench.loader import Loaded, load
+from bench.loader import Loaded, analyze, load
+from bench.loader import Tenant as LoadedTenant
 from bench.loadgen import http_request, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,10 +182,12 @@ def wrk(
     connections: int,
     threads: int = 2,
     grace: float = 10.0,
+    persons: bool = False,
 ) -> dict[str, Any]:
     """Flood ``url`` with wrk and bench/wrk/ingest.lua for ``seconds``; every request sent is
     answered within the ``grace`` that follows (the script idles then), so its counts are exact.
-    Its result line, plus its own CPU time."""
+    With ``persons``, the events name persons (the script's header). Its result line, plus its
+    own CPU time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [
@@ -200,6 +205,7 @@ def wrk(
             str(per_request),
             run_id,
             str(seconds),
+            *(["persons"] if persons else []),
         ],
         capture_output=True,
         text=True,
@@ -228,6 +234,11 @@ def ensure_wrk() -> None:
 
 
 # the run
+
+# The steps --only may name (all by default); the bare limits always run.
+STEPS = ("batch", "single", "latency", "analytics", "persons", "embedded")
+# The funnel measured over the largest workspace: the loader's types, a week from the first step.
+FUNNEL_STEPS = ["page_view", "signup", "purchase"]
 
 
 @dataclass
@@ -258,6 +269,10 @@ class Bench:
         self.context = multiprocessing.get_context("spawn")
         self._pg_backends: set[int] = set()
         self._pg_cpu: dict[int, float] = {}
+        self.only = set(args.only.split(",")) if args.only else set(STEPS)
+        unknown = self.only - set(STEPS)
+        if unknown:
+            raise SystemExit(f"bench: --only takes {','.join(STEPS)}, not {','.join(unknown)}")
 
     # environment
 
@@ -365,15 +380,56 @@ class Bench:
 
     def load_data(self) -> None:
         log(f"loading {self.args.events:,} events into {self.database} ...")
-        self.loaded = asyncio.run(
-            load(self.dsn, events=self.args.events, workspaces=self.args.workspaces)
+        loaded = asyncio.run(
+            load(
+                self.dsn,
+                events=self.args.events,
+                workspaces=self.args.workspaces,
+                persons=self.args.persons,
+                counts=False,
+            )
         )
+        log(f"loaded in {loaded.seconds['total']:.0f} s; eventcore rollup rebuild ...")
+        # The count tables and the sketches are made by the production command, from the
+        # events just loaded.
+        began = time.perf_counter()
+        done = subprocess.run(
+            self.eventcore("rollup", "rebuild"),
+            cwd=ROOT,
+            env=self.env(distributed=True),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"eventcore rollup rebuild failed: {done.stdout}{done.stderr}")
+        seconds = dict(loaded.seconds)
+        seconds["rollup_rebuild"] = time.perf_counter() - began
+        mark = time.perf_counter()
+        asyncio.run(analyze(self.dsn))
+        seconds["analyze_after_rebuild"] = time.perf_counter() - mark
+        seconds["total"] = loaded.seconds["total"] + seconds["rollup_rebuild"]
+        seconds["total"] += seconds["analyze_after_rebuild"]
+        self.loaded = Loaded(loaded.tenants, loaded.events, seconds, loaded.newest)
         self.results["load"] = {
             "events": self.loaded.events,
             "workspaces": len(self.loaded.tenants),
-            "seconds": {k: round(v, 1) for k, v in self.loaded.seconds.items()},
+            "persons": self.args.persons,
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
         }
-        log(f"loaded in {self.loaded.seconds['total']:.0f} s {self.results['load']['seconds']}")
+        log(f"loaded and rebuilt in {seconds['total']:.0f} s {self.results['load']['seconds']}")
+
+    def largest_tenant(self) -> LoadedTenant:
+        """The loaded workspace with the most events (by its hour counts; the first of equals)."""
+        assert self.loaded is not None
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "SELECT workspace_id FROM eventcore.counts_hour WHERE workspace_id = ANY(%s)"
+                " GROUP BY workspace_id ORDER BY sum(count) DESC, workspace_id LIMIT 1",
+                ([t.workspace_id for t in self.loaded.tenants],),
+            ).fetchone()
+        assert row is not None
+        return next(t for t in self.loaded.tenants if t.workspace_id == row[0])
 
     # step 1: bare limits
 
@@ -402,9 +458,53 @@ class Bench:
                 }
                 for name, r in raw.items()
             }
+            if "persons" in self.only:
+                self.bare_persons(tenants)
         self.results["bare_sqlite"] = bare_sqlite(self.workdir / "bare.sqlite3", rows=100_000)
         log(f"  SQLite {self.results['bare_sqlite']['rows_per_second']:,.0f} rows/s")
         self.bare_http()
+
+    def bare_persons(self, tenants: list[tuple[str, str]]) -> None:
+        assert self.loaded is not None
+        log("bare persons SQL (sketches; funnel events) ...")
+        users = asyncio.run(
+            bare.bare_users(self.dsn, tenants, newest=self.loaded.newest, queries=300)
+        )
+        largest = self.largest_tenant()
+        funnel = asyncio.run(
+            bare.bare_funnel(
+                self.dsn,
+                largest.workspace_id,
+                largest.project_id,
+                steps=FUNNEL_STEPS,
+                newest=self.loaded.newest,
+                window=timedelta(days=self.args.funnel_window_days),
+                queries=20,
+            )
+        )
+        self.results["bare_persons"] = {
+            "users_sql": {
+                "p50_ms": percentile(users["sql_ms"], 0.5),
+                "p99_ms": percentile(users["sql_ms"], 0.99),
+                "rows": users["rows"],
+            },
+            "users_sql_and_merge": {
+                "p50_ms": percentile(users["sql_and_merge_ms"], 0.5),
+                "p99_ms": percentile(users["sql_and_merge_ms"], 0.99),
+            },
+            "funnel_sql": {
+                "p50_ms": percentile(funnel["timings_ms"], 0.5),
+                "p99_ms": percentile(funnel["timings_ms"], 0.99),
+                "rows": funnel["rows"],
+                "queries": len(funnel["timings_ms"]),
+            },
+        }
+        b = self.results["bare_persons"]
+        log(
+            f"  sketches p99 {b['users_sql']['p99_ms']:.2f} ms ({users['rows']} rows), with the"
+            f" merge {b['users_sql_and_merge']['p99_ms']:.2f} ms; funnel events p99"
+            f" {b['funnel_sql']['p99_ms']:.1f} ms ({funnel['rows']:,} rows)"
+        )
 
     def bare_http(self) -> None:
         n = self.args.api_workers
@@ -582,7 +682,13 @@ class Bench:
         return out
 
     def ingest_rate(
-        self, base: str, tenant: Tenant, scenario: str, per_request: int, profile: bool = False
+        self,
+        base: str,
+        tenant: Tenant,
+        scenario: str,
+        per_request: int,
+        profile: bool = False,
+        persons: bool = False,
     ) -> dict[str, Any]:
         """wrk flat out for --seconds, then until the last accepted event is committed."""
         key = tenant.projects[scenario][1]
@@ -601,6 +707,7 @@ class Bench:
                     seconds=self.args.seconds,
                     connections=self.args.connections,
                     grace=3.0,
+                    persons=persons,
                 )
             except Exception as exc:
                 outcome["error"] = exc
@@ -694,25 +801,43 @@ class Bench:
     def distributed_steps(self) -> None:
         n, m = self.args.api_workers, self.args.workers
         with self.distributed(n, m) as base:
-            tenant = self.tenant(base, "ingest", ["batch", "single", "latency", "background"])
-            log(f"batch ingest, 100-event requests, {n} API x {m} workers ...")
-            batch = self.ingest_rate(base, tenant, "batch", 100, profile=self.args.profile)
-            self.results["batch_ingest"] = batch
-            log(
-                f"  {batch['absorbed_per_second']:,.0f} events/s answered 202, "
-                f"{batch['committed_per_second']:,.0f} events/s committed "
-                f"({batch['committed']:,} events, accepted == committed: "
-                f"{batch['accepted_equals_committed']})"
+            tenant = self.tenant(
+                base, "ingest", ["batch", "batch_persons", "single", "latency", "background"]
             )
-            log("single-event ingest ...")
-            single = self.ingest_rate(base, tenant, "single", 1, profile=self.args.profile)
-            self.results["single_ingest"] = single
-            log(
-                f"  {single['requests'] / single['seconds']:,.0f} requests/s answered 202, "
-                f"{single['committed_per_second']:,.0f} requests/s committed"
-            )
-            self.latency(base, tenant)
-            if self.loaded is not None:
+            if "batch" in self.only:
+                log(f"batch ingest, 100-event requests, {n} API x {m} workers ...")
+                batch = self.ingest_rate(base, tenant, "batch", 100, profile=self.args.profile)
+                self.results["batch_ingest"] = batch
+                log(
+                    f"  {batch['absorbed_per_second']:,.0f} events/s answered 202, "
+                    f"{batch['committed_per_second']:,.0f} events/s committed "
+                    f"({batch['committed']:,} events, accepted == committed: "
+                    f"{batch['accepted_equals_committed']})"
+                )
+                # The same flood, its events naming persons (and so adding to the sketches),
+                # right after: the pair's ratio is the cost of persons at ingest.
+                log("batch ingest with persons ...")
+                with_persons = self.ingest_rate(
+                    base, tenant, "batch_persons", 100, profile=self.args.profile, persons=True
+                )
+                self.results["batch_ingest_persons"] = with_persons
+                log(
+                    f"  {with_persons['absorbed_per_second']:,.0f} events/s answered 202, "
+                    f"{with_persons['committed_per_second']:,.0f} events/s committed "
+                    f"({with_persons['committed_per_second'] / batch['committed_per_second']:.2f}"
+                    " x without persons)"
+                )
+            if "single" in self.only:
+                log("single-event ingest ...")
+                single = self.ingest_rate(base, tenant, "single", 1, profile=self.args.profile)
+                self.results["single_ingest"] = single
+                log(
+                    f"  {single['requests'] / single['seconds']:,.0f} requests/s answered 202, "
+                    f"{single['committed_per_second']:,.0f} requests/s committed"
+                )
+            if "latency" in self.only:
+                self.latency(base, tenant)
+            if self.loaded is not None and self.only & {"analytics", "persons"}:
                 self.analytics(base, tenant)
             self.processes.sample()
 
@@ -791,7 +916,7 @@ class Bench:
                         f"{path}?project_id={t.project_id}"
                         f"&start={window_start:%Y-%m-%dT%H:%M:%SZ}&end={window_end:%Y-%m-%dT%H:%M:%SZ}"
                     )
-                    if path.endswith("counts"):
+                    if path.endswith(("counts", "users")):
                         query += "&granularity=hour"
                     made.append(
                         http_request("GET", query, HOST, [("Authorization", f"Bearer {token}")])
@@ -802,22 +927,59 @@ class Bench:
         uncached_rate = self.args.uncached_rate
         shifts = range(1, 2 + int(uncached_rate * seconds) // len(tokens))
         cached_rate = self.args.cached_rate
-        plans = {
-            "counts_cached": (requests("/v1/analytics/counts", range(0, 1)), cached_rate, True),
-            "counts_uncached": (requests("/v1/analytics/counts", shifts), uncached_rate, False),
-            "event_types_cached": (
+        # name: (requests, rate, seconds, warm)
+        plans: dict[str, tuple[list[bytes], float, float, bool]] = {}
+        if "analytics" in self.only:
+            plans["counts_cached"] = (
+                requests("/v1/analytics/counts", range(0, 1)),
+                cached_rate,
+                seconds,
+                True,
+            )
+            plans["counts_uncached"] = (
+                requests("/v1/analytics/counts", shifts),
+                uncached_rate,
+                seconds,
+                False,
+            )
+            plans["event_types_cached"] = (
                 requests("/v1/analytics/event-types", range(0, 1)),
                 cached_rate,
+                seconds,
                 True,
-            ),
-            "event_types_uncached": (
+            )
+            plans["event_types_uncached"] = (
                 requests("/v1/analytics/event-types", range(shifts.stop, 2 * shifts.stop)),
                 uncached_rate,
+                seconds,
                 False,
-            ),
-        }
+            )
+        largest = self.largest_tenant()
+        if "persons" in self.only:
+            # The counts' uncached windows (answers of their own in the cache): every request
+            # a window never asked before, so each one merges its 720 hours' sketches.
+            plans["users_uncached"] = (
+                requests("/v1/analytics/users", shifts),
+                uncached_rate,
+                seconds,
+                False,
+            )
+            # The funnel over the largest workspace, each request's window an hour earlier
+            # than the one before (a funnel's answer is cached by its query).
+            funnel_seconds = self.args.funnel_seconds
+            asked = int(self.args.funnel_rate * funnel_seconds) + 2
+            largest_token = tokens[self.loaded.tenants.index(largest)]
+            plans["funnel_uncached"] = (
+                [
+                    self.funnel_request(largest, largest_token, end, shift)
+                    for shift in range(1, 1 + 2 * asked)
+                ],
+                self.args.funnel_rate,
+                funnel_seconds,
+                False,
+            )
         key = tenant.projects["background"][1]
-        total = seconds * len(plans) + 30
+        total = sum(plan[2] for plan in plans.values()) + 30
         log(
             f"analytics over {self.loaded.events:,} events while ingest runs "
             f"({self.args.background_rate:.0f} batch requests/s in the background) ..."
@@ -828,10 +990,10 @@ class Bench:
                 (HOST, port, key, f"bg-{self.run_id}", self.args.background_rate, total, 100),
             )
             time.sleep(1.0)
-            out = {}
-            for name, (reqs, rate, warm) in plans.items():
+            out: dict[str, Any] = {}
+            for name, (reqs, rate, length, warm) in plans.items():
                 out[name] = self.in_child(
-                    scenarios.fixed_requests, HOST, port, reqs, rate, seconds, warm
+                    scenarios.fixed_requests, HOST, port, reqs, rate, length, warm
                 )
                 out[name]["rate"] = rate
                 log(
@@ -843,6 +1005,103 @@ class Bench:
             with contextlib.suppress(Exception):
                 out["background"] = background.get(0.1)
         self.results["analytics"] = out
+        if "persons" in self.only:
+            self.persons_accuracy(base, tokens, end, largest)
+
+    def funnel_request(self, tenant: LoadedTenant, token: str, end: datetime, shift: int) -> bytes:
+        """POST /v1/analytics/funnel: FUNNEL_STEPS over the 30 days ending ``shift`` hours
+        before ``end``, each step within --funnel-window-days of the first."""
+        window_end = end - timedelta(hours=shift)
+        body = json.dumps(
+            {
+                "project_id": tenant.project_id,
+                "steps": [{"event_type": step} for step in FUNNEL_STEPS],
+                "window_seconds": int(self.args.funnel_window_days * 86400),
+                "start": f"{window_end - timedelta(days=30):%Y-%m-%dT%H:%M:%SZ}",
+                "end": f"{window_end:%Y-%m-%dT%H:%M:%SZ}",
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+        return http_request("POST", "/v1/analytics/funnel", HOST, headers, body)
+
+    def persons_accuracy(
+        self, base: str, tokens: list[str], end: datetime, largest: LoadedTenant
+    ) -> None:
+        """Every workspace's unique-users total over 30 days (the window ending at ``end``)
+        against the exact count of distinct persons in its raw events; and the funnel's answer
+        over the largest workspace (its drop-off)."""
+        assert self.loaded is not None
+        start = end - timedelta(days=30)
+        log("unique users: the API's totals against count(DISTINCT ...) of the raw events ...")
+        began = time.perf_counter()
+        exact = asyncio.run(
+            bare.exact_users(
+                self.dsn, [(t.workspace_id, t.project_id) for t in self.loaded.tenants], start, end
+            )
+        )
+        exact_seconds = time.perf_counter() - began
+        answers: dict[str, dict[str, Any]] = {}
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for t, token in zip(self.loaded.tenants, tokens, strict=True):
+                answer = client.get(
+                    "/v1/analytics/users",
+                    params={
+                        "project_id": t.project_id,
+                        "granularity": "hour",
+                        "start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                        "end": f"{end:%Y-%m-%dT%H:%M:%SZ}",
+                    },
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                answer.raise_for_status()
+                answers[t.workspace_id] = answer.json()
+            funnel = client.post(
+                "/v1/analytics/funnel",
+                content=http_body(self.funnel_request(largest, "", end, 0)),
+                headers={
+                    "Authorization": f"Bearer {tokens[self.loaded.tenants.index(largest)]}",
+                    "Content-Type": "application/json",
+                },
+            )
+            funnel.raise_for_status()
+        errors = {
+            workspace_id: (answers[workspace_id]["total"] - count) / count
+            for workspace_id, count in exact.items()
+            if count
+        }
+        magnitudes = sorted(abs(e) for e in errors.values())
+        self.results["users_accuracy"] = {
+            "window": [start.isoformat(), end.isoformat()],
+            "workspaces": len(errors),
+            "largest_workspace": largest.workspace_id,
+            "largest_exact": exact[largest.workspace_id],
+            "largest_total": answers[largest.workspace_id]["total"],
+            "largest_error": errors.get(largest.workspace_id),
+            "largest_reported_relative_error": answers[largest.workspace_id]["relative_error"],
+            "max_abs_error": magnitudes[-1] if magnitudes else None,
+            "mean_abs_error": sum(magnitudes) / len(magnitudes) if magnitudes else None,
+            "p95_abs_error": percentile(magnitudes, 0.95),
+            "over_2_percent": sum(1 for m in magnitudes if m > 0.02),
+            "exact_persons_all_workspaces": sum(exact.values()),
+            "exact_sql_seconds": round(exact_seconds, 2),
+            "errors": {k: round(v, 5) for k, v in errors.items()},
+        }
+        self.results["funnel_answer"] = funnel.json()
+        a = self.results["users_accuracy"]
+        log(
+            f"  largest workspace {a['largest_total']:,} vs exact {a['largest_exact']:,}"
+            f" ({a['largest_error']:+.2%}); over {a['workspaces']} workspaces |error| mean"
+            f" {a['mean_abs_error']:.2%}, max {a['max_abs_error']:.2%},"
+            f" {a['over_2_percent']} over 2 % ({a['exact_persons_all_workspaces']:,} persons)"
+        )
+        log(
+            "  funnel: "
+            + " -> ".join(
+                f"{step['event_type']} {step['users']:,} ({step['conversion']:.1%})"
+                for step in funnel.json()["steps"]
+            )
+        )
 
     # step 6: the embedded profile
 
@@ -889,6 +1148,11 @@ class Bench:
                 f"single {single['committed_per_second']:,.0f} requests/s"
             )
         self.results["sweep"] = rows
+
+
+def http_body(request: bytes) -> bytes:
+    """The body of an HTTP/1.1 request made by loadgen.http_request."""
+    return request.split(b"\r\n\r\n", 1)[1]
 
 
 def bare_sqlite(path: Path, *, rows: int) -> dict[str, Any]:
@@ -974,6 +1238,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=10_000_000, help="analytics data set size")
     parser.add_argument("--workspaces", type=int, default=100)
+    parser.add_argument(
+        "--persons", type=int, default=1_000_000, help="distinct persons in the data set"
+    )
     parser.add_argument("--api-workers", type=int, default=2, help="N: eventcore serve --workers N")
     parser.add_argument("--workers", type=int, default=2, help="M: eventcore worker processes")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
@@ -991,6 +1258,18 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=100.0,
         help="batch requests/s ingested while analytics are measured",
+    )
+    parser.add_argument(
+        "--funnel-rate", type=float, default=2.0, help="funnel requests/s, each one new"
+    )
+    parser.add_argument("--funnel-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--funnel-window-days", type=float, default=7.0, help="the funnel's window_seconds, in days"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"a comma-separated subset of {','.join(STEPS)} (the bare limits always run)",
     )
     parser.add_argument("--bare-rows", type=int, default=200_000)
     parser.add_argument("--bare-messages", type=int, default=20_000)
@@ -1030,7 +1309,8 @@ def main(argv: list[str] | None = None) -> None:
                 bench.load_data()
             bench.bare_limits()
             bench.distributed_steps()
-            bench.embedded()
+            if "embedded" in bench.only:
+                bench.embedded()
     finally:
         bench.cleanup()
     bench.results["rss_mb"] = {k: round(v, 1) for k, v in sorted(bench.processes.rss.items())}

@@ -17,6 +17,11 @@ _Series = msgspec.json.Decoder(dict[str, Any])
 def _summary(result: LoadResult, ok: int) -> dict[str, Any]:
     good = [(s.done - s.due) * 1000 for s in result.samples if s.status == ok]
     statuses = Counter(str(s.status) for s in result.samples)
+    # The slowest answers, by request number: whether they are the first ones or spread out.
+    slowest = sorted(
+        ((round((s.done - s.due) * 1000, 1), i) for i, s in enumerate(result.samples)),
+        reverse=True,
+    )[:5]
     return {
         "requests": len(result.samples),
         "statuses": dict(statuses),
@@ -26,6 +31,7 @@ def _summary(result: LoadResult, ok: int) -> dict[str, Any]:
         "p99_ms": percentile(good, 0.99),
         "p999_ms": percentile(good, 0.999),
         "max_ms": max(good, default=0.0),
+        "slowest_ms_by_request": [[i, ms] for ms, i in slowest],
         "generator_cpu_seconds": result.cpu_seconds,
         "generator_cpu_share": result.cpu_seconds / result.wall_seconds,
         "connections": result.connections,

@@ -1,12 +1,17 @@
 -- wrk script for POST /v1/ingest: unique event ids, a flood of fixed length, every answer counted.
 --
--- wrk -d<flood + grace>s -s bench/wrk/ingest.lua URL -- <api key> <events per request> <run id> <flood seconds>
+-- wrk -d<flood + grace>s -s bench/wrk/ingest.lua URL -- <api key> <events per request> <run id> <flood seconds> [persons]
 --
 -- Ids are "<run id>-<thread>-<request>-<n>", so no two events of a run share one and every 202
 -- accepts the whole request. Each thread sends for <flood seconds>, then idles (delay()), so
 -- every request sent is answered before wrk stops: the 202s counted here are exactly what the
 -- server accepted. Times come from CLOCK_MONOTONIC, the clock of Python's time.monotonic().
 -- done() prints one line, "WRK_RESULT {json}", that bench/run.py reads.
+--
+-- With "persons" (batches only), the events name persons as bench/loader.py's do: of every 20,
+-- 16 a user_id, 3 an anonymous_id only, 1 nobody; each request's events come from 10 persons of
+-- the thread's pool of 50,000 (so the hour's sketches soon hold more persons than they keep
+-- exactly, as a busy project's do).
 
 local ffi = require("ffi")
 ffi.cdef[[
@@ -33,6 +38,7 @@ function init(args)
   per_request = tonumber(args[2] or "1")
   run_id = args[3] or "run"
   flood = tonumber(args[4] or "10")
+  persons = args[5] == "persons"
   sent = 0
   answered = 0
   accepted = 0
@@ -60,6 +66,23 @@ function request()
   if per_request == 1 then
     body = fmt('{"id":"%s%d","type":"page_view","properties":{"path":"/pricing","plan":"pro","n":%d}}',
       prefix, sent, sent)
+  elseif persons then
+    local parts = {}
+    for n = 1, per_request do
+      local kind = n % 20
+      local person = (sent * 10 + n % 10) % 50000
+      local who
+      if kind == 0 then
+        who = ""
+      elseif kind <= 3 then
+        who = fmt(',"anonymous_id":"anon-%d-%x"', tid, person)
+      else
+        who = fmt(',"user_id":"user-%d-%d"', tid, person)
+      end
+      parts[n] = fmt('{"id":"%s%d-%d","type":"%s"%s,"properties":{"path":"/pricing/%d","plan":"pro"}}',
+        prefix, sent, n, (n % 5 == 0) and "signup" or "page_view", who, n)
+    end
+    body = '{"events":[' .. concat(parts, ",") .. ']}'
   else
     local parts = {}
     for n = 1, per_request do

@@ -90,6 +90,10 @@ class Estimate(msgspec.Struct, frozen=True):
 
 def estimate(sketches: Iterable[bytes]) -> Estimate:
     """The distinct persons of the union of ``sketches``."""
+    sketches = list(sketches)
+    if len(sketches) == 1:
+        # One sketch: its own estimate, without building a union (16 KiB of registers).
+        return _estimate_of(sketches[0])
     union = datasketches.hll_union(SKETCH_LG_K)
     coupons = True
     empty = True
@@ -107,6 +111,16 @@ def estimate(sketches: Iterable[bytes]) -> Estimate:
     if value <= 0:
         return Estimate(0, 0.0)
     return Estimate(round(value), round(merged.get_upper_bound(1) / value - 1, 4))
+
+
+def _estimate_of(stored: bytes) -> Estimate:
+    sketch = datasketches.hll_sketch.deserialize(stored)
+    value = sketch.get_estimate()
+    if stored[_MODE_BYTE] & 3 != _HLL_MODE:
+        return Estimate(round(value), 0.0)
+    if value <= 0:
+        return Estimate(0, 0.0)
+    return Estimate(round(value), round(sketch.get_upper_bound(1) / value - 1, 4))
 
 
 class UsersPoint(msgspec.Struct, frozen=True):

@@ -160,12 +160,15 @@ class Database:
         *,
         workspace_id: str | None,
         binary: bool = False,
+        prepare: bool | None = None,
     ) -> list[T]:
         """Every row of one query, each as ``decode(*row)``: in ``workspace_id``'s transaction,
-        or (None) outside any tenant, for global users and the SECURITY DEFINER lookups."""
+        or (None) outside any tenant, for global users and the SECURITY DEFINER lookups.
+        ``prepare=False`` plans the query for its own parameters every time (psycopg prepares a
+        statement run often, and PostgreSQL may keep a generic plan for it)."""
         scope = self._connection() if workspace_id is None else self._tenant(workspace_id)
         async with scope as conn:
-            cursor = await conn.execute(sql, parameters, binary=binary)
+            cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
             rows = await cursor.fetchall()
         return [decode(*row) for row in rows]
 

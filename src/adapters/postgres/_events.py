@@ -957,8 +957,16 @@ class Events(Database):
             "start": start,
             "end": end,
         }
+        # Planned for its own window and types each time: the generic plan PostgreSQL keeps
+        # for a prepared statement guesses a handful of rows and reads the heap through the
+        # wrong index (128 ms instead of 53 for 56,000 events, bench/persons_phases.py).
         return await self._query(
-            PersonEvent, _PERSON_EVENTS, parameters, workspace_id=workspace_id, binary=True
+            PersonEvent,
+            _PERSON_EVENTS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            prepare=False,
         )
 
     async def dimension_tallies(
