@@ -345,7 +345,11 @@ def breakdown_of_events(
     counts: dict[str | None, int] = {}
     persons: dict[str | None, set[str]] = {}
     for event in events:
-        value = decode_values(event.values).get(prop)
+        values = decode_values(event.values)
+        if prop not in values:
+            # Stored before ``prop`` was declared (and not rebuilt since): in no tally either.
+            continue
+        value = values[prop]
         counts[value] = counts.get(value, 0) + 1
         if event.person is not None:
             persons.setdefault(value, set()).add(event.person)

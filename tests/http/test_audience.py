@@ -218,3 +218,60 @@ def test_a_query_without_its_project_is_400_naming_it(api: Api, tenant: Tenant, 
     answer = api.client.get(f"/v1/analytics/{route}", headers=tenant.headers)
 
     assert "`project_id` is required" in assert_error(answer, 400)["message"]
+
+
+def test_an_event_type_cannot_pass_for_a_filter_in_the_cache(api: Api, tenant: Tenant) -> None:
+    """An event type spelled like a type with `where` filters is its own query, not a cached
+    answer of the filtered one (cache keys are one JSON text)."""
+    declared = api.client.put(
+        f"/v1/projects/{tenant.project_id}/dimensions",
+        json={"properties": ["plan"]},
+        headers=tenant.headers,
+    )
+    assert declared.status_code == 200, declared.text
+    odd = 'x|[["plan","pro"]]'
+    events = [
+        {"id": "p1", "type": "x", "user_id": "a", "properties": {"plan": "pro"}},
+        {"id": "p2", "type": "x", "user_id": "b", "properties": {"plan": "pro"}},
+        {"id": "o1", "type": odd, "user_id": "c"},
+    ]
+    assert api.ingest(tenant, {"events": events}).json()["accepted"] == 3
+
+    def recent(**params: str) -> Any:
+        return api.client.get(
+            "/v1/analytics/users",
+            params={"project_id": tenant.project_id, **params},
+            headers=tenant.headers,
+        ).json()["total"]
+
+    assert recent(event_type=odd) == 1
+    assert recent(event_type="x", where="plan:pro") == 2
+    assert recent(event_type=odd) == 1
+
+
+def test_an_empty_event_type_is_400(api: Api, tenant: Tenant) -> None:
+    answer = users(api, tenant.owner, tenant.project_id, event_type="")
+
+    assert "event_type" in assert_error(answer, 400, "invalid_query")["message"]
+
+
+def test_a_funnel_ending_at_the_last_representable_time_is_answered(
+    api: Api, loaded: Tenant
+) -> None:
+    body = {
+        "project_id": loaded.project_id,
+        **FUNNEL,
+        "start": "9999-12-31T21:00:00Z",
+        "end": "9999-12-31T22:00:00Z",
+        "window_seconds": 7776000,
+    }
+    answer = funnel(api, loaded.owner, body)
+
+    assert answer.status_code == 200, answer.text
+    assert [s["users"] for s in answer.json()["steps"]] == [0, 0, 0]
+
+
+def test_nul_in_a_funnel_is_400_on_every_profile(api: Api, loaded: Tenant) -> None:
+    body = {**FUNNEL, "project_id": loaded.project_id, "steps": [{"event_type": "a\x00"}] * 2}
+
+    assert_error(funnel(api, loaded.owner, body), 400, "invalid_request")

@@ -237,3 +237,24 @@ def test_no_other_parameter_may_repeat(api: Api, shop: Tenant) -> None:
     answer = api.client.get("/v1/analytics/breakdown", params=params, headers=shop.owner.headers)
 
     assert_error(answer, 400, "invalid_query")
+
+
+def test_a_filtered_breakdown_leaves_out_events_stored_before_its_dimension(
+    api: Api, shop: Tenant
+) -> None:
+    """Events stored before `country` was declared have no value of it kept: a filtered
+    breakdown by it counts them nowhere, as the unfiltered one does (until a rebuild)."""
+    declare(api, shop.owner, shop.project_id, [*PATHS, "country"])
+
+    filtered = get(
+        api,
+        shop.owner,
+        "breakdown",
+        project_id=shop.project_id,
+        property="country",
+        where="plan:pro",
+    ).json()
+    plain = get(api, shop.owner, "breakdown", project_id=shop.project_id, property="country")
+
+    assert (filtered["values"], filtered["other"]) == ([], {"count": 0})
+    assert (plain.json()["values"], plain.json()["other"]) == ([], {"count": 0})

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 import msgspec
@@ -330,6 +330,7 @@ class Analytics:
         event_type: str | None,
         where: Sequence[str],
     ) -> _Query[UserSeries]:
+        _check_event_type(event_type)
         filters = await self._filters(principal, project_id, where)
         if granularity is Granularity.MINUTE:
             raise InvalidRequest(
@@ -402,6 +403,7 @@ class Analytics:
         where: Sequence[str],
         limit: int,
     ) -> _Query[Breakdown]:
+        _check_event_type(event_type)
         project = await self._project(principal, project_id)
         if prop not in project.dimensions:
             raise InvalidRequest(
@@ -443,6 +445,11 @@ class Analytics:
         return answer
 
     async def _funnel(self, principal: Principal, query: FunnelQuery) -> _Query[FunnelResult]:
+        if "\x00" in query.project_id or any("\x00" in s.event_type for s in query.steps):
+            raise InvalidRequest(
+                "`project_id` and `event_type` may not contain the NUL character (\\u0000).",
+                code="invalid_request",
+            )
         if any(step.where for step in query.steps):
             declared = (await self._project(principal, query.project_id)).dimensions
             steps = [StepRule(s.event_type, parse_where(s.where, declared)) for s in query.steps]
@@ -453,6 +460,10 @@ class Analytics:
         make_window(query.start, query.end, Granularity.HOUR, now=self._clock.now())
         workspace_id = principal.workspace_id
         window = timedelta(seconds=query.window_seconds)
+        try:
+            last_step_end = query.end + window + _JUST_AFTER
+        except OverflowError:
+            last_step_end = datetime.max.replace(tzinfo=UTC)
 
         async def compute() -> FunnelResult:
             events = await self._events.person_events(
@@ -460,7 +471,7 @@ class Analytics:
                 query.project_id,
                 sorted({step.event_type for step in steps}),
                 query.start,
-                query.end + window + _JUST_AFTER,
+                last_step_end,
             )
             return funnel_counts(events, steps, window, query.start, query.end)
 
@@ -519,12 +530,19 @@ class Analytics:
         return EventPage(rows[:limit], next_cursor)
 
 
+def _check_event_type(event_type: str | None) -> None:
+    if event_type == "":
+        raise InvalidRequest(
+            "`event_type` must not be empty: leave it out for every type.", code="invalid_query"
+        )
+
+
 def _extra(event_type: str | None, filters: Sequence[Where]) -> str:
-    """The part of a cache key saying which events a query counts."""
-    typed = "*" if event_type is None else "=" + event_type
-    if not filters:
-        return typed
-    return typed + "|" + msgspec.json.encode([list(w) for w in filters]).decode()
+    """The part of a cache key saying which events a query counts: one JSON text, so that no
+    event type (which may hold any character) reads as another type with filters."""
+    if event_type is None and not filters:
+        return "*"
+    return msgspec.json.encode([event_type, [list(w) for w in filters]]).decode()
 
 
 def _key(kind: str, project_id: str, window: Window, extra: str) -> str:
