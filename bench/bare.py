@@ -10,7 +10,8 @@ them, since it does their work plus its own.
 - ``bare_publish``: aiormq, one connection and one confirm-mode channel, the encoded 100-event
   batches published persistent and mandatory to a quorum queue of their own, ``window``
   publishes in flight, each awaited until the broker's confirm.
-- ``bare_query``: the analytics SQL the store runs, sent by psycopg as the owner.
+- ``bare_query``: the analytics SQL the store runs, sent by psycopg as the owner (and the
+  persons' and the breakdown's reads, below).
 """
 
 from __future__ import annotations
@@ -197,6 +198,8 @@ async def bare_query(
 # (event_type ''), and a funnel's events.
 _USER_SKETCHES: str = _pg_events._USER_SKETCHES
 _PERSON_EVENTS: str = _pg_events._PERSON_EVENTS
+# A breakdown's read: one dimension's daily tallies over the window (every type together).
+_DIMENSION_TALLIES: str = _pg_events._DIMENSION_TALLIES
 # The store's sessions are in UTC (psycopg then loads timestamptz without a zone conversion).
 _AS_THE_STORE = "SET TIME ZONE 'UTC'"
 # The exact answer a unique-users total estimates.
@@ -286,6 +289,38 @@ async def bare_funnel(
             cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)
             rows = len(await cursor.fetchall())
             if q >= 3:
+                timings.append((time.perf_counter() - began) * 1000)
+    return {"timings_ms": timings, "rows": rows}
+
+
+async def bare_breakdown(
+    dsn: str, tenants: list[tuple[str, str]], *, dimension: str, newest: datetime, queries: int
+) -> dict[str, Any]:
+    """Milliseconds per read of 30 whole days of ``dimension``'s tallies (every type together),
+    one connection, as the store sends it (prepared after 5 executions, as psycopg does), the
+    window a day earlier each time for a workspace, spread over ``tenants``."""
+    from eventcore.persons import ALL_TYPES
+
+    end = newest.replace(minute=0, hour=0) + timedelta(days=1)
+    timings: list[float] = []
+    rows = 0
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(_AS_THE_STORE)
+        for q in range(queries + 20):
+            workspace_id, project_id = tenants[q % len(tenants)]
+            stop = end - timedelta(days=1 + (q // len(tenants)) % 3)
+            parameters = {
+                "workspace_id": workspace_id,
+                "project_id": project_id,
+                "event_type": ALL_TYPES,
+                "dimension": dimension,
+                "start": stop - timedelta(days=30),
+                "end": stop,
+            }
+            began = time.perf_counter()
+            cursor = await conn.execute(_DIMENSION_TALLIES, parameters, binary=True)
+            rows = len(await cursor.fetchall())
+            if q >= 20:
                 timings.append((time.perf_counter() - began) * 1000)
     return {"timings_ms": timings, "rows": rows}
 

@@ -10,9 +10,13 @@ see them), with a skewed mix of types.
 
 Events carry persons: each workspace has ``persons / workspaces`` of them, 80 % identified users
 and 20 % anonymous visitors; 80 % of the events name a user (``user_id``), 15 % a visitor only
-(``anonymous_id``), 5 % nobody. The persons' sketches are not written here: ``bench.run`` loads
+(``anonymous_id``), 5 % nobody. Every project declares two dimensions (:data:`DIMENSIONS`:
+``plan``, 3 values and none in 5 % of the events, and ``context.page.path``, 50 values), and the
+events carry their values, stored beside them (``dim_values``) as the workers store them; the
+tallies (``dims_day``) are not written here. The persons' sketches are not written here: ``bench.run`` loads
 with ``counts=False`` and follows the load with ``eventcore rollup rebuild``, the production
-command, which makes the count tables and the sketches from the loaded events.
+command, which makes the count tables, the sketches and the dimensions' tallies from the loaded
+events (and checks every event's stored values, rewriting none).
 
     python -m bench.loader postgresql://postgres@127.0.0.1/<fresh db> [--events 10000000]
 """
@@ -40,12 +44,47 @@ TYPE_WEIGHTS = {
     "add_to_cart": 4,
     "logout": 2,
 }
-PROPERTIES = [
-    '{"path":"/pricing","referrer":"https://example.com/","plan":"pro"}',
-    '{"path":"/docs/start","referrer":"https://search.example/","plan":"free"}',
-    '{"path":"/","utm_source":"newsletter","n":3}',
-    '{"sku":"sku-1042","total":42.5,"currency":"EUR"}',
+# The properties' shapes; each event's also carries the data set's two declared dimensions
+# (DIMENSIONS): a plan (3 values, or none) and a page path (PAGES values), drawn skewed.
+SHAPES = [
+    '"path":"/pricing","referrer":"https://example.com/"',
+    '"path":"/docs/start","referrer":"https://search.example/"',
+    '"path":"/","utm_source":"newsletter","n":3',
+    '"sku":"sku-1042","total":42.5,"currency":"EUR"',
 ]
+# Every loaded project declares these (projects.dimensions), as PUT .../dimensions would.
+DIMENSIONS = ("plan", "context.page.path")
+PLANS = {"free": 55, "pro": 30, "enterprise": 10, None: 5}
+PAGES = 50
+
+
+def _properties() -> tuple[list[str], list[str], list[float]]:
+    """Every (shape, plan, page) combination's properties JSON, its stored declared values
+    (``dim_values``, as the store computes them for DIMENSIONS), and the cumulative weights:
+    shapes equally, plans as PLANS, page k of PAGES with weight 1 / (k + 1)."""
+    from eventcore.dimensions import encode_values, values_of
+
+    texts: list[str] = []
+    values: list[str] = []
+    weights: list[float] = []
+    for shape in SHAPES:
+        for plan, plan_weight in PLANS.items():
+            for page in range(PAGES):
+                plan_json = "" if plan is None else f',"plan":"{plan}"'
+                path = "/" if page == 0 else f"/section-{page % 7}/page-{page}"
+                text = f'{{{shape}{plan_json},"context":{{"page":{{"path":"{path}"}}}}}}'
+                texts.append(text)
+                values.append(encode_values(values_of(text.encode(), DIMENSIONS)))
+                weights.append(plan_weight / (page + 1))
+    cumulative: list[float] = []
+    total = 0.0
+    for weight in weights:
+        total += weight
+        cumulative.append(total)
+    return texts, values, cumulative
+
+
+PROPERTIES = _properties()
 CHUNK_EVENTS = 50_000
 # Who did each event: a user (user_id), an anonymous visitor only (anonymous_id), nobody known.
 PERSON_MIX = {"user": 0.80, "anonymous": 0.15, "none": 0.05}
@@ -127,10 +166,11 @@ async def load(
 
 
 async def analyze(dsn: str) -> None:
-    """Vacuum and analyze what ``eventcore rollup rebuild`` rewrote (the count tables and the
-    sketches: their index-only scans need all-visible pages), as the load did before it."""
+    """Vacuum and analyze what ``eventcore rollup rebuild`` rewrote (the count tables, the
+    sketches and the dimensions' tallies: index-only scans need all-visible pages), as the load
+    did before it."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        for table in ("counts_hour", "counts_minute", "users_hour"):
+        for table in ("counts_hour", "counts_minute", "users_hour", "dims_day"):
             await conn.execute(f"VACUUM (ANALYZE) eventcore.{table}")
 
 
@@ -204,8 +244,8 @@ async def _accounts(
                 [(t.workspace_id, t.user_id, "owner", now) for t in tenants],
             ),
             (
-                "projects (workspace_id, project_id, name, created_at)",
-                [(t.workspace_id, t.project_id, "web", now) for t in tenants],
+                "projects (workspace_id, project_id, name, created_at, dimensions)",
+                [(t.workspace_id, t.project_id, "web", now, list(DIMENSIONS)) for t in tenants],
             ),
         ):
             async with cursor.copy(f"COPY eventcore.{table} FROM STDIN") as copy:
@@ -275,14 +315,17 @@ def _event_rows(
     ws, project = tenant.workspace_id, tenant.project_id
     span = len(minutes)
     types = len(weighted_types)
-    props = len(PROPERTIES)
+    texts, values, weights = PROPERTIES
     columns, cumulative = people
-    who = random.Random(first).choices(columns, cum_weights=cumulative, k=count)
+    rng = random.Random(first)
+    who = rng.choices(columns, cum_weights=cumulative, k=count)
+    # Drawn after the persons, from the same generator: the persons are those of before.
+    which = rng.choices(range(len(texts)), cum_weights=weights, k=count)
     rows = [
         f"{ws}\t{project}\te{i:x}\t{i + 1}\t{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
         f"{minutes[(i * 7919) % span]}:{i % 60:02d}+00\t"
-        f"{weighted_types[(i * 131) % types]}\t{PROPERTIES[i % props]}\t{person}\n"
-        for i, person in zip(range(first, first + count), who, strict=True)
+        f"{weighted_types[(i * 131) % types]}\t{texts[k]}\t{person}\t{values[k]}\n"
+        for i, person, k in zip(range(first, first + count), who, which, strict=True)
     ]
     return "".join(rows).encode()
 
@@ -314,7 +357,8 @@ async def _copy_events(
         conn.cursor() as cursor,
         cursor.copy(
             "COPY eventcore.events (workspace_id, project_id, event_id, seq, event_time,"
-            " received_at, type, properties, user_id, anonymous_id) FROM STDIN WITH (FREEZE)"
+            " received_at, type, properties, user_id, anonymous_id, dim_values)"
+            " FROM STDIN WITH (FREEZE)"
         ) as copy,
     ):
         first = 0

@@ -13,7 +13,8 @@ Against the real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, in a fresh databas
    and the delay until an accepted event is visible, 5. analytics over the loaded data set,
    cached and uncached, while ingest runs, on the distributed profile with N API and M worker
    processes, and the persons' figures (unique users uncached and their error against the exact
-   count, a 3-step funnel over the largest workspace, batch ingest with persons against without);
+   count, a 3-step funnel over the largest workspace, batch ingest with persons, and with persons
+   and 2 declared dimensions, against without) and a breakdown by a declared dimension;
    6. the embedded profile's batch ingest and every process's peak RSS.
 
 Prints a table (each figure beside its bare limit and the ratio) and writes
@@ -236,9 +237,11 @@ def ensure_wrk() -> None:
 # the run
 
 # The steps --only may name (all by default); the bare limits always run.
-STEPS = ("batch", "single", "latency", "analytics", "persons", "embedded")
+STEPS = ("batch", "single", "latency", "analytics", "persons", "breakdown", "embedded")
 # The funnel measured over the largest workspace: the loader's types, a week from the first step.
 FUNNEL_STEPS = ["page_view", "signup", "purchase"]
+# The declared dimension broken down (the loader's projects declare it, with ~50 values).
+BREAKDOWN_DIMENSION = "context.page.path"
 
 
 @dataclass
@@ -460,6 +463,8 @@ class Bench:
             }
             if "persons" in self.only:
                 self.bare_persons(tenants)
+            if "breakdown" in self.only:
+                self.bare_breakdown(tenants)
         self.results["bare_sqlite"] = bare_sqlite(self.workdir / "bare.sqlite3", rows=100_000)
         log(f"  SQLite {self.results['bare_sqlite']['rows_per_second']:,.0f} rows/s")
         self.bare_http()
@@ -505,6 +510,29 @@ class Bench:
             f" merge {b['users_sql_and_merge']['p99_ms']:.2f} ms; funnel events p99"
             f" {b['funnel_sql']['p99_ms']:.1f} ms ({funnel['rows']:,} rows)"
         )
+
+    def bare_breakdown(self, tenants: list[tuple[str, str]]) -> None:
+        assert self.loaded is not None
+        log(f"bare breakdown SQL ({BREAKDOWN_DIMENSION}'s daily tallies) ...")
+        raw = asyncio.run(
+            bare.bare_breakdown(
+                self.dsn,
+                tenants,
+                dimension=BREAKDOWN_DIMENSION,
+                newest=self.loaded.newest,
+                queries=300,
+            )
+        )
+        self.results["bare_breakdown"] = {
+            "sql": {
+                "p50_ms": percentile(raw["timings_ms"], 0.5),
+                "p99_ms": percentile(raw["timings_ms"], 0.99),
+                "rows": raw["rows"],
+                "queries": len(raw["timings_ms"]),
+            }
+        }
+        b = self.results["bare_breakdown"]["sql"]
+        log(f"  tallies p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f} ms ({b['rows']:,} rows)")
 
     def bare_http(self) -> None:
         n = self.args.api_workers
@@ -802,7 +830,9 @@ class Bench:
         n, m = self.args.api_workers, self.args.workers
         with self.distributed(n, m) as base:
             tenant = self.tenant(
-                base, "ingest", ["batch", "batch_persons", "single", "latency", "background"]
+                base,
+                "ingest",
+                ["batch", "batch_persons", "batch_dims", "single", "latency", "background"],
             )
             if "batch" in self.only:
                 log(f"batch ingest, 100-event requests, {n} API x {m} workers ...")
@@ -827,6 +857,20 @@ class Bench:
                     f"({with_persons['committed_per_second'] / batch['committed_per_second']:.2f}"
                     " x without persons)"
                 )
+                # The third: the same events as the second, into a project that declares the
+                # two dimensions they carry (each append then adds to the day's tallies too).
+                self.declare_dimensions(base, tenant, "batch_dims")
+                log("batch ingest with persons and 2 declared dimensions ...")
+                with_dims = self.ingest_rate(
+                    base, tenant, "batch_dims", 100, profile=self.args.profile, persons=True
+                )
+                self.results["batch_ingest_dimensions"] = with_dims
+                log(
+                    f"  {with_dims['absorbed_per_second']:,.0f} events/s answered 202, "
+                    f"{with_dims['committed_per_second']:,.0f} events/s committed "
+                    f"({with_dims['committed_per_second'] / batch['committed_per_second']:.2f}"
+                    " x without persons and dimensions)"
+                )
             if "single" in self.only:
                 log("single-event ingest ...")
                 single = self.ingest_rate(base, tenant, "single", 1, profile=self.args.profile)
@@ -837,9 +881,24 @@ class Bench:
                 )
             if "latency" in self.only:
                 self.latency(base, tenant)
-            if self.loaded is not None and self.only & {"analytics", "persons"}:
+            if self.loaded is not None and self.only & {"analytics", "persons", "breakdown"}:
                 self.analytics(base, tenant)
             self.processes.sample()
+
+    def declare_dimensions(self, base: str, tenant: Tenant, scenario: str) -> None:
+        """PUT the loader's two dimensions on the scenario's project (as a user would)."""
+        from bench.loader import DIMENSIONS
+
+        project_id = tenant.projects[scenario][0]
+        answer = httpx.put(
+            f"{base}/v1/projects/{project_id}/dimensions",
+            json={"properties": list(DIMENSIONS)},
+            headers={"Authorization": f"Bearer {tenant.token}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        # The API processes cache a project for a second: let every one see the declaration.
+        time.sleep(2.0)
 
     def latency(self, base: str, tenant: Tenant) -> None:
         port = int(base.rsplit(":", 1)[1])
@@ -978,6 +1037,27 @@ class Bench:
                 funnel_seconds,
                 False,
             )
+        if "breakdown" in self.only:
+            # A breakdown is by whole UTC days: each request's 30 days end a day earlier than
+            # the last one asked of its workspace (answers of their own in the cache).
+            day_end = end.replace(hour=0) + timedelta(days=1)
+            made = []
+            for shift in shifts:
+                for t, token in zip(self.loaded.tenants, tokens, strict=True):
+                    window_end = day_end - timedelta(days=shift)
+                    window_start = window_end - timedelta(days=30)
+                    made.append(
+                        http_request(
+                            "GET",
+                            f"/v1/analytics/breakdown?project_id={t.project_id}"
+                            f"&property={BREAKDOWN_DIMENSION}"
+                            f"&start={window_start:%Y-%m-%dT%H:%M:%SZ}"
+                            f"&end={window_end:%Y-%m-%dT%H:%M:%SZ}",
+                            HOST,
+                            [("Authorization", f"Bearer {token}")],
+                        )
+                    )
+            plans["breakdown_uncached"] = (made, uncached_rate, seconds, False)
         key = tenant.projects["background"][1]
         total = sum(plan[2] for plan in plans.values()) + 30
         log(
@@ -1007,6 +1087,24 @@ class Bench:
         self.results["analytics"] = out
         if "persons" in self.only:
             self.persons_accuracy(base, tokens, end, largest)
+        if "breakdown" in self.only:
+            # One answer, for the notes: the largest workspace's 30 whole days to today.
+            day_end = end.replace(hour=0) + timedelta(days=1)
+            with contextlib.suppress(Exception):
+                answer = httpx.get(
+                    f"{base}/v1/analytics/breakdown",
+                    params={
+                        "project_id": largest.project_id,
+                        "property": BREAKDOWN_DIMENSION,
+                        "start": f"{day_end - timedelta(days=30):%Y-%m-%dT%H:%M:%SZ}",
+                        "end": f"{day_end:%Y-%m-%dT%H:%M:%SZ}",
+                    },
+                    headers={
+                        "Authorization": f"Bearer {tokens[self.loaded.tenants.index(largest)]}"
+                    },
+                    timeout=30,
+                )
+                self.results["breakdown_answer"] = answer.json()
 
     def funnel_request(self, tenant: LoadedTenant, token: str, end: datetime, shift: int) -> bytes:
         """POST /v1/analytics/funnel: FUNNEL_STEPS over the 30 days ending ``shift`` hours

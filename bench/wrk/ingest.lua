@@ -12,6 +12,10 @@
 -- 16 a user_id, 3 an anonymous_id only, 1 nobody; each request's events come from 10 persons of
 -- the thread's pool of 50,000 (so the hour's sketches soon hold more persons than they keep
 -- exactly, as a busy project's do).
+--
+-- Every batch event carries the values of the two dimensions the data set declares (bench/loader.py):
+-- "plan" (3 values) and "context.page.path" (50 values), whether or not its project declares
+-- them, so that the floods differ only by persons and by the project's declarations.
 
 local ffi = require("ffi")
 ffi.cdef[[
@@ -39,6 +43,7 @@ function init(args)
   run_id = args[3] or "run"
   flood = tonumber(args[4] or "10")
   persons = args[5] == "persons"
+  plans = { "free", "pro", "enterprise" }
   sent = 0
   answered = 0
   accepted = 0
@@ -52,6 +57,8 @@ end
 
 local fmt = string.format
 local concat = table.concat
+-- A batch event's properties: a path, a plan, a page path (the declared dimensions' values).
+local props = '{"path":"/pricing/%d","plan":"%s","context":{"page":{"path":"/page-%d"}}}}'
 
 function delay()
   if now() >= deadline then
@@ -79,15 +86,17 @@ function request()
       else
         who = fmt(',"user_id":"user-%d-%d"', tid, person)
       end
-      parts[n] = fmt('{"id":"%s%d-%d","type":"%s"%s,"properties":{"path":"/pricing/%d","plan":"pro"}}',
-        prefix, sent, n, (n % 5 == 0) and "signup" or "page_view", who, n)
+      parts[n] = fmt('{"id":"%s%d-%d","type":"%s"%s,"properties":' .. props,
+        prefix, sent, n, (n % 5 == 0) and "signup" or "page_view", who, n, plans[n % 3 + 1],
+        (sent + n) % 50)
     end
     body = '{"events":[' .. concat(parts, ",") .. ']}'
   else
     local parts = {}
     for n = 1, per_request do
-      parts[n] = fmt('{"id":"%s%d-%d","type":"%s","properties":{"path":"/pricing/%d","plan":"pro"}}',
-        prefix, sent, n, (n % 5 == 0) and "signup" or "page_view", n)
+      parts[n] = fmt('{"id":"%s%d-%d","type":"%s","properties":' .. props,
+        prefix, sent, n, (n % 5 == 0) and "signup" or "page_view", n, plans[n % 3 + 1],
+        (sent + n) % 50)
     end
     body = '{"events":[' .. concat(parts, ",") .. ']}'
   end
