@@ -9,7 +9,9 @@ With ``--persons``, the same appends are made twice more, in the same database, 
 naming persons as bench/wrk/ingest.lua's do (of every 20, 16 a user_id, 3 an anonymous_id only,
 1 nobody; each 100-event batch from 10 persons of a pool of 50,000): the cost of persons in the
 store alone (no HTTP, no queue), with the CPU seconds of this process (the store's Python: the
-sketches' merges) and of the database's PostgreSQL backends for each run.
+sketches' merges) and of the database's PostgreSQL backends for each run. With
+``--dimensions``, twice more with persons and the two dimensions bench/wrk/ingest.lua's events
+carry (``plan``, 3 values, and ``context.page.path``, 50), declared by every project.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from psycopg import sql
 
 from eventcore.adapters.postgres import PostgresStore, migrate
 from eventcore.events import Event, IngestBatch
+from eventcore.tenancy import Membership, Project, Role, User, Workspace
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ("page_view", "click", "signup", "purchase", "logout")
@@ -43,8 +46,30 @@ def _person(call: int, batch: int, n: int) -> dict[str, str]:
     return {"user_id": f"user-{person}"}
 
 
+DIMENSIONS = ("plan", "context.page.path")
+PLANS = ("free", "pro", "enterprise")
+
+
+def _properties(n: int, dimensions: bool) -> bytes:
+    if dimensions:
+        return b'{"path":"/pricing/%d","plan":"%s","context":{"page":{"path":"/page-%d"}}}' % (
+            n,
+            PLANS[n % 3].encode(),
+            n % 50,
+        )
+    return b'{"path":"/pricing/%d","referrer":"https://example.com/","plan":"pro","n":%d}' % (
+        n,
+        n,
+    )
+
+
 def make_appends(
-    appends: int, batches: int, events: int, workspaces: int, persons: bool = False
+    appends: int,
+    batches: int,
+    events: int,
+    workspaces: int,
+    persons: bool = False,
+    dimensions: bool = False,
 ) -> list[list[IngestBatch]]:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     received = datetime.now(UTC)
@@ -64,10 +89,7 @@ def make_appends(
                             f"{call}-{b}-{n}-{secrets.token_hex(4)}",
                             TYPES[n % len(TYPES)],
                             start + timedelta(seconds=(call * 997 + b * 31 + n) % 3600),
-                            Raw(
-                                b'{"path":"/pricing/%d","referrer":"https://example.com/",'
-                                b'"plan":"pro","n":%d}' % (n, n)
-                            ),
+                            Raw(_properties(n, dimensions)),
                             **(_person(call, b, n) if persons else {}),
                         )
                         for n in range(events)
@@ -87,14 +109,18 @@ async def run(arguments: argparse.Namespace) -> None:
         await migrate(dsn)
         shape = (arguments.appends, arguments.batches, arguments.events, arguments.workspaces)
         runs = [("", make_appends(*shape))]
-        if arguments.persons:
+        if arguments.persons or arguments.dimensions:
             runs.append((" with persons", make_appends(*shape, persons=True)))
+        if arguments.dimensions:
+            runs.append((" + dimensions", make_appends(*shape, persons=True, dimensions=True)))
         total = arguments.appends * arguments.batches * arguments.events
         async with await PostgresStore.open(dsn, min_size=1, max_size=1) as store:
             await store.append(make_appends(1, 2, 10, 1)[0])  # warm up: connection, plans
             await store.append(make_appends(1, 2, 10, 1, persons=True)[0])
             backend = await _backend(name)
             for kind, calls in runs:
+                if kind == " + dimensions":
+                    await _declare(store, arguments.workspaces)
                 for label in ("new events", "all duplicates"):
                     cpu = time.process_time()
                     pg_cpu = _cpu(backend)
@@ -117,6 +143,21 @@ async def run(arguments: argparse.Namespace) -> None:
             await admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+async def _declare(store: PostgresStore, workspaces: int) -> None:
+    """Make the workspaces and projects the appends name, every project declaring both
+    dimensions (the runs before had no declared dimensions: no project rows)."""
+    now = datetime.now(UTC)
+    for w in range(workspaces):
+        user = User(f"user-{w}", f"bench{w}@example.com", "-", now)
+        workspace = Workspace(f"ws-{w}", f"ws-{w}", now)
+        await store.create_signup(
+            user, workspace, Membership(workspace.id, user.id, Role.OWNER, now)
+        )
+        for p in range(2):
+            await store.create_project(Project(f"prj-{p}", workspace.id, "p", now))
+            await store.set_dimensions(workspace.id, f"prj-{p}", DIMENSIONS)
 
 
 async def _backend(database: str) -> psutil.Process | None:
@@ -144,6 +185,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100, help="events per IngestBatch")
     parser.add_argument("--workspaces", type=int, default=4)
     parser.add_argument("--persons", action="store_true", help="the same again, with persons")
+    parser.add_argument(
+        "--dimensions", action="store_true", help="and again with persons and 2 dimensions"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -34,6 +34,11 @@ ANALYTICS_CACHE_SECONDS: Final = 300.0
 # project, hour and event type: 16 KiB at most each, a standard error of about 0.8 % once a
 # window holds more than a few thousand persons, and the exact count below that.
 SKETCH_LG_K: Final = 14
+# A declared dimension's value keeps its persons in a sketch of 2^12 registers (4 KiB at most,
+# a standard error of about 1.6 % past a few hundred persons): an append rewrites the sketch of
+# every value it adds persons to, and PostgreSQL's cost of that grows with the sketch's size
+# (bench/README.md, "Dimensions").
+VALUE_SKETCH_LG_K: Final = 12
 # Declared dimensions: paths per project, distinct values kept per dimension, day and event type
 # (the rest are counted as `other`), the longest value kept, the longest path; `where` filters
 # per query; values per breakdown answer.
@@ -42,6 +47,8 @@ MAX_DIMENSION_VALUES: Final = 100
 MAX_DIMENSION_VALUE_LENGTH: Final = 200
 MAX_DIMENSION_PATH_LENGTH: Final = 200
 MAX_WHERE: Final = 10
+# The memory PostgreSQL may sort one funnel's events by person in (its work_mem for that query).
+FUNNEL_SORT_MEMORY_MB: Final = 32
 DEFAULT_BREAKDOWN_LIMIT: Final = 10
 MAX_BREAKDOWN_LIMIT: Final = 100
 # Funnels: 2 to 10 steps, each within this many seconds of the first at most.

@@ -10,7 +10,8 @@ both profiles see the same values.
 
 Per (project, UTC day, event type) and per (project, day) for every type together, each
 dimension keeps at most :data:`~eventcore.defaults.MAX_DIMENSION_VALUES` distinct values, each
-with its count and a persons' sketch; the events of a further value (or of a value longer than
+with its count and a persons' sketch (of 2^:data:`~eventcore.defaults.VALUE_SKETCH_LG_K`
+registers: :func:`add_value_persons`); the events of a further value (or of a value longer than
 :data:`~eventcore.defaults.MAX_DIMENSION_VALUE_LENGTH`) are counted in that day's ``other``, never
 dropped. Filters read the stored events themselves, whose declared values are kept beside them.
 """
@@ -32,15 +33,20 @@ from eventcore.defaults import (
     MAX_DIMENSION_VALUES,
     MAX_DIMENSIONS,
     MAX_WHERE,
+    VALUE_SKETCH_LG_K,
 )
 from eventcore.errors import InvalidRequest
 from eventcore.events import IngestBatch
-from eventcore.persons import ALL_TYPES, UserSeries, UsersPoint, estimate
+from eventcore.persons import ALL_TYPES, UserSeries, UsersPoint, add_persons, estimate
 
 _SEGMENT = r"[A-Za-z0-9_$-]+"
 _PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+_text = msgspec.json.Decoder(str)
+
+# An event's values of a project's paths, in the paths' order.
+Values = tuple[str | None, ...]
 
 
 def check_paths(paths: Sequence[str]) -> tuple[str, ...]:
@@ -82,9 +88,117 @@ def values_of(properties: bytes, paths: Sequence[str]) -> dict[str, str | None]:
     return {path: value_at(decoded, path) for path in paths}
 
 
+class ValueReader:
+    """Reads one tuple of paths' values out of properties, as :func:`values_of` gives them.
+
+    Decoding the whole object to find two values made most of an append's cost of dimensions:
+    the reader decodes into a msgspec Struct made for the paths instead, which skips every other
+    member without building it and keeps each value's JSON text (``Raw``) for :func:`_text_of`.
+    Where that shape does not hold (a path's object is an array or a string, or one path is the
+    prefix of another) it decodes the whole object, as before: the values are the same.
+    Making one makes a Struct type (tens of microseconds): a store keeps one per tuple of paths.
+    """
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self._shaped = _shaped_decoder(paths)
+
+    def __call__(self, properties: bytes) -> Values:
+        if self._shaped is not None:
+            decoder, steps = self._shaped
+            try:
+                shaped = decoder.decode(properties)
+            except msgspec.ValidationError:
+                pass
+            else:
+                found: list[str | None] = []
+                for fields in steps:
+                    current = shaped
+                    for field in fields:
+                        current = getattr(current, field)
+                        if current is None:
+                            break
+                    found.append(_text_of(current))
+                return tuple(found)
+        decoded = _decoder.decode(properties)
+        return tuple(value_at(decoded, path) for path in self.paths)
+
+
+def _shaped_decoder(
+    paths: tuple[str, ...],
+) -> tuple[msgspec.json.Decoder[Any], list[tuple[str, ...]]] | None:
+    """A decoder of just the paths' members, and each path's attribute names in what it makes;
+    None if a path is a prefix of another (a member both a value and an object)."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        *parents, leaf = path.split(".")
+        for name in parents:
+            child = node.setdefault(name, {})
+            if child is None:
+                return None
+            node = child
+        if leaf in node:
+            return None
+        node[leaf] = None
+    made = [0]
+
+    def struct_of(node: dict[str, Any]) -> tuple[type, dict[str, tuple[str, Any]]]:
+        fields: list[tuple[str, Any, None]] = []
+        rename: dict[str, str] = {}
+        access: dict[str, tuple[str, Any]] = {}
+        for n, (name, child) in enumerate(node.items()):
+            field = f"m{n}"
+            rename[field] = name
+            if child is None:
+                # Raw: the member's JSON text, whatever it holds (null included).
+                fields.append((field, msgspec.Raw, None))
+                access[name] = (field, None)
+            else:
+                inner, below = struct_of(child)
+                fields.append((field, inner | None, None))
+                access[name] = (field, below)
+        made[0] += 1
+        return msgspec.defstruct(f"_Members{made[0]}", fields, rename=rename), access
+
+    root, access = struct_of(tree)
+    steps: list[tuple[str, ...]] = []
+    for path in paths:
+        fields: list[str] = []
+        level: Any = access
+        for name in path.split("."):
+            field, level = level[name]
+            fields.append(field)
+        steps.append(tuple(fields))
+    return msgspec.json.Decoder(root), steps
+
+
+def _text_of(raw: Any) -> str | None:
+    """:func:`value_at`'s text of a member's JSON text (None: the member is absent)."""
+    if raw is None:
+        return None
+    first = memoryview(raw)[0]
+    if first == 0x22:  # a string
+        text: str = _text.decode(raw)
+        return text
+    if first == 0x74:
+        return "true"
+    if first == 0x66:
+        return "false"
+    if first in (0x6E, 0x7B, 0x5B):  # null, an object, an array
+        return None
+    # A number: as value_at spells it (its decoded value encoded again).
+    return _encoder.encode(_decoder.decode(raw)).decode()
+
+
 def encode_values(values: Mapping[str, str | None]) -> str:
     """How an event's declared values are stored beside it (a JSON object)."""
     return _encoder.encode(values).decode()
+
+
+def add_value_persons(stored: bytes | None, persons: Iterable[str]) -> bytes:
+    """A value's tally sketch (None: a new one) with ``persons`` added."""
+    return add_persons(stored, persons, VALUE_SKETCH_LG_K)
 
 
 def decode_values(stored: str | bytes | None) -> dict[str, str | None]:
@@ -134,21 +248,30 @@ class Tally(msgspec.Struct):
 
 
 def dimension_increments(
-    batches: Iterable[IngestBatch], declared: Mapping[tuple[str, str], Sequence[str]]
+    batches: Iterable[IngestBatch],
+    declared: Mapping[tuple[str, str], Sequence[str]],
+    values: Iterable[Sequence[Values] | None] | None = None,
 ) -> dict[DimensionKey, Tally]:
     """What the tallies gain when exactly these events are newly stored (callers pass only
     inserted events), before the bound on values (:func:`bounded`). ``declared`` holds each
-    (workspace, project)'s paths; a project without any adds nothing."""
+    (workspace, project)'s paths; a project without any adds nothing. ``values``, one item per
+    batch, holds its events' values of those paths if the caller has read them already (a store
+    that stores them beside each event), else None."""
     tallies: dict[DimensionKey, Tally] = {}
+    given = iter(values) if values is not None else None
     for batch in batches:
+        known = next(given) if given is not None else None
         paths = declared.get((batch.workspace_id, batch.project_id), ())
         if not paths:
             continue
+        if known is None:
+            reader = ValueReader(tuple(paths))
+            known = [reader(bytes(event.properties)) for event in batch.events]
         # Events are grouped by (day, type, values) first, so that the work per event is one
         # lookup; each group then adds to every path's tally of its type and of all types.
         groups: dict[tuple[datetime, str, tuple[str | None, ...]], Tally] = {}
         days: dict[int, datetime] = {}
-        for event in batch.events:
+        for event, found in zip(batch.events, known, strict=True):
             moment = event.timestamp
             if moment.utcoffset():
                 moment = moment.astimezone(UTC)
@@ -156,16 +279,15 @@ def dimension_increments(
             day = days.get(ordinal)
             if day is None:
                 day = days[ordinal] = bucket_start(moment, Granularity.DAY)
-            found = values_of(bytes(event.properties), paths)
-            group = (day, event.type, tuple(found.values()))
+            group = (day, event.type, found)
             tally = groups.get(group)
             if tally is None:
                 tally = groups[group] = Tally()
             tally.count += 1
             if event.person is not None:
                 tally.persons.add(event.person)
-        for (day, event_type, values), tally in groups.items():
-            for path, value in zip(paths, values, strict=True):
+        for (day, event_type, found_values), tally in groups.items():
+            for path, value in zip(paths, found_values, strict=True):
                 kind, text = _kind_of(value)
                 for each_type in (event_type, ALL_TYPES):
                     key = DimensionKey(

@@ -6,7 +6,7 @@ a person, ordered by (person, timestamp, seq), and :func:`funnel_counts` walks t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Annotated, NamedTuple
@@ -88,13 +88,31 @@ def reached(
     far (the latest leaves the most time for the next step). Steps go from the last to the first
     for each event, so that one event moves a chain on by one step at most.
     """
+    return _reached(events, steps, _steps_by_type(steps), window, start, end)
+
+
+def _steps_by_type(steps: Sequence[StepRule]) -> dict[str, list[int]]:
+    """Each event type's step numbers, last first (the order ``reached`` tries them in)."""
+    by_type: dict[str, list[int]] = {}
+    for i in range(len(steps) - 1, -1, -1):
+        by_type.setdefault(steps[i].event_type, []).append(i)
+    return by_type
+
+
+def _reached(
+    events: Sequence[PersonEvent],
+    steps: Sequence[StepRule],
+    by_type: Mapping[str, Sequence[int]],
+    window: timedelta,
+    start: datetime,
+    end: datetime,
+) -> int:
     latest: list[datetime | None] = [None] * len(steps)
     filtered = any(step.where for step in steps)
     for event in events:
         values = decode_values(event.values) if filtered else {}
-        for i in range(len(steps) - 1, -1, -1):
-            step = steps[i]
-            if event.type != step.event_type or not matches(values, step.where):
+        for i in by_type.get(event.type, ()):
+            if filtered and not matches(values, steps[i].where):
                 continue
             if i == 0:
                 if start <= event.timestamp < end:
@@ -119,8 +137,9 @@ def funnel_counts(
 ) -> FunnelResult:
     """The persons reaching each step, from every person's events ordered by (person, time, seq)."""
     at_least = [0] * (len(steps) + 1)
+    by_type = _steps_by_type(steps)
     for _person, own in groupby(events, key=lambda event: event.person):
-        at_least[reached(list(own), steps, window, start, end)] += 1
+        at_least[_reached(list(own), steps, by_type, window, start, end)] += 1
     users: list[int] = []
     running = 0
     for done in range(len(steps), 0, -1):

@@ -12,6 +12,8 @@ A sketch keeps each person's 26-bit coupon until it holds a few thousand of them
 SET modes): the answer is then the number of distinct coupons, exact but for a collision of two
 persons' coupons, and :func:`estimate` reports a ``relative_error`` of 0. Past that it is an
 HLL estimate with the standard error DataSketches computes for it (about 0.8 % at lg_k 14).
+Sketches of different sizes merge (the union has the smaller one's registers): a declared
+dimension's values keep smaller ones (:mod:`eventcore.dimensions`).
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ def person_increments(batches: Iterable[IngestBatch]) -> dict[SketchKey, set[str
     return increments
 
 
-def add_persons(stored: bytes | None, persons: Iterable[str]) -> bytes:
-    """The sketch ``stored`` (None: an empty one) with ``persons`` added, serialised."""
+def add_persons(stored: bytes | None, persons: Iterable[str], lg_k: int = SKETCH_LG_K) -> bytes:
+    """The sketch ``stored`` (None: an empty one of 2^``lg_k`` registers) with ``persons``
+    added, serialised."""
     sketch = (
-        datasketches.hll_sketch(SKETCH_LG_K, _TARGET)
+        datasketches.hll_sketch(lg_k, _TARGET)
         if stored is None
         else datasketches.hll_sketch.deserialize(stored)
     )
@@ -76,9 +79,9 @@ def add_persons(stored: bytes | None, persons: Iterable[str]) -> bytes:
     return bytes(sketch.serialize_compact())
 
 
-def sketch_of(persons: Iterable[str]) -> bytes:
+def sketch_of(persons: Iterable[str], lg_k: int = SKETCH_LG_K) -> bytes:
     """A new sketch holding ``persons`` (a rebuild makes each sketch so, from raw events)."""
-    return add_persons(None, persons)
+    return add_persons(None, persons, lg_k)
 
 
 class Estimate(msgspec.Struct, frozen=True):

@@ -299,12 +299,13 @@ class QueryCache(Protocol):
 
 
 class ProjectCache(Protocol):
-    """Projects known to exist, each remembered for a short time: a deleted project is still
-    taken to exist until its entry ends (PROJECT_CACHE_SECONDS by default)."""
+    """Projects as they were read, each remembered for a short time: a deleted project is still
+    taken to exist, and a changed one (its dimensions) read as it was, until its entry ends
+    (PROJECT_CACHE_SECONDS by default)."""
 
-    async def known(self, workspace_id: str, project_id: str) -> bool: ...
+    async def get(self, workspace_id: str, project_id: str) -> Project | None: ...
 
-    async def remember(self, workspace_id: str, project_id: str) -> None: ...
+    async def remember(self, project: Project) -> None: ...
 
     async def forget(self, workspace_id: str, project_id: str) -> None: ...
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import msgspec
 
 from eventcore.ports import ApiKeyCache, CommittedKeys, MembershipCache, ProjectCache, QueryCache
-from eventcore.tenancy import ProjectRef, Role
+from eventcore.tenancy import Project, ProjectRef, Role
 from tests.contract.implementations import Timed
 from tests.contract.support import T0, api_key, batch, event, project
 
@@ -253,36 +253,51 @@ async def test_cached_answers_expire_after_their_ttl(query_cache: Timed[QueryCac
 PROJECT_TTL_PASSED = 1.1
 
 
+def shop(workspace_id: str, project_id: str, dimensions: tuple[str, ...] = ()) -> Project:
+    return Project(project_id, workspace_id, "Shop", T0, dimensions)
+
+
 async def test_a_project_never_remembered_is_not_known(
     project_cache: Timed[ProjectCache],
 ) -> None:
-    """known answers False for a project nobody remembered, in any workspace."""
-    assert not await project_cache.port.known("ws-a", "p1")
+    """get answers None for a project nobody remembered, in any workspace."""
+    assert await project_cache.port.get("ws-a", "p1") is None
 
 
-async def test_a_remembered_project_is_known_in_its_workspace_only(
+async def test_a_remembered_project_comes_back_whole_in_its_workspace_only(
     project_cache: Timed[ProjectCache],
 ) -> None:
-    """A project remembered for one workspace is known there, not under another workspace."""
+    """A project remembered for one workspace comes back as it was (its dimensions with it)
+    there, not under another workspace."""
     cache = project_cache.port
-    await cache.remember("ws-a", "p1")
+    await cache.remember(shop("ws-a", "p1", ("plan", "context.page.path")))
 
-    assert await cache.known("ws-a", "p1")
-    assert not await cache.known("ws-b", "p1")
-    assert not await cache.known("ws-a", "p2")
+    assert await cache.get("ws-a", "p1") == shop("ws-a", "p1", ("plan", "context.page.path"))
+    assert await cache.get("ws-b", "p1") is None
+    assert await cache.get("ws-a", "p2") is None
+
+
+async def test_remembering_a_project_again_replaces_it(
+    project_cache: Timed[ProjectCache],
+) -> None:
+    cache = project_cache.port
+    await cache.remember(shop("ws-a", "p1", ("plan",)))
+    await cache.remember(shop("ws-a", "p1", ()))
+
+    assert await cache.get("ws-a", "p1") == shop("ws-a", "p1", ())
 
 
 async def test_a_forgotten_project_is_unknown_at_once(
     project_cache: Timed[ProjectCache],
 ) -> None:
     cache = project_cache.port
-    await cache.remember("ws-a", "p1")
-    await cache.remember("ws-a", "p2")
+    await cache.remember(shop("ws-a", "p1"))
+    await cache.remember(shop("ws-a", "p2"))
     await cache.forget("ws-a", "p1")
     await cache.forget("ws-b", "never-remembered")
 
-    assert not await cache.known("ws-a", "p1")
-    assert await cache.known("ws-a", "p2")
+    assert await cache.get("ws-a", "p1") is None
+    assert await cache.get("ws-a", "p2") == shop("ws-a", "p2")
 
 
 async def test_a_remembered_project_is_forgotten_within_a_second(
@@ -290,11 +305,11 @@ async def test_a_remembered_project_is_forgotten_within_a_second(
 ) -> None:
     """Just past one second after it was last remembered, a project is no longer known."""
     cache = project_cache.port
-    await cache.remember("ws-a", "p1")
+    await cache.remember(shop("ws-a", "p1"))
 
     await project_cache.advance(PROJECT_TTL_PASSED)
 
-    assert not await cache.known("ws-a", "p1")
+    assert await cache.get("ws-a", "p1") is None
 
 
 async def test_a_membership_nobody_remembered_has_no_role(

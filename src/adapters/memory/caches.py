@@ -14,7 +14,7 @@ from eventcore.defaults import (
 from eventcore.events import IngestBatch
 from eventcore.idempotency import IdempotencyKey
 from eventcore.ports import Clock
-from eventcore.tenancy import ApiKey, ProjectRef, Role
+from eventcore.tenancy import ApiKey, Project, ProjectRef, Role
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -144,23 +144,24 @@ class NoQueryCache:
 
 
 class MemoryProjectCache:
-    """Projects seen to exist, each for ``ttl`` seconds, the most recent ``max_entries`` of them.
+    """Projects as read, each for ``ttl`` seconds, the most recent ``max_entries`` of them.
 
-    Only existence is remembered: a project not found is asked about again every time, so one
-    created a moment ago is found at once, and one deleted stops being found within ``ttl``.
+    Only projects that exist are remembered: a project not found is asked about again every
+    time, so one created a moment ago is found at once, and one deleted stops being found (one
+    changed, read as changed) within ``ttl``; in this process, at once (:meth:`forget`).
     """
 
     def __init__(
         self, clock: Clock, ttl: float = PROJECT_CACHE_SECONDS, max_entries: int = 100_000
     ) -> None:
         self._ttl = ttl
-        self._entries: _Expiring[tuple[str, str], bool] = _Expiring(clock, max_entries)
+        self._entries: _Expiring[tuple[str, str], Project] = _Expiring(clock, max_entries)
 
-    async def known(self, workspace_id: str, project_id: str) -> bool:
-        return self._entries.get((workspace_id, project_id)) is not None
+    async def get(self, workspace_id: str, project_id: str) -> Project | None:
+        return self._entries.get((workspace_id, project_id))
 
-    async def remember(self, workspace_id: str, project_id: str) -> None:
-        self._entries.put((workspace_id, project_id), True, self._ttl)
+    async def remember(self, project: Project) -> None:
+        self._entries.put((project.workspace_id, project.id), project, self._ttl)
 
     async def forget(self, workspace_id: str, project_id: str) -> None:
         self._entries.pop((workspace_id, project_id))

@@ -24,6 +24,7 @@ from eventcore.dimensions import (
     Kind,
     Tally,
     Where,
+    add_value_persons,
     bounded,
     decode_values,
     dimension_increments,
@@ -327,7 +328,7 @@ class MemoryStore:
         for key, tally in bounded(increments, known).items():
             count, sketch = self.tallies.get(key, (0, None))
             if tally.persons:
-                sketch = add_persons(sketch, tally.persons)
+                sketch = add_value_persons(sketch, tally.persons)
             self.tallies[key] = (count + tally.count, sketch)
 
     async def set_dimensions(

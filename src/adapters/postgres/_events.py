@@ -30,6 +30,7 @@ from psycopg.pq import TransactionStatus
 
 from eventcore.adapters.postgres._database import Connection, Database
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
+from eventcore.defaults import FUNNEL_SORT_MEMORY_MB
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -37,11 +38,13 @@ from eventcore.dimensions import (
     FilteredEvent,
     Kind,
     Tally,
+    ValueReader,
+    Values,
     Where,
+    add_value_persons,
     bounded,
     dimension_increments,
     encode_values,
-    values_of,
 )
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
@@ -472,6 +475,13 @@ ORDER BY 1, 2, 3
 """
 
 
+_FUNNEL_WORK_MEM = f"SET LOCAL work_mem = '{FUNNEL_SORT_MEMORY_MB}MB'"
+
+
+# A reader per tuple of declared paths (making one makes a msgspec Struct type).
+_reader_for = functools.lru_cache(maxsize=1024)(ValueReader)
+
+
 def _counts_lock(workspace_id: str) -> int:
     """A stable 32-bit key for the workspace's counts lock (collisions only serialise more)."""
     digest = hashlib.blake2b(workspace_id.encode(), digest_size=4).digest()
@@ -500,11 +510,13 @@ _declared_of = msgspec.json.Decoder(dict[str, tuple[str, ...]])
 
 def _append_parameters(
     workspace_id: str, batches: list[IngestBatch], declared: Declared, *, guessed: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[list[Values] | None]]:
     """One workspace's events as parallel arrays, in input order; the persons' arrays only when
     an event has a person (then the statement is a ``persons`` one), the values' only when a
     project declares dimensions (a ``valued`` one). ``guessed``: ``declared`` is a guess the
-    statement checks (see _append_statement), else what the projects' rows said."""
+    statement checks (see _append_statement), else what the projects' rows said. With them,
+    each batch's events' values (None for a project declaring none), read once for the stored
+    column and the tallies."""
     project_ids: list[str] = []
     event_ids: list[str] = []
     timestamps: list[datetime] = []
@@ -514,6 +526,7 @@ def _append_parameters(
     user_ids: list[str | None] = []
     anonymous_ids: list[str | None] = []
     dim_values: list[str | None] = []
+    read: list[list[Values] | None] = []
     for batch in batches:
         events = batch.events
         project_ids += [batch.project_id] * len(events)
@@ -526,11 +539,13 @@ def _append_parameters(
         anonymous_ids += [event.anonymous_id for event in events]
         paths = declared.get(batch.project_id)
         if paths:
-            dim_values += [
-                encode_values(values_of(bytes(event.properties), paths)) for event in events
-            ]
+            reader = _reader_for(paths)
+            found = [reader(bytes(event.properties)) for event in events]
+            dim_values += [encode_values(dict(zip(paths, each, strict=True))) for each in found]
+            read.append(found)
         else:
             dim_values += [None] * len(events)
+            read.append(None)
     guess = list(dict.fromkeys(batch.project_id for batch in batches)) if guessed else []
     parameters: dict[str, Any] = {
         "workspace_id": workspace_id,
@@ -550,7 +565,7 @@ def _append_parameters(
         parameters["anonymous_ids"] = anonymous_ids
     if any(declared.get(batch.project_id) for batch in batches):
         parameters["dim_values"] = dim_values
-    return parameters
+    return parameters, read
 
 
 class _Appended(NamedTuple):
@@ -563,16 +578,20 @@ class _Appended(NamedTuple):
     positions: list[int]
     # (project, hour, type, persons) of the inserted events that have a person.
     persons: list[tuple[str, datetime, str, list[str]]]
+    # Every input event's values, per batch (see _append_parameters).
+    values: list[list[Values] | None]
 
 
-def _appended(rows: Sequence[tuple[Any, ...]], *, valued: bool) -> _Appended:
+def _appended(
+    rows: Sequence[tuple[Any, ...]], *, valued: bool, values: list[list[Values] | None]
+) -> _Appended:
     head = next(row for row in rows if row[0] is not None)
     actual = (
         None if head[2] is None else {p: d for p, d in _declared_of.decode(head[2]).items() if d}
     )
     positions = (head[3] or []) if valued else []
     persons = [row[-4:] for row in rows if row[0] is None]
-    return _Appended(head[0], actual, positions, persons)
+    return _Appended(head[0], actual, positions, persons, values)
 
 
 def _increments(
@@ -593,22 +612,28 @@ def _increments(
     return increments
 
 
-def _inserted(batches: Sequence[IngestBatch], positions: Iterable[int]) -> list[IngestBatch]:
-    """The events at ``positions`` (1-based, over the batches' events in order), as batches."""
+def _inserted(
+    batches: Sequence[IngestBatch], values: Sequence[list[Values] | None], positions: Iterable[int]
+) -> tuple[list[IngestBatch], list[list[Values] | None]]:
+    """The events at ``positions`` (1-based, over the batches' events in order), as batches,
+    and their values (``values`` holds every event's, per batch)."""
     wanted = sorted(positions)
     found: list[IngestBatch] = []
+    found_values: list[list[Values] | None] = []
     index = 0
     offset = 0
-    for batch in batches:
+    for batch, read in zip(batches, values, strict=True):
         end = offset + len(batch.events)
-        picked: list[Event] = []
+        picked: list[int] = []
         while index < len(wanted) and wanted[index] <= end:
-            picked.append(batch.events[wanted[index] - offset - 1])
+            picked.append(wanted[index] - offset - 1)
             index += 1
         if picked:
-            found.append(msgspec.structs.replace(batch, events=picked))
+            events = batch.events
+            found.append(msgspec.structs.replace(batch, events=[events[n] for n in picked]))
+            found_values.append(None if read is None else [read[n] for n in picked])
         offset = end
-    return found
+    return found, found_values
 
 
 def _sketch_arrays(
@@ -676,11 +701,11 @@ async def _append_rows(
     guessed: bool,
 ) -> _Appended:
     """One append statement, waited for."""
-    parameters = _append_parameters(workspace_id, batches, declared, guessed=guessed)
+    parameters, values = _append_parameters(workspace_id, batches, declared, guessed=guessed)
     persons = "user_ids" in parameters
     valued = "dim_values" in parameters
     cursor = await conn.execute(_APPEND[(persons, valued)], parameters, binary=True)
-    return _appended(await cursor.fetchall(), valued=valued)
+    return _appended(await cursor.fetchall(), valued=valued, values=values)
 
 
 async def _add_persons_and_tallies(
@@ -749,7 +774,11 @@ async def _add_persons_and_tallies(
         rows = [
             (
                 added[key].count,
-                add_persons(sketches.get(key), added[key].persons) if added[key].persons else None,
+                (
+                    add_value_persons(sketches.get(key), added[key].persons)
+                    if added[key].persons
+                    else None
+                ),
             )
             for key in order
         ]
@@ -856,9 +885,11 @@ class Events(Database):
         persons = _increments(workspace_id, answer.persons)
         tallies: dict[DimensionKey, Tally] = {}
         if answer.positions:
+            inserted, values = _inserted(batches, answer.values, answer.positions)
             tallies = dimension_increments(
-                _inserted(batches, answer.positions),
+                inserted,
                 {(workspace_id, project_id): paths for project_id, paths in declared.items()},
+                values,
             )
         if persons or tallies:
             await _add_persons_and_tallies(conn, workspace_id, persons, tallies)
@@ -959,15 +990,14 @@ class Events(Database):
         }
         # Planned for its own window and types each time: the generic plan PostgreSQL keeps
         # for a prepared statement guesses a handful of rows and reads the heap through the
-        # wrong index (128 ms instead of 53 for 56,000 events, bench/persons_phases.py).
-        return await self._query(
-            PersonEvent,
-            _PERSON_EVENTS,
-            parameters,
-            workspace_id=workspace_id,
-            binary=True,
-            prepare=False,
-        )
+        # wrong index (128 ms instead of 53 for 56,000 events, bench/persons_phases.py). The
+        # sort by person is given the memory to stay off disk (at the default 4 MB, 56,000
+        # events spilled about 3 MB to disk); the setting leaves with the query.
+        async with self._tenant(workspace_id) as conn:
+            await conn.execute(_FUNNEL_WORK_MEM)
+            cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)
+            rows = await cursor.fetchall()
+        return [PersonEvent(*row) for row in rows]
 
     async def dimension_tallies(
         self,
@@ -1127,6 +1157,8 @@ async def _retally(
     days = _DayTallies(conn, workspace_id, project_id, paths)
     changed: list[tuple[str, str]] = []
     events: list[Event] = []
+    read: list[Values] = []
+    reader = _reader_for(paths)
     async with conn.cursor("eventcore_rebuild_values", binary=True) as cursor:
         cursor.itersize = _REBUILD_CHUNK
         await cursor.execute(
@@ -1141,17 +1173,20 @@ async def _retally(
             anonymous,
             stored,
         ) in cursor:
-            values = encode_values(values_of(bytes(properties), paths))
+            found = reader(bytes(properties))
+            values = encode_values(dict(zip(paths, found, strict=True)))
             if values != stored:
                 changed.append((event_id, values))
                 if len(changed) >= _REBUILD_CHUNK:
                     await _set_values(conn, workspace_id, project_id, changed)
                     changed = []
             events.append(Event(event_id, event_type, event_time, properties, user_id, anonymous))
+            read.append(found)
             if len(events) >= _REBUILD_CHUNK:
-                await days.add(events)
+                await days.add(events, read)
                 events = []
-    await days.add(events)
+                read = []
+    await days.add(events, read)
     await days.flush()
     if changed:
         await _set_values(conn, workspace_id, project_id, changed)
@@ -1172,13 +1207,19 @@ class _DayTallies:
         self._day: datetime | None = None
         self._tallies: dict[DimensionKey, Tally] = {}
 
-    async def add(self, events: Sequence[Event]) -> None:
-        for day, run in groupby(events, key=_day_of):
+    async def add(self, events: Sequence[Event], values: Sequence[Values]) -> None:
+        """Count ``events`` (in time order), whose values are ``values``."""
+        pairs = zip(events, values, strict=True)
+        for day, run in groupby(pairs, key=lambda pair: _day_of(pair[0])):
             if day != self._day:
                 await self.flush()
                 self._day = day
-            batch = IngestBatch(self._workspace_id, self._project_id, day, list(run))
-            for key, tally in dimension_increments([batch], self._declared).items():
+            ran = list(run)
+            batch = IngestBatch(
+                self._workspace_id, self._project_id, day, [event for event, _ in ran]
+            )
+            known = [[found for _, found in ran]]
+            for key, tally in dimension_increments([batch], self._declared, known).items():
                 current = self._tallies.get(key)
                 if current is None:
                     self._tallies[key] = tally
@@ -1216,7 +1257,10 @@ async def _put_tallies(
     for start in range(0, len(order), _REBUILD_CHUNK):
         keys = order[start : start + _REBUILD_CHUNK]
         rows = [
-            (made[key].count, sketch_of(made[key].persons) if made[key].persons else None)
+            (
+                made[key].count,
+                add_value_persons(None, made[key].persons) if made[key].persons else None,
+            )
             for key in keys
         ]
         await conn.execute(_INSERT_TALLIES, _tally_arrays(workspace_id, keys, rows), binary=True)

@@ -31,7 +31,9 @@ from eventcore.dimensions import (
     FilteredEvent,
     Kind,
     Tally,
+    ValueReader,
     Where,
+    add_value_persons,
     bounded,
     dimension_increments,
     encode_values,
@@ -45,6 +47,9 @@ from eventcore.ports import AppendResult, Recount
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
 # Each (workspace, project)'s declared dimension paths; a project without any is left out.
 Declared = dict[tuple[str, str], tuple[str, ...]]
+
+# A reader per tuple of declared paths (making one makes a msgspec Struct type).
+_reader_for = functools.lru_cache(maxsize=1024)(ValueReader)
 
 
 def _add_counts_sql(grain: StoredGrain, where: str, source: str = "events") -> str:
@@ -285,6 +290,7 @@ def _event_rows(batches: Sequence[IngestBatch], declared: Declared) -> Iterator[
         workspace_id, project_id = batch.workspace_id, batch.project_id
         received_at = micros(batch.received_at)
         paths = declared.get((workspace_id, project_id))
+        reader = _reader_for(tuple(paths)) if paths else None
         for event in batch.events:
             # Raw exposes the buffer protocol, so the JSON text is bound without a copy.
             yield (
@@ -297,7 +303,11 @@ def _event_rows(batches: Sequence[IngestBatch], declared: Declared) -> Iterator[
                 event.properties,
                 event.user_id,
                 event.anonymous_id,
-                encode_values(values_of(bytes(event.properties), paths)) if paths else None,
+                (
+                    encode_values(dict(zip(paths, reader(bytes(event.properties)), strict=True)))
+                    if paths and reader is not None
+                    else None
+                ),
             )
 
 
@@ -395,7 +405,7 @@ def _add_new_tallies(
         sketch = None
         if tally.persons:
             stored = connection.execute(_GET_TALLY_SKETCH, tally_key).fetchone()
-            sketch = add_persons(None if stored is None else stored[0], tally.persons)
+            sketch = add_value_persons(None if stored is None else stored[0], tally.persons)
         rows.append((*tally_key, tally.count, sketch))
     connection.executemany(_UPSERT_TALLY, rows)
 
@@ -526,7 +536,11 @@ def _put_tallies(connection: sqlite3.Connection, tallies: dict[DimensionKey, Tal
     connection.executemany(
         _PUT_TALLY,
         [
-            (*_tally_key(key), tally.count, sketch_of(tally.persons) if tally.persons else None)
+            (
+                *_tally_key(key),
+                tally.count,
+                add_value_persons(None, tally.persons) if tally.persons else None,
+            )
             for key, tally in bounded(tallies, {}).items()
         ],
     )

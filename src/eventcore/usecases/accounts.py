@@ -327,6 +327,9 @@ class Accounts:
         )
         if project is None:
             raise NotFound("No such project.")
+        if self._projects is not None:
+            # Queries in this process check paths against the new declaration at once.
+            await self._projects.forget(principal.workspace_id, project_id)
         return project
 
     async def delete_project(self, principal: Principal, project_id: str) -> None:

@@ -112,8 +112,9 @@ class Analytics:
     digest of it (:meth:`counts_json`, :meth:`event_types_json`, an :class:`EncodedAnswer`): a
     cached answer is the bytes that were stored, and a fresh one the same bytes a typed answer
     encodes to. The caller's role and the
-    project are checked before the cache is asked. A project seen to exist is taken to exist
-    for the project cache's lifetime (one second by default) without asking the store again.
+    project are checked before the cache is asked. A project read is taken as it was (existing,
+    with its dimensions) for the project cache's lifetime (one second by default) without
+    asking the store again.
     """
 
     def __init__(
@@ -135,13 +136,7 @@ class Analytics:
         self._ttl = cache_ttl
 
     async def _check(self, principal: Principal, project_id: str) -> None:
-        principal.require(Permission.READ_ANALYTICS)
-        workspace_id = principal.workspace_id
-        if await self._projects.known(workspace_id, project_id):
-            return
-        if await self._accounts.get_project(workspace_id, project_id) is None:
-            raise NotFound("No such project.")
-        await self._projects.remember(workspace_id, project_id)
+        await self._project(principal, project_id)
 
     async def counts(
         self,
@@ -224,11 +219,17 @@ class Analytics:
         return parse_where(where, (await self._project(principal, project_id)).dimensions)
 
     async def _project(self, principal: Principal, project_id: str) -> Project:
-        """The project as stored now (its dimensions are needed, not only its existence)."""
+        """The project (its dimensions with it) as read at most the project cache's lifetime
+        ago, after the caller's role is checked."""
         principal.require(Permission.READ_ANALYTICS)
-        project = await self._accounts.get_project(principal.workspace_id, project_id)
+        workspace_id = principal.workspace_id
+        project = await self._projects.get(workspace_id, project_id)
+        if project is not None:
+            return project
+        project = await self._accounts.get_project(workspace_id, project_id)
         if project is None:
             raise NotFound("No such project.")
+        await self._projects.remember(project)
         return project
 
     async def _count_series(
