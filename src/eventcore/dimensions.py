@@ -38,6 +38,7 @@ from eventcore.defaults import (
 from eventcore.errors import InvalidRequest
 from eventcore.events import IngestBatch
 from eventcore.persons import ALL_TYPES, UserSeries, UsersPoint, add_persons, estimate
+from eventcore.tenancy import ProjectRef
 
 _SEGMENT = r"[A-Za-z0-9_$-]+"
 _PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
@@ -287,19 +288,48 @@ def dimension_increments(
             if event.person is not None:
                 tally.persons.add(event.person)
         for (day, event_type, found_values), tally in groups.items():
-            for path, value in zip(paths, found_values, strict=True):
-                kind, text = _kind_of(value)
-                for each_type in (event_type, ALL_TYPES):
-                    key = DimensionKey(
-                        batch.workspace_id, batch.project_id, day, each_type, path, kind, text
-                    )
-                    current = tallies.get(key)
-                    if current is None:
-                        tallies[key] = Tally(tally.count, set(tally.persons))
-                    else:
-                        current.count += tally.count
-                        current.persons |= tally.persons
+            add_group(
+                tallies,
+                ProjectRef(batch.workspace_id, batch.project_id),
+                paths,
+                ValueGroup(day, event_type, found_values, tally.count, tally.persons),
+            )
     return tallies
+
+
+class ValueGroup(NamedTuple):
+    """Newly stored events of one project sharing a UTC day, a type and their declared values:
+    how many, and their distinct persons."""
+
+    day: datetime
+    event_type: str
+    values: Values
+    events: int
+    persons: Iterable[str]
+
+
+def add_group(
+    tallies: dict[DimensionKey, Tally],
+    project: ProjectRef,
+    paths: Sequence[str],
+    group: ValueGroup,
+) -> None:
+    """Add one group of events to ``tallies``: to each path's tally of its value, for its type
+    and for every type together (what :func:`dimension_increments` does for each group it
+    makes; a store whose database grouped the inserted events calls it for each group)."""
+    persons = set(group.persons)
+    for path, value in zip(paths, group.values, strict=True):
+        kind, text = _kind_of(value)
+        for each_type in (group.event_type, ALL_TYPES):
+            key = DimensionKey(
+                project.workspace_id, project.project_id, group.day, each_type, path, kind, text
+            )
+            current = tallies.get(key)
+            if current is None:
+                tallies[key] = Tally(group.events, set(persons))
+            else:
+                current.count += group.events
+                current.persons |= persons
 
 
 def _kind_of(value: str | None) -> tuple[Kind, str]:

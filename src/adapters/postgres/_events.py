@@ -38,9 +38,11 @@ from eventcore.dimensions import (
     FilteredEvent,
     Kind,
     Tally,
+    ValueGroup,
     ValueReader,
     Values,
     Where,
+    add_group,
     add_value_persons,
     bounded,
     dimension_increments,
@@ -50,6 +52,7 @@ from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.persons import ALL_TYPES, SketchKey, add_persons, sketch_of
 from eventcore.ports import AppendResult, Recount
+from eventcore.tenancy import ProjectRef
 
 _tracer = trace.get_tracer("eventcore.adapters.postgres")
 
@@ -118,8 +121,10 @@ def _append_statement(*, persons: bool, valued: bool) -> str:
     hour, type) of the inserted events that have a person, their distinct persons: the core's
     ``person_increments`` of exactly the inserted events, in SQL but for the every-type sketches
     (their union, see _increments). With ``valued`` it stores each event's
-    declared values (NULL for a project declaring none) and answers the positions in the input
-    of the inserted events that have them, which the append then tallies.
+    declared values (NULL for a project declaring none) and answers the inserted events that
+    have them grouped by (project, UTC day, type, values), with each group's count and distinct
+    persons: the groups the core's ``dimension_increments`` makes, which the append expands into
+    tallies (``add_group``) without a loop over the events.
 
     The check (``settled``): the values were made for the dimensions the append guessed each
     project declares (``guess_projects``, ``guess_dimensions``, each a JSON array), which this
@@ -127,8 +132,8 @@ def _append_statement(*, persons: bool, valued: bool) -> str:
     began: a declaration committed before that is seen. A wrong guess inserts nothing and answers
     every project's dimensions (``actual``, a JSON object); the append then makes the values again
     and sends the statement once more, unchecked (no guess: empty arrays). The first answer row
-    holds the count, whether the guess held, ``actual`` and the positions; each other row, NULL
-    there, one (project, hour, type)'s persons.
+    holds the count, whether the guess held and ``actual``; each other row, NULL there, one
+    (project, hour, type)'s persons or (with values) one group of values.
 
     Every row lock is taken in one global order, so concurrent writers cannot deadlock: events
     in primary-key order (after seq numbers are drawn in arrival order, which paging needs; the
@@ -149,36 +154,44 @@ def _append_statement(*, persons: bool, valued: bool) -> str:
     if valued:
         arrays += ",\n                %(dim_values)b::text[]"
         columns += ",\n         dim_values"
-        returned += ", e.seq, e.dim_values IS NOT NULL AS valued"
-    positions = (
-        """,
-       (SELECT array_agg(i.position) FROM stored AS s JOIN incoming AS i ON i.seq = s.seq
-        WHERE s.valued)"""
-        if valued
-        else ""
-    )
-    no_persons = (
-        ",\n       NULL::text, NULL::timestamptz, NULL::text, NULL::text[]" if persons else ""
-    )
+        returned += ", e.dim_values"
+    # Every answer row has the same columns: the head's three, then (project, bucket, type,
+    # persons), then with ``valued`` (values, count); a persons row has no values, a group row
+    # has them.
+    tail = ""
+    if persons or valued:
+        tail += ",\n       NULL::text, NULL::timestamptz, NULL::text, NULL::text[]"
+    if valued:
+        tail += ", NULL::text, NULL::bigint"
     head = f"""
 SELECT counted.n, settled.ok,
-       CASE WHEN settled.ok THEN NULL ELSE settled.actual END{positions}{no_persons}
+       CASE WHEN settled.ok THEN NULL ELSE settled.actual END{tail}
 FROM (SELECT {_COUNTED} AS n FROM per_minute) AS counted, settled
 """
-    nulls = ", ".join(["NULL"] * (4 if valued else 3))
-    answer = (
-        head
-        + f"""
+    answer = head
+    if persons:
+        answer += f"""
 UNION ALL
-SELECT {nulls}, project_id, date_trunc('hour', event_time, 'UTC'), type,
-       array_agg(DISTINCT person)
+SELECT NULL, NULL, NULL, project_id, date_trunc('hour', event_time, 'UTC'), type,
+       array_agg(DISTINCT person){", NULL, NULL" if valued else ""}
 FROM stored
 WHERE person IS NOT NULL
-GROUP BY {5 if valued else 4}, {6 if valued else 5}, {7 if valued else 6}
+GROUP BY 4, 5, 6
 """
-        if persons
-        else head
-    )
+    if valued:
+        distinct = (
+            "array_agg(DISTINCT person) FILTER (WHERE person IS NOT NULL)"
+            if persons
+            else "NULL::text[]"
+        )
+        answer += f"""
+UNION ALL
+SELECT NULL, NULL, NULL, project_id, date_trunc('day', event_time, 'UTC'), type,
+       {distinct}, dim_values, count(*)
+FROM stored
+WHERE dim_values IS NOT NULL
+GROUP BY 4, 5, 6, 8
+"""
     return f"""
 WITH declared AS (
     SELECT g.project_id, coalesce(p.dimensions, '{{}}') AS dimensions,
@@ -506,17 +519,17 @@ def _group_lock(group: DimensionGroup) -> int:
 # Each project's declared paths, as an append uses them (a project declaring none is left out).
 Declared = dict[str, tuple[str, ...]]
 _declared_of = msgspec.json.Decoder(dict[str, tuple[str, ...]])
+# A group's values as the append statement answers them (the stored column: encode_values).
+_decode_values = msgspec.json.Decoder(dict[str, str | None]).decode
 
 
 def _append_parameters(
     workspace_id: str, batches: list[IngestBatch], declared: Declared, *, guessed: bool
-) -> tuple[dict[str, Any], list[list[Values] | None]]:
+) -> dict[str, Any]:
     """One workspace's events as parallel arrays, in input order; the persons' arrays only when
     an event has a person (then the statement is a ``persons`` one), the values' only when a
     project declares dimensions (a ``valued`` one). ``guessed``: ``declared`` is a guess the
-    statement checks (see _append_statement), else what the projects' rows said. With them,
-    each batch's events' values (None for a project declaring none), read once for the stored
-    column and the tallies."""
+    statement checks (see _append_statement), else what the projects' rows said."""
     project_ids: list[str] = []
     event_ids: list[str] = []
     timestamps: list[datetime] = []
@@ -526,7 +539,6 @@ def _append_parameters(
     user_ids: list[str | None] = []
     anonymous_ids: list[str | None] = []
     dim_values: list[str | None] = []
-    read: list[list[Values] | None] = []
     for batch in batches:
         events = batch.events
         project_ids += [batch.project_id] * len(events)
@@ -540,12 +552,12 @@ def _append_parameters(
         paths = declared.get(batch.project_id)
         if paths:
             reader = _reader_for(paths)
-            found = [reader(bytes(event.properties)) for event in events]
-            dim_values += [encode_values(dict(zip(paths, each, strict=True))) for each in found]
-            read.append(found)
+            dim_values += [
+                encode_values(dict(zip(paths, reader(bytes(event.properties)), strict=True)))
+                for event in events
+            ]
         else:
             dim_values += [None] * len(events)
-            read.append(None)
     guess = list(dict.fromkeys(batch.project_id for batch in batches)) if guessed else []
     parameters: dict[str, Any] = {
         "workspace_id": workspace_id,
@@ -565,7 +577,7 @@ def _append_parameters(
         parameters["anonymous_ids"] = anonymous_ids
     if any(declared.get(batch.project_id) for batch in batches):
         parameters["dim_values"] = dim_values
-    return parameters, read
+    return parameters
 
 
 class _Appended(NamedTuple):
@@ -574,24 +586,27 @@ class _Appended(NamedTuple):
     inserted: int
     # Every project's declared dimensions, when the guess was wrong (then nothing was inserted).
     actual: Declared | None
-    # The 1-based positions in the input of the inserted events that have values.
-    positions: list[int]
     # (project, hour, type, persons) of the inserted events that have a person.
     persons: list[tuple[str, datetime, str, list[str]]]
-    # Every input event's values, per batch (see _append_parameters).
-    values: list[list[Values] | None]
+    # (project, day, type, persons or None, values' JSON, count) of those that have values.
+    groups: list[tuple[str, datetime, str, list[str] | None, str, int]]
 
 
-def _appended(
-    rows: Sequence[tuple[Any, ...]], *, valued: bool, values: list[list[Values] | None]
-) -> _Appended:
+def _appended(rows: Sequence[tuple[Any, ...]], *, valued: bool) -> _Appended:
     head = next(row for row in rows if row[0] is not None)
     actual = (
         None if head[2] is None else {p: d for p, d in _declared_of.decode(head[2]).items() if d}
     )
-    positions = (head[3] or []) if valued else []
-    persons = [row[-4:] for row in rows if row[0] is None]
-    return _Appended(head[0], actual, positions, persons, values)
+    persons = []
+    groups = []
+    for row in rows:
+        if row[0] is not None:
+            continue
+        if valued and row[7] is not None:
+            groups.append(row[3:])
+        else:
+            persons.append(row[3:7])
+    return _Appended(head[0], actual, persons, groups)
 
 
 def _increments(
@@ -610,30 +625,6 @@ def _increments(
     for key, union in every.items():
         increments[key] = list(union)
     return increments
-
-
-def _inserted(
-    batches: Sequence[IngestBatch], values: Sequence[list[Values] | None], positions: Iterable[int]
-) -> tuple[list[IngestBatch], list[list[Values] | None]]:
-    """The events at ``positions`` (1-based, over the batches' events in order), as batches,
-    and their values (``values`` holds every event's, per batch)."""
-    wanted = sorted(positions)
-    found: list[IngestBatch] = []
-    found_values: list[list[Values] | None] = []
-    index = 0
-    offset = 0
-    for batch, read in zip(batches, values, strict=True):
-        end = offset + len(batch.events)
-        picked: list[int] = []
-        while index < len(wanted) and wanted[index] <= end:
-            picked.append(wanted[index] - offset - 1)
-            index += 1
-        if picked:
-            events = batch.events
-            found.append(msgspec.structs.replace(batch, events=[events[n] for n in picked]))
-            found_values.append(None if read is None else [read[n] for n in picked])
-        offset = end
-    return found, found_values
 
 
 def _sketch_arrays(
@@ -701,11 +692,11 @@ async def _append_rows(
     guessed: bool,
 ) -> _Appended:
     """One append statement, waited for."""
-    parameters, values = _append_parameters(workspace_id, batches, declared, guessed=guessed)
+    parameters = _append_parameters(workspace_id, batches, declared, guessed=guessed)
     persons = "user_ids" in parameters
     valued = "dim_values" in parameters
     cursor = await conn.execute(_APPEND[(persons, valued)], parameters, binary=True)
-    return _appended(await cursor.fetchall(), valued=valued, values=values)
+    return _appended(await cursor.fetchall(), valued=valued)
 
 
 async def _add_persons_and_tallies(
@@ -884,12 +875,20 @@ class Events(Database):
             assert answer.actual is None
         persons = _increments(workspace_id, answer.persons)
         tallies: dict[DimensionKey, Tally] = {}
-        if answer.positions:
-            inserted, values = _inserted(batches, answer.values, answer.positions)
-            tallies = dimension_increments(
-                inserted,
-                {(workspace_id, project_id): paths for project_id, paths in declared.items()},
-                values,
+        for project_id, day, event_type, group_persons, values, count in answer.groups:
+            paths = declared[project_id]
+            found = _decode_values(values)
+            add_group(
+                tallies,
+                ProjectRef(workspace_id, project_id),
+                paths,
+                ValueGroup(
+                    day,
+                    event_type,
+                    tuple(found[path] for path in paths),
+                    count,
+                    group_persons or (),
+                ),
             )
         if persons or tallies:
             await _add_persons_and_tallies(conn, workspace_id, persons, tallies)
