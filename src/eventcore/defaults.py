@@ -47,6 +47,9 @@ MAX_DIMENSION_VALUES: Final = 100
 MAX_DIMENSION_VALUE_LENGTH: Final = 200
 MAX_DIMENSION_PATH_LENGTH: Final = 200
 MAX_WHERE: Final = 10
+# The most stored events one filtered answer or funnel reads (the API holds them while it counts);
+# a window holding more is a 400 (too_many_events).
+MAX_RAW_EVENTS: Final = 500_000
 # The memory PostgreSQL may sort one funnel's events by person in (its work_mem for that query).
 FUNNEL_SORT_MEMORY_MB: Final = 32
 DEFAULT_BREAKDOWN_LIMIT: Final = 10

@@ -186,9 +186,10 @@ class EventStore(Protocol):
         event_types: Sequence[str],
         start: datetime,
         end: datetime,
+        limit: int | None = None,
     ) -> list[PersonEvent]:
         """Stored events of ``event_types`` that have a person, with a timestamp in [start, end),
-        ordered by (person, timestamp, seq)."""
+        ordered by (person, timestamp, seq): the first ``limit`` of them (None: every one)."""
 
     async def dimension_tallies(
         self,
@@ -210,9 +211,11 @@ class EventStore(Protocol):
         end: datetime,
         event_type: str | None,
         where: Sequence[Where],
+        limit: int | None = None,
     ) -> list[FilteredEvent]:
         """Stored events with a timestamp in [start, end), of ``event_type`` (or any), whose
-        stored dimension values match every filter of ``where``, in any order."""
+        stored dimension values match every filter of ``where``, in any order: at most
+        ``limit`` of them (which ones, when there are more, is unspecified; None: every one)."""
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables, the persons' sketches, each event's stored dimension

@@ -191,6 +191,12 @@ async def test_filtered_events_match_every_filter_on_the_stored_values(store: St
         1 for e in events if e.type == "buy" and b'"plan":7' in bytes(e.properties)
     )
     assert await store.filtered_events(ws, prj, START, END, None, (Where("plan", "gold"),)) == []
+    # With a limit: that many of the matching events, no more.
+    limited = await store.filtered_events(ws, prj, START, END, None, (), 7)
+    assert len(limited) == 7
+    every = await store.filtered_events(ws, prj, START, END, None, ())
+    assert len(every) > 7
+    assert all(f in every for f in limited)
 
 
 async def test_person_events_carry_the_stored_values(store: Store) -> None:

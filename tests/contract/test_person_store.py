@@ -166,3 +166,7 @@ async def test_person_events_are_the_types_asked_with_a_person_in_order(store: S
     assert all(isinstance(f, PersonEvent) for f in found)
     keys = [(f.person, f.timestamp, f.seq) for f in found]
     assert keys == sorted(keys)
+    # With a limit: the first events in that order, no more.
+    assert await store.person_events(WS, WEB, ["signup", "purchase"], start, end, 3) == found[:3]
+    assert len(found) > 3
+    assert await store.person_events(WS, WEB, ["signup", "purchase"], start, end, 0) == []

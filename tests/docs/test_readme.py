@@ -124,6 +124,8 @@ def test_the_limits_table_states_the_defaults() -> None:
             f"`window_seconds` 1\N{EN DASH}{defaults.MAX_FUNNEL_WINDOW_SECONDS:,} "
             f"({defaults.MAX_FUNNEL_WINDOW_SECONDS // 86400} days)"
         ),
+        "stored events one filtered answer (`where`) or funnel reads (past it: 400"
+        " `window_too_large`)": f"{defaults.MAX_RAW_EVENTS:,}",
         "event `timestamp`": f"from 1970-01-01 to {defaults.MAX_FUTURE // HOUR} hours ahead",
         "ingest rate per workspace (every event sent counts, valid or not)": (
             f"{rate:,} events/s, bursts of {2 * rate:,}"

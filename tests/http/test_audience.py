@@ -275,3 +275,47 @@ def test_nul_in_a_funnel_is_400_on_every_profile(api: Api, loaded: Tenant) -> No
     body = {**FUNNEL, "project_id": loaded.project_id, "steps": [{"event_type": "a\x00"}] * 2}
 
     assert_error(funnel(api, loaded.owner, body), 400, "invalid_request")
+
+
+def test_an_answer_that_would_read_too_many_events_is_400_and_cached_as_nothing(
+    api: Api, loaded: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A funnel, and a filtered count, read the window's stored events; past MAX_RAW_EVENTS
+    (lowered here to 5: the window holds 9) the answer is refused with a 400 that says what to
+    do, and once the bound allows it the same request is answered (nothing was cached)."""
+    monkeypatch.setattr("eventcore.usecases.analytics.MAX_RAW_EVENTS", 5)
+    body = {"project_id": loaded.project_id, **FUNNEL}
+    refused = funnel(api, loaded.owner, body)
+    assert_error(refused, 400, "window_too_large")
+    assert "more than 5" in refused.json()["error"]["message"]
+    declared = api.client.put(
+        f"/v1/projects/{loaded.project_id}/dimensions",
+        json={"properties": ["plan"]},
+        headers=loaded.owner.headers,
+    )
+    assert declared.status_code == 200, declared.text
+    pro = [
+        {
+            "id": f"p{n}",
+            "type": "view",
+            "timestamp": "2025-03-01T12:00:00Z",
+            "properties": {"plan": "pro"},
+        }
+        for n in range(6)
+    ]
+    assert api.ingest(loaded, {"events": pro}).json()["accepted"] == 6
+    filtered = api.client.get(
+        "/v1/analytics/counts",
+        params={
+            "project_id": loaded.project_id,
+            "start": START,
+            "end": END,
+            "granularity": "day",
+            "where": "plan:pro",
+        },
+        headers=loaded.owner.headers,
+    )
+    assert_error(filtered, 400, "window_too_large")
+
+    monkeypatch.setattr("eventcore.usecases.analytics.MAX_RAW_EVENTS", 9)
+    assert funnel(api, loaded.owner, body).status_code == 200

@@ -369,6 +369,7 @@ class MemoryStore:
         end: datetime,
         event_type: str | None,
         where: Sequence[Where],
+        limit: int | None = None,
     ) -> list[FilteredEvent]:
         return [
             FilteredEvent(stored.timestamp, stored.type, stored.person, self.values[key])
@@ -378,7 +379,7 @@ class MemoryStore:
             and event_type in (None, stored.type)
             and start <= stored.timestamp < end
             and matches(decode_values(self.values[key]), where)
-        ]
+        ][:limit]
 
     def _add_persons(self, inserted: list[IngestBatch]) -> None:
         for key, persons in person_increments(inserted).items():
@@ -410,6 +411,7 @@ class MemoryStore:
         event_types: Sequence[str],
         start: datetime,
         end: datetime,
+        limit: int | None = None,
     ) -> list[PersonEvent]:
         types = set(event_types)
         found = [
@@ -421,7 +423,7 @@ class MemoryStore:
             and start <= stored.timestamp < end
             and (person := stored.person) is not None
         ]
-        return sorted(found, key=lambda e: (e.person, e.timestamp, e.seq))
+        return sorted(found, key=lambda e: (e.person, e.timestamp, e.seq))[:limit]
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         async with self._lock:

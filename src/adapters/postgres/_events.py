@@ -451,6 +451,7 @@ def _filtered_events_sql(typed: bool, filters: int) -> str:
         + (" AND type = %(event_type)s" if typed else "")
         + " AND event_time >= %(start)s AND event_time < %(end)s"
         + "".join(f" AND dim_values::json ->> %(d{n})s = %(v{n})s" for n in range(filters))
+        + " LIMIT %(limit)s"
     )
 
 
@@ -485,6 +486,7 @@ FROM eventcore.events
 WHERE {_PERSONS_PREDICATE}
   AND NOT (SELECT yes FROM declaring)
 ORDER BY 1, 2, 3
+LIMIT %(limit)s
 """
 
 
@@ -977,6 +979,7 @@ class Events(Database):
         event_types: Sequence[str],
         start: datetime,
         end: datetime,
+        limit: int | None = None,
     ) -> list[PersonEvent]:
         if not event_types:
             return []
@@ -986,6 +989,7 @@ class Events(Database):
             "event_types": list(event_types),
             "start": start,
             "end": end,
+            "limit": limit,
         }
         # Planned for its own window and types each time: the generic plan PostgreSQL keeps
         # for a prepared statement guesses a handful of rows and reads the heap through the
@@ -1031,6 +1035,7 @@ class Events(Database):
         end: datetime,
         event_type: str | None,
         where: Sequence[Where],
+        limit: int | None = None,
     ) -> list[FilteredEvent]:
         parameters: dict[str, Any] = {
             "workspace_id": workspace_id,
@@ -1038,6 +1043,7 @@ class Events(Database):
             "event_type": event_type,
             "start": start,
             "end": end,
+            "limit": limit,
         }
         for n, w in enumerate(where):
             parameters[f"d{n}"] = w.dimension

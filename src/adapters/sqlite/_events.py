@@ -233,6 +233,7 @@ def _filtered_events_sql(typed: bool, filters: int) -> str:
         + (" AND event_type = ?" if typed else "")
         + " AND ts >= ? AND ts < ?"
         + " AND json_extract(dim_values, ?) = ?" * filters
+        + " LIMIT ?"
     )
 
 
@@ -244,7 +245,7 @@ def _person_events_sql(types: int) -> str:
         f"SELECT coalesce(user_id, anonymous_id), ts, seq, event_type, {_VALUES} FROM events"
         " WHERE workspace_id = ? AND project_id = ?"
         f" AND event_type IN ({', '.join('?' * types)}) AND ts >= ? AND ts < ?"
-        f" AND {_HAS_PERSON} ORDER BY 1, 2, 3"
+        f" AND {_HAS_PERSON} ORDER BY 1, 2, 3 LIMIT ?"
     )
 
 
@@ -638,6 +639,7 @@ class Events(Database):
         event_types: Sequence[str],
         start: datetime,
         end: datetime,
+        limit: int | None = None,
     ) -> list[PersonEvent]:
         types = sorted(set(event_types))
         if not types:
@@ -650,6 +652,7 @@ class Events(Database):
             *types,
             micros(start),
             micros(end),
+            -1 if limit is None else limit,  # SQLite's LIMIT -1: no limit
         )
 
     async def dimension_tallies(
@@ -681,6 +684,7 @@ class Events(Database):
         end: datetime,
         event_type: str | None,
         where: Sequence[Where],
+        limit: int | None = None,
     ) -> list[FilteredEvent]:
         if any('"' in w.dimension for w in where):
             # No declared path holds a quote (eventcore.dimensions.check_paths): no event has a
@@ -692,6 +696,7 @@ class Events(Database):
         parameters += (micros(start), micros(end))
         for w in where:
             parameters += (_json_path(w.dimension), w.value)
+        parameters.append(-1 if limit is None else limit)
         sql = _filtered_events_sql(event_type is not None, len(where))
         return await self._query(_filtered_event, sql, *parameters)
 

@@ -26,6 +26,7 @@ from eventcore.defaults import (
     DEFAULT_PAGE,
     MAX_BREAKDOWN_LIMIT,
     MAX_PAGE,
+    MAX_RAW_EVENTS,
 )
 from eventcore.dimensions import (
     Breakdown,
@@ -44,6 +45,7 @@ from eventcore.ports import AccountStore, Clock, EventStore, ProjectCache, Query
 from eventcore.tenancy import Permission, Principal, Project
 
 T = TypeVar("T")
+E = TypeVar("E")
 Answer = TypeVar("Answer", covariant=True)
 
 # 96 bits of SHA-256 (the fastest digest here: hardware-assisted), in hex.
@@ -189,8 +191,16 @@ class Analytics:
         if filters:
 
             async def filtered() -> CountSeries:
-                events = await self._events.filtered_events(
-                    workspace_id, project_id, window.start, window.end, event_type, filters
+                events = _bounded(
+                    await self._events.filtered_events(
+                        workspace_id,
+                        project_id,
+                        window.start,
+                        window.end,
+                        event_type,
+                        filters,
+                        MAX_RAW_EVENTS + 1,
+                    )
                 )
                 points = count_points(events, granularity)
                 return CountSeries(
@@ -343,8 +353,16 @@ class Analytics:
 
         async def compute() -> UserSeries:
             if filters:
-                events = await self._events.filtered_events(
-                    workspace_id, project_id, window.start, window.end, event_type, filters
+                events = _bounded(
+                    await self._events.filtered_events(
+                        workspace_id,
+                        project_id,
+                        window.start,
+                        window.end,
+                        event_type,
+                        filters,
+                        MAX_RAW_EVENTS + 1,
+                    )
                 )
                 return exact_user_series(project_id, granularity, window.start, window.end, events)
             hours = await self._events.user_sketches(
@@ -422,8 +440,16 @@ class Analytics:
 
         async def compute() -> Breakdown:
             if filters:
-                events = await self._events.filtered_events(
-                    workspace_id, project_id, window.start, window.end, event_type, filters
+                events = _bounded(
+                    await self._events.filtered_events(
+                        workspace_id,
+                        project_id,
+                        window.start,
+                        window.end,
+                        event_type,
+                        filters,
+                        MAX_RAW_EVENTS + 1,
+                    )
                 )
                 return breakdown_of_events(
                     project_id, prop, window.start, window.end, events, limit
@@ -467,12 +493,15 @@ class Analytics:
             last_step_end = datetime.max.replace(tzinfo=UTC)
 
         async def compute() -> FunnelResult:
-            events = await self._events.person_events(
-                workspace_id,
-                query.project_id,
-                sorted({step.event_type for step in steps}),
-                query.start,
-                last_step_end,
+            events = _bounded(
+                await self._events.person_events(
+                    workspace_id,
+                    query.project_id,
+                    sorted({step.event_type for step in steps}),
+                    query.start,
+                    last_step_end,
+                    MAX_RAW_EVENTS + 1,
+                )
             )
             return funnel_counts(events, steps, window, query.start, query.end)
 
@@ -529,6 +558,18 @@ class Analytics:
             else None
         )
         return EventPage(rows[:limit], next_cursor)
+
+
+def _bounded(events: list[E]) -> list[E]:
+    """A raw read's events, refused when the store found more than an answer may read."""
+    if len(events) > MAX_RAW_EVENTS:
+        raise InvalidRequest(
+            f"This answer is counted from the window's stored events (a `where` filter or a"
+            f" funnel), and the window holds more than {MAX_RAW_EVENTS:,} of them: narrow the"
+            " window or name an event type.",
+            code="window_too_large",
+        )
+    return events
 
 
 def _check_event_type(event_type: str | None) -> None:
