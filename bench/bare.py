@@ -283,6 +283,7 @@ async def bare_funnel(
                 "event_types": sorted(set(steps)),
                 "start": end - timedelta(days=30) - shift,
                 "end": end - shift + window + timedelta(microseconds=1),
+                "limit": None,
             }
             began = time.perf_counter()
             # Never prepared: PostgreSQL plans it for these values each time (see the function).

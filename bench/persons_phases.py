@@ -54,6 +54,7 @@ _TYPES = {
     "event_types": "text[]",
     "start": "timestamptz",
     "end": "timestamptz",
+    "limit": "bigint",
 }
 
 
@@ -152,6 +153,7 @@ async def main() -> None:
                     "event_types": steps,
                     "start": start,
                     "end": stop + window + timedelta(microseconds=1),
+                    "limit": None,
                 }
                 began = time.perf_counter()
                 cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)

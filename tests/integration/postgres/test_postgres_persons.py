@@ -322,6 +322,7 @@ async def _person_event_scans(dsn: str) -> list[dict[str, Any]]:
         "event_types": ["signup", "purchase"],
         "start": T0,
         "end": T0 + timedelta(days=30),
+        "limit": 1_000,
     }
     async with app_connection(dsn) as conn, conn.transaction():
         await conn.execute(SET_TENANT, ("ws-a",))
