@@ -30,6 +30,7 @@ from eventcore.defaults import (
 )
 from eventcore.dimensions import (
     Breakdown,
+    FilteredEvent,
     Where,
     breakdown_of_events,
     breakdown_of_tallies,
@@ -191,17 +192,7 @@ class Analytics:
         if filters:
 
             async def filtered() -> CountSeries:
-                events = _bounded(
-                    await self._events.filtered_events(
-                        workspace_id,
-                        project_id,
-                        window.start,
-                        window.end,
-                        event_type,
-                        filters,
-                        MAX_RAW_EVENTS + 1,
-                    )
-                )
+                events = await self._filtered(workspace_id, project_id, window, event_type, filters)
                 points = count_points(events, granularity)
                 return CountSeries(
                     project_id=project_id,
@@ -241,6 +232,27 @@ class Analytics:
             raise NotFound("No such project.")
         await self._projects.remember(project)
         return project
+
+    async def _filtered(
+        self,
+        workspace_id: str,
+        project_id: str,
+        window: Window,
+        event_type: str | None,
+        filters: Sequence[Where],
+    ) -> list[FilteredEvent]:
+        """The window's events matching ``filters``, refused past MAX_RAW_EVENTS."""
+        return _bounded(
+            await self._events.filtered_events(
+                workspace_id,
+                project_id,
+                window.start,
+                window.end,
+                event_type,
+                filters,
+                MAX_RAW_EVENTS + 1,
+            )
+        )
 
     async def _count_series(
         self, workspace_id: str, project_id: str, window: Window, event_type: str | None
@@ -353,17 +365,7 @@ class Analytics:
 
         async def compute() -> UserSeries:
             if filters:
-                events = _bounded(
-                    await self._events.filtered_events(
-                        workspace_id,
-                        project_id,
-                        window.start,
-                        window.end,
-                        event_type,
-                        filters,
-                        MAX_RAW_EVENTS + 1,
-                    )
-                )
+                events = await self._filtered(workspace_id, project_id, window, event_type, filters)
                 return exact_user_series(project_id, granularity, window.start, window.end, events)
             hours = await self._events.user_sketches(
                 workspace_id, project_id, window.start, window.end, event_type
@@ -440,17 +442,7 @@ class Analytics:
 
         async def compute() -> Breakdown:
             if filters:
-                events = _bounded(
-                    await self._events.filtered_events(
-                        workspace_id,
-                        project_id,
-                        window.start,
-                        window.end,
-                        event_type,
-                        filters,
-                        MAX_RAW_EVENTS + 1,
-                    )
-                )
+                events = await self._filtered(workspace_id, project_id, window, event_type, filters)
                 return breakdown_of_events(
                     project_id, prop, window.start, window.end, events, limit
                 )
