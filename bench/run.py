@@ -237,7 +237,16 @@ def ensure_wrk() -> None:
 # the run
 
 # The steps --only may name (all by default); the bare limits always run.
-STEPS = ("batch", "single", "latency", "analytics", "persons", "breakdown", "embedded")
+STEPS = (
+    "batch",
+    "single",
+    "latency",
+    "analytics",
+    "persons",
+    "breakdown",
+    "export",
+    "embedded",
+)
 # The funnel measured over the largest workspace: the loader's types, a week from the first step.
 FUNNEL_STEPS = ["page_view", "signup", "purchase"]
 # The declared dimension broken down (the loader's projects declare it, with ~50 values).
@@ -883,7 +892,83 @@ class Bench:
                 self.latency(base, tenant)
             if self.loaded is not None and self.only & {"analytics", "persons", "breakdown"}:
                 self.analytics(base, tenant)
+            if self.loaded is not None and "export" in self.only:
+                self.export(base)
             self.processes.sample()
+
+    def export(self, base: str) -> None:
+        """The largest workspace's project streamed through GET /v1/events/export, against the
+        bare limit of reading the same rows in the same order with psycopg (a server-side
+        cursor, as the database's owner); and how much the API processes' resident memory grew
+        while they streamed it (each process's VmHWM, reset just before, minus its RSS)."""
+        from eventcore.adapters.security import JwtCodec
+        from eventcore.tenancy import Principal, Role
+
+        largest = self.largest_tenant()
+        log(f"export of the largest workspace ({largest.workspace_id}) ...")
+        began = time.perf_counter()
+        rows = 0
+        with psycopg.connect(self.dsn) as conn, conn.cursor(name="bare_export") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(
+                "SELECT event_id, type, event_time, received_at, properties, seq, user_id,"
+                " anonymous_id FROM eventcore.events WHERE workspace_id = %s AND project_id = %s"
+                " ORDER BY event_time, seq",
+                (largest.workspace_id, largest.project_id),
+            )
+            for _ in cursor:
+                rows += 1
+        bare_seconds = time.perf_counter() - began
+
+        token = JwtCodec(self.secret, lifetime_seconds=3600).issue(
+            Principal(largest.user_id, largest.workspace_id, Role.OWNER), datetime.now(UTC)
+        )[0]
+        self.processes.sample()  # the peaks so far, before the export's own are measured
+        api = [
+            p for proc in self.processes.running if proc.name.startswith("api") for p in proc.pids()
+        ]
+        before = {pid: _status_kib(pid, "VmRSS") for pid in api}
+        for pid in api:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        lines = size = 0
+        began = time.perf_counter()
+        with (
+            httpx.Client(base_url=base, timeout=600) as client,
+            client.stream(
+                "GET",
+                "/v1/events/export",
+                params={"project_id": largest.project_id},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            if response.status_code != 200:
+                raise RuntimeError(f"export answered {response.status_code}: {response.read()!r}")
+            for chunk in response.iter_bytes():
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+        seconds = time.perf_counter() - began
+        grown = max((_status_kib(pid, "VmHWM") - before[pid]) / 1024 for pid in api)
+        result = {
+            "events": lines,
+            "bytes": size,
+            "seconds": round(seconds, 2),
+            "events_per_second": round(lines / seconds),
+            "megabytes_per_second": round(size / seconds / 2**20, 1),
+            "api_rss_growth_mb": round(grown, 1),
+            "bare_rows": rows,
+            "bare_seconds": round(bare_seconds, 2),
+            "bare_rows_per_second": round(rows / bare_seconds),
+            "ratio_to_bare": round((lines / seconds) / (rows / bare_seconds), 2),
+        }
+        if lines != rows:
+            raise RuntimeError(f"export streamed {lines} events of the {rows} stored")
+        self.results["export"] = result
+        log(
+            f"  {result['events_per_second']:,} events/s ({result['megabytes_per_second']} MB/s,"
+            f" {lines:,} events), {result['ratio_to_bare']} x the bare read"
+            f" ({result['bare_rows_per_second']:,} rows/s); API RSS grew"
+            f" {result['api_rss_growth_mb']} MB"
+        )
 
     def declare_dimensions(self, base: str, tenant: Tenant, scenario: str) -> None:
         """PUT the loader's two dimensions on the scenario's project (as a user would)."""
@@ -1246,6 +1331,14 @@ class Bench:
                 f"single {single['committed_per_second']:,.0f} requests/s"
             )
         self.results["sweep"] = rows
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A field of /proc/<pid>/status in KiB (VmRSS, VmHWM)."""
+    match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    if match is None:
+        raise RuntimeError(f"/proc/{pid}/status has no {field}")
+    return int(match[1])
 
 
 def http_body(request: bytes) -> bytes:

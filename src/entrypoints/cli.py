@@ -7,7 +7,10 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from typing import NoReturn
+
+import msgspec
 
 import eventcore
 from eventcore import defaults
@@ -116,7 +119,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--workspace", default=None, help="only this workspace id (default all)")
     rebuild.set_defaults(run=_rollup_rebuild)
+
+    export = commands.add_parser(
+        "export",
+        help="write a project's stored events to stdout as NDJSON, oldest first",
+        description=(
+            "Each line one stored event as GET /v1/events shows it, in time order; read a page"
+            " at a time, so memory stays bounded whatever the project holds."
+        ),
+    )
+    export.add_argument("--workspace", required=True, help="the project's workspace id")
+    export.add_argument("--project", required=True, help="the project id")
+    export.add_argument(
+        "--start", type=_time, default=None, help="RFC 3339 time, included (default: the first)"
+    )
+    export.add_argument(
+        "--end", type=_time, default=None, help="RFC 3339 time, excluded (default: after the last)"
+    )
+    export.add_argument("--event-type", default=None, help="only events of this type")
+    export.set_defaults(run=_export)
     return parser
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"must be an RFC 3339 time with an offset, such as 2026-01-31T12:00:00Z (got {text[:40]!r})"
+        )
+    return moment
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -196,6 +230,21 @@ def _rollup_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from eventcore.entrypoints.commands import rollup_rebuild
 
     return _run(rollup_rebuild(settings, workspace_id=args.workspace))
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from eventcore.entrypoints.commands import export
+
+    return _run(
+        export(
+            settings,
+            workspace_id=args.workspace,
+            project_id=args.project,
+            start=args.start,
+            end=args.end,
+            event_type=args.event_type,
+        )
+    )
 
 
 def _run(work: Coroutine[None, None, None]) -> int:

@@ -1,8 +1,12 @@
-"""The operator commands behind ``eventcore migrate``, ``dlq`` and ``rollup``."""
+"""The operator commands behind ``eventcore migrate``, ``dlq``, ``rollup`` and ``export``."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 
 import msgspec
 from dependency_injector import providers
@@ -17,6 +21,7 @@ from eventcore.entrypoints.bootstrap import (
 )
 from eventcore.entrypoints.preflight import open_checked, reaching
 from eventcore.entrypoints.settings import ConfigurationError, Settings
+from eventcore.usecases.maintenance import Maintenance
 
 
 async def migrate(settings: Settings) -> None:
@@ -76,11 +81,11 @@ async def dlq_replay(settings: Settings, *, limit: int | None) -> None:
     print(f"replayed {moved} batch(es) into {settings.queue_name}")
 
 
-async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> None:
-    """Recompute the count tables from raw events (a repair; ingest may keep running), and
-    retire every cached answer computed from the old counts."""
+@asynccontextmanager
+async def _maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
+    """The maintenance use case on the configured store, closed after. The servers it needs are
+    checked as `serve` checks them: one that is down is one line."""
     container = CommandContainer(settings=settings)
-    # The servers it needs are checked as `serve` checks them: one that is down is one line.
     readiness: providers.Provider[Readiness] = providers.Singleton(
         api_readiness,
         container.gateways.store,
@@ -89,9 +94,45 @@ async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> Non
     )
     await open_checked(container, readiness)
     try:
-        maintenance = await resolve(container.maintenance)
-        recount = await maintenance.rebuild_counts(workspace_id)
+        yield await resolve(container.maintenance)
     finally:
         await close_resources(container)
+
+
+async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> None:
+    """Recompute the count tables from raw events (a repair; ingest may keep running), and
+    retire every cached answer computed from the old counts."""
+    async with _maintenance(settings) as maintenance:
+        recount = await maintenance.rebuild_counts(workspace_id)
     scope = f"workspace {workspace_id}" if workspace_id else "every workspace"
     print(f"recounted {recount.events} events for {scope}")
+
+
+async def export(
+    settings: Settings,
+    *,
+    workspace_id: str,
+    project_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    event_type: str | None = None,
+) -> None:
+    """A project's stored events to stdout as NDJSON, page by page; the count on stderr."""
+    from eventcore.entrypoints.http.schemas import ndjson
+
+    out = sys.stdout.buffer
+    lines = 0
+    async with _maintenance(settings) as maintenance:
+        pages = await maintenance.export(
+            workspace_id, project_id, start=start, end=end, event_type=event_type
+        )
+        try:
+            async for chunk in ndjson(pages):
+                out.write(chunk)
+                out.flush()
+                lines += chunk.count(b"\n")
+        except BrokenPipeError:
+            # The reader stopped (`| head`): stop too, without a traceback at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            return
+    print(f"exported {lines} events", file=sys.stderr)

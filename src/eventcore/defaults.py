@@ -29,6 +29,8 @@ MAX_BUCKETS: Final = 10_000
 DEFAULT_WINDOW: Final = timedelta(hours=24)
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
+# An export reads (and holds) this many events at a time.
+EXPORT_PAGE: Final = 2000
 ANALYTICS_CACHE_SECONDS: Final = 300.0
 # Unique users are HyperLogLog sketches (Apache DataSketches, HLL_8) of 2^14 registers, one per
 # project, hour and event type: 16 KiB at most each, a standard error of about 0.8 % once a
@@ -48,7 +50,7 @@ MAX_DIMENSION_VALUE_LENGTH: Final = 200
 MAX_DIMENSION_PATH_LENGTH: Final = 200
 MAX_WHERE: Final = 10
 # The most stored events one filtered answer or funnel reads (the API holds them while it counts);
-# a window holding more is a 400 (too_many_events).
+# a window holding more is a 400 (window_too_large).
 MAX_RAW_EVENTS: Final = 500_000
 # The memory PostgreSQL may sort one funnel's events by person in (its work_mem for that query).
 FUNNEL_SORT_MEMORY_MB: Final = 32

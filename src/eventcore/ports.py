@@ -167,6 +167,20 @@ class EventStore(Protocol):
     ) -> list[StoredEvent]:
         """Newest first by (timestamp, seq), strictly older than ``before`` when given."""
 
+    async def export_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        after: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        """Oldest first by (timestamp, seq): events with a timestamp in [start, end), of
+        ``event_type`` (or any), strictly after ``after`` when given; the first ``limit``."""
+
     async def user_sketches(
         self,
         workspace_id: str,

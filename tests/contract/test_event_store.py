@@ -15,7 +15,7 @@ from eventcore.aggregation import (
     StoredGrain,
     bucket_start,
 )
-from eventcore.events import Event
+from eventcore.events import Event, EventCursor, StoredEvent
 from eventcore.ports import AppendResult, Recount, Store
 from tests.contract.implementations import StoreKit
 from tests.contract.support import (
@@ -418,3 +418,56 @@ async def test_counts_keep_growing_exactly_after_a_rebuild(store_kit: StoreKit) 
         )
 
     await assert_matches_model(store, model, [(WS, WEB)], ["page_view"])
+
+
+async def test_an_export_page_is_oldest_first_ties_by_insertion(store: Store) -> None:
+    """export_events orders by timestamp, oldest first; equal timestamps first-inserted first."""
+    await store.append(
+        [batch(WS, WEB, event("new", timestamp=at(9)), event("tie1", timestamp=at(5)))]
+    )
+    await store.append(
+        [batch(WS, WEB, event("tie2", timestamp=at(5)), event("old", timestamp=at(1)))]
+    )
+
+    exported = await store.export_events(WS, WEB, START, END, limit=10)
+
+    assert [e.id for e in exported] == ["old", "tie1", "tie2", "new"]
+    assert exported == list(reversed(await store.list_events(WS, WEB, limit=10)))
+
+
+async def test_an_export_page_keeps_to_its_window_type_and_limit(store: Store) -> None:
+    """[start, end) bounds the timestamps, the type filter applies, and ``limit`` cuts the
+    page after its oldest events."""
+    await store.append([batch(WS, WEB, *spread(30))])
+    everything = await store.export_events(WS, WEB, START, END, limit=100)
+    # The bounds are stored timestamps: start is included, end excluded.
+    start, end = everything[5].timestamp, everything[20].timestamp
+
+    windowed = await store.export_events(WS, WEB, start, end, limit=100)
+    assert windowed == [e for e in everything if start <= e.timestamp < end]
+    assert windowed[0].timestamp == start
+    assert windowed[-1].timestamp < end
+    typed = await store.export_events(WS, WEB, START, END, limit=100, event_type="signup")
+    assert typed == [e for e in everything if e.type == "signup"]
+    assert await store.export_events(WS, WEB, START, END, limit=7) == everything[:7]
+    assert await store.export_events(WS, WEB, START, END, limit=0) == []
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 1000])
+async def test_export_pages_visit_every_event_once_in_order(store: Store, limit: int) -> None:
+    """Each page strictly after the last event of the one before: every event once, in order,
+    also across runs of equal timestamps; another workspace's and project's events never."""
+    await store.append([batch(WS, WEB, *spread(40))])
+    await store.append([batch(WS, APP, *spread(5, "app")), batch(OTHER_WS, WEB, *spread(5, "x"))])
+    visited: list[StoredEvent] = []
+    after: EventCursor | None = None
+    while True:
+        page = await store.export_events(WS, WEB, START, END, limit=limit, after=after)
+        visited += page
+        if len(page) < limit:
+            break
+        after = EventCursor(page[-1].timestamp, page[-1].seq)
+
+    assert visited == await store.export_events(WS, WEB, START, END, limit=1000)
+    assert [(e.timestamp, e.seq) for e in visited] == sorted((e.timestamp, e.seq) for e in visited)
+    assert sorted(e.id for e in visited) == sorted(f"e{n}" for n in range(40))

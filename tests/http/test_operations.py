@@ -51,6 +51,7 @@ CONTRACT_ROUTES = [
     ("get", "/v1/projects/{project_id}/dimensions"),
     ("post", "/v1/analytics/funnel"),
     ("get", "/v1/events"),
+    ("get", "/v1/events/export"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/metrics"),

@@ -298,14 +298,42 @@ class MemoryStore:
     ) -> list[StoredEvent]:
         found = [
             stored
-            for stored, ws, project in self.events.values()
-            if ws == workspace_id
-            and project == project_id
-            and (event_type is None or stored.type == event_type)
-            and (before is None or (stored.timestamp, stored.seq) < (before.timestamp, before.seq))
+            for stored in self._events_of(workspace_id, project_id, event_type)
+            if before is None or (stored.timestamp, stored.seq) < (before.timestamp, before.seq)
         ]
         found.sort(key=lambda e: (e.timestamp, e.seq), reverse=True)
         return found[:limit]
+
+    def _events_of(
+        self, workspace_id: str, project_id: str, event_type: str | None
+    ) -> Iterator[StoredEvent]:
+        for stored, ws, project in self.events.values():
+            if (
+                ws == workspace_id
+                and project == project_id
+                and (event_type is None or stored.type == event_type)
+            ):
+                yield stored
+
+    async def export_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        after: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        found = [
+            stored
+            for stored in self._events_of(workspace_id, project_id, event_type)
+            if start <= stored.timestamp < end
+            and (after is None or (stored.timestamp, stored.seq) > (after.timestamp, after.seq))
+        ]
+        found.sort(key=lambda e: (e.timestamp, e.seq))
+        return found[: max(limit, 0)]
 
     def _declared(self, batches: Sequence[IngestBatch]) -> dict[tuple[str, str], tuple[str, ...]]:
         declared: dict[tuple[str, str], tuple[str, ...]] = {}

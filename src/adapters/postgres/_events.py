@@ -422,6 +422,21 @@ _LIST_EVENTS = {
     for paged in (False, True)
 }
 
+# Oldest first from a position, in a window (an export's pages); keyed by (type filter, position).
+_EXPORT_EVENTS = {
+    (filtered, paged): f"""
+        SELECT event_id, type, event_time, received_at, properties, seq, user_id, anonymous_id
+        FROM eventcore.events
+        WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+          {"AND type = %(event_type)s" if filtered else ""}
+          AND event_time >= %(start)s AND event_time < %(end)s
+          {"AND (event_time, seq) > (%(after_time)s, %(after_seq)s)" if paged else ""}
+        ORDER BY event_time, seq LIMIT %(limit)s
+    """
+    for filtered in (False, True)
+    for paged in (False, True)
+}
+
 _USER_SKETCHES = """
 SELECT bucket, sketch FROM eventcore.users_hour
 WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
@@ -949,6 +964,33 @@ class Events(Database):
             parameters["before_time"] = before.timestamp
             parameters["before_seq"] = before.seq
         query = _LIST_EVENTS[(event_type is not None, before is not None)]
+        return await self._query(
+            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
+        )
+
+    async def export_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        after: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        parameters: dict[str, Any] = {
+            "workspace_id": workspace_id,
+            "project_id": project_id,
+            "start": start,
+            "end": end,
+            "limit": max(limit, 0),
+            "event_type": event_type,
+        }
+        if after is not None:
+            parameters["after_time"] = after.timestamp
+            parameters["after_seq"] = after.seq
+        query = _EXPORT_EVENTS[(event_type is not None, after is not None)]
         return await self._query(
             StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
         )

@@ -209,6 +209,18 @@ _LIST_EVENTS = {
     for filtered in (False, True)
     for paged in (False, True)
 }
+# Oldest first from a position, in a window (an export's pages); keyed by (type filter, position).
+_EXPORT_EVENTS = {
+    (filtered, paged): (
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND project_id = ?"
+        + (" AND event_type = ?" if filtered else "")
+        + " AND ts >= ? AND ts < ?"
+        + (" AND (ts, seq) > (?, ?)" if paged else "")
+        + " ORDER BY ts, seq LIMIT ?"
+    )
+    for filtered in (False, True)
+    for paged in (False, True)
+}
 _USER_SKETCHES = (
     "SELECT bucket, sketch FROM users_hour WHERE workspace_id = ? AND project_id = ?"
     " AND event_type = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
@@ -611,6 +623,27 @@ class Events(Database):
             parameters += (micros(before.timestamp), before.seq)
         parameters.append(max(limit, 0))
         sql = _LIST_EVENTS[(event_type is not None, before is not None)]
+        return await self._query(_stored_event, sql, *parameters)
+
+    async def export_events(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        event_type: str | None = None,
+        after: EventCursor | None = None,
+    ) -> list[StoredEvent]:
+        parameters: list[Any] = [workspace_id, project_id]
+        if event_type is not None:
+            parameters.append(event_type)
+        parameters += (micros(start), micros(end))
+        if after is not None:
+            parameters += (micros(after.timestamp), after.seq)
+        parameters.append(max(limit, 0))
+        sql = _EXPORT_EVENTS[(event_type is not None, after is not None)]
         return await self._query(_stored_event, sql, *parameters)
 
     async def user_sketches(

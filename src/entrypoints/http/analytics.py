@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
+from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from eventcore.aggregation import CountSeries, EventTypeTotals, Granularity
@@ -21,7 +22,7 @@ from eventcore.defaults import DEFAULT_PAGE, DEFAULT_WINDOW, MAX_BUCKETS, MAX_PA
 from eventcore.entrypoints.http.conditional import json_answer
 from eventcore.entrypoints.http.errors import ACCESS_TOKEN, VALIDATED, Codes, api_errors
 from eventcore.entrypoints.http.openapi import USER_AUTH
-from eventcore.entrypoints.http.schemas import EventList, EventView
+from eventcore.entrypoints.http.schemas import EventList, EventView, ndjson
 from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
@@ -149,14 +150,57 @@ async def list_events(
         principal, project_id, event_type=event_type, limit=limit, cursor=cursor
     )
     return EventList(
-        [
-            EventView(
-                e.id, e.type, e.timestamp, e.received_at, e.properties, e.user_id, e.anonymous_id
-            )
-            for e in page.events
-        ],
+        [EventView.of(e) for e in page.events],
         page.next_cursor,
     )
 
 
-ROUTES: list[ControllerRouterHandler] = [counts, event_types, list_events]
+EXPORT_MEDIA_TYPE = "application/x-ndjson"
+
+
+@get(
+    "/v1/events/export",
+    tags=["analytics"],
+    security=USER_AUTH,
+    media_type=EXPORT_MEDIA_TYPE,
+    summary="Every stored event of a window, oldest first, one JSON object a line (any role)",
+    description=(
+        "Streams `application/x-ndjson`: each line one stored event as `/v1/events` lists it,"
+        " in time order (ties in insertion order), read a page at a time whatever the window"
+        " holds. `start` and `end` are optional (default: every stored event). An export that"
+        " fails midway ends without the stream's last chunk: the client sees a cut-off"
+        " transfer, never a short file that looks whole."
+    ),
+    responses=api_errors(READ),
+)
+async def export_events(
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+    project_id: FromQuery[str],
+    start: Annotated[
+        str | None,
+        QueryParameter(
+            description="An RFC 3339 time with an offset; default: the first stored event.",
+            schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        QueryParameter(
+            description="An RFC 3339 time with an offset (excluded); default: the last stored event.",
+            schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    event_type: FromQuery[str | None] = None,
+) -> Stream:
+    pages = await platform.analytics.export(
+        principal,
+        project_id,
+        start=parse_time("start", start),
+        end=parse_time("end", end),
+        event_type=event_type,
+    )
+    return Stream(ndjson(pages), media_type=EXPORT_MEDIA_TYPE)
+
+
+ROUTES: list[ControllerRouterHandler] = [counts, event_types, list_events, export_events]

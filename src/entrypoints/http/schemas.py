@@ -3,6 +3,7 @@ shares across the ingest routes (whose handlers read and document their bodies t
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -17,6 +18,7 @@ from eventcore.defaults import (
     MAX_TYPE_LENGTH,
     MIN_PASSWORD_LENGTH,
 )
+from eventcore.events import StoredEvent
 from eventcore.tenancy import ApiKey, Membership, Project, Role
 
 Text = Annotated[str, Meta(max_length=1024)]
@@ -155,6 +157,25 @@ class EventView(msgspec.Struct):
     properties: Raw
     user_id: str | None
     anonymous_id: str | None
+
+    @classmethod
+    def of(cls, e: StoredEvent) -> EventView:
+        return cls(
+            e.id, e.type, e.timestamp, e.received_at, e.properties, e.user_id, e.anonymous_id
+        )
+
+
+async def ndjson(pages: AsyncIterator[list[StoredEvent]]) -> AsyncIterator[bytes]:
+    """An export's pages as NDJSON: each page one chunk of lines, each line an event as
+    ``/v1/events`` shows it (:class:`EventView`)."""
+    encoder = msgspec.json.Encoder()
+    chunk = bytearray()
+    async for page in pages:
+        for event in page:
+            encoder.encode_into(EventView.of(event), chunk, -1)
+            chunk += b"\n"
+        yield bytes(chunk)
+        chunk.clear()
 
 
 class EventList(msgspec.Struct):

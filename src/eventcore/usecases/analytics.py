@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
@@ -44,6 +44,7 @@ from eventcore.funnels import FunnelQuery, FunnelResult, StepRule, funnel_counts
 from eventcore.persons import UserSeries, user_series
 from eventcore.ports import AccountStore, Clock, EventStore, ProjectCache, QueryCache
 from eventcore.tenancy import Permission, Principal, Project
+from eventcore.usecases.export import ExportWindow, event_pages
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -550,6 +551,23 @@ class Analytics:
             else None
         )
         return EventPage(rows[:limit], next_cursor)
+
+    async def export(
+        self,
+        principal: Principal,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event_type: str | None = None,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """The project's stored events with a timestamp in [start, end) (default: all), of
+        ``event_type`` or of any, oldest first, page by page (:mod:`eventcore.usecases.export`).
+        The role, the project and the window are checked before it returns, so that a refusal
+        comes before the first event."""
+        await self._check(principal, project_id)
+        window = ExportWindow.of(start, end, event_type)
+        return event_pages(self._events, principal.workspace_id, project_id, window)
 
 
 def _bounded(events: list[E]) -> list[E]:
