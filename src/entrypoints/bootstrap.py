@@ -38,6 +38,7 @@ from eventcore.adapters.security import Argon2Hasher, BoundedHasher, JwtCodec
 from eventcore.cursors import CursorCodec
 from eventcore.defaults import SIGNUP_BURST
 from eventcore.entrypoints.failpoints import AFTER_INSERT, Failpoints
+from eventcore.entrypoints.origin import HttpRequestContext
 from eventcore.entrypoints.settings import Settings, jwt_secret
 from eventcore.entrypoints.telemetry import observed_handler
 from eventcore.events import IngestBatch
@@ -370,6 +371,7 @@ class ApiContainer(containers.DeclarativeContainer):
         admission=gateways.admission,
         membership_cache=gateways.membership_cache,
         cursors=cursors,
+        request_context=providers.Object(HttpRequestContext()),
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue

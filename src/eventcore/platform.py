@@ -18,11 +18,13 @@ from eventcore.ports import (
     ProjectCache,
     QueryCache,
     RateLimiter,
+    RequestContext,
     Store,
     TokenCodec,
 )
 from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
+from eventcore.usecases.audit import AuditLog
 from eventcore.usecases.ingest import Ingestor, SeparateAdmission
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
@@ -38,6 +40,7 @@ class Platform:
     processor: BatchProcessor
     analytics: Analytics
     maintenance: Maintenance
+    audit: AuditLog
 
 
 def build_platform(
@@ -61,6 +64,7 @@ def build_platform(
     admission: Admission | None = None,
     membership_cache: MembershipCache | None = None,
     cursors: CursorCodec | None = None,
+    request_context: RequestContext | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
@@ -73,10 +77,12 @@ def build_platform(
     ``membership_cache`` bounds how often an access token's membership is read from the store
     (without it, on every request). ``cursors`` seals the event list's cursors: every process of
     a deployment needs the same key (:meth:`CursorCodec.from_secret`); without it the key is
-    random and this process's own, so cursors do not survive a restart.
+    random and this process's own, so cursors do not survive a restart. ``request_context``
+    tells the audit log where the request being served came from (without it, nowhere).
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
+    cursors = cursors or CursorCodec.random()
     return Platform(
         accounts=Accounts(
             store,
@@ -90,6 +96,7 @@ def build_platform(
             signup_limiter=signup_limiter,
             membership_cache=membership_cache,
             project_cache=project_cache,
+            request_context=request_context,
         ),
         keys=keys,
         ingestor=Ingestor(
@@ -106,8 +113,9 @@ def build_platform(
             query_cache,
             project_cache,
             clock,
-            cursors or CursorCodec.random(),
+            cursors,
             cache_ttl,
         ),
         maintenance=Maintenance(store, query_cache),
+        audit=AuditLog(store, cursors),
     )

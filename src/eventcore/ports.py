@@ -8,6 +8,10 @@ them up globally; :meth:`AccountStore.find_api_key` (the tenant is what it finds
 chosen) cross tenants by nature; and :meth:`EventStore.rebuild_counts` without a workspace
 repairs all of them (an operator's command).
 
+Every write of an account's data takes an ``audit`` entry: the store records it in the same
+transaction as the write, and only if the write took effect (it returned something other than
+None or False, and raised nothing); :mod:`eventcore.audit`.
+
 A store raises only :mod:`eventcore.errors`: :class:`~eventcore.errors.EmailTaken`,
 :class:`~eventcore.errors.AlreadyMember` and :class:`~eventcore.errors.AlreadyExists` for what
 it refuses to store twice (keeping the first), :class:`~eventcore.errors.DatabaseUnavailable`
@@ -23,6 +27,7 @@ from typing import Protocol
 import msgspec
 
 from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
+from eventcore.audit import AuditAction, AuditEntry, RequestOrigin
 from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
@@ -56,7 +61,14 @@ class Recount(msgspec.Struct, frozen=True):
 
 
 class AccountStore(Protocol):
-    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+    async def create_signup(
+        self,
+        user: User,
+        workspace: Workspace,
+        owner: Membership,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
         """Store a new user, their workspace and ownership atomically, or nothing.
 
         EmailTaken if the email is taken; AlreadyExists if the user's or workspace's id is.
@@ -74,14 +86,22 @@ class AccountStore(Protocol):
     async def add_membership(self, membership: Membership) -> None:
         """AlreadyMember if the user is already a member of the workspace."""
 
-    async def create_invitation(self, invitation: Invitation) -> None:
+    async def create_invitation(
+        self, invitation: Invitation, *, audit: AuditEntry | None = None
+    ) -> None:
         """AlreadyExists if its id or token hash is in use."""
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         """The workspace's invitation with this token hash, accepted or not."""
 
     async def accept_invitation(
-        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+        self,
+        workspace_id: str,
+        invitation_id: str,
+        membership: Membership,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
         """Mark the invitation accepted ``at`` and add the membership, in one transaction; False
         (nothing changed) if it was accepted already; AlreadyMember (nothing changed, the
@@ -90,16 +110,20 @@ class AccountStore(Protocol):
     async def list_members(self, workspace_id: str) -> list[Member]:
         """The workspace's members with their emails, oldest membership first."""
 
-    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+    async def change_role(
+        self, workspace_id: str, user_id: str, role: Role, *, audit: AuditEntry | None = None
+    ) -> Membership | None:
         """The membership with its new role, None if there is none; LastOwner (and nothing
         changed) if it would leave the workspace without an owner. Atomic with every other
         change of the workspace's memberships."""
 
-    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+    async def remove_membership(
+        self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
         """Whether there was a membership to remove; LastOwner (and nothing changed) if it is
         the workspace's last owner's."""
 
-    async def create_project(self, project: Project) -> None:
+    async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         """AlreadyExists if the id is in use."""
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None: ...
@@ -107,30 +131,51 @@ class AccountStore(Protocol):
     async def list_projects(self, workspace_id: str) -> list[Project]:
         """Oldest first."""
 
-    async def create_api_key(self, key: ApiKey) -> None:
+    async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
         """AlreadyExists if the id or the key hash is in use."""
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         """Oldest first, revoked ones included."""
 
     async def set_dimensions(
-        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimensions: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
     ) -> Project | None:
         """Replace the project's declared dimensions; None if it is not in the workspace.
 
         Appends committed after this count the new dimensions' values."""
 
     async def delete_project(
-        self, workspace_id: str, project_id: str, at: datetime
+        self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
         """Delete the project and revoke its API keys (revoked ``at``, unless they were already),
         in one transaction; the keys as they are now, or None if there is no such project. The
         project's events stay in the store, reachable through no project."""
 
-    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+    async def revoke_api_key(
+        self, workspace_id: str, key_id: str, at: datetime, *, audit: AuditEntry | None = None
+    ) -> ApiKey | None:
         """Mark the key revoked (once; a second call keeps the first time). None if not in the workspace."""
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        """Store one audit entry on its own (an action that writes nothing else: a login)."""
+
+    async def list_audit(
+        self,
+        workspace_id: str,
+        *,
+        limit: int,
+        action: AuditAction | None = None,
+        before: EventCursor | None = None,
+    ) -> list[AuditEntry]:
+        """The workspace's audit entries (of ``action``, or all), newest first by (at, seq),
+        strictly older than ``before`` when given: the first ``limit``."""
 
 
 class EventStore(Protocol):
@@ -350,6 +395,12 @@ class TokenCodec(Protocol):
 
     def verify(self, token: str, now: datetime) -> Principal:
         """The principal the token was issued to; AuthenticationFailed if bad or expired."""
+
+
+class RequestContext(Protocol):
+    """Where the request being served came from, for the audit log (eventcore.audit)."""
+
+    def origin(self) -> RequestOrigin: ...
 
 
 class Clock(Protocol):

@@ -24,6 +24,7 @@ class Permission(enum.StrEnum):
     MANAGE_PROJECTS = "manage_projects"
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_MEMBERS = "manage_members"
+    READ_AUDIT_LOG = "read_audit_log"
 
 
 _GRANTS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
@@ -35,6 +36,7 @@ _GRANTS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
                 Permission.READ_PROJECTS,
                 Permission.MANAGE_PROJECTS,
                 Permission.MANAGE_API_KEYS,
+                Permission.READ_AUDIT_LOG,
             }
         ),
         Role.VIEWER: frozenset({Permission.READ_ANALYTICS, Permission.READ_PROJECTS}),

@@ -14,12 +14,14 @@ import pytest
 
 from eventcore.adapters.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteStore
 from eventcore.aggregation import StoredGrain
+from eventcore.audit import ActorType, AuditAction, AuditEntry
 from eventcore.errors import AlreadyExists, DatabaseUnavailable
 from eventcore.events import Event
 from eventcore.ports import AppendResult
 from eventcore.tenancy import Role
 from tests.contract.support import (
     EVERYTHING,
+    T0,
     Model,
     api_key,
     assert_matches_model,
@@ -273,3 +275,32 @@ async def test_every_process_on_one_file_sees_every_bump(tmp_path: Path) -> None
     finally:
         await here_store.close()
         await there_store.close()
+
+
+async def test_the_audit_log_refuses_every_change_and_deletion(tmp_path: Path) -> None:
+    """Triggers make the embedded store's audit log append-only at the database too."""
+    store = await SqliteStore.open(tmp_path / "audit.db")
+    try:
+        await store.record_audit(
+            AuditEntry(
+                id="audit-1",
+                workspace_id="ws-1",
+                at=T0,
+                action=AuditAction.SIGNUP,
+                actor_type=ActorType.USER,
+                actor_id="user-1",
+            )
+        )
+    finally:
+        await store.close()
+    connection = sqlite3.connect(tmp_path / "audit.db")
+    try:
+        for statement in (
+            "UPDATE audit_log SET action = 'nothing.happened'",
+            "DELETE FROM audit_log",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                connection.execute(statement)
+        assert connection.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)
+    finally:
+        connection.close()

@@ -35,6 +35,7 @@ CONTRACT_ROUTES = [
     ("get", "/v1/members"),
     ("patch", "/v1/members/{user_id}"),
     ("delete", "/v1/members/{user_id}"),
+    ("get", "/v1/audit-log"),
     ("post", "/v1/ingest"),
     ("post", "/v1/batch"),
     ("post", "/v1/track"),

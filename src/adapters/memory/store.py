@@ -16,6 +16,7 @@ from eventcore.aggregation import (
     StoredGrain,
     count_increments,
 )
+from eventcore.audit import AuditAction, AuditEntry
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -67,6 +68,8 @@ class MemoryStore:
         self.values: dict[IdempotencyKey, str] = {}
         self.tallies: dict[DimensionKey, tuple[int, bytes | None]] = {}
         self._seq = 0
+        self.audit_log: list[AuditEntry] = []
+        self._audit_seq = 0
         self._lock = asyncio.Lock()
 
     async def ping(self) -> None:
@@ -74,7 +77,14 @@ class MemoryStore:
 
     # accounts
 
-    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+    async def create_signup(
+        self,
+        user: User,
+        workspace: Workspace,
+        owner: Membership,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
         # Every check before any write: a refused signup leaves nothing behind, as a rolled-back
         # transaction would.
         if await self.get_user_by_email(user.email) is not None:
@@ -88,6 +98,7 @@ class MemoryStore:
         self.users[user.id] = user
         self.workspaces[workspace.id] = workspace
         self.memberships[(owner.workspace_id, owner.user_id)] = owner
+        self._audit(audit)
 
     async def get_user(self, user_id: str) -> User | None:
         return self.users.get(user_id)
@@ -102,12 +113,15 @@ class MemoryStore:
         found = [m for m in self.memberships.values() if m.user_id == user_id]
         return sorted(found, key=lambda m: m.created_at)
 
-    async def create_invitation(self, invitation: Invitation) -> None:
+    async def create_invitation(
+        self, invitation: Invitation, *, audit: AuditEntry | None = None
+    ) -> None:
         if (invitation.workspace_id, invitation.id) in self.invitations or any(
             i.token_hash == invitation.token_hash for i in self.invitations.values()
         ):
             raise AlreadyExists("invitation")
         self.invitations[(invitation.workspace_id, invitation.id)] = invitation
+        self._audit(audit)
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         for invitation in self.invitations.values():
@@ -116,7 +130,13 @@ class MemoryStore:
         return None
 
     async def accept_invitation(
-        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+        self,
+        workspace_id: str,
+        invitation_id: str,
+        membership: Membership,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
         invitation = self.invitations.get((workspace_id, invitation_id))
         if invitation is None or invitation.accepted_at is not None:
@@ -125,6 +145,7 @@ class MemoryStore:
         self.invitations[(workspace_id, invitation_id)] = msgspec.structs.replace(
             invitation, accepted_at=at
         )
+        self._audit(audit)
         return True
 
     async def list_members(self, workspace_id: str) -> list[Member]:
@@ -134,7 +155,9 @@ class MemoryStore:
             for m in sorted(found, key=lambda m: m.created_at)
         ]
 
-    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+    async def change_role(
+        self, workspace_id: str, user_id: str, role: Role, *, audit: AuditEntry | None = None
+    ) -> Membership | None:
         current = self.memberships.get((workspace_id, user_id))
         if current is None:
             return None
@@ -142,13 +165,17 @@ class MemoryStore:
             self._keep_an_owner(workspace_id, user_id)
         changed = msgspec.structs.replace(current, role=role)
         self.memberships[(workspace_id, user_id)] = changed
+        self._audit(audit)
         return changed
 
-    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+    async def remove_membership(
+        self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
         if (workspace_id, user_id) not in self.memberships:
             return False
         self._keep_an_owner(workspace_id, user_id)
         del self.memberships[(workspace_id, user_id)]
+        self._audit(audit)
         return True
 
     def _keep_an_owner(self, workspace_id: str, leaving: str) -> None:
@@ -168,12 +195,13 @@ class MemoryStore:
             raise AlreadyMember()
         self.memberships[key] = membership
 
-    async def create_project(self, project: Project) -> None:
+    async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The databases key projects by (workspace, id); held here by id alone, a reused id is
         # refused in any workspace rather than replacing another workspace's project.
         if project.id in self.projects:
             raise AlreadyExists("project")
         self.projects[project.id] = project
+        self._audit(audit)
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
         project = self.projects.get(project_id)
@@ -183,13 +211,14 @@ class MemoryStore:
         found = [p for p in self.projects.values() if p.workspace_id == workspace_id]
         return sorted(found, key=lambda p: p.created_at)
 
-    async def create_api_key(self, key: ApiKey) -> None:
+    async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
         # As for projects, a reused id is refused in any workspace; a key hash is unique overall.
         if key.id in self.api_keys:
             raise AlreadyExists("API key")
         if await self.find_api_key(key.key_hash) is not None:
             raise AlreadyExists("API key", key="hash")
         self.api_keys[key.id] = key
+        self._audit(audit)
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         found = [
@@ -200,26 +229,58 @@ class MemoryStore:
         return sorted(found, key=lambda k: k.created_at)
 
     async def delete_project(
-        self, workspace_id: str, project_id: str, at: datetime
+        self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
         if await self.get_project(workspace_id, project_id) is None:
             return None
         del self.projects[project_id]
         keys = [k for k in self.api_keys.values() if k.project_id == project_id]
         revoked = [await self.revoke_api_key(workspace_id, k.id, at) for k in keys]
+        self._audit(audit)
         return [key for key in revoked if key is not None]
 
-    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
+    async def revoke_api_key(
+        self, workspace_id: str, key_id: str, at: datetime, *, audit: AuditEntry | None = None
+    ) -> ApiKey | None:
         key = self.api_keys.get(key_id)
         if key is None or key.workspace_id != workspace_id:
             return None
         if key.revoked_at is None:
             key = msgspec.structs.replace(key, revoked_at=at)
             self.api_keys[key_id] = key
+        self._audit(audit)
         return key
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         return next((k for k in self.api_keys.values() if k.key_hash == key_hash), None)
+
+    # the audit log
+
+    def _audit(self, entry: AuditEntry | None) -> None:
+        if entry is not None:
+            self._audit_seq += 1
+            self.audit_log.append(msgspec.structs.replace(entry, seq=self._audit_seq))
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        self._audit(entry)
+
+    async def list_audit(
+        self,
+        workspace_id: str,
+        *,
+        limit: int,
+        action: AuditAction | None = None,
+        before: EventCursor | None = None,
+    ) -> list[AuditEntry]:
+        found = [
+            e
+            for e in self.audit_log
+            if e.workspace_id == workspace_id
+            and (action is None or e.action == action)
+            and (before is None or (e.at, e.seq) < (before.timestamp, before.seq))
+        ]
+        found.sort(key=lambda e: (e.at, e.seq), reverse=True)
+        return found[: max(limit, 0)]
 
     # events
 
@@ -360,13 +421,19 @@ class MemoryStore:
             self.tallies[key] = (count + tally.count, sketch)
 
     async def set_dimensions(
-        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimensions: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
     ) -> Project | None:
         project = await self.get_project(workspace_id, project_id)
         if project is None:
             return None
         changed = msgspec.structs.replace(project, dimensions=dimensions)
         self.projects[project_id] = changed
+        self._audit(audit)
         return changed
 
     async def dimension_tallies(

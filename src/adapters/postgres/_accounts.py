@@ -13,9 +13,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
 
 from eventcore.adapters.postgres._database import SET_TENANT, Connection, Database, values
+from eventcore.audit import ActorType, AuditAction, AuditEntry, Detail
 from eventcore.errors import DatabaseUnavailable
+from eventcore.events import EventCursor
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -111,6 +116,77 @@ async def _keep_an_owner(conn: Connection, workspace_id: str, leaving: str) -> b
     return may_leave(dict(await cursor.fetchall()), leaving)
 
 
+_AUDIT_COLUMNS = (
+    "workspace_id, entry_id, at, action, actor_type, actor_id, target_type, target_id, details,"
+    " request_id, client_address"
+)
+_INSERT_AUDIT = _insert_sql("audit_log", _AUDIT_COLUMNS)
+# Newest first; keyed by (action filter, cursor).
+_LIST_AUDIT = {
+    (filtered, paged): f"""
+        SELECT {_AUDIT_COLUMNS}, seq FROM eventcore.audit_log
+        WHERE workspace_id = %(workspace_id)s
+          {"AND action = %(action)s" if filtered else ""}
+          {"AND (at, seq) < (%(before_at)s, %(before_seq)s)" if paged else ""}
+        ORDER BY at DESC, seq DESC LIMIT %(limit)s
+    """
+    for filtered in (False, True)
+    for paged in (False, True)
+}
+
+
+async def _record(conn: Connection, entry: AuditEntry | None) -> None:
+    """The action's audit entry, in the action's own transaction."""
+    if entry is None:
+        return
+    await conn.execute(
+        _INSERT_AUDIT,
+        (
+            entry.workspace_id,
+            entry.id,
+            entry.at,
+            entry.action.value,
+            entry.actor_type.value,
+            entry.actor_id,
+            entry.target_type,
+            entry.target_id,
+            Jsonb(entry.details),
+            entry.request_id,
+            entry.client_address,
+        ),
+    )
+
+
+def _audit_entry(
+    workspace_id: str,
+    entry_id: str,
+    at: datetime,
+    action: str,
+    actor_type: str,
+    actor_id: str | None,
+    target_type: str | None,
+    target_id: str | None,
+    details: dict[str, Detail],
+    request_id: str | None,
+    client_address: str | None,
+    seq: int,
+) -> AuditEntry:
+    return AuditEntry(
+        entry_id,
+        workspace_id,
+        at,
+        AuditAction(action),
+        ActorType(actor_type),
+        actor_id,
+        target_type,
+        target_id,
+        details,
+        request_id,
+        client_address,
+        seq,
+    )
+
+
 class Accounts(Database):
     """The AccountStore half of the PostgreSQL store."""
 
@@ -118,13 +194,21 @@ class Accounts(Database):
     _keys_unreachable_until: float | None
     _probing_keys: bool
 
-    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
+    async def create_signup(
+        self,
+        user: User,
+        workspace: Workspace,
+        owner: Membership,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
         async with self._tenant(workspace.id, pipelined=False) as conn:
             await conn.execute(_INSERT_USER, values(user))
             await conn.execute(_INSERT_WORKSPACE, values(workspace))
             if owner.workspace_id != workspace.id:
                 await conn.execute(SET_TENANT, (owner.workspace_id,))
             await conn.execute(_INSERT_MEMBERSHIP, values(owner))
+            await _record(conn, audit)
 
     # users is global (not tenant data): no workspace, no row-level security.
 
@@ -166,8 +250,12 @@ class Accounts(Database):
     async def add_membership(self, membership: Membership) -> None:
         await self._insert(membership.workspace_id, _INSERT_MEMBERSHIP, values(membership))
 
-    async def create_invitation(self, invitation: Invitation) -> None:
-        await self._insert(invitation.workspace_id, _INSERT_INVITATION, values(invitation))
+    async def create_invitation(
+        self, invitation: Invitation, *, audit: AuditEntry | None = None
+    ) -> None:
+        async with self._tenant(invitation.workspace_id, pipelined=False) as conn:
+            await conn.execute(_INSERT_INVITATION, values(invitation))
+            await _record(conn, audit)
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         return await self._query_one(
@@ -179,7 +267,13 @@ class Accounts(Database):
         )
 
     async def accept_invitation(
-        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+        self,
+        workspace_id: str,
+        invitation_id: str,
+        membership: Membership,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
         async with self._tenant(workspace_id, pipelined=False) as conn:
             cursor = await conn.execute(
@@ -190,6 +284,7 @@ class Accounts(Database):
             if await cursor.fetchone() is None:
                 return False
             await conn.execute(_INSERT_MEMBERSHIP, values(membership))
+            await _record(conn, audit)
         return True
 
     async def list_members(self, workspace_id: str) -> list[Member]:
@@ -202,7 +297,9 @@ class Accounts(Database):
             workspace_id=workspace_id,
         )
 
-    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
+    async def change_role(
+        self, workspace_id: str, user_id: str, role: Role, *, audit: AuditEntry | None = None
+    ) -> Membership | None:
         async with self._tenant(workspace_id, pipelined=False) as conn:
             if role is not Role.OWNER and not await _keep_an_owner(conn, workspace_id, user_id):
                 return None
@@ -212,9 +309,13 @@ class Accounts(Database):
                 (role.value, workspace_id, user_id),
             )
             row = await cursor.fetchone()
+            if row is not None:
+                await _record(conn, audit)
         return _membership(*row) if row is not None else None
 
-    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
+    async def remove_membership(
+        self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
         async with self._tenant(workspace_id, pipelined=False) as conn:
             if not await _keep_an_owner(conn, workspace_id, user_id):
                 return False
@@ -222,12 +323,15 @@ class Accounts(Database):
                 "DELETE FROM eventcore.memberships WHERE workspace_id = %s AND user_id = %s",
                 (workspace_id, user_id),
             )
+            await _record(conn, audit)
         return True
 
-    async def create_project(self, project: Project) -> None:
+    async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The declared paths as a list: psycopg binds a list as an array (text[]).
         *fields, dimensions = values(project)
-        await self._insert(project.workspace_id, _INSERT_PROJECT, (*fields, list(dimensions)))
+        async with self._tenant(project.workspace_id, pipelined=False) as conn:
+            await conn.execute(_INSERT_PROJECT, (*fields, list(dimensions)))
+            await _record(conn, audit)
         if project.dimensions:
             self._remember_dimensions(project.workspace_id, project.id, project.dimensions)
 
@@ -249,8 +353,10 @@ class Accounts(Database):
             workspace_id=workspace_id,
         )
 
-    async def create_api_key(self, key: ApiKey) -> None:
-        await self._insert(key.workspace_id, _INSERT_API_KEY, values(key))
+    async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
+        async with self._tenant(key.workspace_id, pipelined=False) as conn:
+            await conn.execute(_INSERT_API_KEY, values(key))
+            await _record(conn, audit)
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         return await self._query(
@@ -262,24 +368,32 @@ class Accounts(Database):
         )
 
     async def set_dimensions(
-        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimensions: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
     ) -> Project | None:
         # Committed when this returns: every append whose transaction starts later reads it
         # there (see _events on the appends' dimensions). This process's own guess is updated
         # too, so that its next appends need no second try.
-        project = await self._query_one(
-            _project,
-            "UPDATE eventcore.projects SET dimensions = %s WHERE workspace_id = %s"
-            f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
-            (list(dimensions), workspace_id, project_id),
-            workspace_id=workspace_id,
-        )
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "UPDATE eventcore.projects SET dimensions = %s WHERE workspace_id = %s"
+                f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
+                (list(dimensions), workspace_id, project_id),
+            )
+            row = await cursor.fetchone()
+            project = _project(*row) if row is not None else None
+            if project is not None:
+                await _record(conn, audit)
         if project is not None:
             self._remember_dimensions(workspace_id, project_id, project.dimensions)
         return project
 
     async def delete_project(
-        self, workspace_id: str, project_id: str, at: datetime
+        self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
         async with self._tenant(workspace_id, pipelined=False) as conn:
             cursor = await conn.execute(
@@ -295,21 +409,50 @@ class Accounts(Database):
                 (at, workspace_id, project_id),
             )
             revoked = [ApiKey(*row) for row in await cursor.fetchall()]
+            await _record(conn, audit)
         for key in revoked:
             self._known_keys.pop(key.key_hash, None)
         return revoked
 
-    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
-        revoked = await self._query_one(
-            ApiKey,
-            "UPDATE eventcore.api_keys SET revoked_at = coalesce(revoked_at, %s)"
-            f" WHERE workspace_id = %s AND key_id = %s RETURNING {_API_KEY_COLUMNS}",
-            (at, workspace_id, key_id),
-            workspace_id=workspace_id,
-        )
+    async def revoke_api_key(
+        self, workspace_id: str, key_id: str, at: datetime, *, audit: AuditEntry | None = None
+    ) -> ApiKey | None:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "UPDATE eventcore.api_keys SET revoked_at = coalesce(revoked_at, %s)"
+                f" WHERE workspace_id = %s AND key_id = %s RETURNING {_API_KEY_COLUMNS}",
+                (at, workspace_id, key_id),
+            )
+            row = await cursor.fetchone()
+            revoked = ApiKey(*row) if row is not None else None
+            if revoked is not None:
+                await _record(conn, audit)
         if revoked is not None:
             self._known_keys.pop(revoked.key_hash, None)
         return revoked
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        async with self._tenant(entry.workspace_id, pipelined=False) as conn:
+            await _record(conn, entry)
+
+    async def list_audit(
+        self,
+        workspace_id: str,
+        *,
+        limit: int,
+        action: AuditAction | None = None,
+        before: EventCursor | None = None,
+    ) -> list[AuditEntry]:
+        parameters: dict[str, Any] = {
+            "workspace_id": workspace_id,
+            "action": None if action is None else action.value,
+            "limit": max(limit, 0),
+        }
+        if before is not None:
+            parameters["before_at"] = before.timestamp
+            parameters["before_seq"] = before.seq
+        query = _LIST_AUDIT[(action is not None, before is not None)]
+        return await self._query(_audit_entry, query, parameters, workspace_id=workspace_id)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         """The key's record; while PostgreSQL cannot be reached, the record last read here.

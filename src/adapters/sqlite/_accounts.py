@@ -11,8 +11,9 @@ refusing the row inside the transaction, translated in ``_errors``: no check-the
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -25,6 +26,8 @@ from eventcore.adapters.sqlite._codec import (
     values,
 )
 from eventcore.adapters.sqlite._database import Database
+from eventcore.audit import ActorType, AuditAction, AuditEntry
+from eventcore.events import EventCursor
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -36,6 +39,8 @@ from eventcore.tenancy import (
     Workspace,
     may_leave,
 )
+
+T = TypeVar("T")
 
 # Each list is in the order of its record's fields: inserts bind the record's fields as they
 # are, selects build the record from the row.
@@ -60,6 +65,22 @@ _INSERT_MEMBERSHIP = _insert_sql("memberships", _MEMBERSHIP_COLUMNS)
 _INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
 _INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
 _INSERT_INVITATION = _insert_sql("invitations", _INVITATION_COLUMNS)
+_AUDIT_COLUMNS = (
+    "workspace_id, id, at, action, actor_type, actor_id, target_type, target_id, details,"
+    " request_id, client_address"
+)
+_INSERT_AUDIT = _insert_sql("audit_log", _AUDIT_COLUMNS)
+# Newest first; keyed by (action filter, cursor).
+_LIST_AUDIT = {
+    (filtered, paged): (
+        f"SELECT {_AUDIT_COLUMNS}, seq FROM audit_log WHERE workspace_id = ?"
+        + (" AND action = ?" if filtered else "")
+        + (" AND (at, seq) < (?, ?)" if paged else "")
+        + " ORDER BY at DESC, seq DESC LIMIT ?"
+    )
+    for filtered in (False, True)
+    for paged in (False, True)
+}
 
 
 def _user(row: Any) -> User:
@@ -114,16 +135,69 @@ def _api_key(row: Any) -> ApiKey:
 # The writers run in the writer thread, each inside the transaction Database._write opened.
 
 
+def _audited(
+    connection: sqlite3.Connection,
+    audit: AuditEntry | None,
+    work: Callable[..., T],
+    *args: Any,
+) -> T:
+    """``work``, and ``audit`` recorded in the same transaction if it took effect (returned
+    neither None nor False)."""
+    done = work(connection, *args)
+    if audit is not None and done is not None and done is not False:
+        _insert_audit(connection, audit)
+    return done
+
+
+def _insert_audit(connection: sqlite3.Connection, entry: AuditEntry) -> None:
+    connection.execute(
+        _INSERT_AUDIT,
+        (
+            entry.workspace_id,
+            entry.id,
+            micros(entry.at),
+            entry.action.value,
+            entry.actor_type.value,
+            entry.actor_id,
+            entry.target_type,
+            entry.target_id,
+            msgspec.json.encode(entry.details).decode(),
+            entry.request_id,
+            entry.client_address,
+        ),
+    )
+
+
+def _audit_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        id=row[1],
+        workspace_id=row[0],
+        at=moment(row[2]),
+        action=AuditAction(row[3]),
+        actor_type=ActorType(row[4]),
+        actor_id=row[5],
+        target_type=row[6],
+        target_id=row[7],
+        details=msgspec.json.decode(row[8]),
+        request_id=row[9],
+        client_address=row[10],
+        seq=row[11],
+    )
+
+
 def _create_signup(
     connection: sqlite3.Connection, user: User, workspace: Workspace, owner: Membership
-) -> None:
+) -> bool:
     connection.execute(_INSERT_USER, values(user))
     connection.execute(_INSERT_WORKSPACE, values(workspace))
     connection.execute(_INSERT_MEMBERSHIP, values(owner))
+    return True
 
 
-def _insert(connection: sqlite3.Connection, sql: str, record: msgspec.Struct) -> None:
+def _insert(connection: sqlite3.Connection, sql: str, record: msgspec.Struct) -> bool:
+    """True: a refused row raises (see _errors)."""
     connection.execute(sql, values(record))
+    return True
 
 
 def _revoke_api_key(
@@ -211,8 +285,15 @@ def _delete_project(
 class Accounts(Database):
     """The AccountStore half of the SQLite store."""
 
-    async def create_signup(self, user: User, workspace: Workspace, owner: Membership) -> None:
-        await self._write(_create_signup, user, workspace, owner)
+    async def create_signup(
+        self,
+        user: User,
+        workspace: Workspace,
+        owner: Membership,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        await self._write(_audited, audit, _create_signup, user, workspace, owner)
 
     async def get_user(self, user_id: str) -> User | None:
         return await self._query_one(
@@ -244,8 +325,10 @@ class Accounts(Database):
     async def add_membership(self, membership: Membership) -> None:
         await self._write(_insert, _INSERT_MEMBERSHIP, membership)
 
-    async def create_invitation(self, invitation: Invitation) -> None:
-        await self._write(_insert, _INSERT_INVITATION, invitation)
+    async def create_invitation(
+        self, invitation: Invitation, *, audit: AuditEntry | None = None
+    ) -> None:
+        await self._write(_audited, audit, _insert, _INSERT_INVITATION, invitation)
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         return await self._query_one(
@@ -257,21 +340,33 @@ class Accounts(Database):
         )
 
     async def accept_invitation(
-        self, workspace_id: str, invitation_id: str, membership: Membership, at: datetime
+        self,
+        workspace_id: str,
+        invitation_id: str,
+        membership: Membership,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
-        return await self._write(_accept_invitation, workspace_id, invitation_id, membership, at)
+        return await self._write(
+            _audited, audit, _accept_invitation, workspace_id, invitation_id, membership, at
+        )
 
     async def list_members(self, workspace_id: str) -> list[Member]:
         return await self._query(_member, _MEMBER_SQL, workspace_id)
 
-    async def change_role(self, workspace_id: str, user_id: str, role: Role) -> Membership | None:
-        return await self._write(_change_role, workspace_id, user_id, role)
+    async def change_role(
+        self, workspace_id: str, user_id: str, role: Role, *, audit: AuditEntry | None = None
+    ) -> Membership | None:
+        return await self._write(_audited, audit, _change_role, workspace_id, user_id, role)
 
-    async def remove_membership(self, workspace_id: str, user_id: str) -> bool:
-        return await self._write(_remove_membership, workspace_id, user_id)
+    async def remove_membership(
+        self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
+        return await self._write(_audited, audit, _remove_membership, workspace_id, user_id)
 
-    async def create_project(self, project: Project) -> None:
-        await self._write(_insert, _INSERT_PROJECT, project)
+    async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
+        await self._write(_audited, audit, _insert, _INSERT_PROJECT, project)
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
         return await self._query_one(
@@ -289,8 +384,8 @@ class Accounts(Database):
             workspace_id,
         )
 
-    async def create_api_key(self, key: ApiKey) -> None:
-        await self._write(_insert, _INSERT_API_KEY, key)
+    async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
+        await self._write(_audited, audit, _insert, _INSERT_API_KEY, key)
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         return await self._query(
@@ -302,17 +397,46 @@ class Accounts(Database):
         )
 
     async def set_dimensions(
-        self, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimensions: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
     ) -> Project | None:
-        return await self._write(_set_dimensions, workspace_id, project_id, tuple(dimensions))
+        return await self._write(
+            _audited, audit, _set_dimensions, workspace_id, project_id, tuple(dimensions)
+        )
 
     async def delete_project(
-        self, workspace_id: str, project_id: str, at: datetime
+        self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
-        return await self._write(_delete_project, workspace_id, project_id, at)
+        return await self._write(_audited, audit, _delete_project, workspace_id, project_id, at)
 
-    async def revoke_api_key(self, workspace_id: str, key_id: str, at: datetime) -> ApiKey | None:
-        return await self._write(_revoke_api_key, workspace_id, key_id, at)
+    async def revoke_api_key(
+        self, workspace_id: str, key_id: str, at: datetime, *, audit: AuditEntry | None = None
+    ) -> ApiKey | None:
+        return await self._write(_audited, audit, _revoke_api_key, workspace_id, key_id, at)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self._write(_insert_audit, entry)
+
+    async def list_audit(
+        self,
+        workspace_id: str,
+        *,
+        limit: int,
+        action: AuditAction | None = None,
+        before: EventCursor | None = None,
+    ) -> list[AuditEntry]:
+        parameters: list[Any] = [workspace_id]
+        if action is not None:
+            parameters.append(action.value)
+        if before is not None:
+            parameters += (micros(before.timestamp), before.seq)
+        parameters.append(max(limit, 0))
+        sql = _LIST_AUDIT[(action is not None, before is not None)]
+        return await self._query(_audit_entry, sql, *parameters)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         return await self._query_one(

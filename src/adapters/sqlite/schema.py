@@ -151,6 +151,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workspace_id, project_id, event_type, dimension, day, kind, value)
         ) WITHOUT ROWID""",
     ),
+    (
+        # The audit log (eventcore.audit): append-only. seq (the rowid) is the order of
+        # insertion; details is a JSON object. The triggers refuse every UPDATE and DELETE:
+        # no statement of the application's can alter an entry.
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            workspace_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            actor_type TEXT NOT NULL,
+            actor_id TEXT,
+            target_type TEXT,
+            target_id TEXT,
+            details TEXT NOT NULL,
+            request_id TEXT,
+            client_address TEXT,
+            UNIQUE (workspace_id, id)
+        )""",
+        "CREATE INDEX audit_log_newest ON audit_log (workspace_id, at, seq)",
+        "CREATE INDEX audit_log_by_action ON audit_log (workspace_id, action, at, seq)",
+        """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+        """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

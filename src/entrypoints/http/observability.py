@@ -40,6 +40,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from prometheus_client import Counter, Gauge, Histogram
 
+from eventcore.audit import RequestOrigin
+from eventcore.entrypoints.origin import REQUEST_ORIGIN
 from eventcore.entrypoints.telemetry import recording
 
 log = structlog.get_logger("eventcore.http")
@@ -182,6 +184,9 @@ class RequestObservability:
 
         before = structlog.contextvars.get_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        client = scope.get("client")
+        # What the audit log records of the request an action came in.
+        origin = REQUEST_ORIGIN.set(RequestOrigin(request_id, client[0] if client else None))
         started = time.perf_counter()
         self._metrics.started(method)
         try:
@@ -203,6 +208,7 @@ class RequestObservability:
                 self._finish(scope, method, answer.status, started)
                 otel_context.detach(token)
         finally:
+            REQUEST_ORIGIN.reset(origin)
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**before)
 

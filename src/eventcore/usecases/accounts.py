@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
 import secrets
 import uuid
-from datetime import timedelta
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
 
 import msgspec
 import zxcvbn
 from email_validator import EmailNotValidError, validate_email
 
+from eventcore.audit import AuditAction, AuditEntry, Detail, NoRequest, RequestOrigin, entry
 from eventcore.defaults import (
     INVITATION_SECONDS,
     MAX_EMAIL_LENGTH,
@@ -39,6 +42,7 @@ from eventcore.ports import (
     PasswordHasher,
     ProjectCache,
     RateLimiter,
+    RequestContext,
     TokenCodec,
 )
 from eventcore.tenancy import (
@@ -166,7 +170,9 @@ class Accounts:
         signup_limiter: RateLimiter | None = None,
         membership_cache: MembershipCache | None = None,
         project_cache: ProjectCache | None = None,
+        request_context: RequestContext | None = None,
     ) -> None:
+        self._context = request_context or NoRequest()
         self._memberships = membership_cache
         self._projects = project_cache
         self._store = store
@@ -179,6 +185,8 @@ class Accounts:
         self._account_limiter = account_limiter
         self._signup_limiter = signup_limiter
         self._dummy_hash: str | None = None
+        # Records written after their answer (failed logins), until they are.
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def signup(
         self,
@@ -211,7 +219,15 @@ class Accounts:
         user = User(new_id(), email, await self._hasher.hash(password), now)
         workspace = Workspace(new_id(), workspace_name, now)
         owner = Membership(workspace.id, user.id, Role.OWNER, now)
-        await self._store.create_signup(user, workspace, owner)
+        audit = self._entry(
+            AuditAction.SIGNUP,
+            workspace.id,
+            now,
+            user_id=user.id,
+            target=("workspace", workspace.id),
+            details={"email": email},
+        )
+        await self._store.create_signup(user, workspace, owner, audit=audit)
         token, expires_in = self._tokens.issue(Principal(user.id, workspace.id, Role.OWNER), now)
         return SignupResult(user.id, workspace.id, token, expires_in)
 
@@ -235,6 +251,10 @@ class Accounts:
                 self._dummy_hash = await self._hasher.hash(secrets.token_urlsafe(16))
             await self._hasher.verify(self._dummy_hash, password)
         if user is None or not await self._hasher.verify(user.password_hash, password):
+            if user is not None:
+                # Recorded after the answer, so that it takes no longer than for an email
+                # without an account (which has no workspace to record it in).
+                self._after_answer(self._record_failed_login(user, self._context.origin()))
             raise AuthenticationFailed(
                 "The email or password is wrong.", code="invalid_credentials"
             )
@@ -246,10 +266,75 @@ class Accounts:
                 "This account has no access to that workspace.", code="invalid_credentials"
             )
         membership = memberships[0]
+        now = self._clock.now()
+        await self._store.record_audit(
+            self._entry(
+                AuditAction.LOGIN_SUCCEEDED,
+                membership.workspace_id,
+                now,
+                user_id=user.id,
+                target=("user", user.id),
+            )
+        )
         token, expires_in = self._tokens.issue(
-            Principal(user.id, membership.workspace_id, membership.role), self._clock.now()
+            Principal(user.id, membership.workspace_id, membership.role), now
         )
         return AccessToken(token, expires_in)
+
+    async def _record_failed_login(self, user: User, origin: RequestOrigin) -> None:
+        """A wrong password for ``user``, recorded in each workspace it belongs to."""
+        now = self._clock.now()
+        for membership in await self._store.list_memberships(user.id):
+            await self._store.record_audit(
+                entry(
+                    AuditAction.LOGIN_FAILED,
+                    membership.workspace_id,
+                    now,
+                    origin=origin,
+                    user_id=user.id,
+                    target=("user", user.id),
+                    details={"reason": "wrong_password"},
+                )
+            )
+
+    def _entry(
+        self,
+        action: AuditAction,
+        workspace_id: str,
+        at: datetime,
+        *,
+        actor: Principal | None = None,
+        user_id: str | None = None,
+        target: tuple[str, str] | None = None,
+        details: dict[str, Detail] | None = None,
+    ) -> AuditEntry:
+        """An audit entry made in the request being served."""
+        return entry(
+            action,
+            workspace_id,
+            at,
+            origin=self._context.origin(),
+            actor=actor,
+            user_id=user_id,
+            target=target,
+            details=details,
+        )
+
+    def _after_answer(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled():
+            # A record the store could not take (it was away) is lost: the answer is sent.
+            task.exception()
+
+    async def settled(self) -> None:
+        """Wait until every record made after an answer is written (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _throttle(self, email: str, client_address: str | None) -> None:
         # The narrowest allowance first: an attempt refused for its address or its pair spends
@@ -301,7 +386,15 @@ class Accounts:
         project = Project(
             new_id(), principal.workspace_id, _name(name, "project"), self._clock.now()
         )
-        await self._store.create_project(project)
+        audit = self._entry(
+            AuditAction.PROJECT_CREATED,
+            principal.workspace_id,
+            project.created_at,
+            actor=principal,
+            target=("project", project.id),
+            details={"name": project.name},
+        )
+        await self._store.create_project(project, audit=audit)
         return project
 
     async def list_projects(self, principal: Principal) -> list[Project]:
@@ -322,8 +415,17 @@ class Accounts:
         committed from then on count their values; ``eventcore rollup rebuild`` counts the
         past ones too."""
         principal.require(Permission.MANAGE_PROJECTS)
+        checked = check_paths(paths)
+        audit = self._entry(
+            AuditAction.DIMENSIONS_CHANGED,
+            principal.workspace_id,
+            self._clock.now(),
+            actor=principal,
+            target=("project", project_id),
+            details={"properties": list(checked)},
+        )
         project = await self._store.set_dimensions(
-            principal.workspace_id, project_id, check_paths(paths)
+            principal.workspace_id, project_id, checked, audit=audit
         )
         if project is None:
             raise NotFound("No such project.")
@@ -336,8 +438,16 @@ class Accounts:
         """Delete a project (owner, admin): its API keys are revoked with it (refused at once
         here, within the key cache's second elsewhere) and its data is reachable no more."""
         principal.require(Permission.MANAGE_PROJECTS)
+        now = self._clock.now()
+        audit = self._entry(
+            AuditAction.PROJECT_DELETED,
+            principal.workspace_id,
+            now,
+            actor=principal,
+            target=("project", project_id),
+        )
         revoked = await self._store.delete_project(
-            principal.workspace_id, project_id, self._clock.now()
+            principal.workspace_id, project_id, now, audit=audit
         )
         if revoked is None:
             raise NotFound("No such project.")
@@ -361,7 +471,15 @@ class Accounts:
             key_hash=hash_api_key(secret),
             created_at=self._clock.now(),
         )
-        await self._store.create_api_key(record)
+        audit = self._entry(
+            AuditAction.API_KEY_CREATED,
+            principal.workspace_id,
+            record.created_at,
+            actor=principal,
+            target=("api_key", record.id),
+            details={"project_id": project_id, "name": record.name, "prefix": record.prefix},
+        )
+        await self._store.create_api_key(record, audit=audit)
         return IssuedApiKey(record, secret)
 
     async def list_api_keys(self, principal: Principal, project_id: str) -> list[ApiKey]:
@@ -371,7 +489,15 @@ class Accounts:
 
     async def revoke_api_key(self, principal: Principal, key_id: str) -> None:
         principal.require(Permission.MANAGE_API_KEYS)
-        record = await self._store.revoke_api_key(principal.workspace_id, key_id, self._clock.now())
+        now = self._clock.now()
+        audit = self._entry(
+            AuditAction.API_KEY_REVOKED,
+            principal.workspace_id,
+            now,
+            actor=principal,
+            target=("api_key", key_id),
+        )
+        record = await self._store.revoke_api_key(principal.workspace_id, key_id, now, audit=audit)
         if record is None:
             raise NotFound("No such API key.")
         await self._key_cache.evict(record.key_hash)
@@ -393,7 +519,15 @@ class Accounts:
             created_at=now,
             expires_at=now + timedelta(seconds=INVITATION_SECONDS),
         )
-        await self._store.create_invitation(record)
+        audit = self._entry(
+            AuditAction.MEMBER_INVITED,
+            principal.workspace_id,
+            now,
+            actor=principal,
+            target=("invitation", record.id),
+            details={"email": record.email, "role": role.value},
+        )
+        await self._store.create_invitation(record, audit=audit)
         return IssuedInvitation(record, token)
 
     async def accept_invitation(self, principal: Principal, token: str) -> Membership:
@@ -412,7 +546,17 @@ class Accounts:
         if user is None or user.email != invitation.email:
             raise PermissionDenied("This invitation is for another email; sign in as that one.")
         membership = Membership(workspace_id, user.id, invitation.role, now)
-        if not await self._store.accept_invitation(workspace_id, invitation.id, membership, now):
+        audit = self._entry(
+            AuditAction.INVITATION_ACCEPTED,
+            workspace_id,
+            now,
+            actor=principal,
+            target=("user", user.id),
+            details={"invitation_id": invitation.id, "role": invitation.role.value},
+        )
+        if not await self._store.accept_invitation(
+            workspace_id, invitation.id, membership, now, audit=audit
+        ):
             raise NotFound(_NO_INVITATION)
         return membership
 
@@ -423,7 +567,15 @@ class Accounts:
     async def change_role(self, principal: Principal, user_id: str, role: Role) -> Membership:
         """The member's new role (owner); LastOwner rather than leave the workspace ownerless."""
         principal.require(Permission.MANAGE_MEMBERS)
-        changed = await self._store.change_role(principal.workspace_id, user_id, role)
+        audit = self._entry(
+            AuditAction.ROLE_CHANGED,
+            principal.workspace_id,
+            self._clock.now(),
+            actor=principal,
+            target=("user", user_id),
+            details={"role": role.value},
+        )
+        changed = await self._store.change_role(principal.workspace_id, user_id, role, audit=audit)
         if changed is None:
             raise NotFound("No such member.")
         await self._forget(principal.workspace_id, user_id)
@@ -434,7 +586,15 @@ class Accounts:
         rather than leave the workspace ownerless."""
         if user_id != principal.user_id:
             principal.require(Permission.MANAGE_MEMBERS)
-        if not await self._store.remove_membership(principal.workspace_id, user_id):
+        audit = self._entry(
+            AuditAction.MEMBER_REMOVED,
+            principal.workspace_id,
+            self._clock.now(),
+            actor=principal,
+            target=("user", user_id),
+            details={"left": user_id == principal.user_id},
+        )
+        if not await self._store.remove_membership(principal.workspace_id, user_id, audit=audit):
             raise NotFound("No such member.")
         await self._forget(principal.workspace_id, user_id)
 
