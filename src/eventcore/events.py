@@ -21,6 +21,9 @@ from eventcore import defaults
 from eventcore.errors import InvalidRequest, PayloadTooLarge
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The earliest and the latest times a store holds: the bounds of a window given no start or end.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 T = TypeVar("T")
 
 

@@ -28,6 +28,7 @@ import msgspec
 
 from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from eventcore.audit import AuditAction, AuditEntry, RequestOrigin
+from eventcore.deletions import EventSelector
 from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
@@ -275,6 +276,16 @@ class EventStore(Protocol):
         """Stored events with a timestamp in [start, end), of ``event_type`` (or any), whose
         stored dimension values match every filter of ``where``, in any order: at most
         ``limit`` of them (which ones, when there are more, is unspecified; None: every one)."""
+
+    async def delete_events(
+        self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
+    ) -> int:
+        """Delete at most ``limit`` of the project's stored events that ``selector`` takes, in
+        one transaction with the rest: keep each one's id as deleted (an append of it again is
+        a duplicate) and make the project's counts, persons' sketches and dimension tallies of
+        the UTC days from the first to the last deleted event's again from the events that
+        remain, as a rebuild makes them (:mod:`eventcore.deletions`). How many it deleted:
+        fewer than ``limit`` means the selector takes no stored event any more."""
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables, the persons' sketches, each event's stored dimension

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -13,10 +13,13 @@ from eventcore.aggregation import (
     CountKey,
     CountPoint,
     EventTypeCount,
+    Granularity,
     StoredGrain,
+    bucket_start,
     count_increments,
 )
 from eventcore.audit import AuditAction, AuditEntry
+from eventcore.deletions import EventSelector
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -68,6 +71,8 @@ class MemoryStore:
         self.values: dict[IdempotencyKey, str] = {}
         self.tallies: dict[DimensionKey, tuple[int, bytes | None]] = {}
         self._seq = 0
+        # Deleted events' ids (tombstones): an append of one again is a duplicate.
+        self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
         self._audit_seq = 0
         self._lock = asyncio.Lock()
@@ -292,7 +297,7 @@ class MemoryStore:
                 new = []
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
-                    if key in self.events:
+                    if key in self.events or key in self.deleted:
                         duplicates += 1
                         continue
                     self._seq += 1
@@ -519,6 +524,60 @@ class MemoryStore:
             and (person := stored.person) is not None
         ]
         return sorted(found, key=lambda e: (e.person, e.timestamp, e.seq))[:limit]
+
+    async def delete_events(
+        self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
+    ) -> int:
+        async with self._lock:
+            taken = [
+                key
+                for key, (stored, ws, project) in self.events.items()
+                if ws == workspace_id and project == project_id and selector.matches(stored)
+            ][: max(limit, 0)]
+            if not taken:
+                return 0
+            moments = [self.events[key][0].timestamp for key in taken]
+            for key in taken:
+                del self.events[key]
+                self.values.pop(key, None)
+                self.deleted.add(key)
+            start = bucket_start(min(moments), Granularity.DAY)
+            end = bucket_start(max(moments), Granularity.DAY) + timedelta(days=1)
+            self._recount(workspace_id, project_id, start, end)
+            return len(taken)
+
+    def _recount(self, workspace_id: str, project_id: str, start: datetime, end: datetime) -> None:
+        """The project's counts, sketches and tallies of [start, end) (whole days) made again
+        from its events there, as a rebuild makes them."""
+
+        def inside(key: CountKey | SketchKey | DimensionKey, moment: datetime) -> bool:
+            return (
+                key.workspace_id == workspace_id
+                and key.project_id == project_id
+                and start <= moment < end
+            )
+
+        for count in [k for k in self.counts if inside(k, k.bucket)]:
+            del self.counts[count]
+        for sketch in [k for k in self.sketches if inside(k, k.bucket)]:
+            del self.sketches[sketch]
+        for tally in [k for k in self.tallies if inside(k, k.day)]:
+            del self.tallies[tally]
+        stored = [
+            batch
+            for batch in self._stored_batches(workspace_id)
+            if batch.project_id == project_id and start <= batch.events[0].timestamp < end
+        ]
+        self.counts.update(count_increments(stored))
+        self.sketches.update(
+            (sketch, sketch_of(persons)) for sketch, persons in person_increments(stored).items()
+        )
+        for key, (event, ws, project) in self.events.items():
+            if ws == workspace_id and project == project_id and start <= event.timestamp < end:
+                self.values[key] = self._values_of(
+                    IngestBatch(ws, project, event.received_at, []), _event_of(event)
+                )
+        self._add_tallies(dimension_increments(stored, self._declared(stored)))
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         async with self._lock:

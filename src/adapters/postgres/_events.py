@@ -17,7 +17,7 @@ import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, NamedTuple
 
@@ -31,6 +31,7 @@ from psycopg.pq import TransactionStatus
 from eventcore.adapters.postgres._database import Connection, Database
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
 from eventcore.defaults import FUNNEL_SORT_MEMORY_MB
+from eventcore.deletions import EventSelector
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -48,7 +49,7 @@ from eventcore.dimensions import (
     dimension_increments,
     encode_values,
 )
-from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
+from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.persons import ALL_TYPES, SketchKey, add_persons, sketch_of
 from eventcore.ports import AppendResult, Recount
@@ -223,6 +224,10 @@ stored AS (
            properties::json{columns}
     FROM incoming
     WHERE (SELECT ok FROM settled)
+      AND NOT EXISTS (
+          SELECT FROM eventcore.deleted_events AS d
+          WHERE d.workspace_id = %(workspace_id)s AND d.project_id = incoming.project_id
+            AND d.event_id = incoming.event_id)
     ORDER BY project_id COLLATE "C", event_id COLLATE "C", position
     ON CONFLICT DO NOTHING
     RETURNING e.project_id, e.event_time, e.type{returned}
@@ -361,17 +366,72 @@ WHERE workspace_id = %(workspace_id)s AND (user_id IS NOT NULL OR anonymous_id I
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3
 """
+# The same, of one project's events in [start, end) (a deletion's recount: whole UTC days).
+_IN_RANGE = (
+    "workspace_id = %(workspace_id)s AND project_id = %(project_id)s"
+    " AND event_time >= %(start)s AND event_time < %(end)s"
+)
+_PERSONS_BY_HOUR_IN_RANGE = f"""
+SELECT project_id, date_trunc('hour', event_time, 'UTC') AS bucket, type,
+       array_agg(DISTINCT coalesce(user_id, anonymous_id))
+FROM eventcore.events
+WHERE {_IN_RANGE} AND (user_id IS NOT NULL OR anonymous_id IS NOT NULL)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+"""
+_DELETE_COUNTS_IN_RANGE = tuple(
+    f"DELETE FROM eventcore.{table} WHERE workspace_id = %(workspace_id)s"
+    f" AND project_id = %(project_id)s AND {column} >= %(start)s AND {column} < %(end)s"
+    for table, column in (
+        *((f"counts_{grain.value}", "bucket") for grain in StoredGrain),
+        ("users_hour", "bucket"),
+        ("dims_day", "day"),
+    )
+)
+_RECOUNT_IN_RANGE = (
+    "WITH"
+    + _add_counts(f"eventcore.events WHERE {_IN_RANGE}")
+    + f"SELECT {_COUNTED} FROM per_minute"
+)
+# A deletion: at most %(limit)s of the project's events that the selector takes, removed and
+# returned; their ids are then kept in deleted_events.
+_DELETE_SELECTED = f"""
+DELETE FROM eventcore.events AS e
+USING (
+    SELECT event_id FROM eventcore.events
+    WHERE {_IN_RANGE}
+      AND (cardinality(%(user_ids)s::text[]) = 0 OR user_id = ANY(%(user_ids)s::text[])
+           OR anonymous_id = ANY(%(user_ids)s::text[]))
+      AND (cardinality(%(event_ids)s::text[]) = 0 OR event_id = ANY(%(event_ids)s::text[]))
+    LIMIT %(limit)s
+) AS taken
+WHERE e.workspace_id = %(workspace_id)s AND e.project_id = %(project_id)s
+  AND e.event_id = taken.event_id
+RETURNING e.event_id, e.event_time
+"""
+_KEEP_DELETED = """
+INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
+SELECT %(workspace_id)s, %(project_id)s, d.event_id, %(at)s
+FROM unnest(%(event_ids)s::text[]) AS d (event_id)
+ON CONFLICT DO NOTHING
+"""
+_DECLARED_PATHS = """
+SELECT dimensions FROM eventcore.projects
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+"""
 # The workspace's projects that declare dimensions now.
 _DECLARING = """
 SELECT project_id, dimensions FROM eventcore.projects
 WHERE workspace_id = %s AND dimensions <> '{}'
 ORDER BY project_id
 """
-# One project's events in time order (events_newest), read through a server-side cursor.
+# One project's events in time order (events_newest), of [start, end) (every one for a whole
+# rebuild), read through a server-side cursor.
 _PROJECT_EVENTS = """
 SELECT event_id, type, event_time, properties, user_id, anonymous_id, dim_values
 FROM eventcore.events
 WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND event_time >= %(start)s AND event_time < %(end)s
 ORDER BY event_time
 """
 # The values that changed, written back by primary key.
@@ -1095,6 +1155,43 @@ class Events(Database):
             FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True
         )
 
+    async def delete_events(
+        self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
+    ) -> int:
+        start, end = selector.start or EARLIEST, selector.end or LATEST
+        async with self._connection() as conn, conn.transaction():
+            # The workspace's counts lock, exclusive: no append adds to a bucket while its rows
+            # are made again (appends take it shared).
+            await conn.execute(
+                _SET_TENANT_FOR_REBUILD,
+                (workspace_id, _COUNTS_LOCK_CLASS, _counts_lock(workspace_id)),
+            )
+            cursor = await conn.execute(
+                _DELETE_SELECTED,
+                {
+                    **_range(workspace_id, project_id, start, end),
+                    "user_ids": list(selector.user_ids),
+                    "event_ids": list(selector.event_ids),
+                    "limit": max(limit, 0),
+                },
+            )
+            deleted = await cursor.fetchall()
+            if not deleted:
+                return 0
+            await conn.execute(
+                _KEEP_DELETED,
+                {
+                    "workspace_id": workspace_id,
+                    "project_id": project_id,
+                    "event_ids": [event_id for event_id, _ in deleted],
+                    "at": datetime.now(UTC),
+                },
+            )
+            first = min(moment for _, moment in deleted)
+            last = max(moment for _, moment in deleted)
+            await _recount_days(conn, workspace_id, project_id, first, last)
+        return len(deleted)
+
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         if workspace_id is not None:
             workspace_ids = [workspace_id]
@@ -1148,12 +1245,42 @@ class Events(Database):
         return counted, replaced
 
 
+def _range(workspace_id: str, project_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return {"workspace_id": workspace_id, "project_id": project_id, "start": start, "end": end}
+
+
+async def _recount_days(
+    conn: Connection, workspace_id: str, project_id: str, first: datetime, last: datetime
+) -> None:
+    """Make the project's counts, sketches and tallies of the UTC days from ``first``'s to
+    ``last``'s again from the events they hold now, as a rebuild makes them: whole days, so
+    that every bucket and every day's bounded values are recounted whole."""
+    start = bucket_start(first, Granularity.DAY)
+    end = bucket_start(last, Granularity.DAY) + timedelta(days=1)
+    scope = _range(workspace_id, project_id, start, end)
+    for statement in _DELETE_COUNTS_IN_RANGE:
+        await conn.execute(statement, scope)
+    await conn.execute(_RECOUNT_IN_RANGE, scope)
+    pending: list[tuple[SketchKey, bytes]] = []
+    async for made in _rebuilt_sketches(conn, workspace_id, (workspace_id, project_id, start, end)):
+        pending.append(made)
+        if len(pending) >= _REBUILD_CHUNK:
+            await _insert_sketches(conn, workspace_id, pending)
+            pending = []
+    if pending:
+        await _insert_sketches(conn, workspace_id, pending)
+    cursor = await conn.execute(_DECLARED_PATHS, scope)
+    row = await cursor.fetchone()
+    if row is not None and row[0]:
+        await _retally(conn, workspace_id, project_id, tuple(row[0]), start, end)
+
+
 def _hour_sketch(bucket: datetime, sketch: bytes) -> tuple[datetime, bytes]:
     return bucket, sketch
 
 
 async def _rebuilt_sketches(
-    conn: Connection, workspace_id: str
+    conn: Connection, workspace_id: str, scope: tuple[str, str, datetime, datetime] | None = None
 ) -> AsyncIterator[tuple[SketchKey, bytes]]:
     """Every sketch of the workspace made again from its events (``sketch_of``, as the core's
     rebuild): per (project, hour), one per type and one of every type together. The rows come
@@ -1161,7 +1288,10 @@ async def _rebuilt_sketches(
     server-side cursor: only one hour's persons are held at a time."""
     async with conn.cursor("eventcore_rebuild_persons", binary=True) as cursor:
         cursor.itersize = _REBUILD_CHUNK
-        await cursor.execute(_PERSONS_BY_HOUR, {"workspace_id": workspace_id})
+        if scope is None:
+            await cursor.execute(_PERSONS_BY_HOUR, {"workspace_id": workspace_id})
+        else:
+            await cursor.execute(_PERSONS_BY_HOUR_IN_RANGE, _range(*scope))
         hour: tuple[str, datetime] | None = None
         everyone: set[str] = set()
         async for project_id, bucket, event_type, persons in cursor:
@@ -1195,7 +1325,12 @@ def _day_of(event: Event) -> datetime:
 
 
 async def _retally(
-    conn: Connection, workspace_id: str, project_id: str, paths: tuple[str, ...]
+    conn: Connection,
+    workspace_id: str,
+    project_id: str,
+    paths: tuple[str, ...],
+    start: datetime = EARLIEST,
+    end: datetime = LATEST,
 ) -> None:
     """Make one project's events' values again for ``paths`` (writing back those that changed,
     ``_REBUILD_CHUNK`` at a time) and its tallies from them. The events come in time order
@@ -1208,9 +1343,7 @@ async def _retally(
     reader = _reader_for(paths)
     async with conn.cursor("eventcore_rebuild_values", binary=True) as cursor:
         cursor.itersize = _REBUILD_CHUNK
-        await cursor.execute(
-            _PROJECT_EVENTS, {"workspace_id": workspace_id, "project_id": project_id}
-        )
+        await cursor.execute(_PROJECT_EVENTS, _range(workspace_id, project_id, start, end))
         async for (
             event_id,
             event_type,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby, islice
 from typing import Any
 
@@ -24,6 +24,7 @@ from msgspec import Raw
 from eventcore.adapters.sqlite._codec import MICROSECOND, micros, moment, strings
 from eventcore.adapters.sqlite._database import Database
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
+from eventcore.deletions import EventSelector
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -39,7 +40,7 @@ from eventcore.dimensions import (
     encode_values,
     values_of,
 )
-from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
+from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
 from eventcore.ports import AppendResult, Recount
@@ -66,10 +67,13 @@ def _add_counts_sql(grain: StoredGrain, where: str, source: str = "events") -> s
     )
 
 
+# A stored id, or a deleted one (deleted_events), is a duplicate: nothing is inserted.
 _INSERT_EVENT = (
     "INSERT INTO events (workspace_id, project_id, event_id, event_type, ts, received_at,"
     " properties, user_id, anonymous_id, dim_values)"
-    " VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, CAST(?7 AS TEXT), ?8, ?9, ?10"
+    " WHERE NOT EXISTS (SELECT 1 FROM deleted_events"
+    " WHERE workspace_id = ?1 AND project_id = ?2 AND event_id = ?3)"
     " ON CONFLICT (workspace_id, project_id, event_id) DO NOTHING"
 )
 # The dimensions declared by the appended batches' projects, read in the append's transaction:
@@ -158,15 +162,47 @@ _DECLARING_IN_SCOPE = {
     f" WHERE {where} AND dimensions <> '[]' ORDER BY workspace_id, id"
     for one, where in _REBUILD_SCOPE.items()
 }
-# One project's events in time order (events_by_time), a page at a time after (ts, seq): each
-# page is read whole before its values are written back, so no read is open across a write.
+# One project's events of [start, end) in time order (events_by_time), a page at a time after
+# (ts, seq): each page is read whole before its values are written back, so no read is open
+# across a write.
 _PROJECT_EVENTS = {
     paged: "SELECT seq, event_type, ts, CAST(properties AS BLOB), user_id, anonymous_id,"
-    " dim_values FROM events WHERE workspace_id = ? AND project_id = ?"
+    " dim_values FROM events WHERE workspace_id = ? AND project_id = ? AND ts >= ? AND ts < ?"
     + (" AND (ts, seq) > (?, ?)" if paged else "")
     + " ORDER BY ts, seq LIMIT ?"
     for paged in (False, True)
 }
+# A deletion's recount: one project's rows of [start, end) (whole UTC days), made again.
+_IN_RANGE = "workspace_id = ? AND project_id = ? AND ts >= ? AND ts < ?"
+_DELETE_COUNTS_IN_RANGE = tuple(
+    f"DELETE FROM {table} WHERE workspace_id = ? AND project_id = ?"
+    f" AND {column} >= ? AND {column} < ?"
+    for table, column in (
+        *((table, "bucket") for table in _COUNT_TABLES.values()),
+        ("users_hour", "bucket"),
+        ("dims_day", "day"),
+    )
+)
+_RECOUNT_IN_RANGE = tuple(_add_counts_sql(grain, _IN_RANGE) for grain in StoredGrain)
+_PERSONS_IN_RANGE = (
+    "SELECT workspace_id, project_id, ts, event_type, user_id, anonymous_id FROM events"
+    f" WHERE {_IN_RANGE} AND {_HAS_PERSON} ORDER BY workspace_id, project_id, ts"
+)
+_PROJECT_PATHS = "SELECT dimensions FROM projects WHERE workspace_id = ? AND id = ?"
+# At most ? of the project's events the selector takes (its user ids and event ids as JSON
+# arrays, empty for no criterion), removed and returned.
+_DELETE_SELECTED = (
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+    f" WHERE {_IN_RANGE}"
+    " AND (json_array_length(?5) = 0 OR user_id IN (SELECT value FROM json_each(?5))"
+    " OR anonymous_id IN (SELECT value FROM json_each(?5)))"
+    " AND (json_array_length(?6) = 0 OR event_id IN (SELECT value FROM json_each(?6)))"
+    " LIMIT ?7) RETURNING event_id, ts"
+)
+_KEEP_DELETED = (
+    "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 _SET_VALUES = "UPDATE events SET dim_values = ? WHERE seq = ?"
 # The events in scope whose project declares no dimensions now (or is gone) keep no values.
 _CLEAR_UNDECLARED = {
@@ -510,7 +546,12 @@ def _day_of(event: Event) -> datetime:
 
 
 def _retally(
-    connection: sqlite3.Connection, workspace_id: str, project_id: str, paths: tuple[str, ...]
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    paths: tuple[str, ...],
+    start: int = micros(EARLIEST),
+    end: int = micros(LATEST),
 ) -> None:
     """Make one project's events' values again for ``paths`` (writing those that changed), and
     its tallies from them, one day at a time: a day's values are all counted before the bound
@@ -519,7 +560,7 @@ def _retally(
     declared = {(workspace_id, project_id): paths}
     day: datetime | None = None
     tallies: dict[DimensionKey, Tally] = {}
-    for page in _project_pages(connection, workspace_id, project_id):
+    for page in _project_pages(connection, workspace_id, project_id, start, end):
         events: list[Event] = []
         changed: list[tuple[str, int]] = []
         for seq, event_type, ts, properties, user_id, anonymous_id, stored in page:
@@ -560,20 +601,77 @@ def _put_tallies(connection: sqlite3.Connection, tallies: dict[DimensionKey, Tal
 
 
 def _project_pages(
-    connection: sqlite3.Connection, workspace_id: str, project_id: str
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    start: int = micros(EARLIEST),
+    end: int = micros(LATEST),
 ) -> Iterator[list[Any]]:
-    """A project's events, oldest first, as whole pages of at most ``_REBUILD_CHUNK`` rows."""
-    page = connection.execute(
-        _PROJECT_EVENTS[False], (workspace_id, project_id, _REBUILD_CHUNK)
-    ).fetchall()
+    """A project's events of [start, end) (microseconds), oldest first, as whole pages of at
+    most ``_REBUILD_CHUNK`` rows."""
+    scope = (workspace_id, project_id, start, end)
+    page = connection.execute(_PROJECT_EVENTS[False], (*scope, _REBUILD_CHUNK)).fetchall()
     while page:
         yield page
         if len(page) < _REBUILD_CHUNK:
             return
         last = page[-1]
         page = connection.execute(
-            _PROJECT_EVENTS[True], (workspace_id, project_id, last[2], last[0], _REBUILD_CHUNK)
+            _PROJECT_EVENTS[True], (*scope, last[2], last[0], _REBUILD_CHUNK)
         ).fetchall()
+
+
+def _delete_events(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    selector: EventSelector,
+    limit: int,
+    at: datetime,
+) -> int:
+    start, end = micros(selector.start or EARLIEST), micros(selector.end or LATEST)
+    deleted = connection.execute(
+        _DELETE_SELECTED,
+        (
+            workspace_id,
+            project_id,
+            start,
+            end,
+            msgspec.json.encode(selector.user_ids).decode(),
+            msgspec.json.encode(selector.event_ids).decode(),
+            max(limit, 0),
+        ),
+    ).fetchall()
+    if not deleted:
+        return 0
+    connection.executemany(
+        _KEEP_DELETED, [(workspace_id, project_id, row[0], micros(at)) for row in deleted]
+    )
+    first = bucket_start(moment(min(row[1] for row in deleted)), Granularity.DAY)
+    last = bucket_start(moment(max(row[1] for row in deleted)), Granularity.DAY)
+    _recount_days(connection, workspace_id, project_id, first, last + timedelta(days=1))
+    return len(deleted)
+
+
+def _recount_days(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    start: datetime,
+    end: datetime,
+) -> None:
+    """The project's counts, sketches and tallies of [start, end) (whole UTC days) made again
+    from the events there, as a rebuild makes them."""
+    scope = (workspace_id, project_id, micros(start), micros(end))
+    for statement in _DELETE_COUNTS_IN_RANGE:
+        connection.execute(statement, scope)
+    for statement in _RECOUNT_IN_RANGE:
+        connection.execute(statement, scope)
+    _resketch(connection, connection.execute(_PERSONS_IN_RANGE, scope))
+    row = connection.execute(_PROJECT_PATHS, (workspace_id, project_id)).fetchone()
+    paths = strings(row[0]) if row is not None else ()
+    if paths:
+        _retally(connection, workspace_id, project_id, paths, scope[2], scope[3])
 
 
 class Events(Database):
@@ -732,6 +830,13 @@ class Events(Database):
         parameters.append(-1 if limit is None else limit)
         sql = _filtered_events_sql(event_type is not None, len(where))
         return await self._query(_filtered_event, sql, *parameters)
+
+    async def delete_events(
+        self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
+    ) -> int:
+        return await self._write(
+            _delete_events, workspace_id, project_id, selector, limit, datetime.now(UTC)
+        )
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         return await self._write(_rebuild_counts, workspace_id)

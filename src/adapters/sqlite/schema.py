@@ -177,6 +177,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     ),
+    (
+        # Deleted events' ids (eventcore.deletions): an append of one again is a duplicate.
+        """CREATE TABLE deleted_events (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            deleted_at INTEGER NOT NULL,
+            PRIMARY KEY (workspace_id, project_id, event_id)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,19 +12,14 @@ arrival, is not): an export of a window that ended some minutes ago holds every 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
 from eventcore.defaults import EXPORT_PAGE
 from eventcore.errors import InvalidRequest
-from eventcore.events import EventCursor, StoredEvent
+from eventcore.events import EARLIEST, LATEST, EventCursor, StoredEvent
 from eventcore.ports import EventStore
-
-# An export with no start begins at the earliest time a store can hold, and one with no end
-# ends after the latest.
-EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 class ExportWindow(msgspec.Struct, frozen=True):

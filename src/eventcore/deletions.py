@@ -1,0 +1,50 @@
+"""Deletion of stored events: which events a request takes, and what stays known of them.
+
+A deletion names a project and any of: persons (``user_ids``: an event matches when its
+``user_id`` or its ``anonymous_id`` is one of them), event ids, and a time range [start, end) of
+the events' timestamps. An event is deleted when it matches every criterion given (their
+intersection); a request must give at least one.
+
+A deleted event is gone from every answer (listing, export, analytics), but its id stays known
+to the store as deleted (a tombstone: the id, nothing of its content): an append of the same id
+again, a client's resend or a queue's redelivery, is a duplicate and is never stored again.
+The counts, sketches and tallies of the buckets it leaves are made again from the events that
+remain (a sketch cannot forget one person).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import msgspec
+
+from eventcore.events import StoredEvent
+
+
+class EventSelector(msgspec.Struct, frozen=True):
+    """The events of one project a deletion takes: those matching every criterion given."""
+
+    user_ids: tuple[str, ...] = ()
+    event_ids: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.user_ids or self.event_ids or self.start or self.end)
+
+    def matches(self, event: StoredEvent) -> bool:
+        """Whether ``event`` is one this selector takes (the reference the stores follow)."""
+        if self.user_ids and not (
+            event.user_id in self.user_ids or event.anonymous_id in self.user_ids
+        ):
+            return False
+        if self.event_ids and event.id not in self.event_ids:
+            return False
+        if self.start is not None and event.timestamp < self.start:
+            return False
+        return self.end is None or event.timestamp < self.end
+
+
+def taken(selector: EventSelector, events: Iterable[StoredEvent]) -> list[StoredEvent]:
+    return [event for event in events if selector.matches(event)]
