@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     analytics_cache_seconds: Annotated[float, Meta(ge=0, le=86_400)] = (
         defaults.ANALYTICS_CACHE_SECONDS
     )
+    deletion_sweep_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] = (
+        defaults.DELETION_SWEEP_SECONDS
+    )
     # RabbitMQ names are at most 255 bytes, and the retry and dead-letter queues add a suffix.
     queue_name: Annotated[str, Meta(min_length=1, max_length=200)] = defaults.QUEUE_NAME
     queue_max_length: Positive = defaults.QUEUE_MAX_LENGTH

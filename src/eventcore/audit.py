@@ -36,13 +36,16 @@ class AuditAction(enum.StrEnum):
     INVITATION_ACCEPTED = "member.joined"
     ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
+    DELETION_REQUESTED = "deletion.requested"
+    DELETION_COMPLETED = "deletion.completed"
 
 
 class ActorType(enum.StrEnum):
-    """Who acted: today every recorded action is a signed-in user's (or, for a signup or a
-    login, the user's who is signing in)."""
+    """Who acted: a user (signed in, or signing up or in), or eventcore itself carrying out
+    what a user asked for (a deletion's completion names the user who requested it)."""
 
     USER = "user"
+    SYSTEM = "system"
 
 
 class RequestOrigin(msgspec.Struct, frozen=True):
@@ -82,6 +85,7 @@ def entry(
     origin: RequestOrigin,
     actor: Principal | None = None,
     user_id: str | None = None,
+    actor_type: ActorType = ActorType.USER,
     target: tuple[str, str] | None = None,
     details: dict[str, Detail] | None = None,
 ) -> AuditEntry:
@@ -92,7 +96,7 @@ def entry(
         workspace_id=workspace_id,
         at=at,
         action=action,
-        actor_type=ActorType.USER,
+        actor_type=actor_type,
         actor_id=actor.user_id if actor is not None else user_id,
         target_type=target[0] if target else None,
         target_id=target[1] if target else None,

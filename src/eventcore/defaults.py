@@ -24,6 +24,14 @@ MAX_TYPE_LENGTH: Final = 128
 # An event's `user_id` and `anonymous_id` (its person is the first it has).
 MAX_PERSON_LENGTH: Final = 128
 
+# Deletion requests: persons and event ids one request may name, the events one transaction
+# deletes (each chunk commits with the recount of its days), and how often every API process
+# looks for open deletions (one left by a process that stopped, or asked for on another).
+MAX_DELETION_USER_IDS: Final = 10_000
+MAX_DELETION_EVENT_IDS: Final = 10_000
+DELETION_CHUNK: Final = 5_000
+DELETION_SWEEP_SECONDS: Final = 30.0
+
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000
 DEFAULT_WINDOW: Final = timedelta(hours=24)

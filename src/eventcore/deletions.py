@@ -14,6 +14,7 @@ remain (a sketch cannot forget one person).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -48,3 +49,29 @@ class EventSelector(msgspec.Struct, frozen=True):
 
 def taken(selector: EventSelector, events: Iterable[StoredEvent]) -> list[StoredEvent]:
     return [event for event in events if selector.matches(event)]
+
+
+class DeletionStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Deletion(msgspec.Struct, frozen=True):
+    """A deletion request and how far it has got. ``events_deleted`` grows as it runs."""
+
+    id: str
+    workspace_id: str
+    project_id: str
+    selector: EventSelector
+    status: DeletionStatus
+    requested_at: datetime
+    requested_by: str | None
+    events_deleted: int = 0
+    completed_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status in (DeletionStatus.PENDING, DeletionStatus.RUNNING)

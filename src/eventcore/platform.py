@@ -25,6 +25,7 @@ from eventcore.ports import (
 from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
 from eventcore.usecases.audit import AuditLog
+from eventcore.usecases.deletions import Deletions
 from eventcore.usecases.ingest import Ingestor, SeparateAdmission
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
@@ -41,6 +42,7 @@ class Platform:
     analytics: Analytics
     maintenance: Maintenance
     audit: AuditLog
+    deletions: Deletions
 
 
 def build_platform(
@@ -118,4 +120,5 @@ def build_platform(
         ),
         maintenance=Maintenance(store, query_cache),
         audit=AuditLog(store, cursors),
+        deletions=Deletions(store, query_cache, clock, request_context),
     )

@@ -28,7 +28,7 @@ import msgspec
 
 from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
 from eventcore.audit import AuditAction, AuditEntry, RequestOrigin
-from eventcore.deletions import EventSelector
+from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
@@ -297,8 +297,40 @@ class EventStore(Protocol):
         """
 
 
-class Store(AccountStore, EventStore, Protocol):
-    """A database that holds both accounts and events."""
+class DeletionStore(Protocol):
+    """Deletion requests and their progress (the deleting itself is
+    :meth:`EventStore.delete_events`)."""
+
+    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+        """AlreadyExists if its id is in use in the workspace."""
+
+    async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None: ...
+
+    async def list_deletions(self, workspace_id: str, project_id: str) -> list[Deletion]:
+        """The project's deletions, newest first."""
+
+    async def progress_deletion(self, workspace_id: str, deletion_id: str, deleted: int) -> None:
+        """Add ``deleted`` to its ``events_deleted``, and mark it running unless it has ended."""
+
+    async def finish_deletion(
+        self,
+        workspace_id: str,
+        deletion_id: str,
+        status: DeletionStatus,
+        at: datetime,
+        *,
+        error: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        """End it (done or failed) ``at``, once: False, and nothing recorded, if it had ended."""
+
+    async def open_deletions(self) -> list[tuple[str, str]]:
+        """(workspace id, deletion id) of every pending or running deletion, oldest first, of
+        every workspace: a runner's sweep (this lookup crosses tenants by nature)."""
+
+
+class Store(AccountStore, EventStore, DeletionStore, Protocol):
+    """A database that holds accounts, events and deletion requests."""
 
 
 class IngestQueue(Protocol):

@@ -131,6 +131,11 @@ def test_the_limits_table_states_the_defaults() -> None:
             f"{rate:,} events/s, bursts of {2 * rate:,}"
         ),
         "events per `/v1/events` page": f"{defaults.MAX_PAGE:,} (default {defaults.DEFAULT_PAGE})",
+        "persons / event ids one deletion request names": (
+            f"{defaults.MAX_DELETION_USER_IDS:,} / {defaults.MAX_DELETION_EVENT_IDS:,}"
+        ),
+        "events one deletion transaction deletes (and recounts)": f"{defaults.DELETION_CHUNK:,}",
+        "events an export reads at a time": f"{defaults.EXPORT_PAGE:,}",
         "signups per client address": (
             f"{defaults.SIGNUPS_PER_HOUR_PER_ADDRESS:g} an hour, "
             f"at most {defaults.SIGNUP_BURST:g} in a row"

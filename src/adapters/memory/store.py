@@ -19,7 +19,7 @@ from eventcore.aggregation import (
     count_increments,
 )
 from eventcore.audit import AuditAction, AuditEntry
-from eventcore.deletions import EventSelector
+from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -74,6 +74,7 @@ class MemoryStore:
         # Deleted events' ids (tombstones): an append of one again is a duplicate.
         self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
+        self.deletions: dict[tuple[str, str], Deletion] = {}
         self._audit_seq = 0
         self._lock = asyncio.Lock()
 
@@ -268,6 +269,61 @@ class MemoryStore:
 
     async def record_audit(self, entry: AuditEntry) -> None:
         self._audit(entry)
+
+    # deletion requests
+
+    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+        key = (deletion.workspace_id, deletion.id)
+        if key in self.deletions:
+            raise AlreadyExists("deletion")
+        self.deletions[key] = deletion
+        self._audit(audit)
+
+    async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
+        return self.deletions.get((workspace_id, deletion_id))
+
+    async def list_deletions(self, workspace_id: str, project_id: str) -> list[Deletion]:
+        found = [
+            (order, d)
+            for order, d in enumerate(self.deletions.values())
+            if d.workspace_id == workspace_id and d.project_id == project_id
+        ]
+        found.sort(key=lambda pair: (pair[1].requested_at, pair[0]), reverse=True)
+        return [d for _, d in found]
+
+    async def progress_deletion(self, workspace_id: str, deletion_id: str, deleted: int) -> None:
+        current = self.deletions.get((workspace_id, deletion_id))
+        if current is None:
+            return
+        self.deletions[(workspace_id, deletion_id)] = msgspec.structs.replace(
+            current,
+            events_deleted=current.events_deleted + deleted,
+            status=current.status if not current.open else DeletionStatus.RUNNING,
+        )
+
+    async def finish_deletion(
+        self,
+        workspace_id: str,
+        deletion_id: str,
+        status: DeletionStatus,
+        at: datetime,
+        *,
+        error: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        current = self.deletions.get((workspace_id, deletion_id))
+        if current is None or not current.open:
+            return False
+        self.deletions[(workspace_id, deletion_id)] = msgspec.structs.replace(
+            current, status=status, completed_at=at, error=error
+        )
+        self._audit(audit)
+        return True
+
+    async def open_deletions(self) -> list[tuple[str, str]]:
+        found = [(order, d) for order, d in enumerate(self.deletions.values()) if d.open]
+        found.sort(key=lambda pair: (pair[1].requested_at, pair[0]))
+        return [(d.workspace_id, d.id) for _, d in found]
 
     async def list_audit(
         self,

@@ -135,7 +135,7 @@ _LIST_AUDIT = {
 }
 
 
-async def _record(conn: Connection, entry: AuditEntry | None) -> None:
+async def record_entry(conn: Connection, entry: AuditEntry | None) -> None:
     """The action's audit entry, in the action's own transaction."""
     if entry is None:
         return
@@ -208,7 +208,7 @@ class Accounts(Database):
             if owner.workspace_id != workspace.id:
                 await conn.execute(SET_TENANT, (owner.workspace_id,))
             await conn.execute(_INSERT_MEMBERSHIP, values(owner))
-            await _record(conn, audit)
+            await record_entry(conn, audit)
 
     # users is global (not tenant data): no workspace, no row-level security.
 
@@ -255,7 +255,7 @@ class Accounts(Database):
     ) -> None:
         async with self._tenant(invitation.workspace_id, pipelined=False) as conn:
             await conn.execute(_INSERT_INVITATION, values(invitation))
-            await _record(conn, audit)
+            await record_entry(conn, audit)
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         return await self._query_one(
@@ -284,7 +284,7 @@ class Accounts(Database):
             if await cursor.fetchone() is None:
                 return False
             await conn.execute(_INSERT_MEMBERSHIP, values(membership))
-            await _record(conn, audit)
+            await record_entry(conn, audit)
         return True
 
     async def list_members(self, workspace_id: str) -> list[Member]:
@@ -310,7 +310,7 @@ class Accounts(Database):
             )
             row = await cursor.fetchone()
             if row is not None:
-                await _record(conn, audit)
+                await record_entry(conn, audit)
         return _membership(*row) if row is not None else None
 
     async def remove_membership(
@@ -323,7 +323,7 @@ class Accounts(Database):
                 "DELETE FROM eventcore.memberships WHERE workspace_id = %s AND user_id = %s",
                 (workspace_id, user_id),
             )
-            await _record(conn, audit)
+            await record_entry(conn, audit)
         return True
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
@@ -331,7 +331,7 @@ class Accounts(Database):
         *fields, dimensions = values(project)
         async with self._tenant(project.workspace_id, pipelined=False) as conn:
             await conn.execute(_INSERT_PROJECT, (*fields, list(dimensions)))
-            await _record(conn, audit)
+            await record_entry(conn, audit)
         if project.dimensions:
             self._remember_dimensions(project.workspace_id, project.id, project.dimensions)
 
@@ -356,7 +356,7 @@ class Accounts(Database):
     async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
         async with self._tenant(key.workspace_id, pipelined=False) as conn:
             await conn.execute(_INSERT_API_KEY, values(key))
-            await _record(conn, audit)
+            await record_entry(conn, audit)
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         return await self._query(
@@ -387,7 +387,7 @@ class Accounts(Database):
             row = await cursor.fetchone()
             project = _project(*row) if row is not None else None
             if project is not None:
-                await _record(conn, audit)
+                await record_entry(conn, audit)
         if project is not None:
             self._remember_dimensions(workspace_id, project_id, project.dimensions)
         return project
@@ -409,7 +409,7 @@ class Accounts(Database):
                 (at, workspace_id, project_id),
             )
             revoked = [ApiKey(*row) for row in await cursor.fetchall()]
-            await _record(conn, audit)
+            await record_entry(conn, audit)
         for key in revoked:
             self._known_keys.pop(key.key_hash, None)
         return revoked
@@ -426,14 +426,14 @@ class Accounts(Database):
             row = await cursor.fetchone()
             revoked = ApiKey(*row) if row is not None else None
             if revoked is not None:
-                await _record(conn, audit)
+                await record_entry(conn, audit)
         if revoked is not None:
             self._known_keys.pop(revoked.key_hash, None)
         return revoked
 
     async def record_audit(self, entry: AuditEntry) -> None:
         async with self._tenant(entry.workspace_id, pipelined=False) as conn:
-            await _record(conn, entry)
+            await record_entry(conn, entry)
 
     async def list_audit(
         self,

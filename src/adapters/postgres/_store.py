@@ -1,4 +1,4 @@
-"""The PostgreSQL store: its account and event parts over one connection pool."""
+"""The PostgreSQL store: its account, event and deletion parts over one connection pool."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Self
 
 from eventcore.adapters.postgres._accounts import Accounts
 from eventcore.adapters.postgres._database import Pool, open_pool
+from eventcore.adapters.postgres._deletions import Deletions
 from eventcore.adapters.postgres._events import Events
 from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE
 
 
-class PostgresStore(Accounts, Events):
+class PostgresStore(Accounts, Events, Deletions):
     """Accounts and events in PostgreSQL, each transaction confined to one workspace.
 
     The store connects with the DSN's user and works as ``app_role`` (``SET ROLE`` on every new

@@ -135,7 +135,7 @@ def _api_key(row: Any) -> ApiKey:
 # The writers run in the writer thread, each inside the transaction Database._write opened.
 
 
-def _audited(
+def audited(
     connection: sqlite3.Connection,
     audit: AuditEntry | None,
     work: Callable[..., T],
@@ -145,11 +145,11 @@ def _audited(
     neither None nor False)."""
     done = work(connection, *args)
     if audit is not None and done is not None and done is not False:
-        _insert_audit(connection, audit)
+        insert_audit(connection, audit)
     return done
 
 
-def _insert_audit(connection: sqlite3.Connection, entry: AuditEntry) -> None:
+def insert_audit(connection: sqlite3.Connection, entry: AuditEntry) -> None:
     connection.execute(
         _INSERT_AUDIT,
         (
@@ -293,7 +293,7 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> None:
-        await self._write(_audited, audit, _create_signup, user, workspace, owner)
+        await self._write(audited, audit, _create_signup, user, workspace, owner)
 
     async def get_user(self, user_id: str) -> User | None:
         return await self._query_one(
@@ -328,7 +328,7 @@ class Accounts(Database):
     async def create_invitation(
         self, invitation: Invitation, *, audit: AuditEntry | None = None
     ) -> None:
-        await self._write(_audited, audit, _insert, _INSERT_INVITATION, invitation)
+        await self._write(audited, audit, _insert, _INSERT_INVITATION, invitation)
 
     async def find_invitation(self, workspace_id: str, token_hash: str) -> Invitation | None:
         return await self._query_one(
@@ -349,7 +349,7 @@ class Accounts(Database):
         audit: AuditEntry | None = None,
     ) -> bool:
         return await self._write(
-            _audited, audit, _accept_invitation, workspace_id, invitation_id, membership, at
+            audited, audit, _accept_invitation, workspace_id, invitation_id, membership, at
         )
 
     async def list_members(self, workspace_id: str) -> list[Member]:
@@ -358,15 +358,15 @@ class Accounts(Database):
     async def change_role(
         self, workspace_id: str, user_id: str, role: Role, *, audit: AuditEntry | None = None
     ) -> Membership | None:
-        return await self._write(_audited, audit, _change_role, workspace_id, user_id, role)
+        return await self._write(audited, audit, _change_role, workspace_id, user_id, role)
 
     async def remove_membership(
         self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
     ) -> bool:
-        return await self._write(_audited, audit, _remove_membership, workspace_id, user_id)
+        return await self._write(audited, audit, _remove_membership, workspace_id, user_id)
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
-        await self._write(_audited, audit, _insert, _INSERT_PROJECT, project)
+        await self._write(audited, audit, _insert, _INSERT_PROJECT, project)
 
     async def get_project(self, workspace_id: str, project_id: str) -> Project | None:
         return await self._query_one(
@@ -385,7 +385,7 @@ class Accounts(Database):
         )
 
     async def create_api_key(self, key: ApiKey, *, audit: AuditEntry | None = None) -> None:
-        await self._write(_audited, audit, _insert, _INSERT_API_KEY, key)
+        await self._write(audited, audit, _insert, _INSERT_API_KEY, key)
 
     async def list_api_keys(self, workspace_id: str, project_id: str) -> list[ApiKey]:
         return await self._query(
@@ -405,21 +405,21 @@ class Accounts(Database):
         audit: AuditEntry | None = None,
     ) -> Project | None:
         return await self._write(
-            _audited, audit, _set_dimensions, workspace_id, project_id, tuple(dimensions)
+            audited, audit, _set_dimensions, workspace_id, project_id, tuple(dimensions)
         )
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
-        return await self._write(_audited, audit, _delete_project, workspace_id, project_id, at)
+        return await self._write(audited, audit, _delete_project, workspace_id, project_id, at)
 
     async def revoke_api_key(
         self, workspace_id: str, key_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> ApiKey | None:
-        return await self._write(_audited, audit, _revoke_api_key, workspace_id, key_id, at)
+        return await self._write(audited, audit, _revoke_api_key, workspace_id, key_id, at)
 
     async def record_audit(self, entry: AuditEntry) -> None:
-        await self._write(_insert_audit, entry)
+        await self._write(insert_audit, entry)
 
     async def list_audit(
         self,

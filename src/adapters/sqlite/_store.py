@@ -1,13 +1,14 @@
-"""The SQLite store: its account and event parts over one database file."""
+"""The SQLite store: its account, event and deletion parts over one database file."""
 
 from __future__ import annotations
 
 from eventcore.adapters.sqlite._accounts import Accounts
+from eventcore.adapters.sqlite._deletions import Deletions
 from eventcore.adapters.sqlite._events import Events
 from eventcore.adapters.sqlite._generations import Generations
 
 
-class SqliteStore(Accounts, Events, Generations):
+class SqliteStore(Accounts, Events, Deletions, Generations):
     """A :class:`eventcore.ports.Store` in one SQLite file. Create it with :meth:`open`.
 
     Every failure it reports is an :mod:`eventcore.errors` error (see ``_errors``): a locked or

@@ -186,6 +186,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             deleted_at INTEGER NOT NULL,
             PRIMARY KEY (workspace_id, project_id, event_id)
         ) WITHOUT ROWID""",
+        # Deletion requests (eventcore.deletions): the selector's persons and event ids as JSON
+        # arrays, its times NULL when not given; seq (the rowid) breaks ties of requested_at.
+        """CREATE TABLE deletions (
+            seq INTEGER PRIMARY KEY,
+            workspace_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            user_ids TEXT NOT NULL,
+            event_ids TEXT NOT NULL,
+            start_time INTEGER,
+            end_time INTEGER,
+            status TEXT NOT NULL,
+            requested_at INTEGER NOT NULL,
+            requested_by TEXT,
+            events_deleted INTEGER NOT NULL DEFAULT 0,
+            completed_at INTEGER,
+            error TEXT,
+            UNIQUE (workspace_id, id)
+        )""",
+        "CREATE INDEX deletions_by_project ON deletions (workspace_id, project_id, requested_at)",
     ),
 )
 

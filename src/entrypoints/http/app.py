@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +24,7 @@ from eventcore.entrypoints.http import (
     analytics,
     audience,
     audit,
+    deletions,
     docs,
     ingest,
     operations,
@@ -55,7 +58,15 @@ def create_app(
             app.state.platform = await resolve(root.platform)
             app.state.checks = await resolve(root.readiness)
             app.state.queue_lengths = await resolve(root.queue_lengths)
-            yield
+            sweep = asyncio.get_running_loop().create_task(
+                deletions.sweep_deletions(app.state.platform, settings.deletion_sweep_seconds)
+            )
+            try:
+                yield
+            finally:
+                sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
         finally:
             await close_resources(root)
             flush_spans()
@@ -67,6 +78,7 @@ def create_app(
             *analytics.ROUTES,
             *audience.ROUTES,
             *audit.ROUTES,
+            *deletions.ROUTES,
             *operations.ROUTES,
             *segment.ROUTES,
             *docs.ROUTES,

@@ -1,0 +1,148 @@
+"""Deletion requests in SQLite (the deleting itself is in ``_events``)."""
+
+# S608: SQL text here is assembled only from this module's column lists; every value is a bound
+# parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventcore.adapters.sqlite._accounts import audited, insert_audit
+from eventcore.adapters.sqlite._codec import micros, moment, optional_moment
+from eventcore.adapters.sqlite._database import Database
+from eventcore.audit import AuditEntry
+from eventcore.deletions import Deletion, DeletionStatus, EventSelector
+
+_COLUMNS = (
+    "id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
+    " requested_at, requested_by, events_deleted, completed_at, error"
+)
+_ENDED = "('done', 'failed')"
+
+
+def _optional_micros(value: datetime | None) -> int | None:
+    return None if value is None else micros(value)
+
+
+def _deletion(row: Any) -> Deletion:
+    return Deletion(
+        row[0],
+        row[1],
+        row[2],
+        EventSelector(
+            tuple(msgspec.json.decode(row[3])),
+            tuple(msgspec.json.decode(row[4])),
+            optional_moment(row[5]),
+            optional_moment(row[6]),
+        ),
+        DeletionStatus(row[7]),
+        moment(row[8]),
+        row[9],
+        row[10],
+        optional_moment(row[11]),
+        row[12],
+    )
+
+
+def _create(connection: sqlite3.Connection, deletion: Deletion) -> bool:
+    selector = deletion.selector
+    connection.execute(
+        f"INSERT INTO deletions ({_COLUMNS}) VALUES ({', '.join(['?'] * 13)})",
+        (
+            deletion.id,
+            deletion.workspace_id,
+            deletion.project_id,
+            msgspec.json.encode(selector.user_ids).decode(),
+            msgspec.json.encode(selector.event_ids).decode(),
+            _optional_micros(selector.start),
+            _optional_micros(selector.end),
+            deletion.status.value,
+            micros(deletion.requested_at),
+            deletion.requested_by,
+            deletion.events_deleted,
+            _optional_micros(deletion.completed_at),
+            deletion.error,
+        ),
+    )
+    return True
+
+
+def _finish(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    deletion_id: str,
+    status: DeletionStatus,
+    at: datetime,
+    error: str | None,
+    audit: AuditEntry | None,
+) -> bool:
+    ended = connection.execute(
+        "UPDATE deletions SET status = ?, completed_at = ?, error = ?"
+        f" WHERE workspace_id = ? AND id = ? AND status NOT IN {_ENDED} RETURNING id",
+        (status.value, micros(at), error, workspace_id, deletion_id),
+    ).fetchall()
+    if ended and audit is not None:
+        insert_audit(connection, audit)
+    return bool(ended)
+
+
+def _progress(
+    connection: sqlite3.Connection, workspace_id: str, deletion_id: str, deleted: int
+) -> None:
+    connection.execute(
+        "UPDATE deletions SET events_deleted = events_deleted + ?,"
+        f" status = CASE WHEN status IN {_ENDED} THEN status ELSE 'running' END"
+        " WHERE workspace_id = ? AND id = ?",
+        (deleted, workspace_id, deletion_id),
+    )
+
+
+class Deletions(Database):
+    """The DeletionStore part of the SQLite store."""
+
+    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+        await self._write(audited, audit, _create, deletion)
+
+    async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
+        return await self._query_one(
+            _deletion,
+            f"SELECT {_COLUMNS} FROM deletions WHERE workspace_id = ? AND id = ?",
+            workspace_id,
+            deletion_id,
+        )
+
+    async def list_deletions(self, workspace_id: str, project_id: str) -> list[Deletion]:
+        return await self._query(
+            _deletion,
+            f"SELECT {_COLUMNS} FROM deletions WHERE workspace_id = ? AND project_id = ?"
+            " ORDER BY requested_at DESC, seq DESC",
+            workspace_id,
+            project_id,
+        )
+
+    async def progress_deletion(self, workspace_id: str, deletion_id: str, deleted: int) -> None:
+        await self._write(_progress, workspace_id, deletion_id, deleted)
+
+    async def finish_deletion(
+        self,
+        workspace_id: str,
+        deletion_id: str,
+        status: DeletionStatus,
+        at: datetime,
+        *,
+        error: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        return await self._write(_finish, workspace_id, deletion_id, status, at, error, audit)
+
+    async def open_deletions(self) -> list[tuple[str, str]]:
+        return await self._query(
+            lambda row: (row[0], row[1]),
+            f"SELECT workspace_id, id FROM deletions WHERE status NOT IN {_ENDED}"
+            " ORDER BY requested_at, seq",
+        )

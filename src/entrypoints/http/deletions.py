@@ -1,0 +1,175 @@
+"""Deletion requests: ask for one (owner, admin), follow it, list a project's.
+
+A request is answered 202 as soon as it is stored; this process then carries it out right after
+the answer, and every API process sweeps for open ones (``sweep_deletions``), so that one left
+by a process that stopped is finished by another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+import structlog
+from litestar import Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.types import ControllerRouterHandler
+from msgspec import Meta
+
+from eventcore.defaults import (
+    MAX_DELETION_EVENT_IDS,
+    MAX_DELETION_USER_IDS,
+)
+from eventcore.deletions import Deletion, DeletionStatus
+from eventcore.entrypoints.http.errors import (
+    ACCESS_TOKEN,
+    JSON_BODY,
+    NOT_FOUND,
+    PATH_PARAMETERS,
+    ROLE,
+    VALIDATED,
+    api_errors,
+)
+from eventcore.entrypoints.http.openapi import USER_AUTH
+from eventcore.platform import Platform
+from eventcore.tenancy import Principal
+
+log = structlog.get_logger("eventcore.deletions")
+
+
+class DeletionRequestBody(msgspec.Struct, forbid_unknown_fields=True):
+    project_id: str
+    user_ids: Annotated[list[str], Meta(max_length=MAX_DELETION_USER_IDS)] | None = None
+    event_ids: Annotated[list[str], Meta(max_length=MAX_DELETION_EVENT_IDS)] | None = None
+    start: Annotated[datetime, Meta(tz=True)] | None = None
+    end: Annotated[datetime, Meta(tz=True)] | None = None
+
+
+class DeletionView(msgspec.Struct):
+    id: str
+    project_id: str
+    status: DeletionStatus
+    events_deleted: int
+    requested_at: datetime
+    completed_at: datetime | None
+    user_ids: list[str]
+    event_ids: list[str]
+    start: datetime | None
+    end: datetime | None
+    error: str | None
+
+    @classmethod
+    def of(cls, deletion: Deletion) -> DeletionView:
+        selector = deletion.selector
+        return cls(
+            deletion.id,
+            deletion.project_id,
+            deletion.status,
+            deletion.events_deleted,
+            deletion.requested_at,
+            deletion.completed_at,
+            list(selector.user_ids),
+            list(selector.event_ids),
+            selector.start,
+            selector.end,
+            deletion.error,
+        )
+
+
+class DeletionList(msgspec.Struct):
+    deletions: list[DeletionView]
+
+
+async def run_deletion(platform: Platform, workspace_id: str, deletion_id: str) -> None:
+    """Carry a deletion out after its answer; one that fails is logged (a sweep retries one
+    the database could not be reached for)."""
+    try:
+        await platform.deletions.run(workspace_id, deletion_id)
+    except Exception as exc:
+        log.warning(
+            "deletion.failed", deletion_id=deletion_id, error=f"{type(exc).__name__}: {exc}"
+        )
+
+
+async def sweep_deletions(platform: Platform, every: float) -> None:
+    """Run every open deletion now and then every ``every`` seconds, until cancelled."""
+    while True:
+        try:
+            await platform.deletions.run_open()
+        except Exception as exc:
+            log.warning("deletion.sweep_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(every)
+
+
+@post(
+    "/v1/deletions",
+    tags=["data"],
+    security=USER_AUTH,
+    status_code=HTTP_202_ACCEPTED,
+    summary="Ask for the deletion of a project's events (owner, admin)",
+    description=(
+        "Deletes every stored event of the project that matches all the criteria given:"
+        " `user_ids` (an event's `user_id` or `anonymous_id`), `event_ids`, and a time range"
+        " [`start`, `end`) of the events' timestamps; at least one is required. Answered as soon"
+        " as it is stored (`pending`); follow it with `GET /v1/deletions/{id}`. A deleted"
+        " event's id stays known: sent again, it is a duplicate and is never stored again."
+    ),
+    responses=api_errors(JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND, {400: ("invalid_deletion",)}),
+)
+async def request_deletion(
+    data: JSONBody[DeletionRequestBody],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> Response[DeletionView]:
+    deletion = await platform.deletions.request(
+        principal,
+        data.project_id,
+        user_ids=data.user_ids,
+        event_ids=data.event_ids,
+        start=data.start,
+        end=data.end,
+    )
+    return Response(
+        DeletionView.of(deletion),
+        status_code=HTTP_202_ACCEPTED,
+        background=BackgroundTask(run_deletion, platform, deletion.workspace_id, deletion.id),
+    )
+
+
+@get(
+    "/v1/deletions/{deletion_id:str}",
+    tags=["data"],
+    security=USER_AUTH,
+    summary="A deletion request and how far it has got (owner, admin)",
+    responses=api_errors(PATH_PARAMETERS, ACCESS_TOKEN, ROLE, NOT_FOUND),
+)
+async def get_deletion(
+    deletion_id: FromPath[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> DeletionView:
+    return DeletionView.of(await platform.deletions.get(principal, deletion_id))
+
+
+@get(
+    "/v1/deletions",
+    tags=["data"],
+    security=USER_AUTH,
+    summary="A project's deletion requests, newest first (owner, admin)",
+    responses=api_errors(VALIDATED, ACCESS_TOKEN, ROLE, NOT_FOUND),
+)
+async def list_deletions(
+    project_id: FromQuery[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> DeletionList:
+    found = await platform.deletions.list(principal, project_id)
+    return DeletionList([DeletionView.of(d) for d in found])
+
+
+ROUTES: list[ControllerRouterHandler] = [request_deletion, get_deletion, list_deletions]
