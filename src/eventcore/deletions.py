@@ -5,6 +5,9 @@ A deletion names a project and any of: persons (``user_ids``: an event matches w
 the events' timestamps. An event is deleted when it matches every criterion given (their
 intersection); a request must give at least one.
 
+An event accepted before a deletion was requested but committed after it (it was still in the
+queue) is withheld by the store's append (:func:`withheld`): not stored, its id kept as deleted.
+
 A deleted event is gone from every answer (listing, export, analytics), but its id stays known
 to the store as deleted (a tombstone: the id, nothing of its content): an append of the same id
 again, a client's resend or a queue's redelivery, is a duplicate and is never stored again.
@@ -20,7 +23,7 @@ from datetime import datetime
 
 import msgspec
 
-from eventcore.events import StoredEvent
+from eventcore.events import Event, StoredEvent
 
 
 class EventSelector(msgspec.Struct, frozen=True):
@@ -34,7 +37,7 @@ class EventSelector(msgspec.Struct, frozen=True):
     def is_empty(self) -> bool:
         return not (self.user_ids or self.event_ids or self.start or self.end)
 
-    def matches(self, event: StoredEvent) -> bool:
+    def matches(self, event: Event | StoredEvent) -> bool:
         """Whether ``event`` is one this selector takes (the reference the stores follow)."""
         if self.user_ids and not (
             event.user_id in self.user_ids or event.anonymous_id in self.user_ids
@@ -75,3 +78,9 @@ class Deletion(msgspec.Struct, frozen=True):
     @property
     def open(self) -> bool:
         return self.status in (DeletionStatus.PENDING, DeletionStatus.RUNNING)
+
+
+def withheld(deletions: Iterable[Deletion], received_at: datetime, event: Event) -> bool:
+    """Whether a deletion of the event's project requested at or after the event was received
+    takes it: an append then stores it as deleted (its id alone), not as an event."""
+    return any(d.requested_at >= received_at and d.selector.matches(event) for d in deletions)

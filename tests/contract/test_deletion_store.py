@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from eventcore.aggregation import StoredGrain
-from eventcore.deletions import EventSelector
+from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.events import Event
+from eventcore.persons import estimate
 from eventcore.ports import AppendResult, Store
 from tests.contract.support import EVERYTHING, T0, batch, event
 from tests.contract.test_dimension_store import declared_project
@@ -153,3 +154,40 @@ async def test_a_selector_taking_nothing_deletes_nothing(store: Store) -> None:
     assert await store.delete_events(ws, prj, EventSelector(event_ids=("nope",)), limit=10) == 0
 
     assert await derived(store, ws, prj) == before
+
+
+async def test_events_received_before_a_deletion_and_committed_after_are_withheld(
+    store: Store,
+) -> None:
+    """An event accepted before a deletion was requested but appended after (it waited in the
+    queue) is not stored when the deletion takes it, and its id is kept as deleted; one
+    received after the request is stored."""
+    ws, prj = await declared_project(store, ("plan",))
+    requested = T0 + timedelta(minutes=5)
+    await store.create_deletion(
+        Deletion(
+            id="del-1",
+            workspace_id=ws,
+            project_id=prj,
+            selector=EventSelector(user_ids=("ada",)),
+            status=DeletionStatus.DONE,
+            requested_at=requested,
+            requested_by="user-1",
+        )
+    )
+    queued = [event("q1", user_id="ada"), event("q2", user_id="bob"), event("q3")]
+
+    late = await store.append([batch(ws, prj, *queued, received_at=T0)])
+
+    assert late == AppendResult(inserted=2, duplicates=1)
+    assert {e.id for e in await store.list_events(ws, prj, limit=10)} == {"q2", "q3"}
+    # Its id is known as deleted: even received later, it is a duplicate.
+    again = batch(ws, prj, event("q1", user_id="ada"), received_at=requested + timedelta(1))
+    assert await store.append([again]) == AppendResult(inserted=0, duplicates=1)
+    # Ada's events received after the request are hers to keep.
+    after = batch(ws, prj, event("n1", user_id="ada"), received_at=requested + timedelta(1))
+    assert await store.append([after]) == AppendResult(inserted=1, duplicates=0)
+    hours = await store.count_series(ws, prj, StoredGrain.HOUR, START, END)
+    assert sum(point.count for point in hours) == 3
+    persons = await store.user_sketches(ws, prj, START, END)
+    assert estimate(sketch for _, sketch in persons).users == 2

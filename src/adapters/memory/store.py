@@ -19,7 +19,7 @@ from eventcore.aggregation import (
     count_increments,
 )
 from eventcore.audit import AuditAction, AuditEntry
-from eventcore.deletions import Deletion, DeletionStatus, EventSelector
+from eventcore.deletions import Deletion, DeletionStatus, EventSelector, withheld
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -351,9 +351,18 @@ class MemoryStore:
             duplicates = 0
             for batch in batches:
                 new = []
+                rules = [
+                    d
+                    for d in self.deletions.values()
+                    if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
+                ]
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:
+                        duplicates += 1
+                        continue
+                    if rules and withheld(rules, batch.received_at, event):
+                        self.deleted.add(key)
                         duplicates += 1
                         continue
                     self._seq += 1

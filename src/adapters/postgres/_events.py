@@ -110,6 +110,26 @@ into_hours AS (
 _COUNTED = "coalesce(sum(n), 0)::bigint"
 
 
+def _withheld(persons: bool) -> str:
+    """Whether an incoming event is one a deletion requested after it was received takes
+    (accepted before the request, committed after it): then it is not stored, and its id is
+    kept as deleted. One probe of deletions_by_project per event, of the deletions requested
+    since the event was received (none, almost always)."""
+    person = (
+        " OR incoming.user_id = ANY(r.user_ids) OR incoming.anonymous_id = ANY(r.user_ids)"
+        if persons
+        else ""
+    )
+    return f"""EXISTS (
+          SELECT FROM eventcore.deletions AS r
+          WHERE r.workspace_id = %(workspace_id)s AND r.project_id = incoming.project_id
+            AND r.requested_at >= incoming.received_at
+            AND (cardinality(r.user_ids) = 0{person})
+            AND (cardinality(r.event_ids) = 0 OR incoming.event_id = ANY(r.event_ids))
+            AND (r.start_time IS NULL OR incoming.event_time >= r.start_time)
+            AND (r.end_time IS NULL OR incoming.event_time < r.end_time))"""
+
+
 def _append_statement(*, persons: bool, valued: bool) -> str:
     """One round trip stores a workspace's events and adds exactly the inserted ones to both
     count tables, if the projects' declared dimensions are the ones the values were made for.
@@ -193,6 +213,7 @@ FROM stored
 WHERE dim_values IS NOT NULL
 GROUP BY 4, 5, 6, 8
 """
+    withheld = _withheld(persons)
     return f"""
 WITH declared AS (
     SELECT g.project_id, coalesce(p.dimensions, '{{}}') AS dimensions,
@@ -228,9 +249,18 @@ stored AS (
           SELECT FROM eventcore.deleted_events AS d
           WHERE d.workspace_id = %(workspace_id)s AND d.project_id = incoming.project_id
             AND d.event_id = incoming.event_id)
+      AND NOT {withheld}
     ORDER BY project_id COLLATE "C", event_id COLLATE "C", position
     ON CONFLICT DO NOTHING
     RETURNING e.project_id, e.event_time, e.type{returned}
+),
+kept_deleted AS (
+    INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
+    SELECT %(workspace_id)s::text, project_id, event_id, now()
+    FROM incoming
+    WHERE (SELECT ok FROM settled) AND {withheld}
+    ORDER BY project_id COLLATE "C", event_id COLLATE "C"
+    ON CONFLICT DO NOTHING
 ),
 {_add_counts("stored")}
 {answer}

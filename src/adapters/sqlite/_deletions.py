@@ -18,7 +18,7 @@ from eventcore.adapters.sqlite._database import Database
 from eventcore.audit import AuditEntry
 from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 
-_COLUMNS = (
+DELETION_COLUMNS = (
     "id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
     " requested_at, requested_by, events_deleted, completed_at, error"
 )
@@ -29,7 +29,7 @@ def _optional_micros(value: datetime | None) -> int | None:
     return None if value is None else micros(value)
 
 
-def _deletion(row: Any) -> Deletion:
+def deletion_of(row: Any) -> Deletion:
     return Deletion(
         row[0],
         row[1],
@@ -52,7 +52,7 @@ def _deletion(row: Any) -> Deletion:
 def _create(connection: sqlite3.Connection, deletion: Deletion) -> bool:
     selector = deletion.selector
     connection.execute(
-        f"INSERT INTO deletions ({_COLUMNS}) VALUES ({', '.join(['?'] * 13)})",
+        f"INSERT INTO deletions ({DELETION_COLUMNS}) VALUES ({', '.join(['?'] * 13)})",
         (
             deletion.id,
             deletion.workspace_id,
@@ -110,16 +110,16 @@ class Deletions(Database):
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return await self._query_one(
-            _deletion,
-            f"SELECT {_COLUMNS} FROM deletions WHERE workspace_id = ? AND id = ?",
+            deletion_of,
+            f"SELECT {DELETION_COLUMNS} FROM deletions WHERE workspace_id = ? AND id = ?",
             workspace_id,
             deletion_id,
         )
 
     async def list_deletions(self, workspace_id: str, project_id: str) -> list[Deletion]:
         return await self._query(
-            _deletion,
-            f"SELECT {_COLUMNS} FROM deletions WHERE workspace_id = ? AND project_id = ?"
+            deletion_of,
+            f"SELECT {DELETION_COLUMNS} FROM deletions WHERE workspace_id = ? AND project_id = ?"
             " ORDER BY requested_at DESC, seq DESC",
             workspace_id,
             project_id,

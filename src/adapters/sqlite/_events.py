@@ -23,8 +23,9 @@ from msgspec import Raw
 
 from eventcore.adapters.sqlite._codec import MICROSECOND, micros, moment, strings
 from eventcore.adapters.sqlite._database import Database
+from eventcore.adapters.sqlite._deletions import DELETION_COLUMNS, deletion_of
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
-from eventcore.deletions import EventSelector
+from eventcore.deletions import EventSelector, withheld
 from eventcore.dimensions import (
     DimensionGroup,
     DimensionKey,
@@ -199,6 +200,10 @@ _DELETE_SELECTED = (
     " AND (json_array_length(?6) = 0 OR event_id IN (SELECT value FROM json_each(?6)))"
     " LIMIT ?7) RETURNING event_id, ts"
 )
+_DELETIONS_SINCE = (
+    f"SELECT {DELETION_COLUMNS} FROM deletions"
+    " WHERE workspace_id = ? AND project_id = ? AND requested_at >= ?"
+)
 _KEEP_DELETED = (
     "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
     " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
@@ -363,7 +368,8 @@ def _event_rows(batches: Sequence[IngestBatch], declared: Declared) -> Iterator[
 # The writers run in the writer thread, each inside the transaction Database._write opened.
 
 
-def _append(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> AppendResult:
+def _append(connection: sqlite3.Connection, given: Sequence[IngestBatch]) -> AppendResult:
+    batches = _without_withheld(connection, given)
     declared = _declared(connection, batches)
     (last_seq,) = connection.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     # executemany sums the rows each execution changed: a conflict changes none.
@@ -375,7 +381,40 @@ def _append(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> A
             _add_new_persons(connection, batches, last_seq)
         if declared:
             _add_new_tallies(connection, batches, declared, last_seq)
-    return AppendResult(inserted, sum(len(batch.events) for batch in batches) - inserted)
+    return AppendResult(inserted, sum(len(batch.events) for batch in given) - inserted)
+
+
+def _without_withheld(
+    connection: sqlite3.Connection, batches: Sequence[IngestBatch]
+) -> Sequence[IngestBatch]:
+    """The batches without the events a deletion requested after they were received takes
+    (accepted before it, committed after): those are kept as deleted ids instead. One lookup
+    of deletions_by_project per batch, which finds nothing almost always."""
+    kept: list[IngestBatch] = []
+    deleted: list[tuple[str, str, str, int]] = []
+    for batch in batches:
+        rules = [
+            deletion_of(row)
+            for row in connection.execute(
+                _DELETIONS_SINCE,
+                (batch.workspace_id, batch.project_id, micros(batch.received_at)),
+            )
+        ]
+        if not rules:
+            kept.append(batch)
+            continue
+        events = []
+        for event in batch.events:
+            if withheld(rules, batch.received_at, event):
+                deleted.append(
+                    (batch.workspace_id, batch.project_id, event.id, micros(datetime.now(UTC)))
+                )
+            else:
+                events.append(event)
+        kept.append(msgspec.structs.replace(batch, events=events))
+    if deleted:
+        connection.executemany(_KEEP_DELETED, deleted)
+    return kept
 
 
 def _declared(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> Declared:
