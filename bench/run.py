@@ -245,6 +245,7 @@ STEPS = (
     "persons",
     "breakdown",
     "export",
+    "deletion",
     "embedded",
 )
 # The funnel measured over the largest workspace: the loader's types, a week from the first step.
@@ -894,7 +895,81 @@ class Bench:
                 self.analytics(base, tenant)
             if self.loaded is not None and "export" in self.only:
                 self.export(base)
+            if self.loaded is not None and "deletion" in self.only:
+                self.deletion(base)
             self.processes.sample()
+
+    def deletion(self, base: str) -> None:
+        """One person's events deleted through POST /v1/deletions, in the largest workspace (the
+        person with the most events there): seconds from the request to `done`, and the
+        workspace's counts checked against a recount of what remains. It changes the data set
+        (run it last, or on a copy)."""
+        from eventcore.adapters.security import JwtCodec
+        from eventcore.tenancy import Principal, Role
+
+        largest = self.largest_tenant()
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "SELECT coalesce(user_id, anonymous_id) AS person, count(*) FROM eventcore.events"
+                " WHERE workspace_id = %s AND project_id = %s"
+                " AND coalesce(user_id, anonymous_id) IS NOT NULL"
+                " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+            assert row is not None
+            person, events = row
+            before = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+        log(f"deletion of one person ({events} events) in the largest workspace ...")
+        token = JwtCodec(self.secret, lifetime_seconds=3600).issue(
+            Principal(largest.user_id, largest.workspace_id, Role.OWNER), datetime.now(UTC)
+        )[0]
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=60) as client:
+            began = time.perf_counter()
+            asked = client.post(
+                "/v1/deletions",
+                json={"project_id": largest.project_id, "user_ids": [person]},
+                headers=headers,
+            )
+            if asked.status_code != 202:
+                raise RuntimeError(f"deletion answered {asked.status_code}: {asked.text}")
+            deletion_id = asked.json()["id"]
+            while True:
+                state = client.get(f"/v1/deletions/{deletion_id}", headers=headers).json()
+                if state["status"] in ("done", "failed"):
+                    break
+                time.sleep(0.02)
+            seconds = time.perf_counter() - began
+        with psycopg.connect(self.dsn) as conn:
+            after = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+            counted = conn.execute(
+                "SELECT sum(count) FROM eventcore.counts_hour"
+                " WHERE workspace_id = %s AND project_id = %s",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+        assert before is not None
+        assert after is not None
+        assert counted is not None
+        result = {
+            "person_events": events,
+            "project_events_before": before[0],
+            "status": state["status"],
+            "events_deleted": state["events_deleted"],
+            "seconds": round(seconds, 2),
+            "counts_equal_remaining_events": int(counted[0]) == after[0],
+        }
+        self.results["deletion"] = result
+        log(
+            f"  {state['status']}: {state['events_deleted']:,} events deleted in"
+            f" {seconds:.2f} s (project of {before[0]:,} events); counts == events left:"
+            f" {result['counts_equal_remaining_events']}"
+        )
 
     def export(self, base: str) -> None:
         """The largest workspace's project streamed through GET /v1/events/export, against the
