@@ -3,7 +3,8 @@
 Hypothesis drives random sequences of ingests (ids drawn from a small pool, so that repeats are
 common, some events without an id), resends, key creation and revocation, queries, and (in the core
 variant, whose queue holds batches until the test delivers them) deliveries out of order,
-redeliveries of batches already committed and a fast path that forgets. After every query and at
+redeliveries of batches already committed, a fast path that forgets, and deletions by id and
+by time range (of events stored, and of events still queued when the deletion was asked for). After every query and at
 the end: the stored events are exactly the model's, the counts are exact at minute, hour and day,
 another workspace sees none of it, and a revoked key is refused.
 
@@ -73,6 +74,33 @@ class ProjectModel:
     workspace: str
     events: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     anonymous: list[tuple[str, datetime]] = field(default_factory=list)
+    # Deleted ids (never stored again), and each deletion as (requested at, ids or None,
+    # start, end): a queued event received by then that it takes is withheld at commit.
+    deleted: set[str] = field(default_factory=set)
+    deletions: list[tuple[datetime, frozenset[str] | None, datetime | None, datetime | None]] = (
+        field(default_factory=list)
+    )
+
+    def takes(
+        self,
+        event_id: str,
+        moment: datetime,
+        received: datetime | None = None,
+        deletions: list[tuple[datetime, frozenset[str] | None, datetime | None, datetime | None]]
+        | None = None,
+    ) -> bool:
+        """Whether a deletion (of ``deletions``, by default every one asked for) takes this
+        event: one requested at or after ``received``, when given (an event still queued when
+        it was requested)."""
+        for requested, ids, start, end in self.deletions if deletions is None else deletions:
+            if received is not None and requested < received:
+                continue
+            if ids is not None and event_id not in ids:
+                continue
+            if (start is not None and moment < start) or (end is not None and moment >= end):
+                continue
+            return True
+        return False
 
     def counts(self, grain: Granularity) -> Counter[tuple[datetime, str]]:
         every = [*self.events.values(), *self.anonymous]
@@ -301,7 +329,12 @@ class CorePipeline(RuleBasedStateMachine):
         for batch in batches:
             model = self.projects[batch.project_id]
             for event in batch.events:
-                model.events.setdefault(event.id, (event.type, event.timestamp))
+                if event.id in model.deleted or event.id in model.events:
+                    continue
+                if model.takes(event.id, event.timestamp, batch.received_at):
+                    model.deleted.add(event.id)
+                    continue
+                model.events[event.id] = (event.type, event.timestamp)
 
     @rule(data=st.data(), batch=BATCH)
     def ingest(self, data: st.DataObject, batch: list[Sent]) -> None:
@@ -327,6 +360,7 @@ class CorePipeline(RuleBasedStateMachine):
             assert len(self.queue.batches) == queued
             return
         receipt = self.run(self.app.ingestor.ingest(key.secret, body))
+        self.app.clock.advance(1)
         model = self.projects[key.project_id]
         assert receipt.rejected == []
         assert receipt.accepted + receipt.duplicates == len(batch)
@@ -335,7 +369,11 @@ class CorePipeline(RuleBasedStateMachine):
         first_sendings = [
             e for i, e in enumerate(batch) if e.id is None or e.id not in {x.id for x in batch[:i]}
         ]
-        new = [e for e in first_sendings if e.id is None or e.id not in model.events]
+        new = [
+            e
+            for e in first_sendings
+            if e.id is None or (e.id not in model.events and e.id not in model.deleted)
+        ]
         assert len(new) <= receipt.accepted <= len(first_sendings)
         if receipt.accepted == 0:
             assert len(self.queue.batches) == queued
@@ -397,6 +435,52 @@ class CorePipeline(RuleBasedStateMachine):
         self.run(self.app.accounts.revoke_api_key(self.tenants[key.workspace].principal, key.id))
         key.revoked = True
 
+    @rule(
+        data=st.data(),
+        ids=st.none() | st.frozensets(st.sampled_from(IDS), min_size=1),
+        span=st.none() | st.tuples(MINUTES, st.integers(1, 3 * 1440)),
+    )
+    def delete(
+        self,
+        data: st.DataObject,
+        ids: frozenset[str] | None,
+        span: tuple[int, int] | None,
+    ) -> None:
+        """Delete a project's events by id, by time range or both, and run the deletion: they
+        are gone, counted no more, and never stored again; another workspace cannot ask."""
+        if ids is None and span is None:
+            span = (0, 3 * 1440)
+        project_id = data.draw(st.sampled_from(list(self.projects)), label="project")
+        model = self.projects[project_id]
+        tenant = self.tenants[model.workspace]
+        start = self.base + timedelta(minutes=span[0]) if span else None
+        end = start + timedelta(minutes=span[1]) if start is not None and span else None
+        stranger = self.tenants["B" if model.workspace == "A" else "A"].principal
+        with pytest.raises(NotFound):
+            self.run(self.app.platform.deletions.request(stranger, project_id, event_ids=["e0"]))
+        deletion = self.run(
+            self.app.platform.deletions.request(
+                tenant.principal,
+                project_id,
+                event_ids=sorted(ids) if ids else None,
+                start=start,
+                end=end,
+            )
+        )
+        asked = (deletion.requested_at, ids, start, end)
+        model.deletions.append(asked)
+        # Later events are received after it (the clock moves on).
+        self.app.clock.advance(1)
+        taken = {
+            i for i, (_, moment) in model.events.items() if model.takes(i, moment, None, [asked])
+        }
+        done = self.run(self.app.platform.deletions.run(tenant.principal.workspace_id, deletion.id))
+        assert done is not None
+        assert (done.status.value, done.events_deleted) == ("done", len(taken))
+        for event_id in taken:
+            del model.events[event_id]
+        model.deleted |= taken
+
     @rule(data=st.data(), grain=st.sampled_from(GRAINS))
     def query(self, data: st.DataObject, grain: Granularity) -> None:
         self._check(data.draw(st.sampled_from(list(self.projects)), label="project"), grain)
@@ -414,6 +498,13 @@ class CorePipeline(RuleBasedStateMachine):
             assert self.tenants[model.workspace].principal.workspace_id == ws
             assert model.events[event.id] == (event.type, event.timestamp)
         assert len(self.app.memory.events) == sum(len(m.events) for m in self.projects.values())
+        # What was deleted is never stored again.
+        for project_id, model in self.projects.items():
+            for event_id in model.deleted:
+                assert not any(
+                    key.project_id == project_id and key.event_id == event_id
+                    for key in self.app.memory.events
+                )
 
     def _check(self, project_id: str, grain: Granularity) -> None:
         model = self.projects[project_id]
