@@ -66,6 +66,15 @@ async def open_checked(
                 # Without Redis eventcore degrades (no cache, no fast path) but serves.
                 problem = one_line(f"{name}: {exc}")
                 print(f"eventcore: warning: {problem}; continuing without it", file=sys.stderr)
+        # Every server answers: the database's schema must be the one this code needs (a
+        # store that keeps its own up to date, SQLite, has no such check).
+        store = await resolve(container.gateways.store)  # type: ignore[attr-defined]
+        check_schema = getattr(store, "check_schema", None)
+        if check_schema is not None:
+            try:
+                await asyncio.wait_for(check_schema(), PING_TIMEOUT_SECONDS)
+            except Exception as exc:
+                raise cannot_start(exc, "database") from exc
     except BaseException:
         await close_resources(container)
         raise

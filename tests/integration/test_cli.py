@@ -117,6 +117,7 @@ REFUSED_SETTINGS = [
     ("EVENTCORE_MAX_EVENT_BYTES", "-1", "an integer of at least 1"),
     ("EVENTCORE_MAX_REQUEST_BYTES", "1.5", "an integer of at least 1"),
     ("EVENTCORE_ANALYTICS_CACHE_SECONDS", "-1", "a number from 0 to 86,400"),
+    ("EVENTCORE_DELETION_SWEEP_SECONDS", "0", "a number from 0.1 to 86,400"),
     ("EVENTCORE_QUEUE_NAME", "", "1 to 200 characters"),
     ("EVENTCORE_QUEUE_NAME", "q" * 201, "1 to 200 characters"),
     ("EVENTCORE_QUEUE_MAX_LENGTH", "0", "an integer of at least 1"),
@@ -189,6 +190,7 @@ COMMANDS = [
     ["dlq", "list"],
     ["dlq", "replay"],
     ["rollup", "rebuild"],
+    ["export", "--workspace", "ws", "--project", "prj"],
 ]
 
 
@@ -275,3 +277,25 @@ def test_rollup_rebuild_of_one_workspace_on_the_embedded_profile(tmp_path: Path)
     result = run_command(["rollup", "rebuild", "--workspace", "ws-unknown"], workdir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "recounted 0 events for workspace ws-unknown" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["rollup", "rebuild"]])
+def test_a_database_migrated_by_an_older_eventcore_stops_with_run_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A schema older than the code stops the command at start-up with one line saying to run
+    `eventcore migrate`, instead of a server answering 500s on the tables it lacks."""
+    from tests.support.postgres import fresh_database, run_coroutine
+
+    from eventcore.adapters.postgres import migrate, schema
+
+    every = schema.load_migrations()
+    with fresh_database(migrated=False) as dsn:
+        monkeypatch.setattr(schema, "load_migrations", lambda: every[:8])
+        run_coroutine(migrate(dsn))
+        monkeypatch.undo()
+        result = run_command(
+            command, workdir=tmp_path, settings={"EVENTCORE_DATABASE_URL": dsn, **SECRET}
+        )
+    assert result.returncode == 1, result.stderr
+    assert_one_clear_line(result.stderr, "cannot start", "run `eventcore migrate`")

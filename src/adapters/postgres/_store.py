@@ -7,11 +7,17 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+import psycopg
+
 from eventcore.adapters.postgres._accounts import Accounts
 from eventcore.adapters.postgres._database import Pool, open_pool
 from eventcore.adapters.postgres._deletions import Deletions
 from eventcore.adapters.postgres._events import Events
-from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE
+from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE, load_migrations
+from eventcore.errors import DatabaseUnavailable
+
+# The newest schema version this code ships (its last migration).
+_SHIPPED = load_migrations()[-1].version
 
 
 class PostgresStore(Accounts, Events, Deletions):
@@ -82,3 +88,21 @@ class PostgresStore(Accounts, Events, Deletions):
         """Readiness: return if a pooled connection answers; raise DatabaseUnavailable otherwise."""
         async with self._connection() as conn:
             await conn.execute("SELECT 1")
+
+    async def check_schema(self) -> None:
+        """Return if the schema is at least at this code's version; else DatabaseUnavailable
+        saying to run ``eventcore migrate`` (every process checks it at start-up, after it has
+        reached every server it needs)."""
+        async with self._connection() as conn:
+            try:
+                cursor = await conn.execute("SELECT eventcore.schema_version()")
+                row = await cursor.fetchone()
+                found = row[0] if row is not None else None
+            except psycopg.errors.UndefinedFunction:
+                # Older than 0011, which made the function.
+                found = None
+        if found is None or found < _SHIPPED:
+            raise DatabaseUnavailable(
+                f"The database schema is at {found or 'a version before 0011'}; this eventcore"
+                f" needs {_SHIPPED}: run `eventcore migrate`."
+            )

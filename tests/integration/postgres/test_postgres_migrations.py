@@ -141,3 +141,28 @@ async def test_the_covering_hour_index_upgrade_keeps_every_answer() -> None:
         after = await hour_answers(dsn)
         assert sum(point.count for point in after[0]) == 121
         assert after[3:] == before[3:]
+
+
+@pytest.mark.parametrize("shipped", [8, 10])
+async def test_a_store_on_an_older_schema_is_not_ready_until_migrated(
+    monkeypatch: pytest.MonkeyPatch, shipped: int
+) -> None:
+    """On a database migrated by an older eventcore (before 0011 made the version readable, or
+    after), the store opens but its schema check says to run `eventcore migrate`: a server
+    stops at start-up with that line instead of serving 500s on tables it lacks; once migrated
+    the check passes."""
+    from eventcore.adapters.postgres import schema
+    from eventcore.errors import DatabaseUnavailable
+
+    every = schema.load_migrations()
+    with fresh_database(migrated=False) as dsn:
+        monkeypatch.setattr(schema, "load_migrations", lambda: every[:shipped])
+        await migrate(dsn)
+        monkeypatch.undo()
+        async with await PostgresStore.open(dsn) as store:
+            with pytest.raises(DatabaseUnavailable, match="run `eventcore migrate`") as refused:
+                await store.check_schema()
+            assert f"needs {VERSIONS[-1]}" in refused.value.message
+            await store.ping()
+            await migrate(dsn)
+            await store.check_schema()
