@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -97,6 +98,43 @@ def _check_path(request: Request[Any, Any, Any]) -> None:
 # cost every request a thread hop.
 # The query parameters that take several values (each a filter, ANDed).
 REPEATABLE = frozenset({"where"})
+# Routes that take any query parameter: the Segment protocol's, lenient as its SDKs expect, and
+# the operations routes (health, metrics), which probes and scrapers may call with their own.
+_LENIENT_TAGS = frozenset({"segment", "operations"})
+_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+def _declared_query(request: Request[Any, Any, Any]) -> frozenset[str] | None:
+    """The query parameters the OpenAPI document gives the matched route (None: any, for a
+    route it does not document or a lenient one). A parameter no route takes is refused rather
+    than ignored: a misspelt `evnt_type` would otherwise answer for every type."""
+    table: dict[tuple[str, str], frozenset[str] | None] | None = request.app.state.get(
+        "declared_query"
+    )
+    if table is None:
+        table = {}
+        for path, item in (request.app.openapi_schema.paths or {}).items():
+            for method in ("get", "post", "put", "patch", "delete"):
+                operation = getattr(item, method, None)
+                if operation is None:
+                    continue
+                lenient = _LENIENT_TAGS & set(operation.tags or ())
+                names = frozenset(
+                    p.name
+                    for p in operation.parameters or ()
+                    if getattr(p, "param_in", "") == "query"
+                )
+                table[(method.upper(), path)] = None if lenient else names
+        request.app.state["declared_query"] = table
+    template = _PARAMETER.sub(r"{\1}", str(request.scope.get("path_template", "")))
+    return table.get((request.method, template))
+
+
+def _unknown(name: str, declared: frozenset[str]) -> str:
+    if not name:
+        return "A query parameter has no name."
+    takes = ", ".join(f"`{d}`" for d in sorted(declared)) or "no query parameters"
+    return f"`{name[:60]}` is not a parameter of this route (it takes {takes})."
 
 
 async def refuse_unusable_parameters(request: Request[Any, Any, Any]) -> None:
@@ -107,10 +145,13 @@ async def refuse_unusable_parameters(request: Request[Any, Any, Any]) -> None:
     query: bytes = request.scope.get("query_string", b"")
     if query:
         _check_query_string(query)
+        declared = _declared_query(request)
         seen: set[str] = set()
         for name, _ in request.query_params.multi_items():
             if name in seen and name not in REPEATABLE:
                 raise InvalidRequest(f"`{name}` is given more than once.", code="invalid_query")
+            if declared is not None and name not in declared:
+                raise InvalidRequest(_unknown(name, declared), code="invalid_query")
             seen.add(name)
     if request.path_params:
         _check_path(request)

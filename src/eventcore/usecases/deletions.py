@@ -191,5 +191,11 @@ class Deletions:
         """Run every open deletion of every workspace, oldest first; how many it ran."""
         found = await self._store.open_deletions()
         for workspace_id, deletion_id in found:
-            await self.run(workspace_id, deletion_id)
+            try:
+                await self.run(workspace_id, deletion_id)
+            except DatabaseUnavailable:
+                raise
+            except Exception:  # noqa: S112
+                # run() ended it `failed`, with its error; the others still run.
+                continue
         return len(found)
