@@ -372,6 +372,7 @@ class ApiContainer(containers.DeclarativeContainer):
         membership_cache=gateways.membership_cache,
         cursors=cursors,
         request_context=providers.Object(HttpRequestContext()),
+        audit_retention_days=settings.provided.audit_retention_days,
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue
@@ -436,7 +437,11 @@ class CommandContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     gateways = providers.Container(Gateways, settings=settings)
     maintenance: providers.Singleton[Maintenance] = providers.Singleton(
-        Maintenance, gateways.store, gateways.query_cache
+        Maintenance,
+        gateways.store,
+        gateways.query_cache,
+        gateways.clock,
+        settings.provided.audit_retention_days,
     )
 
 

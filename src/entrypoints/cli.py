@@ -120,6 +120,17 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--workspace", default=None, help="only this workspace id (default all)")
     rebuild.set_defaults(run=_rollup_rebuild)
 
+    retention = commands.add_parser("retention", help="remove what is past its retention")
+    retention_commands = retention.add_subparsers(
+        title="retention commands", metavar="COMMAND", required=True
+    )
+    run = retention_commands.add_parser(
+        "run",
+        help="now, as every API process does each hour: the audit log's entries older than"
+        " EVENTCORE_AUDIT_RETENTION_DAYS",
+    )
+    run.set_defaults(run=_retention_run)
+
     export = commands.add_parser(
         "export",
         help="write a project's stored events to stdout as NDJSON, oldest first",
@@ -230,6 +241,12 @@ def _rollup_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from eventcore.entrypoints.commands import rollup_rebuild
 
     return _run(rollup_rebuild(settings, workspace_id=args.workspace))
+
+
+def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
+    from eventcore.entrypoints.commands import retention_run
+
+    return _run(retention_run(settings))
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The operator commands behind ``eventcore migrate``, ``dlq``, ``rollup`` and ``export``."""
+"""The operator commands behind ``eventcore migrate``, ``dlq``, ``rollup``, ``retention`` and
+``export``."""
 
 from __future__ import annotations
 
@@ -106,6 +107,18 @@ async def rollup_rebuild(settings: Settings, *, workspace_id: str | None) -> Non
         recount = await maintenance.rebuild_counts(workspace_id)
     scope = f"workspace {workspace_id}" if workspace_id else "every workspace"
     print(f"recounted {recount.events} events for {scope}")
+
+
+async def retention_run(settings: Settings) -> None:
+    """Remove what is past its retention now (the schedule of every API process does the same
+    each hour)."""
+    async with _maintenance(settings) as maintenance:
+        retained = await maintenance.run_retention()
+    days = settings.audit_retention_days
+    if not days:
+        print("the audit log is kept for ever (EVENTCORE_AUDIT_RETENTION_DAYS=0): nothing removed")
+        return
+    print(f"removed {retained.audit_entries} audit log entries older than {days} days")
 
 
 async def export(

@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     analytics_cache_seconds: Annotated[float, Meta(ge=0, le=86_400)] = (
         defaults.ANALYTICS_CACHE_SECONDS
     )
+    audit_retention_days: Annotated[int, Meta(ge=0, le=36_500)] = defaults.AUDIT_RETENTION_DAYS
     deletion_sweep_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] = (
         defaults.DELETION_SWEEP_SECONDS
     )

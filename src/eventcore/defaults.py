@@ -32,6 +32,11 @@ MAX_DELETION_EVENT_IDS: Final = 10_000
 DELETION_CHUNK: Final = 5_000
 DELETION_SWEEP_SECONDS: Final = 30.0
 
+# The audit log keeps its entries this many days (0: for ever); every API process expires the
+# older ones this often (and `eventcore retention run` at once).
+AUDIT_RETENTION_DAYS: Final = 365
+RETENTION_SWEEP_SECONDS: Final = 3600.0
+
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000
 DEFAULT_WINDOW: Final = timedelta(hours=24)

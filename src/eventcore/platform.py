@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventcore.cursors import CursorCodec
-from eventcore.defaults import ANALYTICS_CACHE_SECONDS
+from eventcore.defaults import ANALYTICS_CACHE_SECONDS, AUDIT_RETENTION_DAYS
 from eventcore.events import EventLimits
 from eventcore.ports import (
     Admission,
@@ -67,6 +67,7 @@ def build_platform(
     membership_cache: MembershipCache | None = None,
     cursors: CursorCodec | None = None,
     request_context: RequestContext | None = None,
+    audit_retention_days: int = AUDIT_RETENTION_DAYS,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
@@ -80,7 +81,8 @@ def build_platform(
     (without it, on every request). ``cursors`` seals the event list's cursors: every process of
     a deployment needs the same key (:meth:`CursorCodec.from_secret`); without it the key is
     random and this process's own, so cursors do not survive a restart. ``request_context``
-    tells the audit log where the request being served came from (without it, nowhere).
+    tells the audit log where the request being served came from (without it, nowhere);
+    ``audit_retention_days`` is how long it keeps its entries (0: for ever).
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
@@ -118,7 +120,7 @@ def build_platform(
             cursors,
             cache_ttl,
         ),
-        maintenance=Maintenance(store, query_cache),
+        maintenance=Maintenance(store, query_cache, clock, audit_retention_days),
         audit=AuditLog(store, cursors),
         deletions=Deletions(store, query_cache, clock, request_context),
     )

@@ -167,6 +167,10 @@ class AccountStore(Protocol):
     async def record_audit(self, entry: AuditEntry) -> None:
         """Store one audit entry on its own (an action that writes nothing else: a login)."""
 
+    async def expire_audit_log(self, before: datetime) -> int:
+        """Remove the audit entries of every workspace recorded before ``before`` (the log's
+        retention: an operator's sweep, crossing tenants by nature); how many it removed."""
+
     async def list_audit(
         self,
         workspace_id: str,

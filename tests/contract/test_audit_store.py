@@ -156,3 +156,22 @@ async def test_a_refused_write_records_nothing(store: Store) -> None:
 
 def _fields(recorded: AuditEntry) -> dict[str, object]:
     return {name: getattr(recorded, name) for name in recorded.__struct_fields__}
+
+
+async def test_expiry_removes_the_entries_before_a_time_in_every_workspace(store: Store) -> None:
+    """The log's retention: entries recorded before ``before`` go, whatever their workspace;
+    the later ones stay, as they were."""
+    ours, theirs = await owned_workspace(store), await owned_workspace(store)
+    for ws in (ours, theirs):
+        for minutes in (0, 10, 20):
+            await store.record_audit(entry(ws, minutes=minutes))
+    kept = {ws: await store.list_audit(ws, limit=10) for ws in (ours, theirs)}
+
+    removed = await store.expire_audit_log(T0 + timedelta(minutes=10))
+
+    assert removed == 2
+    for ws in (ours, theirs):
+        assert await store.list_audit(ws, limit=10) == [
+            e for e in kept[ws] if e.at >= T0 + timedelta(minutes=10)
+        ]
+    assert await store.expire_audit_log(T0) == 0

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -156,9 +157,10 @@ async def test_every_key_and_index_of_tenant_data_starts_with_the_workspace(
             )
         }
         # users holds no tenant data; a membership is also found by its user at sign-in; a
-        # workspace is keyed by its id, the workspace_id of everything else.
+        # workspace is keyed by its id, the workspace_id of everything else; audit_horizon
+        # holds one time (the audit log's expiry), nobody's data.
         assert {"events", "counts_hour", "users_hour", "projects", "api_keys"} <= tables
-        for table in sorted(tables - {"users", "memberships", "workspaces"}):
+        for table in sorted(tables - {"users", "memberships", "workspaces", "audit_horizon"}):
             indexes = connection.execute(f"PRAGMA index_list({table})").fetchall()
             assert indexes
             for index in indexes:
@@ -302,5 +304,33 @@ async def test_the_audit_log_refuses_every_change_and_deletion(tmp_path: Path) -
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 connection.execute(statement)
         assert connection.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)
+    finally:
+        connection.close()
+
+
+async def test_the_audit_logs_expiry_is_the_only_deletion_let_through(tmp_path: Path) -> None:
+    """The trigger lets through the expiry's deletion of old entries, inside its transaction
+    only: afterwards a DELETE of any entry is aborted again."""
+    store = await SqliteStore.open(tmp_path / "audit.db")
+    try:
+        for n, minutes in enumerate((0, 30)):
+            await store.record_audit(
+                AuditEntry(
+                    id=f"audit-{n}",
+                    workspace_id="ws-1",
+                    at=T0 + timedelta(minutes=minutes),
+                    action=AuditAction.SIGNUP,
+                    actor_type=ActorType.USER,
+                    actor_id="user-1",
+                )
+            )
+        assert await store.expire_audit_log(T0 + timedelta(minutes=10)) == 1
+    finally:
+        await store.close()
+    connection = sqlite3.connect(tmp_path / "audit.db")
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            connection.execute("DELETE FROM audit_log")
+        assert connection.execute("SELECT id FROM audit_log").fetchall() == [("audit-1",)]
     finally:
         connection.close()

@@ -118,6 +118,7 @@ REFUSED_SETTINGS = [
     ("EVENTCORE_MAX_REQUEST_BYTES", "1.5", "an integer of at least 1"),
     ("EVENTCORE_ANALYTICS_CACHE_SECONDS", "-1", "a number from 0 to 86,400"),
     ("EVENTCORE_DELETION_SWEEP_SECONDS", "0", "a number from 0.1 to 86,400"),
+    ("EVENTCORE_AUDIT_RETENTION_DAYS", "-1", "an integer from 0 to 36,500"),
     ("EVENTCORE_QUEUE_NAME", "", "1 to 200 characters"),
     ("EVENTCORE_QUEUE_NAME", "q" * 201, "1 to 200 characters"),
     ("EVENTCORE_QUEUE_MAX_LENGTH", "0", "an integer of at least 1"),
@@ -191,6 +192,7 @@ COMMANDS = [
     ["dlq", "replay"],
     ["rollup", "rebuild"],
     ["export", "--workspace", "ws", "--project", "prj"],
+    ["retention", "run"],
 ]
 
 
@@ -299,3 +301,15 @@ def test_a_database_migrated_by_an_older_eventcore_stops_with_run_migrate(
         )
     assert result.returncode == 1, result.stderr
     assert_one_clear_line(result.stderr, "cannot start", "run `eventcore migrate`")
+
+
+def test_retention_run_says_what_it_removed(tmp_path: Path) -> None:
+    """`eventcore retention run` expires the audit log now and says so; at 0 days, nothing."""
+    result = run_command(["retention", "run"], workdir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "removed 0 audit log entries older than 365 days" in result.stdout
+    forever = run_command(
+        ["retention", "run"], workdir=tmp_path, settings={"EVENTCORE_AUDIT_RETENTION_DAYS": "0"}
+    )
+    assert forever.returncode == 0, forever.stderr
+    assert "kept for ever" in forever.stdout

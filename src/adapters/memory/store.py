@@ -270,6 +270,12 @@ class MemoryStore:
     async def record_audit(self, entry: AuditEntry) -> None:
         self._audit(entry)
 
+    async def expire_audit_log(self, before: datetime) -> int:
+        kept = [e for e in self.audit_log if e.at >= before]
+        removed = len(self.audit_log) - len(kept)
+        self.audit_log = kept
+        return removed
+
     # deletion requests
 
     async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:

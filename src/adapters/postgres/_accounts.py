@@ -435,6 +435,13 @@ class Accounts(Database):
         async with self._tenant(entry.workspace_id, pipelined=False) as conn:
             await record_entry(conn, entry)
 
+    async def expire_audit_log(self, before: datetime) -> int:
+        # Across workspaces: the one SECURITY DEFINER function that may delete audit rows.
+        removed = await self._query_one(
+            int, "SELECT eventcore.expire_audit_log(%s)", (before,), workspace_id=None
+        )
+        return removed or 0
+
     async def list_audit(
         self,
         workspace_id: str,

@@ -168,6 +168,15 @@ def insert_audit(connection: sqlite3.Connection, entry: AuditEntry) -> None:
     )
 
 
+def _expire_audit_log(connection: sqlite3.Connection, before: int) -> int:
+    """Delete the entries recorded before ``before``: the only deletion the log's trigger lets
+    through, and only inside this transaction (the horizon is put back before it commits)."""
+    connection.execute("UPDATE audit_horizon SET horizon = ?", (before,))
+    removed = connection.execute("DELETE FROM audit_log WHERE at < ?", (before,)).rowcount
+    connection.execute("UPDATE audit_horizon SET horizon = -9223372036854775808")
+    return int(removed)
+
+
 def _audit_entry(row: Any) -> AuditEntry:
     return AuditEntry(
         id=row[1],
@@ -420,6 +429,9 @@ class Accounts(Database):
 
     async def record_audit(self, entry: AuditEntry) -> None:
         await self._write(insert_audit, entry)
+
+    async def expire_audit_log(self, before: datetime) -> int:
+        return await self._write(_expire_audit_log, micros(before))
 
     async def list_audit(
         self,

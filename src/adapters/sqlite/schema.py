@@ -207,6 +207,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX deletions_by_project ON deletions (workspace_id, project_id, requested_at)",
     ),
+    (
+        # The audit log's retention: an entry may be deleted only if it was recorded before
+        # the horizon, which the expiry sets for its own transaction and puts back (the
+        # smallest time) before it commits; any other DELETE is still aborted.
+        "CREATE TABLE audit_horizon (horizon INTEGER NOT NULL)",
+        "INSERT INTO audit_horizon VALUES (-9223372036854775808)",
+        "DROP TRIGGER audit_log_no_delete",
+        """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        WHEN old.at >= (SELECT horizon FROM audit_horizon)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

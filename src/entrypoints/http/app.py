@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components
 
 import eventcore
+from eventcore.defaults import RETENTION_SWEEP_SECONDS
 from eventcore.entrypoints.bootstrap import (
     ApiContainer,
     close_resources,
@@ -28,6 +28,7 @@ from eventcore.entrypoints.http import (
     docs,
     ingest,
     operations,
+    schedules,
     segment,
 )
 from eventcore.entrypoints.http.deps import DEPENDENCIES, refuse_unusable_parameters
@@ -58,15 +59,17 @@ def create_app(
             app.state.platform = await resolve(root.platform)
             app.state.checks = await resolve(root.readiness)
             app.state.queue_lengths = await resolve(root.queue_lengths)
-            sweep = asyncio.get_running_loop().create_task(
-                deletions.sweep_deletions(app.state.platform, settings.deletion_sweep_seconds)
+            scheduled = schedules.start(
+                app.state.platform,
+                deletions=settings.deletion_sweep_seconds,
+                retention=RETENTION_SWEEP_SECONDS,
             )
             try:
                 yield
             finally:
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                for task in scheduled:
+                    task.cancel()
+                await asyncio.gather(*scheduled, return_exceptions=True)
         finally:
             await close_resources(root)
             flush_spans()

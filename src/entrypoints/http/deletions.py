@@ -1,13 +1,12 @@
 """Deletion requests: ask for one (owner, admin), follow it, list a project's.
 
 A request is answered 202 as soon as it is stored; this process then carries it out right after
-the answer, and every API process sweeps for open ones (``sweep_deletions``), so that one left
-by a process that stopped is finished by another.
+the answer, and every API process sweeps for open ones (``schedules``), so that one left by a
+process that stopped is finished by another.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated
 
@@ -94,16 +93,6 @@ async def run_deletion(platform: Platform, workspace_id: str, deletion_id: str) 
         log.warning(
             "deletion.failed", deletion_id=deletion_id, error=f"{type(exc).__name__}: {exc}"
         )
-
-
-async def sweep_deletions(platform: Platform, every: float) -> None:
-    """Run every open deletion now and then every ``every`` seconds, until cancelled."""
-    while True:
-        try:
-            await platform.deletions.run_open()
-        except Exception as exc:
-            log.warning("deletion.sweep_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(every)
 
 
 @post(

@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import msgspec
+
+from eventcore.defaults import AUDIT_RETENTION_DAYS
 from eventcore.errors import NotFound
 from eventcore.events import StoredEvent
-from eventcore.ports import QueryCache, Recount, Store
+from eventcore.ports import Clock, QueryCache, Recount, Store
 from eventcore.usecases.export import ExportWindow, event_pages
+
+
+class Retained(msgspec.Struct, frozen=True):
+    """What a retention run removed."""
+
+    audit_entries: int
 
 
 class Maintenance:
     """What ``eventcore rollup`` and ``eventcore export`` do; safe while ingest keeps running."""
 
-    def __init__(self, store: Store, cache: QueryCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cache: QueryCache,
+        clock: Clock,
+        audit_retention_days: int = AUDIT_RETENTION_DAYS,
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._clock = clock
+        self._audit_retention_days = audit_retention_days
+
+    async def run_retention(self) -> Retained:
+        """Remove what is past its retention, now: the audit log's entries older than its
+        retention (``audit_retention_days``; 0 keeps them for ever). The schedule of every API
+        process and ``eventcore retention run`` both call this."""
+        if not self._audit_retention_days:
+            return Retained(audit_entries=0)
+        before = self._clock.now() - timedelta(days=self._audit_retention_days)
+        return Retained(audit_entries=await self._store.expire_audit_log(before))
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables from the stored events, of one workspace or of all.
