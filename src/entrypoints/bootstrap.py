@@ -56,6 +56,7 @@ from eventcore.ports import (
     RateLimiter,
     Store,
     TokenCodec,
+    WorkspaceCaches,
 )
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor
@@ -178,6 +179,16 @@ def membership_cache(clock: Clock) -> MembershipCache:
     (the bound on a removed or demoted member keeping the old rights on another process): an
     access token's membership is checked on every request without a store round trip each."""
     return MemoryMembershipCache(clock)
+
+
+def workspace_caches(redis: RedisGateway | None) -> WorkspaceCaches | None:
+    """Redis's keys of a deleted workspace are removed with it; without Redis the caches are
+    each process's own, unreachable once the workspace is gone, and they expire."""
+    if redis is None:
+        return None
+    from eventcore.adapters.redis import RedisWorkspaceCaches
+
+    return RedisWorkspaceCaches(redis)
 
 
 def committed_keys(redis: RedisGateway | None) -> CommittedKeys:
@@ -373,6 +384,7 @@ class ApiContainer(containers.DeclarativeContainer):
         cursors=cursors,
         request_context=providers.Object(HttpRequestContext()),
         audit_retention_days=settings.provided.audit_retention_days,
+        workspace_caches=providers.Singleton(workspace_caches, gateways.redis),
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue

@@ -21,6 +21,7 @@ from eventcore.ports import (
     RequestContext,
     Store,
     TokenCodec,
+    WorkspaceCaches,
 )
 from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
@@ -68,6 +69,7 @@ def build_platform(
     cursors: CursorCodec | None = None,
     request_context: RequestContext | None = None,
     audit_retention_days: int = AUDIT_RETENTION_DAYS,
+    workspace_caches: WorkspaceCaches | None = None,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
@@ -82,7 +84,8 @@ def build_platform(
     a deployment needs the same key (:meth:`CursorCodec.from_secret`); without it the key is
     random and this process's own, so cursors do not survive a restart. ``request_context``
     tells the audit log where the request being served came from (without it, nowhere);
-    ``audit_retention_days`` is how long it keeps its entries (0: for ever).
+    ``audit_retention_days`` is how long it keeps its entries (0: for ever);
+    ``workspace_caches`` removes a deleted workspace's keys from a shared cache.
     """
     processor = BatchProcessor(store, committed, query_cache)
     keys = KeyResolver(store, key_cache)
@@ -101,6 +104,7 @@ def build_platform(
             membership_cache=membership_cache,
             project_cache=project_cache,
             request_context=request_context,
+            workspace_caches=workspace_caches,
         ),
         keys=keys,
         ingestor=Ingestor(

@@ -124,6 +124,15 @@ class AccountStore(Protocol):
         """Whether there was a membership to remove; LastOwner (and nothing changed) if it is
         the workspace's last owner's."""
 
+    async def get_workspace(self, workspace_id: str) -> Workspace | None: ...
+
+    async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
+        """Remove every row of the workspace (its events, counts, sketches, tallies, projects,
+        keys, members, invitations, deletions, audit log) in one transaction, and keep its id as
+        deleted: an append of its batches after this stores nothing. Its API keys as they were
+        (for the caller to forget them), or None if there is no such workspace. Users stay
+        (they are not tenant data, and may belong to other workspaces)."""
+
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         """AlreadyExists if the id is in use."""
 
@@ -417,6 +426,14 @@ class ProjectCache(Protocol):
     async def remember(self, project: Project) -> None: ...
 
     async def forget(self, workspace_id: str, project_id: str) -> None: ...
+
+
+class WorkspaceCaches(Protocol):
+    """Whatever a shared cache holds of one workspace, removed when the workspace is deleted."""
+
+    async def drop(self, workspace_id: str) -> None:
+        """Remove every cached answer, generation, committed id and rate bucket of it (a cache
+        that cannot be reached keeps them until they expire)."""
 
 
 class MembershipCache(Protocol):

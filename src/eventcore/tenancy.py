@@ -25,6 +25,7 @@ class Permission(enum.StrEnum):
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_MEMBERS = "manage_members"
     READ_AUDIT_LOG = "read_audit_log"
+    DELETE_WORKSPACE = "delete_workspace"
 
 
 _GRANTS: Mapping[Role, frozenset[Permission]] = MappingProxyType(

@@ -36,6 +36,7 @@ CONTRACT_ROUTES = [
     ("patch", "/v1/members/{user_id}"),
     ("delete", "/v1/members/{user_id}"),
     ("get", "/v1/audit-log"),
+    ("delete", "/v1/workspaces/{workspace_id}"),
     ("post", "/v1/ingest"),
     ("post", "/v1/batch"),
     ("post", "/v1/track"),

@@ -75,6 +75,7 @@ class MemoryStore:
         self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
         self.deletions: dict[tuple[str, str], Deletion] = {}
+        self.deleted_workspaces: set[str] = set()
         self._audit_seq = 0
         self._lock = asyncio.Lock()
 
@@ -200,6 +201,32 @@ class MemoryStore:
         if key in self.memberships:
             raise AlreadyMember()
         self.memberships[key] = membership
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        return self.workspaces.get(workspace_id)
+
+    async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
+        if self.workspaces.pop(workspace_id, None) is None:
+            return None
+        keys = [k for k in self.api_keys.values() if k.workspace_id == workspace_id]
+        for key in keys:
+            del self.api_keys[key.id]
+        for table in (self.memberships, self.invitations, self.deletions):
+            for held in [k for k in table if k[0] == workspace_id]:
+                del table[held]
+        for project in [p for p in self.projects.values() if p.workspace_id == workspace_id]:
+            del self.projects[project.id]
+        self.events = {k: v for k, v in self.events.items() if k.workspace_id != workspace_id}
+        self.values = {k: v for k, v in self.values.items() if k.workspace_id != workspace_id}
+        self.counts = Counter(
+            {k: v for k, v in self.counts.items() if k.workspace_id != workspace_id}
+        )
+        self.sketches = {k: v for k, v in self.sketches.items() if k.workspace_id != workspace_id}
+        self.tallies = {k: v for k, v in self.tallies.items() if k.workspace_id != workspace_id}
+        self.deleted = {k for k in self.deleted if k.workspace_id != workspace_id}
+        self.audit_log = [e for e in self.audit_log if e.workspace_id != workspace_id]
+        self.deleted_workspaces.add(workspace_id)
+        return keys
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The databases key projects by (workspace, id); held here by id alone, a reused id is
@@ -357,6 +384,9 @@ class MemoryStore:
             duplicates = 0
             for batch in batches:
                 new = []
+                if batch.workspace_id in self.deleted_workspaces:
+                    duplicates += len(batch.events)
+                    continue
                 rules = [
                     d
                     for d in self.deletions.values()

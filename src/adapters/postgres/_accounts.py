@@ -59,6 +59,21 @@ _INSERT_INVITATION = _insert_sql("invitations", _INVITATION_COLUMNS)
 _INSERT_PROJECT = _insert_sql("projects", _PROJECT_COLUMNS)
 _INSERT_API_KEY = _insert_sql("api_keys", _API_KEY_COLUMNS)
 
+# The tables a workspace deletion empties of the workspace's rows, besides workspaces and
+# api_keys (deleted first) and the audit log (through its SECURITY DEFINER function).
+_WORKSPACE_TABLES = (
+    "events",
+    "counts_minute",
+    "counts_hour",
+    "users_hour",
+    "dims_day",
+    "deleted_events",
+    "deletions",
+    "invitations",
+    "projects",
+    "memberships",
+)
+
 # API keys this process has read, kept to authenticate ingest while PostgreSQL cannot be reached
 # (see find_api_key): how many, how long a lookup waits for a pooled connection before the last
 # record read is used instead, and how long after a failed lookup the next one tries again.
@@ -325,6 +340,43 @@ class Accounts(Database):
             )
             await record_entry(conn, audit)
         return True
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        return await self._query_one(
+            Workspace,
+            f"SELECT {_WORKSPACE_COLUMNS} FROM eventcore.workspaces WHERE workspace_id = %s",
+            (workspace_id,),
+            workspace_id=workspace_id,
+        )
+
+    async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "DELETE FROM eventcore.workspaces WHERE workspace_id = %s RETURNING workspace_id",
+                (workspace_id,),
+            )
+            if await cursor.fetchone() is None:
+                return None
+            cursor = await conn.execute(
+                f"DELETE FROM eventcore.api_keys WHERE workspace_id = %s RETURNING {_API_KEY_COLUMNS}",
+                (workspace_id,),
+            )
+            keys = [ApiKey(*row) for row in await cursor.fetchall()]
+            for table in _WORKSPACE_TABLES:
+                await conn.execute(
+                    f"DELETE FROM eventcore.{table} WHERE workspace_id = %s", (workspace_id,)
+                )
+            await conn.execute("SELECT eventcore.delete_workspace_audit()")
+            await conn.execute(
+                "INSERT INTO eventcore.deleted_workspaces (workspace_id, deleted_at)"
+                " VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (workspace_id, at),
+            )
+        for key in keys:
+            self._known_keys.pop(key.key_hash, None)
+        for known in [k for k in self._dimensions if k[0] == workspace_id]:
+            self._dimensions.pop(known, None)
+        return keys
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The declared paths as a list: psycopg binds a list as an array (text[]).

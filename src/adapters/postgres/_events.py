@@ -246,6 +246,9 @@ stored AS (
     FROM incoming
     WHERE (SELECT ok FROM settled)
       AND NOT EXISTS (
+          SELECT FROM eventcore.deleted_workspaces AS w
+          WHERE w.workspace_id = %(workspace_id)s)
+      AND NOT EXISTS (
           SELECT FROM eventcore.deleted_events AS d
           WHERE d.workspace_id = %(workspace_id)s AND d.project_id = incoming.project_id
             AND d.event_id = incoming.event_id)
@@ -259,6 +262,9 @@ kept_deleted AS (
     SELECT %(workspace_id)s::text, project_id, event_id, now()
     FROM incoming
     WHERE (SELECT ok FROM settled) AND {withheld}
+      AND NOT EXISTS (
+          SELECT FROM eventcore.deleted_workspaces AS w
+          WHERE w.workspace_id = %(workspace_id)s)
     ORDER BY project_id COLLATE "C", event_id COLLATE "C"
     ON CONFLICT DO NOTHING
 ),

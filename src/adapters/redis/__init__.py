@@ -1,6 +1,10 @@
 """Redis adapters of the distributed profile: shared caches and rate limit, all failing open."""
 
-from eventcore.adapters.redis.caches import RedisCommittedKeys, RedisQueryCache
+from eventcore.adapters.redis.caches import (
+    RedisCommittedKeys,
+    RedisQueryCache,
+    RedisWorkspaceCaches,
+)
 from eventcore.adapters.redis.gateway import RedisGateway
 from eventcore.adapters.redis.ratelimit import RedisAdmission, RedisRateLimiter
 
@@ -10,4 +14,5 @@ __all__ = [
     "RedisGateway",
     "RedisQueryCache",
     "RedisRateLimiter",
+    "RedisWorkspaceCaches",
 ]

@@ -227,3 +227,13 @@ def bounded(event_id: str) -> str:
     if len(event_id.encode()) <= _MAX_RAW_ID_BYTES:
         return event_id
     return "#" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+class RedisWorkspaceCaches:
+    """The WorkspaceCaches port: every key of a workspace starts with its hash-tagged prefix."""
+
+    def __init__(self, gateway: RedisGateway) -> None:
+        self._gateway = gateway
+
+    async def drop(self, workspace_id: str) -> None:
+        await self._gateway.drop_workspace(workspace_id)

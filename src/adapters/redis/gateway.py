@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -81,6 +82,25 @@ class RedisGateway:
     def key(self, workspace_id: str, *parts: str) -> str:
         """A key of the workspace; ``{workspace}`` is a hash tag, one Redis Cluster slot each."""
         return ":".join((self.prefix, f"{{{workspace_id}}}", *parts))
+
+    async def drop_workspace(self, workspace_id: str) -> int:
+        """Remove every key of the workspace (cached answers, its generation, committed ids,
+        rate buckets: they all start with its hash-tagged prefix); how many. Fails open (0)."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.key(workspace_id)) + ":*"
+
+        async def drop(client: aioredis.Redis) -> int:
+            removed = 0
+            batch: list[bytes] = []
+            async for found in client.scan_iter(match=pattern, count=1000):
+                batch.append(found)
+                if len(batch) >= 1000:
+                    removed += await client.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += await client.unlink(*batch)
+            return removed
+
+        return await self.attempt(drop, 0)
 
     @property
     def available(self) -> bool:

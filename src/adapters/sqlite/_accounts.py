@@ -177,6 +177,51 @@ def _expire_audit_log(connection: sqlite3.Connection, before: int) -> int:
     return int(removed)
 
 
+# The tables a workspace deletion empties of the workspace's rows, besides workspaces and
+# api_keys (deleted first) and the audit log (past its trigger, as the expiry does).
+_WORKSPACE_TABLES = (
+    "events",
+    "counts_minute",
+    "counts_hour",
+    "users_hour",
+    "dims_day",
+    "deleted_events",
+    "deletions",
+    "invitations",
+    "projects",
+    "memberships",
+    "generations",
+)
+_LATEST_MICROS = 9223372036854775807
+
+
+def _delete_workspace(
+    connection: sqlite3.Connection, workspace_id: str, at: datetime
+) -> list[ApiKey] | None:
+    if not connection.execute(
+        "DELETE FROM workspaces WHERE id = ? RETURNING id", (workspace_id,)
+    ).fetchall():
+        return None
+    keys = [
+        _api_key(row)
+        for row in connection.execute(
+            f"DELETE FROM api_keys WHERE workspace_id = ? RETURNING {_API_KEY_COLUMNS}",
+            (workspace_id,),
+        ).fetchall()
+    ]
+    for table in _WORKSPACE_TABLES:
+        connection.execute(f"DELETE FROM {table} WHERE workspace_id = ?", (workspace_id,))
+    connection.execute("UPDATE audit_horizon SET horizon = ?", (_LATEST_MICROS,))
+    connection.execute("DELETE FROM audit_log WHERE workspace_id = ?", (workspace_id,))
+    connection.execute("UPDATE audit_horizon SET horizon = -9223372036854775808")
+    connection.execute(
+        "INSERT INTO deleted_workspaces (workspace_id, deleted_at) VALUES (?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (workspace_id, micros(at)),
+    )
+    return keys
+
+
 def _audit_entry(row: Any) -> AuditEntry:
     return AuditEntry(
         id=row[1],
@@ -373,6 +418,16 @@ class Accounts(Database):
         self, workspace_id: str, user_id: str, *, audit: AuditEntry | None = None
     ) -> bool:
         return await self._write(audited, audit, _remove_membership, workspace_id, user_id)
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        return await self._query_one(
+            lambda row: Workspace(row[0], row[1], moment(row[2])),
+            f"SELECT {_WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?",
+            workspace_id,
+        )
+
+    async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
+        return await self._write(_delete_workspace, workspace_id, at)
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         await self._write(audited, audit, _insert, _INSERT_PROJECT, project)

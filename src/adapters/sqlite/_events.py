@@ -388,11 +388,24 @@ def _without_withheld(
     connection: sqlite3.Connection, batches: Sequence[IngestBatch]
 ) -> Sequence[IngestBatch]:
     """The batches without the events a deletion requested after they were received takes
-    (accepted before it, committed after): those are kept as deleted ids instead. One lookup
-    of deletions_by_project per batch, which finds nothing almost always."""
+    (accepted before it, committed after), which are kept as deleted ids instead, and without
+    any event of a deleted workspace. One lookup of deletions_by_project per batch, and one of
+    deleted_workspaces per append, which find nothing almost always."""
     kept: list[IngestBatch] = []
     deleted: list[tuple[str, str, str, int]] = []
+    gone = {
+        row[0]
+        for row in connection.execute(
+            "SELECT workspace_id FROM deleted_workspaces WHERE workspace_id IN"
+            " (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(sorted({b.workspace_id for b in batches})).decode(),),
+        )
+    }
     for batch in batches:
+        if batch.workspace_id in gone:
+            # Its workspace was deleted while the batch was queued: nothing of it is stored.
+            kept.append(msgspec.structs.replace(batch, events=[]))
+            continue
         rules = [
             deletion_of(row)
             for row in connection.execute(

@@ -218,6 +218,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHEN old.at >= (SELECT horizon FROM audit_horizon)
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     ),
+    (
+        # Deleted workspaces' ids: an append of a batch of one stores nothing (still queued
+        # when its workspace was deleted).
+        """CREATE TABLE deleted_workspaces (
+            workspace_id TEXT NOT NULL PRIMARY KEY,
+            deleted_at INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

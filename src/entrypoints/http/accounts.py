@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import structlog
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
@@ -43,6 +45,8 @@ from eventcore.entrypoints.http.schemas import (
 )
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
+
+log = structlog.get_logger("eventcore.accounts")
 
 _EMAIL: Codes = {400: ("invalid_email",)}
 # A change of a member that would leave the workspace without an owner.
@@ -291,10 +295,44 @@ async def accept_invitation(
     return MemberView.of(membership)
 
 
+class WorkspaceDeletion(msgspec.Struct, forbid_unknown_fields=True):
+    # The workspace's name, repeated as it is: the confirmation.
+    name: str
+
+
+@delete(
+    "/v1/workspaces/{workspace_id:str}",
+    status_code=HTTP_204_NO_CONTENT,
+    tags=["accounts"],
+    security=USER_AUTH,
+    summary="Delete the workspace and everything in it (owner; its name repeated in the body)",
+    description=(
+        'Body `{"name"}`: the workspace\'s name exactly, as confirmation (else 400'
+        " `confirmation_mismatch`). Every row of the workspace goes in one transaction (events,"
+        " counts, projects, keys, members, invitations, deletions, audit log); its API keys stop"
+        " working, its batches still queued are dropped by the workers, and what Redis holds of"
+        " it is removed. Its users keep their accounts (and their other workspaces)."
+    ),
+    responses=api_errors(
+        JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND, PATH_PARAMETERS, {400: ("confirmation_mismatch",)}
+    ),
+)
+async def delete_workspace(
+    workspace_id: FromPath[str],
+    data: JSONBody[WorkspaceDeletion],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> None:
+    await platform.accounts.delete_workspace(principal, workspace_id, data.name)
+    # Its audit log went with it: the deletion is on record in the server's log.
+    log.info("workspace.deleted", workspace_id=workspace_id, user_id=principal.user_id)
+
+
 ROUTES: list[ControllerRouterHandler] = [
     AuthController,
     ProjectController,
     revoke_api_key,
     MemberController,
     accept_invitation,
+    delete_workspace,
 ]

@@ -44,6 +44,7 @@ from eventcore.ports import (
     RateLimiter,
     RequestContext,
     TokenCodec,
+    WorkspaceCaches,
 )
 from eventcore.tenancy import (
     ApiKey,
@@ -171,8 +172,10 @@ class Accounts:
         membership_cache: MembershipCache | None = None,
         project_cache: ProjectCache | None = None,
         request_context: RequestContext | None = None,
+        workspace_caches: WorkspaceCaches | None = None,
     ) -> None:
         self._context = request_context or NoRequest()
+        self._workspace_caches = workspace_caches
         self._memberships = membership_cache
         self._projects = project_cache
         self._store = store
@@ -455,6 +458,31 @@ class Accounts:
             await self._key_cache.evict(key.key_hash)
         if self._projects is not None:
             await self._projects.forget(principal.workspace_id, project_id)
+
+    async def delete_workspace(self, principal: Principal, workspace_id: str, name: str) -> None:
+        """Delete the principal's workspace (owner), ``name`` repeating its name to confirm:
+        every row of it goes (its API keys are refused at once here, within the key cache's
+        second elsewhere; its members' tokens within the membership cache's), batches of it
+        still queued are dropped, and what a shared cache holds of it is removed."""
+        if workspace_id != principal.workspace_id:
+            raise NotFound("No such workspace.")
+        principal.require(Permission.DELETE_WORKSPACE)
+        workspace = await self._store.get_workspace(workspace_id)
+        if workspace is None:
+            raise NotFound("No such workspace.")
+        if name != workspace.name:
+            raise InvalidRequest(
+                "`name` must repeat the workspace's name exactly, to confirm its deletion.",
+                code="confirmation_mismatch",
+            )
+        keys = await self._store.delete_workspace(workspace_id, self._clock.now())
+        if keys is None:
+            raise NotFound("No such workspace.")
+        for key in keys:
+            await self._key_cache.evict(key.key_hash)
+        await self._forget(workspace_id, principal.user_id)
+        if self._workspace_caches is not None:
+            await self._workspace_caches.drop(workspace_id)
 
     async def create_api_key(
         self, principal: Principal, project_id: str, name: str
