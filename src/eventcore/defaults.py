@@ -29,6 +29,8 @@ MAX_PERSON_LENGTH: Final = 128
 # looks for open deletions (one left by a process that stopped, or asked for on another).
 MAX_DELETION_USER_IDS: Final = 10_000
 MAX_DELETION_EVENT_IDS: Final = 10_000
+# A deletion request's body: room for that many ids of the longest length, of both kinds.
+MAX_DELETION_REQUEST_BYTES: Final = 4 * 1024 * 1024
 DELETION_CHUNK: Final = 5_000
 DELETION_SWEEP_SECONDS: Final = 30.0
 

@@ -131,8 +131,9 @@ def test_the_limits_table_states_the_defaults() -> None:
             f"{rate:,} events/s, bursts of {2 * rate:,}"
         ),
         "events per `/v1/events` page": f"{defaults.MAX_PAGE:,} (default {defaults.DEFAULT_PAGE})",
-        "persons / event ids one deletion request names": (
+        "persons / event ids one deletion request names / its body": (
             f"{defaults.MAX_DELETION_USER_IDS:,} / {defaults.MAX_DELETION_EVENT_IDS:,}"
+            f" / {_size(defaults.MAX_DELETION_REQUEST_BYTES)}"
         ),
         "events one deletion transaction deletes (and recounts)": f"{defaults.DELETION_CHUNK:,}",
         "events an export reads at a time": f"{defaults.EXPORT_PAGE:,}",

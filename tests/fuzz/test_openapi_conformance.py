@@ -22,6 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import Case, CheckContext, Response
+from schemathesis.generation.meta import ParameterLocation
 from schemathesis.python import asgi
 from schemathesis.specs.openapi import checks
 
@@ -92,6 +93,12 @@ def _document() -> dict[str, Any]:
 
 
 schema = schemathesis.openapi.from_dict(_document())
+# A body over the route's size bound is refused (413) before it is read: a rejection of invalid
+# data too (the bound is the README's, and a route's largest valid body fits under it).
+schema.config.checks.negative_data_rejection.expected_statuses = [
+    *schema.config.checks.negative_data_rejection.expected_statuses,
+    "413",
+]
 
 
 @schema.hook("flatmap_path_parameters")
@@ -184,6 +191,14 @@ def credentials(case: Case, world: World) -> dict[str, str]:
     return {}
 
 
+def _negative_headers(case: Case) -> bool:
+    meta = case.meta
+    if meta is None:
+        return False
+    header = meta.components.get(ParameterLocation.HEADER)
+    return header is not None and header.mode.is_negative
+
+
 def _definition(case: Case) -> dict[str, Any]:
     operation = case.operation
     definition: dict[str, Any] = schema.raw_schema["paths"][operation.path][operation.method]
@@ -231,10 +246,15 @@ def test_every_operation_answers_as_documented(case: Case, world: World, app: An
     not_checked = list(NOT_CHECKED)
     if PER_EVENT_REJECTION_TAGS & set(_definition(case).get("tags", [])):
         not_checked.append(checks.negative_data_rejection)
+    headers = credentials(case, world)
+    if headers and _negative_headers(case):
+        # The case's mutation was (or included) the credentials' header, which the test puts
+        # back as valid: the request is no longer the negative one schemathesis made.
+        not_checked.append(checks.negative_data_rejection)
     # Where the checks send their own probes too (the same call without credentials, say).
     case.operation.schema.app = app
     case.call_and_validate(
-        headers=credentials(case, world),
+        headers=headers,
         app=app,
         additional_checks=[error_shape],
         excluded_checks=not_checked,

@@ -22,6 +22,7 @@ from msgspec import Meta
 
 from eventcore.defaults import (
     MAX_DELETION_EVENT_IDS,
+    MAX_DELETION_REQUEST_BYTES,
     MAX_DELETION_USER_IDS,
 )
 from eventcore.deletions import Deletion, DeletionStatus
@@ -100,6 +101,8 @@ async def run_deletion(platform: Platform, workspace_id: str, deletion_id: str) 
     tags=["data"],
     security=USER_AUTH,
     status_code=HTTP_202_ACCEPTED,
+    # Room for the most ids a request may name (10,000 of each, up to 128 characters).
+    request_max_body_size=MAX_DELETION_REQUEST_BYTES,
     summary="Ask for the deletion of a project's events (owner, admin)",
     description=(
         "Deletes every stored event of the project that matches all the criteria given:"
