@@ -1258,14 +1258,7 @@ class Events(Database):
                 replaced += (await conn.execute(statement, (workspace_id,))).rowcount
             cursor = await conn.execute(_RECOUNT, {"workspace_id": workspace_id})
             row = await cursor.fetchone()
-            pending: list[tuple[SketchKey, bytes]] = []
-            async for made in _rebuilt_sketches(conn, workspace_id):
-                pending.append(made)
-                if len(pending) >= _REBUILD_CHUNK:
-                    await _insert_sketches(conn, workspace_id, pending)
-                    pending = []
-            if pending:
-                await _insert_sketches(conn, workspace_id, pending)
+            await _resketch(conn, workspace_id)
             cursor = await conn.execute(_DECLARING, (workspace_id,))
             declaring = [
                 (project_id, tuple(paths)) for project_id, paths in await cursor.fetchall()
@@ -1297,14 +1290,7 @@ async def _recount_days(
     for statement in _DELETE_COUNTS_IN_RANGE:
         await conn.execute(statement, scope)
     await conn.execute(_RECOUNT_IN_RANGE, scope)
-    pending: list[tuple[SketchKey, bytes]] = []
-    async for made in _rebuilt_sketches(conn, workspace_id, (workspace_id, project_id, start, end)):
-        pending.append(made)
-        if len(pending) >= _REBUILD_CHUNK:
-            await _insert_sketches(conn, workspace_id, pending)
-            pending = []
-    if pending:
-        await _insert_sketches(conn, workspace_id, pending)
+    await _resketch(conn, workspace_id, (workspace_id, project_id, start, end))
     cursor = await conn.execute(_DECLARED_PATHS, scope)
     row = await cursor.fetchone()
     if row is not None and row[0]:
@@ -1340,6 +1326,21 @@ async def _rebuilt_sketches(
             yield SketchKey(workspace_id, project_id, bucket, event_type), sketch_of(persons)
         if hour is not None:
             yield SketchKey(workspace_id, *hour, ALL_TYPES), sketch_of(everyone)
+
+
+async def _resketch(
+    conn: Connection, workspace_id: str, scope: tuple[str, str, datetime, datetime] | None = None
+) -> None:
+    """Write every sketch of the workspace (or of one project's [start, end): ``scope``) made
+    again from its events, ``_REBUILD_CHUNK`` rows a statement."""
+    pending: list[tuple[SketchKey, bytes]] = []
+    async for made in _rebuilt_sketches(conn, workspace_id, scope):
+        pending.append(made)
+        if len(pending) >= _REBUILD_CHUNK:
+            await _insert_sketches(conn, workspace_id, pending)
+            pending = []
+    if pending:
+        await _insert_sketches(conn, workspace_id, pending)
 
 
 async def _insert_sketches(
