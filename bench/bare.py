@@ -194,9 +194,9 @@ async def bare_query(
 
 
 # The persons' reads are the PostgreSQL store's own statements, imported rather than copied (the
-# store is being extended; a copy would drift): the hours' sketches of every type together
-# (event_type ''), and a funnel's events.
-_USER_SKETCHES: str = _pg_events._USER_SKETCHES
+# store is being extended; a copy would drift): a unique-users window's sketches of every type
+# together (event_type ''), and a funnel's events.
+_USER_WINDOW: str = _pg_events._USER_WINDOW
 _PERSON_EVENTS: str = _pg_events._PERSON_EVENTS
 # A breakdown's read: one dimension's daily tallies over the window (every type together).
 _DIMENSION_TALLIES: str = _pg_events._DIMENSION_TALLIES
@@ -214,12 +214,13 @@ WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
 async def bare_users(
     dsn: str, tenants: list[tuple[str, str]], *, newest: datetime, queries: int
 ) -> dict[str, Any]:
-    """Milliseconds per read of 30 days of hour sketches (every type together), one connection,
+    """Milliseconds per read of a 30-day hourly window's sketches (every type together: the
+    whole days' sketches, the hours' kept estimates, the edges' hour sketches), one connection,
     as the store sends it; and the same read followed by the core's merge in this process
-    (``eventcore.persons.user_series``, what the API does with the rows): the floor of an
-    uncached unique-users answer before HTTP, the cache and JSON."""
+    (``eventcore.persons.window_user_series``, what the API does with the rows): the floor of
+    an uncached unique-users answer before HTTP, the cache and JSON."""
     from eventcore.aggregation import Granularity
-    from eventcore.persons import ALL_TYPES, user_series
+    from eventcore.persons import ALL_TYPES, whole_days, window_user_series
 
     end = newest.replace(minute=0) + timedelta(hours=1)
     sql_ms: list[float] = []
@@ -231,20 +232,30 @@ async def bare_users(
             workspace_id, project_id = tenants[q % len(tenants)]
             shift = timedelta(hours=q % 24)
             start, stop = end - timedelta(days=30) - shift, end - shift
+            first_day, last_day = whole_days(start, stop)
             parameters = {
                 "workspace_id": workspace_id,
                 "project_id": project_id,
                 "start": start,
                 "end": stop,
+                "first_day": first_day,
+                "last_day": last_day,
+                "hourly": True,
                 "event_type": ALL_TYPES,
             }
             began = time.perf_counter()
-            cursor = await conn.execute(_USER_SKETCHES, parameters, binary=True)
-            hours = await cursor.fetchall()
+            cursor = await conn.execute(_USER_WINDOW, parameters, binary=True)
+            found = await cursor.fetchall()
             fetched = time.perf_counter()
-            user_series(project_id, Granularity.HOUR, start, stop, hours)
+            window_user_series(
+                project_id,
+                Granularity.HOUR,
+                start,
+                stop,
+                [_pg_events._stored_sketch(*row) for row in found],
+            )
             done = time.perf_counter()
-            rows = len(hours)
+            rows = len(found)
             if q >= 20:
                 sql_ms.append((fetched - began) * 1000)
                 merged_ms.append((done - began) * 1000)

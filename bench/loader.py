@@ -170,7 +170,7 @@ async def analyze(dsn: str) -> None:
     sketches and the dimensions' tallies: index-only scans need all-visible pages), as the load
     did before it."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        for table in ("counts_hour", "counts_minute", "users_hour", "dims_day"):
+        for table in ("counts_hour", "counts_minute", "users_hour", "users_day", "dims_day"):
             await conn.execute(f"VACUUM (ANALYZE) eventcore.{table}")
 
 

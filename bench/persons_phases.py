@@ -5,8 +5,9 @@ PostgreSQL store (its pool, its tenant transaction with row-level security, its 
 the core's functions, timed with ``time.perf_counter`` around each phase, in this one process
 (no HTTP, no cache: what the API does under them):
 
-- unique users, 30 days hourly, every type together: the store's read of the hours' sketches,
-  ``user_series`` (split into the per-bucket estimates and the window's total), the JSON;
+- unique users, 30 days hourly, every type together: the store's read of the window (the hours'
+  kept estimates, the whole days' sketches and the edges' hour sketches), ``window_user_series``
+  (split into the per-bucket estimates and the window's total), the JSON;
 - the funnel (page_view -> signup -> purchase, 30 days, a week's window) over the largest
   workspace: the store's query alone (psycopg, rows as tuples), the same through the store (rows
   made into PersonEvents), ``funnel_counts``, the JSON; the query prepared (psycopg prepares
@@ -35,7 +36,7 @@ from bench.loadgen import percentile
 from eventcore.adapters.postgres import PostgresStore
 from eventcore.aggregation import Granularity
 from eventcore.funnels import PersonEvent, StepRule, funnel_counts
-from eventcore.persons import estimate, user_series
+from eventcore.persons import estimate, window_user_series
 
 STEPS = ["page_view", "signup", "purchase"]
 
@@ -118,16 +119,23 @@ async def main() -> None:
             stop = end - timedelta(hours=q % 24)
             start = stop - timedelta(days=30)
             began = time.perf_counter()
-            hours = await store.user_sketches(tenant.workspace_id, tenant.project_id, start, stop)
-            mark = note("users: store.user_sketches (720 rows)", began)
-            by_bucket = [[sketch] for _, sketch in hours]
-            for sketches in by_bucket:
-                estimate(sketches)
+            rows = await store.user_window(
+                tenant.workspace_id, tenant.project_id, start, stop, Granularity.HOUR
+            )
+            mark = note("users: store.user_window (720 hours' estimates, 29-30 days)", began)
+            for row in rows:
+                if row.granularity is Granularity.HOUR:
+                    row.counted()
             mark = note("users: 720 per-bucket estimates", mark)
-            estimate(sketch for _, sketch in hours)
-            mark = note("users: the window's total (union of 720)", mark)
-            series = user_series(tenant.project_id, Granularity.HOUR, start, stop, hours)
-            mark = note("users: user_series (both, as the use case calls it)", mark)
+            estimate(
+                row.sketch
+                for row in rows
+                if row.sketch is not None
+                and (row.granularity is Granularity.DAY or row.estimate is None)
+            )
+            mark = note("users: the window's total (union of days and edge hours)", mark)
+            series = window_user_series(tenant.project_id, Granularity.HOUR, start, stop, rows)
+            mark = note("users: window_user_series (both, as the use case calls it)", mark)
             msgspec.json.encode(series)
             note("users: JSON", mark)
             if q < 5:  # warm-up

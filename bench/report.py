@@ -67,7 +67,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
         for q in ("p50", "p99"):
             rows.append(
                 _row(
-                    f"bare: unique users SQL ({sketches['rows']} hour sketches) {q}",
+                    f"bare: unique users SQL ({sketches['rows']} day and hour rows) {q}",
                     sketches[f"{q}_ms"],
                     "ms",
                 )

@@ -26,12 +26,13 @@ from typing import Protocol
 
 import msgspec
 
-from eventcore.aggregation import CountPoint, EventTypeCount, StoredGrain
+from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain
 from eventcore.audit import AuditAction, AuditEntry, RequestOrigin
 from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
+from eventcore.persons import StoredSketch
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -251,6 +252,22 @@ class EventStore(Protocol):
         """The persons' sketches (:mod:`eventcore.persons`) of hour buckets starting in
         [start, end): of ``event_type``, or of every type together; buckets without persons are
         left out."""
+
+    async def user_window(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity,
+        event_type: str | None = None,
+    ) -> list[StoredSketch]:
+        """What a unique-users answer over [start, end) (hour boundaries; day boundaries for
+        ``granularity`` DAY) reads (:func:`eventcore.persons.window_user_series`), of
+        ``event_type`` or of every type together: the sketch of every whole UTC day inside the
+        window that has one, with its bytes; with ``granularity`` HOUR every hour sketch of the
+        window, with its estimate or its bytes; and every other hour sketch of the window (of a
+        day not given whole) with its bytes. Buckets without persons are left out."""
 
     async def person_events(
         self,

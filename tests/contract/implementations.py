@@ -212,6 +212,7 @@ async def sqlite_store(scratch: Scratch) -> AsyncIterator[StoreKit]:
             connection.execute("DELETE FROM counts_minute")
             connection.execute("DELETE FROM counts_hour")
             connection.execute("DELETE FROM users_hour")
+            connection.execute("DELETE FROM users_day")
             connection.execute("DELETE FROM dims_day")
 
     async def wipe_counts() -> None:

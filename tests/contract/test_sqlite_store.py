@@ -14,10 +14,11 @@ import msgspec
 import pytest
 
 from eventcore.adapters.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteStore
-from eventcore.aggregation import StoredGrain
+from eventcore.aggregation import Granularity, StoredGrain
 from eventcore.audit import ActorType, AuditAction, AuditEntry
 from eventcore.errors import AlreadyExists, DatabaseUnavailable
 from eventcore.events import Event
+from eventcore.persons import window_user_series
 from eventcore.ports import AppendResult
 from eventcore.tenancy import Role
 from tests.contract.support import (
@@ -334,3 +335,45 @@ async def test_the_audit_logs_expiry_is_the_only_deletion_let_through(tmp_path: 
         assert connection.execute("SELECT id FROM audit_log").fetchall() == [("audit-1",)]
     finally:
         connection.close()
+
+
+async def test_days_stored_before_day_sketches_are_answered_from_their_hours(
+    tmp_path: Path,
+) -> None:
+    """A file whose days have hour sketches only (written before schema 11) answers unique
+    users from the hours, as before; a day's next append starts its day sketch from its hours'
+    union."""
+    path = tmp_path / "eventcore.sqlite3"
+    events = [event(f"e{n}", "view", at(97 * n), user_id=f"u{n % 13}") for n in range(60)]
+    start, end = T0 - timedelta(hours=12), T0 + timedelta(days=4, hours=12)
+
+    async def answers(store: SqliteStore) -> list[object]:
+        found = []
+        for granularity in (Granularity.HOUR, Granularity.DAY):
+            rows = await store.user_window("ws", "web", start, end, granularity)
+            series = window_user_series("web", granularity, start, end, rows)
+            found.append((series.total, [(p.bucket, p.users) for p in series.series]))
+        return found
+
+    async with await SqliteStore.open(path) as store:
+        await store.append([batch("ws", "web", *events)])
+        before = await answers(store)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("DELETE FROM users_day").rowcount > 0
+    async with await SqliteStore.open(path) as store:
+        assert await answers(store) == before
+        late = [
+            event("late-1", "view", at(24 * 60 + 5), user_id="u1"),
+            event("late-2", "view", at(24 * 60 + 6), user_id="newcomer"),
+        ]
+        await store.append([batch("ws", "web", *late)])
+        every = events + late
+        day_total, by_day = (await answers(store))[1]
+    assert day_total == len({e.user_id for e in every})
+    second_day = (T0 + timedelta(days=1)).replace(hour=0)
+    assert dict(by_day)[second_day] == len(
+        {e.user_id for e in every if e.timestamp.date() == second_day.date()}
+    )
+    with sqlite3.connect(path) as connection:
+        days = connection.execute("SELECT DISTINCT day FROM users_day").fetchall()
+    assert len(days) == 1

@@ -13,12 +13,17 @@ from eventcore.aggregation import Granularity
 from eventcore.events import Event, IngestBatch
 from eventcore.persons import (
     ALL_TYPES,
+    Estimate,
     SketchKey,
+    StoredSketch,
     add_persons,
+    day_sketch_of_hours,
     estimate,
     person_increments,
     sketch_of,
     user_series,
+    whole_days,
+    window_user_series,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -70,7 +75,7 @@ def test_no_sketch_is_no_one() -> None:
     assert estimate([]).users == 0
 
 
-def test_each_event_adds_its_person_to_its_hour_of_its_type_and_of_all() -> None:
+def test_each_event_adds_its_person_to_its_hour_and_day_of_its_type_and_of_all() -> None:
     events = [
         Event("1", "view", T0 + timedelta(minutes=5), msgspec.Raw(b"{}"), user_id="ada"),
         Event("2", "buy", T0 + timedelta(minutes=50), msgspec.Raw(b"{}"), anonymous_id="x"),
@@ -87,6 +92,9 @@ def test_each_event_adds_its_person_to_its_hour_of_its_type_and_of_all() -> None
         SketchKey("ws", "p", hour, "buy"): {"x"},
         SketchKey("ws", "p", next_hour, "view"): {"bob"},
         SketchKey("ws", "p", next_hour, ALL_TYPES): {"bob"},
+        SketchKey("ws", "p", T0, "view", Granularity.DAY): {"ada", "bob"},
+        SketchKey("ws", "p", T0, "buy", Granularity.DAY): {"x"},
+        SketchKey("ws", "p", T0, ALL_TYPES, Granularity.DAY): {"ada", "bob", "x"},
     }
 
 
@@ -105,3 +113,43 @@ def test_a_series_counts_buckets_and_the_whole_window_apart() -> None:
     ]
     assert by_day.total == 3
     assert by_day.relative_error == 0.0
+
+
+def test_whole_days_are_those_inside_the_window() -> None:
+    assert whole_days(T0, T0 + timedelta(days=2)) == (T0, T0 + timedelta(days=2))
+    inside = whole_days(T0 + timedelta(hours=5), T0 + timedelta(days=3, hours=1))
+    assert inside == (T0 + timedelta(days=1), T0 + timedelta(days=3))
+    none = T0 + timedelta(hours=23)
+    assert whole_days(T0 + timedelta(hours=1), none) == (none, none)
+    last = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    assert whole_days(datetime(9999, 12, 31, 1, tzinfo=UTC), last) == (last, last)
+
+
+def test_a_new_day_sketch_starts_from_its_hours_union() -> None:
+    assert day_sketch_of_hours([]) is None
+    assert day_sketch_of_hours([b""]) is None
+    start = day_sketch_of_hours([sketch_of(["ada", "bob"]), sketch_of(["bob", "cy"])])
+    assert start is not None
+    assert estimate([start]) == estimate([sketch_of(["ada", "bob", "cy"])])
+
+
+def test_a_window_answer_merges_whole_days_and_the_other_hours() -> None:
+    """Hourly buckets from each hour's estimate (kept, or from its sketch); the total from the
+    whole day's sketch and the hours outside it; a day without a sketch from its hours."""
+    day1 = T0 + timedelta(days=1)
+    rows = [
+        StoredSketch(day1, Granularity.DAY, None, sketch_of(["ada", "bob", "cy"])),
+        StoredSketch(T0 + timedelta(hours=20), Granularity.HOUR, None, sketch_of(["dee", "ada"])),
+        StoredSketch(day1 + timedelta(hours=1), Granularity.HOUR, Estimate(2, 0.0), None),
+        StoredSketch(day1 + timedelta(hours=2), Granularity.HOUR, None, sketch_of(["cy"])),
+    ]
+    start, end = T0 + timedelta(hours=20), day1 + timedelta(days=1)
+
+    hourly = window_user_series("p", Granularity.HOUR, start, end, rows)
+
+    assert hourly.total == 4
+    assert [(p.bucket.hour, p.users) for p in hourly.series] == [(20, 2), (1, 2), (2, 1)]
+    daily = window_user_series("p", Granularity.DAY, T0, end, [rows[0], rows[1]])
+    assert [(p.bucket, p.users) for p in daily.series] == [(T0, 2), (day1, 3)]
+    assert daily.total == 4
+    assert daily.relative_error == 0.0

@@ -40,7 +40,15 @@ from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.idempotency import IdempotencyKey
-from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
+from eventcore.persons import (
+    ALL_TYPES,
+    SketchKey,
+    StoredSketch,
+    add_persons,
+    person_increments,
+    sketch_of,
+    whole_days,
+)
 from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import (
     ApiKey,
@@ -601,9 +609,43 @@ class MemoryStore:
             if key.workspace_id == workspace_id
             and key.project_id == project_id
             and key.event_type == wanted
+            and key.granularity is Granularity.HOUR
             and start <= key.bucket < end
         ]
         return sorted(found)
+
+    async def user_window(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity,
+        event_type: str | None = None,
+    ) -> list[StoredSketch]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        mine = {
+            key: sketch
+            for key, sketch in self.sketches.items()
+            if key.workspace_id == workspace_id
+            and key.project_id == project_id
+            and key.event_type == wanted
+            and start <= key.bucket < end
+        }
+        first, last = whole_days(start, end)
+        whole = {
+            key.bucket
+            for key in mine
+            if key.granularity is Granularity.DAY and first <= key.bucket < last
+        }
+        rows = []
+        for key, sketch in sorted(mine.items()):
+            if key.granularity is Granularity.DAY:
+                if key.bucket in whole:
+                    rows.append(StoredSketch(key.bucket, Granularity.DAY, None, sketch))
+            elif granularity is Granularity.HOUR or key.day.bucket not in whole:
+                rows.append(StoredSketch(key.bucket, Granularity.HOUR, None, sketch))
+        return rows
 
     async def person_events(
         self,

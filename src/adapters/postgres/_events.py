@@ -25,7 +25,7 @@ import msgspec
 import psycopg
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from psycopg import AsyncPipeline
+from psycopg import AsyncCursor, AsyncPipeline
 from psycopg.pq import TransactionStatus
 
 from eventcore.adapters.postgres._database import Connection, Database
@@ -51,7 +51,17 @@ from eventcore.dimensions import (
 )
 from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
-from eventcore.persons import ALL_TYPES, SketchKey, add_persons, sketch_of
+from eventcore.persons import (
+    ALL_TYPES,
+    Estimate,
+    SketchKey,
+    StoredSketch,
+    add_persons,
+    add_persons_estimated,
+    day_sketch_of_hours,
+    sketch_estimated,
+    whole_days,
+)
 from eventcore.ports import AppendResult, Recount
 from eventcore.tenancy import ProjectRef
 
@@ -280,46 +290,83 @@ _APPEND = {
     for valued in (False, True)
 }
 
-# The sketches an append adds persons to, as parallel arrays (one row a SketchKey).
+# The sketches an append adds persons to, as parallel arrays (one row a SketchKey), in the
+# hours' table or the days' (keyed alike).
+_SKETCH_TABLES = {Granularity.HOUR: ("users_hour", "bucket"), Granularity.DAY: ("users_day", "day")}
 _SKETCH_KEYS = (
     "unnest(%(project_ids)b::text[], %(buckets)b::timestamptz[], %(event_types)b::text[])"
 )
 # Locks every sketch row the append touches, in primary-key order, in one pass: a missing row is
 # made (with the empty placeholder, replaced below before the commit), an existing one is only
 # locked (an ON CONFLICT DO UPDATE locks every conflicting row, even when its WHERE updates
-# none: no new row version is written). An append's own keys are distinct.
-_LOCK_SKETCHES = f"""
-INSERT INTO eventcore.users_hour AS u (workspace_id, project_id, bucket, event_type, sketch)
+# none: no new row version is written). An append's own keys are distinct. Every append locks
+# its hours' rows before its days'.
+_LOCK_SKETCHES = {
+    grain: f"""
+INSERT INTO eventcore.{table} AS u (workspace_id, project_id, {column}, event_type, sketch)
 SELECT %(workspace_id)s::text, k.project_id, k.bucket, k.event_type, ''::bytea
 FROM {_SKETCH_KEYS} AS k (project_id, bucket, event_type)
 ORDER BY k.project_id COLLATE "C", k.bucket, k.event_type COLLATE "C"
-ON CONFLICT (workspace_id, project_id, bucket, event_type)
+ON CONFLICT (workspace_id, project_id, {column}, event_type)
 DO UPDATE SET sketch = u.sketch WHERE false
 """
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
 # The locked rows' sketches, in the keys' order. A statement of its own, after the lock: its
 # snapshot is taken once every row is locked, so it reads the last committed sketch of each
 # (a writer that held a row before has committed), and nobody changes one until this commit.
-_READ_SKETCHES = f"""
+_READ_SKETCHES = {
+    grain: f"""
 SELECT u.sketch
+FROM {_SKETCH_KEYS} WITH ORDINALITY AS k (project_id, bucket, event_type, n)
+JOIN eventcore.{table} AS u
+  ON u.workspace_id = %(workspace_id)s AND u.project_id = k.project_id
+ AND u.{column} = k.bucket AND u.event_type = k.event_type
+ORDER BY k.n
+"""
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
+# The sketches a new day's hours already hold (a day stored before there were day sketches):
+# what its day sketch starts from (persons.day_sketch_of_hours), by the new days' ordinals.
+_DAY_HOURS = f"""
+SELECT k.n, u.sketch
 FROM {_SKETCH_KEYS} WITH ORDINALITY AS k (project_id, bucket, event_type, n)
 JOIN eventcore.users_hour AS u
   ON u.workspace_id = %(workspace_id)s AND u.project_id = k.project_id
- AND u.bucket = k.bucket AND u.event_type = k.event_type
-ORDER BY k.n
+ AND u.event_type = k.event_type
+ AND u.bucket >= k.bucket AND u.bucket < k.bucket + interval '1 day'
+WHERE u.sketch <> ''::bytea
 """
-_WRITE_SKETCHES = """
-UPDATE eventcore.users_hour AS u SET sketch = k.sketch
+# What a write gives each sketch row: an hour's its estimate too (users, relative_error).
+_SKETCH_VALUES = {
+    Granularity.HOUR: (
+        "%(sketches)b::bytea[], %(users)b::int8[], %(errors)b::float8[]",
+        ("sketch", "users", "relative_error"),
+    ),
+    Granularity.DAY: ("%(sketches)b::bytea[]", ("sketch",)),
+}
+_WRITE_SKETCHES = {
+    grain: f"""
+UPDATE eventcore.{table} AS u SET {", ".join(f"{c} = k.{c}" for c in _SKETCH_VALUES[grain][1])}
 FROM unnest(%(project_ids)b::text[], %(buckets)b::timestamptz[], %(event_types)b::text[],
-            %(sketches)b::bytea[]) AS k (project_id, bucket, event_type, sketch)
+            {_SKETCH_VALUES[grain][0]})
+     AS k (project_id, bucket, event_type, {", ".join(_SKETCH_VALUES[grain][1])})
 WHERE u.workspace_id = %(workspace_id)s AND u.project_id = k.project_id
-  AND u.bucket = k.bucket AND u.event_type = k.event_type
+  AND u.{column} = k.bucket AND u.event_type = k.event_type
 """
-_INSERT_SKETCHES = """
-INSERT INTO eventcore.users_hour (workspace_id, project_id, bucket, event_type, sketch)
-SELECT %(workspace_id)s::text, k.project_id, k.bucket, k.event_type, k.sketch
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
+_INSERT_SKETCHES = {
+    grain: f"""
+INSERT INTO eventcore.{table}
+    (workspace_id, project_id, {column}, event_type, {", ".join(_SKETCH_VALUES[grain][1])})
+SELECT %(workspace_id)s::text, k.*
 FROM unnest(%(project_ids)b::text[], %(buckets)b::timestamptz[], %(event_types)b::text[],
-            %(sketches)b::bytea[]) AS k (project_id, bucket, event_type, sketch)
+            {_SKETCH_VALUES[grain][0]})
+     AS k (project_id, bucket, event_type, {", ".join(_SKETCH_VALUES[grain][1])})
 """
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
 
 # The dimension tallies. An append locks each group (DimensionGroup) it adds to, in key order,
 # after its sketch rows: one transaction-level advisory lock per group, held to the commit, so
@@ -387,6 +434,7 @@ _DELETE_COUNTS = (
         for grain in StoredGrain
     ),
     "DELETE FROM eventcore.users_hour WHERE workspace_id = %s",
+    "DELETE FROM eventcore.users_day WHERE workspace_id = %s",
     "DELETE FROM eventcore.dims_day WHERE workspace_id = %s",
 )
 _RECOUNT = (
@@ -421,6 +469,7 @@ _DELETE_COUNTS_IN_RANGE = tuple(
     for table, column in (
         *((f"counts_{grain.value}", "bucket") for grain in StoredGrain),
         ("users_hour", "bucket"),
+        ("users_day", "day"),
         ("dims_day", "day"),
     )
 )
@@ -538,6 +587,28 @@ SELECT bucket, sketch FROM eventcore.users_hour
 WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
   AND bucket >= %(start)s AND bucket < %(end)s AND event_type = %(event_type)s
 ORDER BY bucket
+"""
+
+# A unique-users window's read (EventStore.user_window), in one statement: the sketches of
+# the whole UTC days in [first_day, last_day), then the window's hours: every one (hourly),
+# with the estimate its append kept and without its sketch where a whole day's sketch covers
+# it, or only those of a day not read whole (daily), with their sketches.
+_USER_WINDOW = """
+SELECT day, true, NULL::int8, NULL::float8, sketch FROM eventcore.users_day
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND event_type = %(event_type)s AND day >= %(first_day)s AND day < %(last_day)s
+UNION ALL
+SELECT h.bucket, false, h.users, h.relative_error,
+       CASE WHEN h.users IS NULL OR d.day IS NULL THEN h.sketch END
+FROM eventcore.users_hour AS h
+LEFT JOIN eventcore.users_day AS d
+  ON d.workspace_id = h.workspace_id AND d.project_id = h.project_id
+ AND d.event_type = h.event_type AND d.day = date_trunc('day', h.bucket, 'UTC')
+ AND d.day >= %(first_day)s AND d.day < %(last_day)s
+WHERE h.workspace_id = %(workspace_id)s AND h.project_id = %(project_id)s
+  AND h.event_type = %(event_type)s AND h.bucket >= %(start)s AND h.bucket < %(end)s
+  AND (%(hourly)s OR d.day IS NULL)
+ORDER BY 2 DESC, 1
 """
 
 _DIMENSION_TALLIES = """
@@ -737,12 +808,21 @@ def _increments(
         )
     for key, union in every.items():
         increments[key] = list(union)
+    days: dict[SketchKey, set[str]] = {}
+    for key, persons in increments.items():
+        days.setdefault(key.day, set()).update(persons)
+    for key, union in days.items():
+        increments[key] = list(union)
     return increments
 
 
 def _sketch_arrays(
-    workspace_id: str, keys: Sequence[SketchKey], sketches: Sequence[bytes] | None = None
+    workspace_id: str,
+    keys: Sequence[SketchKey],
+    sketches: Sequence[tuple[bytes, Estimate | None]] | None = None,
 ) -> dict[str, Any]:
+    """The sketches' keys as parallel arrays; with ``sketches``, each one's bytes, and for an
+    hour's its estimate."""
     parameters: dict[str, Any] = {
         "workspace_id": workspace_id,
         "project_ids": [key.project_id for key in keys],
@@ -750,7 +830,12 @@ def _sketch_arrays(
         "event_types": [key.event_type for key in keys],
     }
     if sketches is not None:
-        parameters["sketches"] = list(sketches)
+        parameters["sketches"] = [sketch for sketch, _ in sketches]
+        if keys and keys[0].granularity is Granularity.HOUR:
+            counted = [estimate for _, estimate in sketches]
+            assert all(estimate is not None for estimate in counted)
+            parameters["users"] = [estimate.users for estimate in counted if estimate]
+            parameters["errors"] = [estimate.relative_error for estimate in counted if estimate]
     return parameters
 
 
@@ -828,12 +913,19 @@ async def _add_persons_and_tallies(
     value with persons (a new value past the bound goes there): a superset of what the bound
     will leave, since the bound needs the kept values, read in the same round trip.
     """
-    keys = sorted(persons)
-    sketch_rows = None
-    if keys:
-        lookup = _sketch_arrays(workspace_id, keys)
-        await conn.execute(_LOCK_SKETCHES, lookup)
-        sketch_rows = await conn.execute(_READ_SKETCHES, lookup, binary=True)
+    # Hours' rows locked before days' (the same order for every append), each in key order.
+    keys = {
+        grain: sorted(key for key in persons if key.granularity is grain)
+        for grain in _SKETCH_TABLES
+    }
+    sketch_rows: dict[Granularity, AsyncCursor[Any]] = {}
+    if persons:
+        for grain, some in keys.items():
+            await conn.execute(_LOCK_SKETCHES[grain], _sketch_arrays(workspace_id, some))
+        for grain, some in keys.items():
+            sketch_rows[grain] = await conn.execute(
+                _READ_SKETCHES[grain], _sketch_arrays(workspace_id, some), binary=True
+            )
     known_rows = tally_rows = None
     groups: list[DimensionGroup] = []
     candidates: list[DimensionKey] = []
@@ -857,14 +949,28 @@ async def _add_persons_and_tallies(
             tally_rows = await conn.execute(
                 _TALLY_SKETCHES, _tally_arrays(workspace_id, candidates), binary=True
             )
-    if sketch_rows is not None:
-        stored = [row[0] for row in await sketch_rows.fetchall()]
-        assert len(stored) == len(keys)
-        merged = [
-            add_persons(sketch or None, persons[key])
-            for key, sketch in zip(keys, stored, strict=True)
+    if sketch_rows:
+        hours, days = keys[Granularity.HOUR], keys[Granularity.DAY]
+        stored_hours = [row[0] for row in await sketch_rows[Granularity.HOUR].fetchall()]
+        stored_days = [row[0] for row in await sketch_rows[Granularity.DAY].fetchall()]
+        starts = await _day_starts(
+            conn,
+            workspace_id,
+            [key for key, sketch in zip(days, stored_days, strict=True) if not sketch],
+        )
+        made_hours = [
+            add_persons_estimated(sketch or None, persons[key])
+            for key, sketch in zip(hours, stored_hours, strict=True)
         ]
-        await conn.execute(_WRITE_SKETCHES, _sketch_arrays(workspace_id, keys, merged))
+        made_days: list[tuple[bytes, Estimate | None]] = [
+            (add_persons(sketch or starts.get(key), persons[key]), None)
+            for key, sketch in zip(days, stored_days, strict=True)
+        ]
+        for grain, some, made in (
+            (Granularity.HOUR, hours, made_hours),
+            (Granularity.DAY, days, made_days),
+        ):
+            await conn.execute(_WRITE_SKETCHES[grain], _sketch_arrays(workspace_id, some, made))
     if tallies:
         known: dict[DimensionGroup, set[str]] = {}
         if known_rows is not None:
@@ -887,6 +993,20 @@ async def _add_persons_and_tallies(
             for key in order
         ]
         await conn.execute(_UPSERT_TALLIES, _tally_arrays(workspace_id, order, rows))
+
+
+async def _day_starts(
+    conn: Connection, workspace_id: str, new_days: list[SketchKey]
+) -> dict[SketchKey, bytes | None]:
+    """What each new day sketch starts from: the union of what its hours already hold (none, but
+    for a day stored before there were day sketches). A round trip only when a day is new."""
+    if not new_days:
+        return {}
+    cursor = await conn.execute(_DAY_HOURS, _sketch_arrays(workspace_id, new_days), binary=True)
+    found: dict[int, list[bytes]] = {}
+    for n, sketch in await cursor.fetchall():
+        found.setdefault(n, []).append(sketch)
+    return {new_days[n - 1]: day_sketch_of_hours(hours) for n, hours in found.items()}
 
 
 @asynccontextmanager
@@ -1191,6 +1311,30 @@ class Events(Database):
             FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True
         )
 
+    async def user_window(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity,
+        event_type: str | None = None,
+    ) -> list[StoredSketch]:
+        first_day, last_day = whole_days(start, end)
+        parameters = {
+            "workspace_id": workspace_id,
+            "project_id": project_id,
+            "start": start,
+            "end": end,
+            "first_day": first_day,
+            "last_day": last_day,
+            "hourly": granularity is Granularity.HOUR,
+            "event_type": ALL_TYPES if event_type is None else event_type,
+        }
+        return await self._query(
+            _stored_sketch, _USER_WINDOW, parameters, workspace_id=workspace_id, binary=True
+        )
+
     async def delete_events(
         self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
     ) -> int:
@@ -1301,31 +1445,50 @@ def _hour_sketch(bucket: datetime, sketch: bytes) -> tuple[datetime, bytes]:
     return bucket, sketch
 
 
+def _stored_sketch(
+    bucket: datetime, whole_day: bool, users: int | None, error: float | None, sketch: bytes | None
+) -> StoredSketch:
+    if whole_day:
+        return StoredSketch(bucket, Granularity.DAY, None, sketch)
+    counted = None if users is None or error is None else Estimate(users, error)
+    return StoredSketch(bucket, Granularity.HOUR, counted, sketch)
+
+
 async def _rebuilt_sketches(
     conn: Connection, workspace_id: str, scope: tuple[str, str, datetime, datetime] | None = None
-) -> AsyncIterator[tuple[SketchKey, bytes]]:
+) -> AsyncIterator[tuple[SketchKey, tuple[bytes, Estimate]]]:
     """Every sketch of the workspace made again from its events (``sketch_of``, as the core's
-    rebuild): per (project, hour), one per type and one of every type together. The rows come
-    grouped by (project, hour, type) with their distinct persons, in that order, through a
-    server-side cursor: only one hour's persons are held at a time."""
+    rebuild): per (project, hour) and per (project, UTC day), one per type and one of every type
+    together. The rows come grouped by (project, hour, type) with their distinct persons, in
+    that order, through a server-side cursor: only one day's persons are held at a time."""
     async with conn.cursor("eventcore_rebuild_persons", binary=True) as cursor:
         cursor.itersize = _REBUILD_CHUNK
         if scope is None:
             await cursor.execute(_PERSONS_BY_HOUR, {"workspace_id": workspace_id})
         else:
             await cursor.execute(_PERSONS_BY_HOUR_IN_RANGE, _range(*scope))
-        hour: tuple[str, datetime] | None = None
+        hour: SketchKey | None = None
         everyone: set[str] = set()
+        day: dict[SketchKey, set[str]] = {}
         async for project_id, bucket, event_type, persons in cursor:
-            if hour != (project_id, bucket):
+            key = SketchKey(workspace_id, project_id, bucket, event_type)
+            if hour is None or hour[:3] != key[:3]:
                 if hour is not None:
-                    yield SketchKey(workspace_id, *hour, ALL_TYPES), sketch_of(everyone)
-                hour = (project_id, bucket)
+                    yield hour, sketch_estimated(everyone)
+                    if hour.day.bucket != key.day.bucket or hour.project_id != project_id:
+                        for made in day.items():
+                            yield made[0], sketch_estimated(made[1])
+                        day = {}
+                hour = key._replace(event_type=ALL_TYPES)
                 everyone = set()
             everyone.update(persons)
-            yield SketchKey(workspace_id, project_id, bucket, event_type), sketch_of(persons)
+            day.setdefault(key.day, set()).update(persons)
+            day.setdefault(hour.day, set()).update(persons)
+            yield key, sketch_estimated(persons)
         if hour is not None:
-            yield SketchKey(workspace_id, *hour, ALL_TYPES), sketch_of(everyone)
+            yield hour, sketch_estimated(everyone)
+            for made in day.items():
+                yield made[0], sketch_estimated(made[1])
 
 
 async def _resketch(
@@ -1333,22 +1496,31 @@ async def _resketch(
 ) -> None:
     """Write every sketch of the workspace (or of one project's [start, end): ``scope``) made
     again from its events, ``_REBUILD_CHUNK`` rows a statement."""
-    pending: list[tuple[SketchKey, bytes]] = []
+    pending: dict[Granularity, list[tuple[SketchKey, tuple[bytes, Estimate]]]] = {
+        grain: [] for grain in _SKETCH_TABLES
+    }
     async for made in _rebuilt_sketches(conn, workspace_id, scope):
-        pending.append(made)
-        if len(pending) >= _REBUILD_CHUNK:
-            await _insert_sketches(conn, workspace_id, pending)
-            pending = []
-    if pending:
-        await _insert_sketches(conn, workspace_id, pending)
+        some = pending[made[0].granularity]
+        some.append(made)
+        if len(some) >= _REBUILD_CHUNK:
+            await _insert_sketches(conn, workspace_id, some)
+            some.clear()
+    for some in pending.values():
+        if some:
+            await _insert_sketches(conn, workspace_id, some)
 
 
 async def _insert_sketches(
-    conn: Connection, workspace_id: str, made: Sequence[tuple[SketchKey, bytes]]
+    conn: Connection,
+    workspace_id: str,
+    made: Sequence[tuple[SketchKey, tuple[bytes, Estimate]]],
 ) -> None:
+    """Rows of one table (hours' or days'), new: a plain insert, so that a sketch made twice
+    (a rebuild's run not a whole day) fails loudly."""
     keys = [key for key, _ in made]
     sketches = [sketch for _, sketch in made]
-    await conn.execute(_INSERT_SKETCHES, _sketch_arrays(workspace_id, keys, sketches))
+    grain = keys[0].granularity
+    await conn.execute(_INSERT_SKETCHES[grain], _sketch_arrays(workspace_id, keys, sketches))
 
 
 def _dimension_tally(

@@ -184,6 +184,7 @@ _WORKSPACE_TABLES = (
     "counts_minute",
     "counts_hour",
     "users_hour",
+    "users_day",
     "dims_day",
     "deleted_events",
     "deletions",

@@ -43,7 +43,16 @@ from eventcore.dimensions import (
 )
 from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
-from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
+from eventcore.persons import (
+    ALL_TYPES,
+    SketchKey,
+    StoredSketch,
+    add_persons,
+    day_sketch_of_hours,
+    person_increments,
+    sketch_of,
+    whole_days,
+)
 from eventcore.ports import AppendResult, Recount
 
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
@@ -98,15 +107,27 @@ _NEW_PERSON_EVENTS = (
     "SELECT workspace_id, project_id, event_id FROM events NOT INDEXED"
     f" WHERE seq > ? AND {_HAS_PERSON} ORDER BY seq"
 )
-_SKETCH_KEY = "workspace_id = ? AND project_id = ? AND event_type = ? AND bucket = ?"
-_GET_SKETCH = f"SELECT sketch FROM users_hour WHERE {_SKETCH_KEY}"
-_PUT_SKETCH = (
-    "INSERT INTO users_hour (workspace_id, project_id, event_type, bucket, sketch)"
+# The persons' sketches of hours and of days: each in its table, keyed alike.
+_SKETCH_TABLES = {Granularity.HOUR: ("users_hour", "bucket"), Granularity.DAY: ("users_day", "day")}
+_GET_SKETCH = {
+    grain: f"SELECT sketch FROM {table} WHERE workspace_id = ? AND project_id = ?"
+    f" AND event_type = ? AND {column} = ?"
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
+_PUT_SKETCH = {
+    grain: f"INSERT INTO {table} (workspace_id, project_id, event_type, {column}, sketch)"
     " VALUES (?, ?, ?, ?, ?)"
-)
-_UPSERT_SKETCH = (
-    _PUT_SKETCH + " ON CONFLICT (workspace_id, project_id, event_type, bucket)"
+    for grain, (table, column) in _SKETCH_TABLES.items()
+}
+_UPSERT_SKETCH = {
+    grain: _PUT_SKETCH[grain] + f" ON CONFLICT (workspace_id, project_id, event_type, {column})"
     " DO UPDATE SET sketch = excluded.sketch"
+    for grain, (_, column) in _SKETCH_TABLES.items()
+}
+# The sketches a day's hours hold: what a new day sketch starts from (persons.day_sketch_of_hours).
+_DAY_HOURS = (
+    "SELECT sketch FROM users_hour WHERE workspace_id = ? AND project_id = ? AND event_type = ?"
+    " AND bucket >= ? AND bucket < ?"
 )
 # The inserted events that have declared values, in insertion order.
 _NEW_DIMENSION_EVENTS = (
@@ -130,7 +151,7 @@ _UPSERT_TALLY = (
     " SET count = count + excluded.count, sketch = coalesce(excluded.sketch, sketch)"
 )
 # Every table a rebuild replaces the rows of.
-_DERIVED_TABLES = (*_COUNT_TABLES.values(), "users_hour", "dims_day")
+_DERIVED_TABLES = (*_COUNT_TABLES.values(), "users_hour", "users_day", "dims_day")
 # A rebuild covers every workspace or one: which rows it deletes, recounts and reports.
 _REBUILD_SCOPE = {False: "true", True: "workspace_id = ?"}
 _RECOUNT = {
@@ -181,6 +202,7 @@ _DELETE_COUNTS_IN_RANGE = tuple(
     for table, column in (
         *((table, "bucket") for table in _COUNT_TABLES.values()),
         ("users_hour", "bucket"),
+        ("users_day", "day"),
         ("dims_day", "day"),
     )
 )
@@ -266,6 +288,21 @@ _USER_SKETCHES = (
     "SELECT bucket, sketch FROM users_hour WHERE workspace_id = ? AND project_id = ?"
     " AND event_type = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
 )
+_DAY_MICROS = Granularity.DAY.step // MICROSECOND
+# A unique-users window's read (EventStore.user_window): the sketches of the whole days in
+# [?4, ?5) (day boundaries), and the hours' of the window [?6, ?7): every one (?8 = 1), or those
+# of a day not read whole.
+_USER_WINDOW = (
+    "SELECT day, 1, sketch FROM users_day WHERE workspace_id = ?1 AND project_id = ?2"
+    " AND event_type = ?3 AND day >= ?4 AND day < ?5"
+    " UNION ALL"
+    " SELECT h.bucket, 0, h.sketch FROM users_hour AS h WHERE h.workspace_id = ?1"
+    " AND h.project_id = ?2 AND h.event_type = ?3 AND h.bucket >= ?6 AND h.bucket < ?7"
+    " AND (?8 OR NOT EXISTS (SELECT 1 FROM users_day AS d WHERE d.workspace_id = ?1"
+    " AND d.project_id = ?2 AND d.event_type = ?3 AND d.day >= ?4 AND d.day < ?5"
+    f" AND d.day <= h.bucket AND h.bucket - d.day < {_DAY_MICROS}))"
+    " ORDER BY 2 DESC, 1"
+)
 _DIMENSION_TALLIES = (
     "SELECT day, kind, value, count, sketch FROM dims_day WHERE workspace_id = ?"
     " AND project_id = ? AND event_type = ? AND dimension = ? AND day >= ? AND day < ?"
@@ -329,6 +366,11 @@ def _json_path(dimension: str) -> str:
 
 def _hour_sketch(row: Any) -> tuple[datetime, bytes]:
     return moment(row[0]), bytes(row[1])
+
+
+def _stored_sketch(row: Any) -> StoredSketch:
+    grain = Granularity.DAY if row[1] else Granularity.HOUR
+    return StoredSketch(moment(row[0]), grain, None, bytes(row[2]))
 
 
 def _count_point(row: Any) -> CountPoint:
@@ -437,7 +479,7 @@ def _declared(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) ->
 
 
 def _sketch_key(key: SketchKey) -> tuple[str, str, str, int]:
-    """A sketch's key as users_hour's key columns (and _SKETCH_KEY's parameters) hold it."""
+    """A sketch's key as its table's key columns (and _GET_SKETCH's parameters) hold it."""
     return key.workspace_id, key.project_id, key.event_type, micros(key.bucket)
 
 
@@ -452,12 +494,22 @@ def _add_new_persons(
     sketches: read, merged, written back, all under the transaction's write lock."""
     new = connection.execute(_NEW_PERSON_EVENTS, (last_seq,))
     inserted = _inserted(batches, new, lambda _, event: _has_person(event))
-    rows = []
+    rows: dict[Granularity, list[tuple[str, str, str, int, bytes]]] = {
+        grain: [] for grain in _SKETCH_TABLES
+    }
+    # Every sketch is read before any is written: a new day sketch starts from what its hours
+    # held before this append (persons.day_sketch_of_hours).
     for key, persons in person_increments(inserted).items():
         sketch_key = _sketch_key(key)
-        found = connection.execute(_GET_SKETCH, sketch_key).fetchone()
-        rows.append((*sketch_key, add_persons(None if found is None else found[0], persons)))
-    connection.executemany(_UPSERT_SKETCH, rows)
+        found = connection.execute(_GET_SKETCH[key.granularity], sketch_key).fetchone()
+        stored = None if found is None else found[0]
+        if found is None and key.granularity is Granularity.DAY:
+            end = micros(key.bucket + Granularity.DAY.step)
+            hours = connection.execute(_DAY_HOURS, (*sketch_key, end))
+            stored = day_sketch_of_hours(bytes(row[0]) for row in hours)
+        rows[key.granularity].append((*sketch_key, add_persons(stored, persons)))
+    for grain, made in rows.items():
+        connection.executemany(_UPSERT_SKETCH[grain], made)
 
 
 def _tally_key(key: DimensionKey) -> tuple[str, str, str, str, int, int, str]:
@@ -566,31 +618,37 @@ def _rebuild_counts(connection: sqlite3.Connection, workspace_id: str | None) ->
 _NO_PROPERTIES = Raw(b"{}")
 
 
-def _hour_of(row: Any) -> tuple[str, str, datetime]:
-    return row[0], row[1], bucket_start(moment(row[2]), Granularity.HOUR)
+def _day_of_row(row: Any) -> tuple[str, str, datetime]:
+    return row[0], row[1], bucket_start(moment(row[2]), Granularity.DAY)
 
 
 def _resketch(connection: sqlite3.Connection, rows: Iterator[Any]) -> None:
     """Make every sketch again from ``rows`` (events with a person, ordered by tenant and time),
-    one (project, hour) at a time: memory holds one hour's persons, and ``_REBUILD_CHUNK`` rows.
+    one (project, UTC day) at a time: memory holds one day's persons, and ``_REBUILD_CHUNK``
+    rows.
 
     The rows stream from one cursor while the sketches are written on the same connection, in
     the same transaction: a read of events is not disturbed by writes to another table.
     """
-    for (workspace_id, project_id, hour), run in groupby(rows, key=_hour_of):
+    for (workspace_id, project_id, day), run in groupby(rows, key=_day_of_row):
         persons: dict[SketchKey, set[str]] = {}
         while chunk := list(islice(run, _REBUILD_CHUNK)):
             events = [
                 Event("", row[3], moment(row[2]), _NO_PROPERTIES, row[4], row[5]) for row in chunk
             ]
-            batch = IngestBatch(workspace_id, project_id, hour, events)
+            batch = IngestBatch(workspace_id, project_id, day, events)
             for key, added in person_increments([batch]).items():
                 persons.setdefault(key, set()).update(added)
-        # A plain insert: a key made twice (a run not a whole hour) fails the rebuild loudly.
-        connection.executemany(
-            _PUT_SKETCH,
-            [(*_sketch_key(key), sketch_of(added)) for key, added in persons.items()],
-        )
+        # A plain insert: a key made twice (a run not a whole day) fails the rebuild loudly.
+        for grain in _SKETCH_TABLES:
+            connection.executemany(
+                _PUT_SKETCH[grain],
+                [
+                    (*_sketch_key(key), sketch_of(added))
+                    for key, added in persons.items()
+                    if key.granularity is grain
+                ],
+            )
 
 
 def _day_of(event: Event) -> datetime:
@@ -795,6 +853,30 @@ class Events(Database):
         parameters.append(max(limit, 0))
         sql = _EXPORT_EVENTS[(event_type is not None, after is not None)]
         return await self._query(_stored_event, sql, *parameters)
+
+    async def user_window(
+        self,
+        workspace_id: str,
+        project_id: str,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity,
+        event_type: str | None = None,
+    ) -> list[StoredSketch]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        first_day, last_day = whole_days(start, end)
+        return await self._query(
+            _stored_sketch,
+            _USER_WINDOW,
+            workspace_id,
+            project_id,
+            wanted,
+            micros(first_day),
+            micros(last_day),
+            micros(start),
+            micros(end),
+            granularity is Granularity.HOUR,
+        )
 
     async def user_sketches(
         self,

@@ -226,6 +226,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             deleted_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # One persons' sketch per (project, UTC day, event type, '' for every type), beside the
+        # hours' (eventcore.persons): a window's total merges its whole days' sketches. Made
+        # from here on; a day stored before has none, and its hours answer for it (a day's
+        # first sketch made later starts as the union of its hours', in the append).
+        """CREATE TABLE users_day (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            event_type TEXT NOT NULL,
+            sketch BLOB NOT NULL,
+            PRIMARY KEY (workspace_id, project_id, event_type, day)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -41,7 +41,7 @@ from eventcore.dimensions import (
 from eventcore.errors import InvalidRequest, NotFound
 from eventcore.events import EventCursor, StoredEvent
 from eventcore.funnels import FunnelQuery, FunnelResult, StepRule, funnel_counts
-from eventcore.persons import UserSeries, user_series
+from eventcore.persons import UserSeries, window_user_series
 from eventcore.ports import AccountStore, Clock, EventStore, ProjectCache, QueryCache
 from eventcore.tenancy import Permission, Principal, Project
 from eventcore.usecases.export import ExportWindow, event_pages
@@ -368,10 +368,10 @@ class Analytics:
             if filters:
                 events = await self._filtered(workspace_id, project_id, window, event_type, filters)
                 return exact_user_series(project_id, granularity, window.start, window.end, events)
-            hours = await self._events.user_sketches(
-                workspace_id, project_id, window.start, window.end, event_type
+            rows = await self._events.user_window(
+                workspace_id, project_id, window.start, window.end, granularity, event_type
             )
-            return user_series(project_id, granularity, window.start, window.end, hours)
+            return window_user_series(project_id, granularity, window.start, window.end, rows)
 
         key = _key("users", project_id, window, _extra(event_type, filters))
         return _Query(workspace_id, key, compute)

@@ -31,8 +31,9 @@ from eventcore.adapters.memory import MemoryStore
 from eventcore.adapters.postgres import PostgresStore, migrate
 from eventcore.adapters.postgres._database import SET_TENANT
 from eventcore.adapters.postgres._events import _PERSON_EVENTS, _REBUILD_CHUNK
+from eventcore.aggregation import Granularity
 from eventcore.events import Event, IngestBatch
-from eventcore.persons import estimate
+from eventcore.persons import estimate, window_user_series
 from eventcore.ports import AppendResult, Recount
 
 pytestmark = pytest.mark.integration
@@ -414,3 +415,49 @@ async def test_an_append_failing_in_the_database_commits_nothing_and_keeps_its_c
             assert conn.info.transaction_status is TransactionStatus.IDLE
     assert await stored_persons(postgres_dsn) == await persons_from_events(postgres_dsn)
     assert not [r for r in caplog.records if r.name.startswith("psycopg")]  # no warning either
+
+
+async def test_days_stored_before_day_sketches_are_answered_from_their_hours(
+    store: PostgresStore, postgres_dsn: str
+) -> None:
+    """What migration 0014 finds (hour sketches without kept estimates, no day sketch) answers
+    as before from the hours; a day's next append starts its day sketch from its hours' union,
+    and a rebuild makes every day's."""
+    events = [
+        event(f"e{n}", ("a", "b")[n % 2], minutes=97 * n, user_id=f"u{n % 13}") for n in range(60)
+    ]
+    await store.append([batch("ws-a", "web", *events)])
+    start, end = T0 - timedelta(hours=12), T0 + timedelta(days=4, hours=12)
+
+    async def answers() -> list[Any]:
+        found = []
+        for granularity in (Granularity.HOUR, Granularity.DAY):
+            rows = await store.user_window("ws-a", "web", start, end, granularity)
+            series = window_user_series("web", granularity, start, end, rows)
+            found.append((series.total, [(p.bucket, p.users) for p in series.series]))
+        return found
+
+    before = await answers()
+    async with owner_connection(postgres_dsn) as owner:
+        await owner.execute("DELETE FROM eventcore.users_day")
+        await owner.execute("UPDATE eventcore.users_hour SET users = NULL, relative_error = NULL")
+    assert await answers() == before
+
+    second_day = T0 + timedelta(days=1)
+    late = [
+        event("late-1", "a", minutes=24 * 60 + 5, user_id="u1"),
+        event("late-2", "a", minutes=24 * 60 + 6, user_id="newcomer"),
+    ]
+    await store.append([batch("ws-a", "web", *late)])
+    async with owner_connection(postgres_dsn) as owner:
+        cursor = await owner.execute("SELECT DISTINCT day FROM eventcore.users_day")
+        assert [row[0] for row in await cursor.fetchall()] == [second_day.replace(hour=0)]
+    every = events + late
+    day_total, by_day = (await answers())[1]
+    assert day_total == len({e.user_id for e in every})
+    assert dict(by_day)[second_day.replace(hour=0)] == len(
+        {e.user_id for e in every if e.timestamp.date() == second_day.date()}
+    )
+    assert await stored_persons(postgres_dsn) != await persons_from_events(postgres_dsn)
+    await store.rebuild_counts("ws-a")
+    assert await stored_persons(postgres_dsn) == await persons_from_events(postgres_dsn)

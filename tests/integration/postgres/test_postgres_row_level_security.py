@@ -64,6 +64,10 @@ INSERTS = {
         "INSERT INTO eventcore.users_hour (workspace_id, project_id, bucket, event_type, sketch)"
         " VALUES (%s, 'prj-x', '2026-03-01T12:00Z', 't', '\\x00')"
     ),
+    "users_day": (
+        "INSERT INTO eventcore.users_day (workspace_id, project_id, day, event_type, sketch)"
+        " VALUES (%s, 'prj-x', '2026-03-01T00:00Z', 't', '\\x00')"
+    ),
     "dims_day": (
         "INSERT INTO eventcore.dims_day (workspace_id, project_id, event_type, dimension, day,"
         " kind, value, count) VALUES (%s, 'prj-x', 't', 'plan', '2026-03-01T00:00Z', 0, 'pro', 1)"
