@@ -200,6 +200,8 @@ _USER_SKETCHES: str = _pg_events._USER_SKETCHES
 _PERSON_EVENTS: str = _pg_events._PERSON_EVENTS
 # A breakdown's read: one dimension's daily tallies over the window (every type together).
 _DIMENSION_TALLIES: str = _pg_events._DIMENSION_TALLIES
+# What a breakdown reads now: the totals per value and the listed values' sketches.
+_DIMENSION_TOTALS: str = _pg_events._DIMENSION_TOTALS
 # The store's sessions are in UTC (psycopg then loads timestamptz without a zone conversion).
 _AS_THE_STORE = "SET TIME ZONE 'UTC'"
 # The exact answer a unique-users total estimates.
