@@ -198,7 +198,10 @@ async def bare_query(
 # together (event_type ''), and a funnel's events.
 _USER_WINDOW: str = _pg_events._USER_WINDOW
 _PERSON_EVENTS: str = _pg_events._PERSON_EVENTS
-# A breakdown's read: one dimension's daily tallies over the window (every type together).
+# A breakdown's read: one dimension's daily tallies over the window (every type together),
+# summed per value, with the listed values' sketches; and every tally, as it read them before
+# (bench/persons_phases.py compares the two).
+_DIMENSION_TOTALS: str = _pg_events._DIMENSION_TOTALS
 _DIMENSION_TALLIES: str = _pg_events._DIMENSION_TALLIES
 # The store's sessions are in UTC (psycopg then loads timestamptz without a zone conversion).
 _AS_THE_STORE = "SET TIME ZONE 'UTC'"
@@ -308,9 +311,11 @@ async def bare_funnel(
 async def bare_breakdown(
     dsn: str, tenants: list[tuple[str, str]], *, dimension: str, newest: datetime, queries: int
 ) -> dict[str, Any]:
-    """Milliseconds per read of 30 whole days of ``dimension``'s tallies (every type together),
-    one connection, as the store sends it (prepared after 5 executions, as psycopg does), the
-    window a day earlier each time for a workspace, spread over ``tenants``."""
+    """Milliseconds per read of 30 whole days of ``dimension``'s tallies (every type together)
+    as a breakdown reads them (the totals per value, the sketches of the default limit's listed
+    values), one connection, as the store sends it (prepared after 5 executions, as psycopg
+    does), the window a day earlier each time for a workspace, spread over ``tenants``."""
+    from eventcore.defaults import DEFAULT_BREAKDOWN_LIMIT
     from eventcore.persons import ALL_TYPES
 
     end = newest.replace(minute=0, hour=0) + timedelta(days=1)
@@ -328,9 +333,10 @@ async def bare_breakdown(
                 "dimension": dimension,
                 "start": stop - timedelta(days=30),
                 "end": stop,
+                "listed": DEFAULT_BREAKDOWN_LIMIT,
             }
             began = time.perf_counter()
-            cursor = await conn.execute(_DIMENSION_TALLIES, parameters, binary=True)
+            cursor = await conn.execute(_DIMENSION_TOTALS, parameters, binary=True)
             rows = len(await cursor.fetchall())
             if q >= 20:
                 timings.append((time.perf_counter() - began) * 1000)

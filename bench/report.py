@@ -94,7 +94,8 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
         for q in ("p50", "p99"):
             rows.append(
                 _row(
-                    f"bare: breakdown SQL (30 days of tallies, {tallies['rows']:,} rows) {q}",
+                    f"bare: breakdown SQL (30 days of tallies summed, the listed values' sketches,"
+                    f" {tallies['rows']:,} rows) {q}",
                     tallies[f"{q}_ms"],
                     "ms",
                 )

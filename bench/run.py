@@ -523,7 +523,7 @@ class Bench:
 
     def bare_breakdown(self, tenants: list[tuple[str, str]]) -> None:
         assert self.loaded is not None
-        log(f"bare breakdown SQL ({BREAKDOWN_DIMENSION}'s daily tallies) ...")
+        log(f"bare breakdown SQL ({BREAKDOWN_DIMENSION}'s daily tallies summed) ...")
         raw = asyncio.run(
             bare.bare_breakdown(
                 self.dsn,
@@ -542,7 +542,7 @@ class Bench:
             }
         }
         b = self.results["bare_breakdown"]["sql"]
-        log(f"  tallies p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f} ms ({b['rows']:,} rows)")
+        log(f"  totals p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f} ms ({b['rows']:,} rows)")
 
     def bare_http(self) -> None:
         n = self.args.api_workers

@@ -29,7 +29,7 @@ import msgspec
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain
 from eventcore.audit import AuditAction, AuditEntry, RequestOrigin
 from eventcore.deletions import Deletion, DeletionStatus, EventSelector
-from eventcore.dimensions import DimensionTally, FilteredEvent, Where
+from eventcore.dimensions import DimensionTally, FilteredEvent, ValueTotal, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.persons import StoredSketch
@@ -292,6 +292,24 @@ class EventStore(Protocol):
     ) -> list[DimensionTally]:
         """The daily tallies of ``dimension`` for days starting in [start, end): of
         ``event_type``, or of every type together (:mod:`eventcore.dimensions`)."""
+
+    async def dimension_totals(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+        *,
+        listed: int,
+    ) -> list[ValueTotal]:
+        """What a breakdown reads of those same tallies: one total per kind and value (its
+        counts summed), in any order. The first ``listed`` of them by count descending, then
+        kind, then value (code point order), ``other`` left out, carry their tallies' sketches
+        in day order (an empty list if none had a person); every other total carries None, and
+        no sketch of it is read (:func:`eventcore.dimensions.totals_of_tallies` is the
+        definition)."""
 
     async def filtered_events(
         self,

@@ -1,8 +1,9 @@
 """Product analytics properties, over every store: for any history of appends with persons,
 dimension values, duplicates and redeliveries (and rebuilds), unique users equal an exact
 recount (they are few: the sketches are exact and say so), breakdowns equal a brute-force
-recount with values + other = every event, funnels equal the brute-force reference, and
-nothing of one workspace appears in another's answers. The stores give the same answers as one
+recount with values + other = every event (read as an API reads them, the same answer as from
+every tally), funnels equal the brute-force reference, and nothing of one workspace appears in
+another's answers. The stores give the same answers as one
 another because each gives the brute-force one."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from msgspec import Raw
 
 from eventcore.aggregation import Granularity, bucket_start
-from eventcore.dimensions import Kind, breakdown_of_tallies, value_at
+from eventcore.dimensions import Kind, breakdown_of_tallies, breakdown_of_totals, value_at
 from eventcore.events import Event, IngestBatch
 from eventcore.funnels import PersonEvent, StepRule, funnel_counts
 from eventcore.persons import user_series, window_user_series
@@ -156,7 +157,14 @@ async def check(
                 for event_type in (None, "view"):
                     typed = [e for e in mine if event_type in (None, e.type)]
                     tallies = await store.dimension_tallies(ws, prj, path, START, END, event_type)
-                    answer = breakdown_of_tallies(prj, path, START, END, tallies, 100)
+                    # The read an API makes (totals, the listed values' sketches) gives exactly
+                    # the answer of every tally, whatever the limit.
+                    for limit in (1, 2, 100):
+                        totals = await store.dimension_totals(
+                            ws, prj, path, START, END, event_type, listed=limit
+                        )
+                        answer = breakdown_of_totals(prj, path, START, END, totals, limit)
+                        assert answer == breakdown_of_tallies(prj, path, START, END, tallies, limit)
                     counts = Counter(exact_value(e, path) for e in typed)
                     persons: dict[tuple[Kind, str], set[str]] = {}
                     for e in typed:

@@ -1,6 +1,7 @@
 """The stores' contract for declared dimensions: values kept beside each event, daily tallies
-counted exactly once per inserted event and bounded per day, filters on the stored values,
-a rebuild that covers events stored before a dimension was declared, and tenant walls."""
+counted exactly once per inserted event and bounded per day, a breakdown's read of them (totals
+per value, sketches of the listed values only), filters on the stored values, a rebuild that
+covers events stored before a dimension was declared, and tenant walls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ import msgspec
 
 from eventcore.aggregation import Granularity, bucket_start
 from eventcore.defaults import MAX_DIMENSION_VALUE_LENGTH, MAX_DIMENSION_VALUES
-from eventcore.dimensions import Kind, Where, decode_values, encode_values, values_of
+from eventcore.dimensions import (
+    Kind,
+    ValueTotal,
+    Where,
+    breakdown_of_tallies,
+    breakdown_of_totals,
+    decode_values,
+    encode_values,
+    totals_of_tallies,
+    values_of,
+)
 from eventcore.events import Event
 from eventcore.persons import estimate
 from eventcore.ports import Store
@@ -160,6 +171,85 @@ async def test_values_past_the_bound_or_too_long_are_counted_as_other(store: Sto
     assert sum(row.count for row in rows) == len(many) + 1
 
 
+def _by_key(totals: list[ValueTotal]) -> dict[tuple[Kind, str], ValueTotal]:
+    by_key = {(t.kind, t.value): t for t in totals}
+    assert len(by_key) == len(totals), "one total per kind and value"
+    return by_key
+
+
+async def test_totals_sum_the_tallies_and_carry_only_the_listed_values_sketches(
+    store: Store,
+) -> None:
+    ws, prj = await declared_project(store)
+    events = shopping(80)
+    await store.append([batch(ws, prj, *events[:50])])
+    await store.append([batch(ws, prj, *events[50:])])
+
+    for path in PATHS:
+        for event_type in (None, "view"):
+            tallies = await store.dimension_tallies(ws, prj, path, START, END, event_type)
+            summed: Counter[tuple[Kind, str]] = Counter()
+            for (_, kind, value), count in expected(events, path, event_type).items():
+                summed[kind, value] += count
+            for listed in (0, 1, 2, 3, 100):
+                totals = await store.dimension_totals(
+                    ws, prj, path, START, END, event_type, listed=listed
+                )
+                found = _by_key(totals)
+                assert {key: t.count for key, t in found.items()} == dict(summed)
+                assert found == _by_key(totals_of_tallies(tallies, listed))
+                assert sum(t.sketches is not None for t in totals) == min(listed, len(summed))
+                if listed:
+                    assert breakdown_of_totals(
+                        prj, path, START, END, totals, listed
+                    ) == breakdown_of_tallies(prj, path, START, END, tallies, listed)
+
+
+async def test_totals_rank_by_count_then_kind_then_value_in_code_point_order(
+    store: Store,
+) -> None:
+    ws, prj = await declared_project(store, ("plan",))
+    # Ties everywhere: U+FF5E comes before U+1F600 by code point (and after it in
+    # UTF-16); no value (null) ties with the values and comes after them; the too-long value
+    # is other, the largest, never listed. "Z" is listed without any person.
+    ties = ["b", "a", "Z", "a ", "é", "\U0001f600", "\uff5e", "日本", None]
+    made: list[Event] = []
+    for n, plan in enumerate(ties):
+        text = "null" if plan is None else msgspec.json.encode(plan).decode()
+        for day in range(2):
+            made.append(
+                event(
+                    f"t{n}-{day}",
+                    "view",
+                    T0 + timedelta(days=1 - day, minutes=n),
+                    f'{{"plan":{text}}}'.encode(),
+                    user_id=None if plan == "Z" else f"u{n}-{day}",
+                )
+            )
+    made += [event(f"top{n}", "view", T0, b'{"plan":"top"}', user_id="ada") for n in range(3)]
+    too_long = "x" * (MAX_DIMENSION_VALUE_LENGTH + 1)
+    made += [event(f"o{n}", "view", T0, f'{{"plan":"{too_long}"}}'.encode()) for n in range(9)]
+    await store.append([batch(ws, prj, *made)])
+    order = [(Kind.VALUE, "top")]
+    order += [(Kind.VALUE, v) for v in ("Z", "a", "a ", "b", "é", "日本", "\uff5e", "\U0001f600")]
+    order += [(Kind.NONE, "")]
+    tallies = await store.dimension_tallies(ws, prj, "plan", START, END)
+
+    for listed in range(len(order) + 2):
+        found = _by_key(await store.dimension_totals(ws, prj, "plan", START, END, listed=listed))
+        assert found[Kind.OTHER, ""] == ValueTotal(Kind.OTHER, "", 9, None)
+        assert [key for key in order if found[key].sketches is not None] == order[:listed]
+        for key in order[:listed]:
+            # Every sketch of the value's tallies, in day order ("Z" had no person: none).
+            assert found[key].sketches == [
+                t.sketch for t in tallies if (t.kind, t.value) == key and t.sketch is not None
+            ]
+    z = found[Kind.VALUE, "Z"]
+    assert z.count == 2
+    assert z.sketches == []
+    assert len(found[Kind.VALUE, "a"].sketches or []) == 2
+
+
 async def test_a_project_without_dimensions_tallies_nothing(store: Store) -> None:
     ws, prj = await declared_project(store, ())
     await store.append([batch(ws, prj, *shopping(20))])
@@ -232,6 +322,9 @@ async def test_tallies_and_values_are_walled_off_by_tenant(store: Store) -> None
     await store.append([batch(other_ws, other_prj, *shopping(10, "b"))])
 
     assert await store.dimension_tallies(ws, other_prj, "plan", START, END) == []
+    assert await store.dimension_totals(ws, other_prj, "plan", START, END, listed=10) == []
     assert await store.filtered_events(ws, other_prj, START, END, None, ()) == []
     assert sum((await tallied(store, other_ws, other_prj, "plan")).values()) == 10
+    totals = await store.dimension_totals(other_ws, other_prj, "plan", START, END, listed=10)
+    assert sum(t.count for t in totals) == 10
     assert len(await store.filtered_events(other_ws, other_prj, START, END, None, ())) == 10

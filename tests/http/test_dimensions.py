@@ -97,6 +97,41 @@ def test_a_breakdown_of_a_nested_path_of_one_type_with_a_limit(api: Api, shop: T
     assert body["other"] == {"count": 2}
 
 
+def test_either_profile_lists_the_largest_values_with_their_persons(either: Api) -> None:
+    """The database sums the tallies and reads only the listed values' sketches (SQLite and
+    PostgreSQL): the same answers, ties by value in code point order, the rest in `other`."""
+    tenant = either.tenant()
+    assert declare(either, tenant.owner, tenant.project_id, PATHS).status_code == 200
+    assert either.ingest(tenant, {"events": EVENTS}).json()["accepted"] == len(EVENTS)
+
+    def breakdown(**params: Any) -> Any:
+        answer = get(
+            either,
+            tenant.owner,
+            "breakdown",
+            project_id=tenant.project_id,
+            property="context.page.path",
+            **params,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    every = breakdown()
+    assert every["values"] == [
+        {"value": "/", "count": 3, "users": 3},
+        {"value": "/checkout", "count": 2, "users": 2},
+        {"value": "/pricing", "count": 2, "users": 2},
+    ]
+    assert every["other"] == {"count": 0}
+    assert every["relative_error"] == 0
+    two = breakdown(limit=2)
+    assert two["values"] == every["values"][:2]
+    assert two["other"] == {"count": 2}
+    bought = breakdown(event_type="buy", limit=1)
+    assert bought["values"] == [{"value": "/checkout", "count": 2, "users": 2}]
+    assert bought["other"] == {"count": 0}
+
+
 def test_where_filters_counts_users_and_breakdowns_exactly(api: Api, shop: Tenant) -> None:
     counts = get(
         api, shop.owner, "counts", project_id=shop.project_id, where="plan:free", granularity="day"

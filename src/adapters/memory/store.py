@@ -27,6 +27,7 @@ from eventcore.dimensions import (
     FilteredEvent,
     Kind,
     Tally,
+    ValueTotal,
     Where,
     add_value_persons,
     bounded,
@@ -34,6 +35,7 @@ from eventcore.dimensions import (
     dimension_increments,
     encode_values,
     matches,
+    totals_of_tallies,
     values_of,
 )
 from eventcore.errors import AlreadyExists, AlreadyMember, EmailTaken
@@ -569,6 +571,22 @@ class MemoryStore:
             and key.event_type == wanted
             and start <= key.day < end
         ]
+
+    async def dimension_totals(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+        *,
+        listed: int,
+    ) -> list[ValueTotal]:
+        tallies = await self.dimension_tallies(
+            workspace_id, project_id, dimension, start, end, event_type
+        )
+        return totals_of_tallies(tallies, listed)
 
     async def filtered_events(
         self,

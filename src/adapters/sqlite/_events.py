@@ -33,12 +33,15 @@ from eventcore.dimensions import (
     FilteredEvent,
     Kind,
     Tally,
+    TotalRow,
     ValueReader,
+    ValueTotal,
     Where,
     add_value_persons,
     bounded,
     dimension_increments,
     encode_values,
+    totals_of_rows,
     values_of,
 )
 from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
@@ -308,6 +311,24 @@ _DIMENSION_TALLIES = (
     " AND project_id = ? AND event_type = ? AND dimension = ? AND day >= ? AND day < ?"
     " ORDER BY day, kind, value"
 )
+# A breakdown's read of them: the counts summed per kind and value, and the sketches of only the
+# values the answer lists (the first ?7 by count, kind and value, other left out; BINARY
+# collation orders by code point, as the core does), each with its day (see the PostgreSQL
+# store's).
+_DIMENSION_TOTALS = (
+    "WITH totals AS (SELECT kind, value, sum(count) AS count FROM dims_day"
+    " WHERE workspace_id = ?1 AND project_id = ?2 AND event_type = ?3 AND dimension = ?4"
+    " AND day >= ?5 AND day < ?6 GROUP BY kind, value),"
+    " listed AS (SELECT kind, value FROM totals WHERE kind <> 2"
+    " ORDER BY count DESC, kind, value LIMIT ?7)"
+    " SELECT t.kind, t.value, t.count, l.kind IS NOT NULL, NULL, NULL"
+    " FROM totals AS t LEFT JOIN listed AS l USING (kind, value)"
+    " UNION ALL"
+    " SELECT d.kind, d.value, NULL, NULL, d.sketch, d.day"
+    " FROM dims_day AS d JOIN listed USING (kind, value)"
+    " WHERE d.workspace_id = ?1 AND d.project_id = ?2 AND d.event_type = ?3"
+    " AND d.dimension = ?4 AND d.day >= ?5 AND d.day < ?6 AND d.sketch IS NOT NULL"
+)
 # The stored values as read back: "" for an event whose project declared none.
 _VALUES = "coalesce(dim_values, '')"
 
@@ -353,6 +374,10 @@ def _dimension_tally(row: Any) -> DimensionTally:
     return DimensionTally(
         moment(row[0]), Kind(row[1]), row[2], row[3], None if row[4] is None else bytes(row[4])
     )
+
+
+def _total_row(row: Any) -> TotalRow:
+    return row[0], row[1], row[2], row[3], row[4], row[5]
 
 
 def _filtered_event(row: Any) -> FilteredEvent:
@@ -940,6 +965,31 @@ class Events(Database):
             micros(start),
             micros(end),
         )
+
+    async def dimension_totals(
+        self,
+        workspace_id: str,
+        project_id: str,
+        dimension: str,
+        start: datetime,
+        end: datetime,
+        event_type: str | None = None,
+        *,
+        listed: int,
+    ) -> list[ValueTotal]:
+        wanted = ALL_TYPES if event_type is None else event_type
+        rows = await self._query(
+            _total_row,
+            _DIMENSION_TOTALS,
+            workspace_id,
+            project_id,
+            wanted,
+            dimension,
+            micros(start),
+            micros(end),
+            listed,
+        )
+        return totals_of_rows(rows)
 
     async def filtered_events(
         self,

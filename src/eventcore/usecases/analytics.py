@@ -33,7 +33,7 @@ from eventcore.dimensions import (
     FilteredEvent,
     Where,
     breakdown_of_events,
-    breakdown_of_tallies,
+    breakdown_of_totals,
     count_points,
     exact_user_series,
     parse_where,
@@ -447,10 +447,10 @@ class Analytics:
                 return breakdown_of_events(
                     project_id, prop, window.start, window.end, events, limit
                 )
-            tallies = await self._events.dimension_tallies(
-                workspace_id, project_id, prop, window.start, window.end, event_type
+            totals = await self._events.dimension_totals(
+                workspace_id, project_id, prop, window.start, window.end, event_type, listed=limit
             )
-            return breakdown_of_tallies(project_id, prop, window.start, window.end, tallies, limit)
+            return breakdown_of_totals(project_id, prop, window.start, window.end, totals, limit)
 
         extra = f"{prop}|{limit}|{_extra(event_type, filters)}"
         return _Query(workspace_id, _key("breakdown", project_id, window, extra), compute)
