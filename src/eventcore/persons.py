@@ -294,9 +294,11 @@ def window_user_series(
         merged.append(day.sketch)
     uncovered: dict[datetime, list[bytes]] = {}
     for hour in hours:
+        # A store gives an hour without its bytes only where a whole day's sketch covers it.
+        if hour.sketch is None:
+            continue
         day_start = bucket_start(hour.bucket, Granularity.DAY)
         if day_start not in days:
-            assert hour.sketch is not None, "an hour outside the whole days comes with its bytes"
             merged.append(hour.sketch)
             uncovered.setdefault(day_start, []).append(hour.sketch)
     found: dict[datetime, Estimate] = {}

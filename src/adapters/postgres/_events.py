@@ -329,11 +329,17 @@ ORDER BY k.n
 """
     for grain, (table, column) in _SKETCH_TABLES.items()
 }
-# The sketches a new day's hours already hold (a day stored before there were day sketches):
-# what its day sketch starts from (persons.day_sketch_of_hours), by the new days' ordinals.
+# The sketches the hours of each new day (its row just made, the placeholder still in it)
+# already hold: what its day sketch starts from (persons.day_sketch_of_hours), by the days'
+# ordinals. Sent with the reads, in the same round trip: a day whose row exists costs one probe
+# of its (locked) row, and a new day's hours hold nothing but for a day stored before there
+# were day sketches.
 _DAY_HOURS = f"""
 SELECT k.n, u.sketch
 FROM {_SKETCH_KEYS} WITH ORDINALITY AS k (project_id, bucket, event_type, n)
+JOIN eventcore.users_day AS d
+  ON d.workspace_id = %(workspace_id)s AND d.project_id = k.project_id
+ AND d.event_type = k.event_type AND d.day = k.bucket AND d.sketch = ''::bytea
 JOIN eventcore.users_hour AS u
   ON u.workspace_id = %(workspace_id)s AND u.project_id = k.project_id
  AND u.event_type = k.event_type
@@ -593,25 +599,44 @@ ORDER BY bucket
 """
 
 # A unique-users window's read (EventStore.user_window), in one statement: the sketches of
-# the whole UTC days in [first_day, last_day), then the window's hours: every one (hourly),
-# with the estimate its append kept and without its sketch where a whole day's sketch covers
-# it, or only those of a day not read whole (daily), with their sketches.
+# the whole UTC days in [first_day, last_day), then the window's hours: every one (hourly) or
+# those outside the whole days (daily), with the estimate its append kept, and with its sketch
+# only outside the whole days or where no estimate was kept; daily, also the hours' sketches
+# of a whole day without a day sketch (stored before there were any: one probe a day). Hourly,
+# such a day shows as hours without a day: the store reads their sketches afterwards
+# (_DAY_HOUR_SKETCHES), which only data stored before day sketches needs (a join of every hour
+# to its day's row cost 10 ms a 30-day window, in date_trunc alone). In no order (the core
+# sorts the buckets): a sort would carry every day sketch through it.
 _USER_WINDOW = """
 SELECT day, true, NULL::int8, NULL::float8, sketch FROM eventcore.users_day
 WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
   AND event_type = %(event_type)s AND day >= %(first_day)s AND day < %(last_day)s
 UNION ALL
-SELECT h.bucket, false, h.users, h.relative_error,
-       CASE WHEN h.users IS NULL OR d.day IS NULL THEN h.sketch END
-FROM eventcore.users_hour AS h
-LEFT JOIN eventcore.users_day AS d
-  ON d.workspace_id = h.workspace_id AND d.project_id = h.project_id
- AND d.event_type = h.event_type AND d.day = date_trunc('day', h.bucket, 'UTC')
- AND d.day >= %(first_day)s AND d.day < %(last_day)s
-WHERE h.workspace_id = %(workspace_id)s AND h.project_id = %(project_id)s
-  AND h.event_type = %(event_type)s AND h.bucket >= %(start)s AND h.bucket < %(end)s
-  AND (%(hourly)s OR d.day IS NULL)
-ORDER BY 2 DESC, 1
+SELECT bucket, false, users, relative_error,
+       CASE WHEN users IS NULL OR bucket < %(first_day)s OR bucket >= %(last_day)s
+            THEN sketch END
+FROM eventcore.users_hour
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND event_type = %(event_type)s AND bucket >= %(start)s AND bucket < %(end)s
+  AND (%(hourly)s OR bucket < %(first_day)s OR bucket >= %(last_day)s)
+UNION ALL
+SELECT h.bucket, false, h.users, h.relative_error, h.sketch
+FROM generate_series(%(first_day)s, %(last_day)s - interval '1 day', interval '1 day') AS g (day)
+JOIN eventcore.users_hour AS h
+  ON h.workspace_id = %(workspace_id)s AND h.project_id = %(project_id)s
+ AND h.event_type = %(event_type)s AND h.bucket >= g.day AND h.bucket < g.day + interval '1 day'
+WHERE NOT %(hourly)s AND NOT EXISTS (
+    SELECT FROM eventcore.users_day AS d
+    WHERE d.workspace_id = %(workspace_id)s AND d.project_id = %(project_id)s
+      AND d.event_type = %(event_type)s AND d.day = g.day)
+"""
+# The hours' sketches of whole days that have no day sketch (stored before there were any).
+_DAY_HOUR_SKETCHES = """
+SELECT bucket, users, relative_error, sketch FROM eventcore.users_hour
+WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+  AND event_type = %(event_type)s AND bucket >= %(first_day)s AND bucket < %(last_day)s
+  AND date_trunc('day', bucket, 'UTC') = ANY(%(days)s::timestamptz[])
+ORDER BY bucket
 """
 
 _DIMENSION_TALLIES = """
@@ -949,13 +974,20 @@ async def _add_persons_and_tallies(
         grain: sorted(key for key in persons if key.granularity is grain)
         for grain in _SKETCH_TABLES
     }
-    sketch_rows: dict[Granularity, AsyncCursor[Any]] = {}
+    # The hours' sketches, the days', and what the new days' hours hold.
+    sketch_reads: list[AsyncCursor[Any]] = []
     if persons:
         for grain, some in keys.items():
             await conn.execute(_LOCK_SKETCHES[grain], _sketch_arrays(workspace_id, some))
-        for grain, some in keys.items():
-            sketch_rows[grain] = await conn.execute(
-                _READ_SKETCHES[grain], _sketch_arrays(workspace_id, some), binary=True
+        for statement, grain in (
+            (_READ_SKETCHES[Granularity.HOUR], Granularity.HOUR),
+            (_READ_SKETCHES[Granularity.DAY], Granularity.DAY),
+            (_DAY_HOURS, Granularity.DAY),
+        ):
+            sketch_reads.append(
+                await conn.execute(
+                    statement, _sketch_arrays(workspace_id, keys[grain]), binary=True
+                )
             )
     known_rows = tally_rows = None
     groups: list[DimensionGroup] = []
@@ -980,15 +1012,15 @@ async def _add_persons_and_tallies(
             tally_rows = await conn.execute(
                 _TALLY_SKETCHES, _tally_arrays(workspace_id, candidates), binary=True
             )
-    if sketch_rows:
+    if sketch_reads:
         hours, days = keys[Granularity.HOUR], keys[Granularity.DAY]
-        stored_hours = [row[0] for row in await sketch_rows[Granularity.HOUR].fetchall()]
-        stored_days = [row[0] for row in await sketch_rows[Granularity.DAY].fetchall()]
-        starts = await _day_starts(
-            conn,
-            workspace_id,
-            [key for key, sketch in zip(days, stored_days, strict=True) if not sketch],
-        )
+        hour_rows, day_rows, day_hour_rows = sketch_reads
+        stored_hours = [row[0] for row in await hour_rows.fetchall()]
+        stored_days = [row[0] for row in await day_rows.fetchall()]
+        held: dict[int, list[bytes]] = {}
+        for n, sketch in await day_hour_rows.fetchall():
+            held.setdefault(n, []).append(sketch)
+        starts = {days[n - 1]: day_sketch_of_hours(found) for n, found in held.items()}
         made_hours = [
             add_persons_estimated(sketch or None, persons[key])
             for key, sketch in zip(hours, stored_hours, strict=True)
@@ -1024,20 +1056,6 @@ async def _add_persons_and_tallies(
             for key in order
         ]
         await conn.execute(_UPSERT_TALLIES, _tally_arrays(workspace_id, order, rows))
-
-
-async def _day_starts(
-    conn: Connection, workspace_id: str, new_days: list[SketchKey]
-) -> dict[SketchKey, bytes | None]:
-    """What each new day sketch starts from: the union of what its hours already hold (none, but
-    for a day stored before there were day sketches). A round trip only when a day is new."""
-    if not new_days:
-        return {}
-    cursor = await conn.execute(_DAY_HOURS, _sketch_arrays(workspace_id, new_days), binary=True)
-    found: dict[int, list[bytes]] = {}
-    for n, sketch in await cursor.fetchall():
-        found.setdefault(n, []).append(sketch)
-    return {new_days[n - 1]: day_sketch_of_hours(hours) for n, hours in found.items()}
 
 
 @asynccontextmanager
@@ -1387,9 +1405,33 @@ class Events(Database):
             "hourly": granularity is Granularity.HOUR,
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
-        return await self._query(
-            _stored_sketch, _USER_WINDOW, parameters, workspace_id=workspace_id, binary=True
-        )
+        async with self._tenant(workspace_id) as conn:
+            cursor = await conn.execute(_USER_WINDOW, parameters, binary=True)
+            rows = [_stored_sketch(*row) for row in await cursor.fetchall()]
+            if granularity is Granularity.DAY:
+                return rows
+            days = {row.bucket for row in rows if row.granularity is Granularity.DAY}
+            # The session is in UTC: an hour's day is the hour at midnight.
+            uncovered = {
+                row.bucket.replace(hour=0)
+                for row in rows
+                if row.sketch is None and row.bucket.replace(hour=0) not in days
+            }
+            if not uncovered:
+                return rows
+            # Whole days without a day sketch (stored before there were any): their hours'
+            # sketches stand for them.
+            cursor = await conn.execute(
+                _DAY_HOUR_SKETCHES, {**parameters, "days": sorted(uncovered)}, binary=True
+            )
+            hours = [
+                _stored_sketch(bucket, False, *rest) for bucket, *rest in await cursor.fetchall()
+            ]
+        inside = {row.bucket for row in hours}
+        kept = [
+            row for row in rows if row.granularity is Granularity.DAY or row.bucket not in inside
+        ]
+        return kept + hours
 
     async def delete_events(
         self, workspace_id: str, project_id: str, selector: EventSelector, *, limit: int
