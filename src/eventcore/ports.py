@@ -32,6 +32,7 @@ from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.dimensions import DimensionTally, FilteredEvent, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
+from eventcore.suppressions import Suppression
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -128,7 +129,7 @@ class AccountStore(Protocol):
 
     async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
         """Remove every row of the workspace (its events, counts, sketches, tallies, projects,
-        keys, members, invitations, deletions, audit log) in one transaction, and keep its id as
+        keys, members, invitations, deletions, suppressions, audit log) in one transaction, and keep its id as
         deleted: an append of its batches after this stores nothing. Its API keys as they were
         (for the caller to forget them), or None if there is no such workspace. Users stay
         (they are not tenant data, and may belong to other workspaces)."""
@@ -196,7 +197,9 @@ class EventStore(Protocol):
     async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
         """Store every event not stored yet and add exactly those to the counts, in one transaction.
 
-        An event already stored under the same (workspace, project, id) changes nothing.
+        An event already stored under the same (workspace, project, id) changes nothing. An
+        event a deletion requested since it was received takes, or whose person is suppressed in
+        its project, is not stored: its id is kept as deleted (a duplicate from then on).
         """
 
     async def count_series(
@@ -314,8 +317,18 @@ class DeletionStore(Protocol):
     """Deletion requests and their progress (the deleting itself is
     :meth:`EventStore.delete_events`)."""
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
-        """AlreadyExists if its id is in use in the workspace."""
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
+        """AlreadyExists if its id is in use in the workspace.
+
+        With ``deletion.suppress``, also suppress each of its persons (``selector.user_ids``) in
+        its project, in the same transaction, recording ``suppression_audit`` too: a person
+        already suppressed keeps the suppression it had (:mod:`eventcore.suppressions`)."""
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None: ...
 
@@ -342,8 +355,28 @@ class DeletionStore(Protocol):
         every workspace: a runner's sweep (this lookup crosses tenants by nature)."""
 
 
-class Store(AccountStore, EventStore, DeletionStore, Protocol):
-    """A database that holds accounts, events and deletion requests."""
+class SuppressionStore(Protocol):
+    """Suppressed persons (made by :meth:`DeletionStore.create_deletion` with ``suppress``);
+    :meth:`EventStore.append` never stores an event of a person suppressed in its project."""
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        """Every person suppressed in the project now."""
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        """The project's suppressions in the order of their persons' ids (as UTF-8 bytes),
+        strictly after ``after`` when given: the first ``limit``."""
+
+    async def lift_suppression(
+        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
+        """Remove the person's suppression in the project; False (nothing recorded) if there was
+        none."""
+
+
+class Store(AccountStore, EventStore, DeletionStore, SuppressionStore, Protocol):
+    """A database that holds accounts, events, deletion requests and suppressions."""
 
 
 class IngestQueue(Protocol):

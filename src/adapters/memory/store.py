@@ -42,6 +42,7 @@ from eventcore.funnels import PersonEvent
 from eventcore.idempotency import IdempotencyKey
 from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
 from eventcore.ports import AppendResult, Recount
+from eventcore.suppressions import Suppression, is_suppressed
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -75,6 +76,8 @@ class MemoryStore:
         self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
         self.deletions: dict[tuple[str, str], Deletion] = {}
+        # Suppressed persons by (workspace, project, person).
+        self.suppressions: dict[tuple[str, str, str], Suppression] = {}
         self.deleted_workspaces: set[str] = set()
         self._audit_seq = 0
         self._lock = asyncio.Lock()
@@ -211,7 +214,7 @@ class MemoryStore:
         keys = [k for k in self.api_keys.values() if k.workspace_id == workspace_id]
         for key in keys:
             del self.api_keys[key.id]
-        for table in (self.memberships, self.invitations, self.deletions):
+        for table in (self.memberships, self.invitations, self.deletions, self.suppressions):
             for held in [k for k in table if k[0] == workspace_id]:
                 del table[held]
         for project in [p for p in self.projects.values() if p.workspace_id == workspace_id]:
@@ -305,12 +308,63 @@ class MemoryStore:
 
     # deletion requests
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
         key = (deletion.workspace_id, deletion.id)
         if key in self.deletions:
             raise AlreadyExists("deletion")
         self.deletions[key] = deletion
         self._audit(audit)
+        if deletion.suppress:
+            for person in deletion.selector.user_ids:
+                self.suppressions.setdefault(
+                    (deletion.workspace_id, deletion.project_id, person),
+                    Suppression(
+                        deletion.workspace_id,
+                        deletion.project_id,
+                        person,
+                        deletion.requested_at,
+                        deletion.id,
+                        deletion.requested_by,
+                    ),
+                )
+            self._audit(suppression_audit)
+
+    # suppressions
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        return frozenset(
+            person
+            for ws, prj, person in self.suppressions
+            if (ws, prj) == (workspace_id, project_id)
+        )
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        found = sorted(
+            (
+                s
+                for s in self.suppressions.values()
+                if (s.workspace_id, s.project_id) == (workspace_id, project_id)
+                and (after is None or s.user_id > after)
+            ),
+            key=lambda s: s.user_id,
+        )
+        return found[: max(limit, 0)]
+
+    async def lift_suppression(
+        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+    ) -> bool:
+        if self.suppressions.pop((workspace_id, project_id, user_id), None) is None:
+            return False
+        self._audit(audit)
+        return True
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return self.deletions.get((workspace_id, deletion_id))
@@ -392,12 +446,15 @@ class MemoryStore:
                     for d in self.deletions.values()
                     if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
                 ]
+                suppressed = await self.suppressed_persons(batch.workspace_id, batch.project_id)
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:
                         duplicates += 1
                         continue
-                    if rules and withheld(rules, batch.received_at, event):
+                    if (rules and withheld(rules, batch.received_at, event)) or (
+                        suppressed and is_suppressed(suppressed, event)
+                    ):
                         self.deleted.add(key)
                         duplicates += 1
                         continue

@@ -69,6 +69,7 @@ _WORKSPACE_TABLES = (
     "dims_day",
     "deleted_events",
     "deletions",
+    "suppressions",
     "invitations",
     "projects",
     "memberships",

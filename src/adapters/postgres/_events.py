@@ -130,6 +130,14 @@ def _withheld(persons: bool) -> str:
             AND (r.end_time IS NULL OR incoming.event_time < r.end_time))"""
 
 
+# An incoming event (with a person) whose user_id or anonymous_id is suppressed in its project:
+# one probe of the suppressions' primary key per event that has a person.
+_SUPPRESSED = """EXISTS (
+          SELECT FROM eventcore.suppressions AS s
+          WHERE s.workspace_id = %(workspace_id)s AND s.project_id = incoming.project_id
+            AND s.user_id = ANY(ARRAY[incoming.user_id, incoming.anonymous_id]))"""
+
+
 def _append_statement(*, persons: bool, valued: bool) -> str:
     """One round trip stores a workspace's events and adds exactly the inserted ones to both
     count tables, if the projects' declared dimensions are the ones the values were made for.
@@ -213,7 +221,11 @@ FROM stored
 WHERE dim_values IS NOT NULL
 GROUP BY 4, 5, 6, 8
 """
+    # Not stored, its id kept as deleted: taken by a deletion since it was received, or (an
+    # event with a person) suppressed in its project.
     withheld = _withheld(persons)
+    if persons:
+        withheld = f"({withheld}\n       OR {_SUPPRESSED})"
     return f"""
 WITH declared AS (
     SELECT g.project_id, coalesce(p.dimensions, '{{}}') AS dimensions,

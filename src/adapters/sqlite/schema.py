@@ -226,6 +226,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             deleted_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # Suppressed persons (eventcore.suppressions), each written with the deletion request
+        # that asked for it: an append stores no event of one, the ingest refuses them.
+        "ALTER TABLE deletions ADD COLUMN suppress INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE suppressions (
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            suppressed_at INTEGER NOT NULL,
+            deletion_id TEXT NOT NULL,
+            suppressed_by TEXT,
+            PRIMARY KEY (workspace_id, project_id, user_id)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,4 +1,5 @@
-"""Deletion requests: ask for one (owner, admin), follow it, list a project's.
+"""Deletion requests: ask for one (owner, admin), follow it, list a project's; and the
+suppressions a request with ``suppress`` makes: list a project's, lift one.
 
 A request is answered 202 as soon as it is stored; this process then carries it out right after
 the answer, and every API process sweeps for open ones (``schedules``), so that one left by a
@@ -12,18 +13,22 @@ from typing import Annotated
 
 import msgspec
 import structlog
-from litestar import Response, get, post
+from litestar import Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
 from msgspec import Meta
 
 from eventcore.defaults import (
+    DEFAULT_PAGE,
     MAX_DELETION_EVENT_IDS,
     MAX_DELETION_REQUEST_BYTES,
     MAX_DELETION_USER_IDS,
+    MAX_PAGE,
+    MAX_PERSON_LENGTH,
+    MAX_SUPPRESSIONS,
 )
 from eventcore.deletions import Deletion, DeletionStatus
 from eventcore.entrypoints.http.errors import (
@@ -37,6 +42,7 @@ from eventcore.entrypoints.http.errors import (
 )
 from eventcore.entrypoints.http.openapi import USER_AUTH
 from eventcore.platform import Platform
+from eventcore.suppressions import Suppression
 from eventcore.tenancy import Principal
 
 log = structlog.get_logger("eventcore.deletions")
@@ -48,6 +54,7 @@ class DeletionRequestBody(msgspec.Struct, forbid_unknown_fields=True):
     event_ids: Annotated[list[str], Meta(max_length=MAX_DELETION_EVENT_IDS)] | None = None
     start: Annotated[datetime, Meta(tz=True)] | None = None
     end: Annotated[datetime, Meta(tz=True)] | None = None
+    suppress: bool = False
 
 
 class DeletionView(msgspec.Struct):
@@ -62,6 +69,7 @@ class DeletionView(msgspec.Struct):
     start: datetime | None
     end: datetime | None
     error: str | None
+    suppress: bool
 
     @classmethod
     def of(cls, deletion: Deletion) -> DeletionView:
@@ -78,6 +86,7 @@ class DeletionView(msgspec.Struct):
             selector.start,
             selector.end,
             deletion.error,
+            deletion.suppress,
         )
 
 
@@ -110,8 +119,19 @@ async def run_deletion(platform: Platform, workspace_id: str, deletion_id: str) 
         " [`start`, `end`) of the events' timestamps; at least one is required. Answered as soon"
         " as it is stored (`pending`); follow it with `GET /v1/deletions/{id}`. A deleted"
         " event's id stays known: sent again, it is a duplicate and is never stored again."
+        " With `suppress: true` (which needs `user_ids`) those persons are also suppressed in"
+        " the project, whatever the other criteria: their later events are refused at ingest"
+        " (per event, code `suppressed`) and never stored, until"
+        " `DELETE /v1/suppressions/{user_id}` lifts it; a project holds at most"
+        f" {MAX_SUPPRESSIONS:,} suppressed persons (409 `too_many_suppressions`)."
     ),
-    responses=api_errors(JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND, {400: ("invalid_deletion",)}),
+    responses=api_errors(
+        JSON_BODY,
+        ACCESS_TOKEN,
+        ROLE,
+        NOT_FOUND,
+        {400: ("invalid_deletion",), 409: ("too_many_suppressions",)},
+    ),
 )
 async def request_deletion(
     data: JSONBody[DeletionRequestBody],
@@ -125,6 +145,7 @@ async def request_deletion(
         event_ids=data.event_ids,
         start=data.start,
         end=data.end,
+        suppress=data.suppress,
     )
     return Response(
         DeletionView.of(deletion),
@@ -164,4 +185,82 @@ async def list_deletions(
     return DeletionList([DeletionView.of(d) for d in found])
 
 
-ROUTES: list[ControllerRouterHandler] = [request_deletion, get_deletion, list_deletions]
+class SuppressionView(msgspec.Struct):
+    user_id: str
+    suppressed_at: datetime
+    deletion_id: str
+
+    @classmethod
+    def of(cls, suppression: Suppression) -> SuppressionView:
+        return cls(suppression.user_id, suppression.suppressed_at, suppression.deletion_id)
+
+
+class SuppressionList(msgspec.Struct):
+    suppressions: list[SuppressionView]
+    next_after: str | None
+
+
+@get(
+    "/v1/suppressions",
+    tags=["data"],
+    security=USER_AUTH,
+    summary="A project's suppressed persons, by id (owner, admin)",
+    description=(
+        "The persons whose events the project refuses, in the order of their ids (as UTF-8"
+        " bytes), at most `limit` a page. `next_after` is the last id of a page that has more"
+        " after it: pass it as `after` for the next one (null on the last page)."
+    ),
+    responses=api_errors(VALIDATED, ACCESS_TOKEN, ROLE, NOT_FOUND),
+)
+async def list_suppressions(
+    project_id: FromQuery[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+    limit: Annotated[
+        int,
+        QueryParameter(
+            description=f"Persons per page, 1 to {MAX_PAGE} (else 400 `invalid_query`).",
+            schema_extra={"minimum": 1, "maximum": MAX_PAGE},
+        ),
+    ] = DEFAULT_PAGE,
+    after: Annotated[
+        str | None,
+        QueryParameter(
+            description="The previous page's `next_after`: list the persons after this id.",
+            schema_extra={"minLength": 1, "maxLength": MAX_PERSON_LENGTH},
+        ),
+    ] = None,
+) -> SuppressionList:
+    page = await platform.deletions.suppressions(principal, project_id, limit=limit, after=after)
+    return SuppressionList([SuppressionView.of(s) for s in page.suppressions], page.next_after)
+
+
+@delete(
+    "/v1/suppressions/{user_id:str}",
+    tags=["data"],
+    security=USER_AUTH,
+    status_code=HTTP_204_NO_CONTENT,
+    summary="Lift a person's suppression in a project (owner, admin)",
+    description=(
+        "The person's events received from now on are accepted again (an API process that read"
+        " the project's suppressions within the last second may still refuse them for that"
+        " second). 404 when the person is not suppressed in that project."
+    ),
+    responses=api_errors(PATH_PARAMETERS, VALIDATED, ACCESS_TOKEN, ROLE, NOT_FOUND),
+)
+async def lift_suppression(
+    user_id: FromPath[str],
+    project_id: FromQuery[str],
+    platform: NamedDependency[Platform],
+    principal: NamedDependency[Principal],
+) -> None:
+    await platform.deletions.lift(principal, project_id, user_id)
+
+
+ROUTES: list[ControllerRouterHandler] = [
+    request_deletion,
+    get_deletion,
+    list_deletions,
+    list_suppressions,
+    lift_suppression,
+]
