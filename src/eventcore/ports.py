@@ -198,8 +198,9 @@ class EventStore(Protocol):
         """Store every event not stored yet and add exactly those to the counts, in one transaction.
 
         An event already stored under the same (workspace, project, id) changes nothing. An
-        event a deletion requested since it was received takes, or whose person is suppressed in
-        its project, is not stored: its id is kept as deleted (a duplicate from then on).
+        event a deletion requested since it was received takes, whose person is suppressed in
+        its project, or that was received while its person's suppression (lifted since) was in
+        force, is not stored: its id is kept as deleted (a duplicate from then on).
         """
 
     async def count_series(
@@ -357,22 +358,30 @@ class DeletionStore(Protocol):
 
 class SuppressionStore(Protocol):
     """Suppressed persons (made by :meth:`DeletionStore.create_deletion` with ``suppress``);
-    :meth:`EventStore.append` never stores an event of a person suppressed in its project."""
+    :meth:`EventStore.append` never stores an event of a person suppressed in its project, nor
+    one received while a suppression since lifted was in force."""
 
     async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
-        """Every person suppressed in the project now."""
+        """Every person suppressed in the project now (not lifted)."""
 
     async def list_suppressions(
         self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
     ) -> list[Suppression]:
-        """The project's suppressions in the order of their persons' ids (as UTF-8 bytes),
+        """The project's suppressions in force, in the order of their persons' ids (as UTF-8 bytes),
         strictly after ``after`` when given: the first ``limit``."""
 
     async def lift_suppression(
-        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
-        """Remove the person's suppression in the project; False (nothing recorded) if there was
-        none."""
+        """End the person's suppression in the project ``at``; False (nothing recorded) if there
+        was none. The store keeps when it was in force: an append after the lift still
+        withholds the person's events received while it was (they waited in the queue)."""
 
 
 class Store(AccountStore, EventStore, DeletionStore, SuppressionStore, Protocol):

@@ -13,8 +13,10 @@ is for deletions: an event's ``user_id`` or its ``anonymous_id``. From then on:
   and still queued) is withheld and its id kept as deleted, as a deletion withholds the events
   it takes, so that a redelivery after a lift does not bring it back.
 
-Lifting a suppression removes it: events received after that are accepted again (another
-process may still refuse them for up to the cache's lifetime).
+Lifting a suppression ends it: events received after that are accepted again (another process
+may still refuse them for up to the cache's lifetime). The store keeps when each suppression
+was in force, so that an event received while it was, and still queued when it was lifted, is
+withheld all the same: no event received while its person was suppressed is ever stored.
 """
 
 from __future__ import annotations

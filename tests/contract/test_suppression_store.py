@@ -17,6 +17,7 @@ from tests.contract.test_audit_store import entry
 from tests.contract.test_dimension_store import declared_project
 
 START, END = EVERYTHING
+LIFTED = T0 + timedelta(hours=2)
 
 
 def suppressing(
@@ -123,10 +124,10 @@ async def test_a_suppression_is_lifted_once_and_recorded(store: Store) -> None:
     await store.create_deletion(suppressing(ws, prj, "ada", "bob"))
 
     lifted = await store.lift_suppression(
-        ws, prj, "ada", audit=entry(ws, AuditAction.SUPPRESSION_LIFTED)
+        ws, prj, "ada", LIFTED, audit=entry(ws, AuditAction.SUPPRESSION_LIFTED)
     )
     again = await store.lift_suppression(
-        ws, prj, "ada", audit=entry(ws, AuditAction.SUPPRESSION_LIFTED)
+        ws, prj, "ada", LIFTED, audit=entry(ws, AuditAction.SUPPRESSION_LIFTED)
     )
 
     assert (lifted, again) == (True, False)
@@ -136,8 +137,8 @@ async def test_a_suppression_is_lifted_once_and_recorded(store: Store) -> None:
     ]
     # Another project's or workspace's lift of the same person touches nothing of it.
     other_ws, other_prj = await declared_project(store, ("plan",))
-    assert not await store.lift_suppression(other_ws, prj, "bob")
-    assert not await store.lift_suppression(ws, other_prj, "bob")
+    assert not await store.lift_suppression(other_ws, prj, "bob", LIFTED)
+    assert not await store.lift_suppression(ws, other_prj, "bob", LIFTED)
     assert await store.suppressed_persons(ws, prj) == {"bob"}
 
 
@@ -170,11 +171,11 @@ async def test_an_append_never_stores_a_suppressed_persons_event(store: Store) -
     assert {e.id for e in await store.list_events(ws, "prj-app", limit=10)} == {"k3"}
     # The withheld ids are kept as deleted: after a lift, the same ids stay out (a redelivery
     # of a batch received while suppressed), and new events of the person are stored.
-    assert await store.lift_suppression(ws, prj, "ada")
-    assert await store.lift_suppression(ws, prj, "anon-7")
+    assert await store.lift_suppression(ws, prj, "ada", LIFTED)
+    assert await store.lift_suppression(ws, prj, "anon-7", LIFTED)
     redelivered = batch(ws, prj, event("s1", user_id="ada"), event("s3", user_id="bob"))
     assert await store.append([redelivered]) == AppendResult(inserted=0, duplicates=2)
-    fresh = batch(ws, prj, event("n1", user_id="ada"), received_at=later + timedelta(1))
+    fresh = batch(ws, prj, event("n1", user_id="ada"), received_at=LIFTED)
     assert await store.append([fresh]) == AppendResult(inserted=1, duplicates=0)
 
 
@@ -193,6 +194,43 @@ async def test_events_received_before_the_suppression_and_appended_after_are_wit
     assert {e.id for e in await store.list_events(ws, prj, limit=10)} == {"q3"}
     counted = await store.event_type_totals(ws, prj, START, END)
     assert sum(c.count for c in counted) == 1
+
+
+async def test_events_received_while_suppressed_are_withheld_even_after_the_lift(
+    store: Store,
+) -> None:
+    """A lifted suppression still withholds the events received while it was in force (they
+    waited in the queue across the lift); those received before it or since the lift are
+    stored. Suppressed again, the person is refused again, and listed once."""
+    ws, prj = await declared_project(store, ("plan",))
+    await store.create_deletion(suppressing(ws, prj, "ada", at=timedelta(hours=1), start_days=9))
+    assert await store.lift_suppression(ws, prj, "ada", LIFTED)
+    assert await store.list_suppressions(ws, prj, limit=10) == []
+    assert await store.suppressed_persons(ws, prj) == frozenset()
+
+    late = await store.append(
+        [
+            batch(ws, prj, event("before", user_id="ada"), received_at=T0),
+            batch(ws, prj, event("during", user_id="ada"), received_at=T0 + timedelta(hours=1)),
+            batch(
+                ws,
+                prj,
+                event("during-2", anonymous_id="ada"),
+                received_at=LIFTED - timedelta(seconds=1),
+            ),
+            batch(ws, prj, event("after", user_id="ada"), received_at=LIFTED),
+        ]
+    )
+
+    assert late == AppendResult(inserted=2, duplicates=2)
+    assert {e.id for e in await store.list_events(ws, prj, limit=10)} == {"before", "after"}
+    again = suppressing(ws, prj, "ada", at=timedelta(hours=3))
+    await store.create_deletion(again)
+    assert await store.suppressed_persons(ws, prj) == {"ada"}
+    listed = await store.list_suppressions(ws, prj, limit=10)
+    assert [(s.user_id, s.deletion_id) for s in listed] == [("ada", again.id)]
+    now = batch(ws, prj, event("again", user_id="ada"), received_at=T0 + timedelta(hours=3))
+    assert await store.append([now]) == AppendResult(inserted=0, duplicates=1)
 
 
 async def test_a_workspace_deletion_removes_its_suppressions(store: Store) -> None:

@@ -78,6 +78,8 @@ class MemoryStore:
         self.deletions: dict[tuple[str, str], Deletion] = {}
         # Suppressed persons by (workspace, project, person).
         self.suppressions: dict[tuple[str, str, str], Suppression] = {}
+        # Lifted ones, as (workspace, project, person, suppressed at, lifted at).
+        self.lifted: list[tuple[str, str, str, datetime, datetime]] = []
         self.deleted_workspaces: set[str] = set()
         self._audit_seq = 0
         self._lock = asyncio.Lock()
@@ -227,6 +229,7 @@ class MemoryStore:
         self.sketches = {k: v for k, v in self.sketches.items() if k.workspace_id != workspace_id}
         self.tallies = {k: v for k, v in self.tallies.items() if k.workspace_id != workspace_id}
         self.deleted = {k for k in self.deleted if k.workspace_id != workspace_id}
+        self.lifted = [s for s in self.lifted if s[0] != workspace_id]
         self.audit_log = [e for e in self.audit_log if e.workspace_id != workspace_id]
         self.deleted_workspaces.add(workspace_id)
         return keys
@@ -359,12 +362,33 @@ class MemoryStore:
         return found[: max(limit, 0)]
 
     async def lift_suppression(
-        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
-        if self.suppressions.pop((workspace_id, project_id, user_id), None) is None:
+        ended = self.suppressions.pop((workspace_id, project_id, user_id), None)
+        if ended is None:
             return False
+        self.lifted.append((workspace_id, project_id, user_id, ended.suppressed_at, at))
         self._audit(audit)
         return True
+
+    def _withheld_persons(self, batch: IngestBatch) -> frozenset[str]:
+        """The persons whose events of ``batch`` an append withholds: suppressed now, or while
+        the batch was received (a suppression lifted since)."""
+        tenant = (batch.workspace_id, batch.project_id)
+        return frozenset(
+            [person for ws, prj, person in self.suppressions if (ws, prj) == tenant]
+            + [
+                person
+                for ws, prj, person, since, until in self.lifted
+                if (ws, prj) == tenant and since <= batch.received_at < until
+            ]
+        )
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return self.deletions.get((workspace_id, deletion_id))
@@ -446,7 +470,7 @@ class MemoryStore:
                     for d in self.deletions.values()
                     if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
                 ]
-                suppressed = await self.suppressed_persons(batch.workspace_id, batch.project_id)
+                suppressed = self._withheld_persons(batch)
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:

@@ -171,7 +171,7 @@ class Deletions(Database):
             await self._query(
                 lambda user_id: user_id,
                 "SELECT user_id FROM eventcore.suppressions"
-                " WHERE workspace_id = %s AND project_id = %s",
+                " WHERE workspace_id = %s AND project_id = %s AND lifted_at IS NULL",
                 (workspace_id, project_id),
                 workspace_id=workspace_id,
             )
@@ -183,7 +183,7 @@ class Deletions(Database):
         return await self._query(
             Suppression,
             f"SELECT {_SUPPRESSION_COLUMNS} FROM eventcore.suppressions"
-            " WHERE workspace_id = %(ws)s AND project_id = %(prj)s"
+            " WHERE workspace_id = %(ws)s AND project_id = %(prj)s AND lifted_at IS NULL"
             " AND (%(after)s::text IS NULL OR user_id > %(after)s::text)"
             " ORDER BY user_id LIMIT %(limit)s",
             {"ws": workspace_id, "prj": project_id, "after": after, "limit": max(limit, 0)},
@@ -191,14 +191,20 @@ class Deletions(Database):
         )
 
     async def lift_suppression(
-        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
         async with self._tenant(workspace_id, pipelined=False) as conn:
             cursor = await conn.execute(
-                "DELETE FROM eventcore.suppressions"
+                "UPDATE eventcore.suppressions SET lifted_at = %s"
                 " WHERE workspace_id = %s AND project_id = %s AND user_id = %s"
-                " RETURNING user_id",
-                (workspace_id, project_id, user_id),
+                " AND lifted_at IS NULL RETURNING user_id",
+                (at, workspace_id, project_id, user_id),
             )
             lifted = await cursor.fetchone() is not None
             if lifted:

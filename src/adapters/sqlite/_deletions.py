@@ -103,12 +103,14 @@ def _create(
     return True
 
 
-def _lift(connection: sqlite3.Connection, workspace_id: str, project_id: str, user_id: str) -> bool:
+def _lift(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, user_id: str, at: int
+) -> bool:
     return bool(
         connection.execute(
-            "DELETE FROM suppressions WHERE workspace_id = ? AND project_id = ? AND user_id = ?"
-            " RETURNING user_id",
-            (workspace_id, project_id, user_id),
+            "UPDATE suppressions SET lifted_at = ? WHERE workspace_id = ? AND project_id = ?"
+            " AND user_id = ? AND lifted_at IS NULL RETURNING user_id",
+            (at, workspace_id, project_id, user_id),
         ).fetchall()
     )
 
@@ -198,7 +200,8 @@ class Deletions(Database):
         return frozenset(
             await self._query(
                 lambda row: row[0],
-                "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?",
+                "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
+                " AND lifted_at IS NULL",
                 workspace_id,
                 project_id,
             )
@@ -210,7 +213,8 @@ class Deletions(Database):
         return await self._query(
             _suppression,
             f"SELECT {_SUPPRESSION_COLUMNS} FROM suppressions"
-            " WHERE workspace_id = ? AND project_id = ? AND (?3 IS NULL OR user_id > ?3)"
+            " WHERE workspace_id = ? AND project_id = ? AND lifted_at IS NULL"
+            " AND (?3 IS NULL OR user_id > ?3)"
             " ORDER BY user_id LIMIT ?4",
             workspace_id,
             project_id,
@@ -219,6 +223,14 @@ class Deletions(Database):
         )
 
     async def lift_suppression(
-        self, workspace_id: str, project_id: str, user_id: str, *, audit: AuditEntry | None = None
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
     ) -> bool:
-        return await self._write(audited, audit, _lift, workspace_id, project_id, user_id)
+        return await self._write(
+            audited, audit, _lift, workspace_id, project_id, user_id, micros(at)
+        )

@@ -206,9 +206,11 @@ _DELETIONS_SINCE = (
     " WHERE workspace_id = ? AND project_id = ? AND requested_at >= ?"
 )
 _ANY_SUPPRESSED = "SELECT 1 FROM suppressions WHERE workspace_id = ? AND project_id = ? LIMIT 1"
+# Of the persons given, those suppressed now or when the batch was received (``?4``).
 _SUPPRESSED_OF = (
     "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
     " AND user_id IN (SELECT value FROM json_each(?))"
+    " AND (lifted_at IS NULL OR (suppressed_at <= ?4 AND ?4 < lifted_at))"
 )
 _KEEP_DELETED = (
     "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
@@ -441,8 +443,9 @@ def _without_withheld(
 
 
 def _suppressed_of(connection: sqlite3.Connection, batch: IngestBatch) -> frozenset[str]:
-    """Which of the batch's persons are suppressed in its project: one probe of the primary
-    key, and a lookup of its persons only when the project suppresses any."""
+    """Which of the batch's persons an append withholds: suppressed in its project now, or
+    when the batch was received. One probe of an index, and a lookup of the batch's persons
+    only when the project has suppressed anybody."""
     if not connection.execute(_ANY_SUPPRESSED, (batch.workspace_id, batch.project_id)).fetchone():
         return frozenset()
     persons = {p for e in batch.events for p in (e.user_id, e.anonymous_id) if p is not None}
@@ -450,7 +453,12 @@ def _suppressed_of(connection: sqlite3.Connection, batch: IngestBatch) -> frozen
         return frozenset()
     rows = connection.execute(
         _SUPPRESSED_OF,
-        (batch.workspace_id, batch.project_id, msgspec.json.encode(sorted(persons)).decode()),
+        (
+            batch.workspace_id,
+            batch.project_id,
+            msgspec.json.encode(sorted(persons)).decode(),
+            micros(batch.received_at),
+        ),
     )
     return frozenset(row[0] for row in rows)
 

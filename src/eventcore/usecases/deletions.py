@@ -181,17 +181,18 @@ class Deletions:
         principal.require(Permission.MANAGE_PROJECTS)
         if await self._store.get_project(principal.workspace_id, project_id) is None:
             raise NotFound("No such project.")
+        now = self._clock.now()
         audit = entry(
             AuditAction.SUPPRESSION_LIFTED,
             principal.workspace_id,
-            self._clock.now(),
+            now,
             origin=self._context.origin(),
             actor=principal,
             target=("project", project_id),
             details={"user_id": user_id},
         )
         lifted = await self._store.lift_suppression(
-            principal.workspace_id, project_id, user_id, audit=audit
+            principal.workspace_id, project_id, user_id, now, audit=audit
         )
         if not lifted:
             raise NotFound("That person is not suppressed in this project.")

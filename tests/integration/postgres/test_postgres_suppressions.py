@@ -1,5 +1,5 @@
 """The suppressions table (0015), proven at the database: row-level security like every tenant
-table, and the application role may read, add and remove rows but not change one."""
+table, and the application role's grants (no TRUNCATE)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def suppress(store: PostgresStore, tenant: Tenant, *persons: str) -> None:
     )
 
 
-async def test_the_table_has_forced_row_level_security_and_no_update_grant(
+async def test_the_table_has_forced_row_level_security_and_the_app_roles_grants(
     postgres_dsn: str,
 ) -> None:
     async with owner_connection(postgres_dsn) as conn:
@@ -53,7 +53,7 @@ async def test_the_table_has_forced_row_level_security_and_no_update_grant(
         )
         flags = await cursor.fetchone()
 
-    assert flags == (True, True, True, True, True, True, False, False)
+    assert flags == (True, True, True, True, True, True, True, False)
 
 
 async def test_a_workspace_sees_adds_and_lifts_only_its_own_suppressions(
