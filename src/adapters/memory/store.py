@@ -216,9 +216,10 @@ class MemoryStore:
         keys = [k for k in self.api_keys.values() if k.workspace_id == workspace_id]
         for key in keys:
             del self.api_keys[key.id]
-        for table in (self.memberships, self.invitations, self.deletions, self.suppressions):
+        for table in (self.memberships, self.invitations, self.deletions):
             for held in [k for k in table if k[0] == workspace_id]:
                 del table[held]
+        self.suppressions = {k: v for k, v in self.suppressions.items() if k[0] != workspace_id}
         for project in [p for p in self.projects.values() if p.workspace_id == workspace_id]:
             del self.projects[project.id]
         self.events = {k: v for k, v in self.events.items() if k.workspace_id != workspace_id}
