@@ -250,3 +250,25 @@ def test_the_listing_pages_by_person_and_lifting_needs_its_project(
     assert_error(lift(api, tenant.owner, tenant.project_id, "p0", extra="1"), 400, "invalid_query")
     assert lift(api, tenant.owner, tenant.project_id, "with space").status_code == 204
     assert lift(api, tenant.owner, tenant.project_id, "nobody").status_code == 404
+
+
+def test_past_the_projects_bound_a_request_is_409_and_stores_nothing(
+    api: Api, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on a project's suppressed persons (100,000; 3 here) is a 409 naming it."""
+    monkeypatch.setattr("eventcore.usecases.deletions.MAX_SUPPRESSIONS", 3)
+    suppress(api, tenant, "a", "b")
+
+    refused = ask(
+        api,
+        tenant.owner,
+        {"project_id": tenant.project_id, "user_ids": ["c", "d"], "suppress": True},
+    )
+
+    assert "3" in assert_error(refused, 409, "too_many_suppressions")["message"]
+    listed = listing(api, tenant.owner, tenant.project_id).json()["suppressions"]
+    assert [s["user_id"] for s in listed] == ["a", "b"]
+    deletions = api.client.get(
+        "/v1/deletions", params={"project_id": tenant.project_id}, headers=tenant.headers
+    )
+    assert len(deletions.json()["deletions"]) == 1
