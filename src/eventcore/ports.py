@@ -129,8 +129,8 @@ class AccountStore(Protocol):
 
     async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
         """Remove every row of the workspace (its events, counts, sketches, tallies, projects,
-        keys, members, invitations, deletions, suppressions, audit log) in one transaction, and keep its id as
-        deleted: an append of its batches after this stores nothing. Its API keys as they were
+        keys, members, invitations, deletions, suppressions, audit log) in one transaction, and
+        keep its id as deleted: an append of its batches after this stores nothing. Its API keys as they were
         (for the caller to forget them), or None if there is no such workspace. Users stay
         (they are not tenant data, and may belong to other workspaces)."""
 
@@ -367,8 +367,8 @@ class SuppressionStore(Protocol):
     async def list_suppressions(
         self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
     ) -> list[Suppression]:
-        """The project's suppressions in force, in the order of their persons' ids (as UTF-8 bytes),
-        strictly after ``after`` when given: the first ``limit``."""
+        """The project's suppressions in force, in the order of their persons' ids (as UTF-8
+        bytes), strictly after ``after`` when given: the first ``limit``."""
 
     async def lift_suppression(
         self,

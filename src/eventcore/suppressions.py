@@ -6,8 +6,9 @@ is for deletions: an event's ``user_id`` or its ``anonymous_id``. From then on:
 
 - the ingestor refuses the events of those persons one by one, with the code ``suppressed``
   (:data:`SUPPRESSED`), reading the project's suppressed persons from a per-process cache
-  (:class:`~eventcore.usecases.ingest.SuppressedPersons`) that a change made in this process updates at once and one made
-  in another reaches within :data:`~eventcore.defaults.SUPPRESSION_CACHE_SECONDS`;
+  (:class:`~eventcore.usecases.ingest.SuppressedPersons`) that a change made in this process
+  updates at once and one made in another reaches within
+  :data:`~eventcore.defaults.SUPPRESSION_CACHE_SECONDS`;
 - the store's append never stores them (:func:`is_suppressed`): an event that slipped past the
   ingest check (another process's cache not yet refreshed, or accepted before the suppression
   and still queued) is withheld and its id kept as deleted, as a deletion withholds the events
