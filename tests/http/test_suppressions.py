@@ -6,6 +6,7 @@ bad input."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -272,3 +273,17 @@ def test_past_the_projects_bound_a_request_is_409_and_stores_nothing(
         "/v1/deletions", params={"project_id": tenant.project_id}, headers=tenant.headers
     )
     assert len(deletions.json()["deletions"]) == 1
+
+
+@pytest.mark.parametrize("person", ["a/b", "/edge/", "100%", "a%2Fb", "%2E%2E", "é ?#&=+"])
+def test_any_persons_id_can_be_lifted_percent_encoded_in_the_path(
+    api: Api, tenant: Tenant, person: str
+) -> None:
+    """An id is any text: `/`, `%` and the rest are sent percent-encoded and decoded once."""
+    suppress(api, tenant, person, "other")
+
+    lifted = lift(api, tenant.owner, tenant.project_id, quote(person, safe=""))
+
+    assert lifted.status_code == 204, lifted.text
+    listed = listing(api, tenant.owner, tenant.project_id).json()["suppressions"]
+    assert [s["user_id"] for s in listed] == ["other"]

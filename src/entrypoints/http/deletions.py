@@ -9,11 +9,12 @@ process that stopped is finished by another.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 import structlog
-from litestar import Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -235,8 +236,27 @@ async def list_suppressions(
     return SuppressionList([SuppressionView.of(s) for s in page.suppressions], page.next_after)
 
 
+_LIFT_PREFIX = b"/v1/suppressions/"
+
+
+def person_in_path(request: Request[Any, Any, Any], matched: str) -> str:
+    """The ``user_id`` segment as the client sent it, percent-decoded once.
+
+    A person's id is any text of 1 to 128 characters, ``/`` and ``%`` included; the router
+    decodes a path's escapes (twice, for a parameter) and drops a parameter's edge slashes, so
+    the id is read from the raw path instead (the route matches any rest of the path). Without
+    the raw path, the router's reading."""
+    raw: bytes | None = request.scope.get("raw_path")
+    if raw is None or not raw.startswith(_LIFT_PREFIX):
+        return matched.lstrip("/")
+    # Some servers (the test client's) leave the query string on the raw path; a `?` of the id
+    # itself is escaped.
+    segment = raw[len(_LIFT_PREFIX) :].split(b"?", 1)[0]
+    return unquote_to_bytes(segment).decode()
+
+
 @delete(
-    "/v1/suppressions/{user_id:str}",
+    "/v1/suppressions/{user_id:path}",
     tags=["data"],
     security=USER_AUTH,
     status_code=HTTP_204_NO_CONTENT,
@@ -244,17 +264,20 @@ async def list_suppressions(
     description=(
         "The person's events received from now on are accepted again (an API process that read"
         " the project's suppressions within the last second may still refuse them for that"
-        " second). 404 when the person is not suppressed in that project."
+        " second). 404 when the person is not suppressed in that project. `user_id` is the"
+        " rest of the path, percent-encoded (`/` as `%2F`, `%` as `%25`) and decoded once."
     ),
     responses=api_errors(PATH_PARAMETERS, VALIDATED, ACCESS_TOKEN, ROLE, NOT_FOUND),
 )
 async def lift_suppression(
+    request: Request[Any, Any, Any],
     user_id: FromPath[str],
     project_id: FromQuery[str],
     platform: NamedDependency[Platform],
     principal: NamedDependency[Principal],
 ) -> None:
-    await platform.deletions.lift(principal, project_id, user_id)
+    person = person_in_path(request, user_id)
+    await platform.deletions.lift(principal, project_id, person)
 
 
 ROUTES: list[ControllerRouterHandler] = [
