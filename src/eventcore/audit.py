@@ -38,6 +38,8 @@ class AuditAction(enum.StrEnum):
     MEMBER_REMOVED = "member.removed"
     DELETION_REQUESTED = "deletion.requested"
     DELETION_COMPLETED = "deletion.completed"
+    SUPPRESSION_ADDED = "suppression.added"
+    SUPPRESSION_LIFTED = "suppression.lifted"
 
 
 class ActorType(enum.StrEnum):

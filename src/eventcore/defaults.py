@@ -33,6 +33,13 @@ MAX_DELETION_EVENT_IDS: Final = 10_000
 MAX_DELETION_REQUEST_BYTES: Final = 4 * 1024 * 1024
 DELETION_CHUNK: Final = 5_000
 DELETION_SWEEP_SECONDS: Final = 30.0
+# Suppressions (a deletion request with `suppress`): the most persons one project may hold
+# suppressed (each ingest process keeps a project's whole set in memory, read again every
+# SUPPRESSION_CACHE_SECONDS while the project sends events), and how long another process may
+# still refuse a lifted person's events, or accept a newly suppressed one's (which the append
+# then withholds).
+MAX_SUPPRESSIONS: Final = 100_000
+SUPPRESSION_CACHE_SECONDS: Final = 1.0
 
 # The audit log keeps its entries this many days (0: for ever); every API process expires the
 # older ones this often (and `eventcore retention run` at once).

@@ -52,6 +52,7 @@ from eventcore.persons import (
     whole_days,
 )
 from eventcore.ports import AppendResult, Recount
+from eventcore.suppressions import Suppression, is_suppressed
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -85,6 +86,10 @@ class MemoryStore:
         self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
         self.deletions: dict[tuple[str, str], Deletion] = {}
+        # Suppressed persons by (workspace, project, person).
+        self.suppressions: dict[tuple[str, str, str], Suppression] = {}
+        # Lifted ones, as (workspace, project, person, suppressed at, lifted at).
+        self.lifted: list[tuple[str, str, str, datetime, datetime]] = []
         self.deleted_workspaces: set[str] = set()
         self._audit_seq = 0
         self._lock = asyncio.Lock()
@@ -224,6 +229,7 @@ class MemoryStore:
         for table in (self.memberships, self.invitations, self.deletions):
             for held in [k for k in table if k[0] == workspace_id]:
                 del table[held]
+        self.suppressions = {k: v for k, v in self.suppressions.items() if k[0] != workspace_id}
         for project in [p for p in self.projects.values() if p.workspace_id == workspace_id]:
             del self.projects[project.id]
         self.events = {k: v for k, v in self.events.items() if k.workspace_id != workspace_id}
@@ -234,6 +240,7 @@ class MemoryStore:
         self.sketches = {k: v for k, v in self.sketches.items() if k.workspace_id != workspace_id}
         self.tallies = {k: v for k, v in self.tallies.items() if k.workspace_id != workspace_id}
         self.deleted = {k for k in self.deleted if k.workspace_id != workspace_id}
+        self.lifted = [s for s in self.lifted if s[0] != workspace_id]
         self.audit_log = [e for e in self.audit_log if e.workspace_id != workspace_id]
         self.deleted_workspaces.add(workspace_id)
         return keys
@@ -315,12 +322,84 @@ class MemoryStore:
 
     # deletion requests
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
         key = (deletion.workspace_id, deletion.id)
         if key in self.deletions:
             raise AlreadyExists("deletion")
         self.deletions[key] = deletion
         self._audit(audit)
+        if deletion.suppress:
+            for person in deletion.selector.user_ids:
+                self.suppressions.setdefault(
+                    (deletion.workspace_id, deletion.project_id, person),
+                    Suppression(
+                        deletion.workspace_id,
+                        deletion.project_id,
+                        person,
+                        deletion.requested_at,
+                        deletion.id,
+                        deletion.requested_by,
+                    ),
+                )
+            self._audit(suppression_audit)
+
+    # suppressions
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        return frozenset(
+            person
+            for ws, prj, person in self.suppressions
+            if (ws, prj) == (workspace_id, project_id)
+        )
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        found = sorted(
+            (
+                s
+                for s in self.suppressions.values()
+                if (s.workspace_id, s.project_id) == (workspace_id, project_id)
+                and (after is None or s.user_id > after)
+            ),
+            key=lambda s: s.user_id,
+        )
+        return found[: max(limit, 0)]
+
+    async def lift_suppression(
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        ended = self.suppressions.pop((workspace_id, project_id, user_id), None)
+        if ended is None:
+            return False
+        self.lifted.append((workspace_id, project_id, user_id, ended.suppressed_at, at))
+        self._audit(audit)
+        return True
+
+    def _withheld_persons(self, batch: IngestBatch) -> frozenset[str]:
+        """The persons whose events of ``batch`` an append withholds: suppressed now, or while
+        the batch was received (a suppression lifted since)."""
+        tenant = (batch.workspace_id, batch.project_id)
+        return frozenset(
+            [person for ws, prj, person in self.suppressions if (ws, prj) == tenant]
+            + [
+                person
+                for ws, prj, person, since, until in self.lifted
+                if (ws, prj) == tenant and since <= batch.received_at < until
+            ]
+        )
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return self.deletions.get((workspace_id, deletion_id))
@@ -402,12 +481,15 @@ class MemoryStore:
                     for d in self.deletions.values()
                     if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
                 ]
+                suppressed = self._withheld_persons(batch)
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:
                         duplicates += 1
                         continue
-                    if rules and withheld(rules, batch.received_at, event):
+                    if (rules and withheld(rules, batch.received_at, event)) or (
+                        suppressed and is_suppressed(suppressed, event)
+                    ):
                         self.deleted.add(key)
                         duplicates += 1
                         continue

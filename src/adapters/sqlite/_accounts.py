@@ -188,6 +188,7 @@ _WORKSPACE_TABLES = (
     "dims_day",
     "deleted_events",
     "deletions",
+    "suppressions",
     "invitations",
     "projects",
     "memberships",

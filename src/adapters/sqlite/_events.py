@@ -57,6 +57,7 @@ from eventcore.persons import (
     whole_days,
 )
 from eventcore.ports import AppendResult, Recount
+from eventcore.suppressions import is_suppressed
 
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
 # Each (workspace, project)'s declared dimension paths; a project without any is left out.
@@ -228,6 +229,13 @@ _DELETE_SELECTED = (
 _DELETIONS_SINCE = (
     f"SELECT {DELETION_COLUMNS} FROM deletions"
     " WHERE workspace_id = ? AND project_id = ? AND requested_at >= ?"
+)
+_ANY_SUPPRESSED = "SELECT 1 FROM suppressions WHERE workspace_id = ? AND project_id = ? LIMIT 1"
+# Of the persons given, those suppressed now or when the batch was received (``?4``).
+_SUPPRESSED_OF = (
+    "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
+    " AND user_id IN (SELECT value FROM json_each(?))"
+    " AND (lifted_at IS NULL OR (suppressed_at <= ?4 AND ?4 < lifted_at))"
 )
 _KEEP_DELETED = (
     "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
@@ -455,9 +463,10 @@ def _without_withheld(
     connection: sqlite3.Connection, batches: Sequence[IngestBatch]
 ) -> Sequence[IngestBatch]:
     """The batches without the events a deletion requested after they were received takes
-    (accepted before it, committed after), which are kept as deleted ids instead, and without
-    any event of a deleted workspace. One lookup of deletions_by_project per batch, and one of
-    deleted_workspaces per append, which find nothing almost always."""
+    (accepted before it, committed after) and those of persons suppressed in their project,
+    which are kept as deleted ids instead, and without any event of a deleted workspace. One
+    lookup of deletions_by_project and one of suppressions per batch (of a batch with persons),
+    and one of deleted_workspaces per append, which find nothing almost always."""
     kept: list[IngestBatch] = []
     deleted: list[tuple[str, str, str, int]] = []
     gone = {
@@ -480,12 +489,15 @@ def _without_withheld(
                 (batch.workspace_id, batch.project_id, micros(batch.received_at)),
             )
         ]
-        if not rules:
+        suppressed = _suppressed_of(connection, batch)
+        if not rules and not suppressed:
             kept.append(batch)
             continue
         events = []
         for event in batch.events:
-            if withheld(rules, batch.received_at, event):
+            if withheld(rules, batch.received_at, event) or (
+                suppressed and is_suppressed(suppressed, event)
+            ):
                 deleted.append(
                     (batch.workspace_id, batch.project_id, event.id, micros(datetime.now(UTC)))
                 )
@@ -495,6 +507,27 @@ def _without_withheld(
     if deleted:
         connection.executemany(_KEEP_DELETED, deleted)
     return kept
+
+
+def _suppressed_of(connection: sqlite3.Connection, batch: IngestBatch) -> frozenset[str]:
+    """Which of the batch's persons an append withholds: suppressed in its project now, or
+    when the batch was received. One probe of an index, and a lookup of the batch's persons
+    only when the project has suppressed anybody."""
+    if not connection.execute(_ANY_SUPPRESSED, (batch.workspace_id, batch.project_id)).fetchone():
+        return frozenset()
+    persons = {p for e in batch.events for p in (e.user_id, e.anonymous_id) if p is not None}
+    if not persons:
+        return frozenset()
+    rows = connection.execute(
+        _SUPPRESSED_OF,
+        (
+            batch.workspace_id,
+            batch.project_id,
+            msgspec.json.encode(sorted(persons)).decode(),
+            micros(batch.received_at),
+        ),
+    )
+    return frozenset(row[0] for row in rows)
 
 
 def _declared(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> Declared:
