@@ -38,6 +38,12 @@ DELETION_SWEEP_SECONDS: Final = 30.0
 # older ones this often (and `eventcore retention run` at once).
 AUDIT_RETENTION_DAYS: Final = 365
 RETENTION_SWEEP_SECONDS: Final = 3600.0
+# A project's retention of its events (PATCH /v1/projects/{id} `retention_days`; none: for ever),
+# and the events one expiry transaction deletes: small enough that the rows it locks and the
+# time it holds them stay short beside ingest's own transactions (bench/README.md, "Retention").
+MIN_RETENTION_DAYS: Final = 1
+MAX_RETENTION_DAYS: Final = 3650
+EXPIRY_CHUNK: Final = 5_000
 
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000

@@ -226,6 +226,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             deleted_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # A project's retention of its events in days (eventcore.retention); NULL: for ever.
+        # The retention run finds the projects that have one through the partial index.
+        "ALTER TABLE projects ADD COLUMN retention_days INTEGER",
+        "CREATE INDEX projects_with_retention ON projects (workspace_id, id)"
+        " WHERE retention_days IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
