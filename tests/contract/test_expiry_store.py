@@ -46,7 +46,8 @@ async def test_expiry_leaves_what_a_rebuild_of_the_rest_makes(store: Store, limi
     events = spread(60)
     await store.append([batch(ws, prj, *events)])
     expiring = [e for e in events if e.timestamp < BEFORE]
-    assert expiring and any(e.timestamp >= CUTOFF_DAY for e in expiring)
+    assert expiring
+    assert any(e.timestamp >= CUTOFF_DAY for e in expiring)
 
     chunks = await expire_all(store, ws, prj, limit)
 
@@ -157,10 +158,12 @@ async def test_a_retention_is_set_read_and_listed_across_workspaces(store: Store
     changed = await store.set_retention(ours, web, 30)
     await store.set_retention(theirs, shop, 3650)
 
-    assert changed is not None and changed.retention_days == 30
+    assert changed is not None
+    assert changed.retention_days == 30
     assert changed.dimensions == ("plan",)
     got = await store.get_project(ours, web)
-    assert got is not None and got.retention_days == 30
+    assert got is not None
+    assert got.retention_days == 30
     assert (await store.get_project(ours, unset)) is not None
     listed = {
         (p.workspace_id, p.id, p.retention_days) for p in await store.projects_with_retention()
@@ -169,7 +172,8 @@ async def test_a_retention_is_set_read_and_listed_across_workspaces(store: Store
     assert all(p.id != unset for p in await store.projects_with_retention())
     # Another workspace's project is not found, and so not changed.
     assert await store.set_retention(theirs, web, 1) is None
-    assert (await store.get_project(ours, web)).retention_days == 30  # type: ignore[union-attr]
+    assert got == await store.get_project(ours, web)
     cleared = await store.set_retention(ours, web, None)
-    assert cleared is not None and cleared.retention_days is None
+    assert cleared is not None
+    assert cleared.retention_days is None
     assert all(p.id != web for p in await store.projects_with_retention())
