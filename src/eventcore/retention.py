@@ -52,6 +52,6 @@ def checked_days(retention_days: object) -> int | None:
         raise InvalidRequest(
             f"`retention_days` must be a whole number of days from {MIN_RETENTION_DAYS} to"
             f" {MAX_RETENTION_DAYS:,}, or null to keep events for ever.",
-            code="invalid_retention",
+            code="invalid_request",
         )
     return retention_days

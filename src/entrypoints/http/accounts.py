@@ -160,11 +160,18 @@ class ProjectController(Controller):
     )
     async def change(
         self,
+        request: Request[Any, Any, Any],
         project_id: FromPath[str],
         data: JSONBody[ProjectChange],
         platform: NamedDependency[Platform],
         principal: NamedDependency[Principal],
     ) -> ProjectView:
+        # Litestar converts a body leniently ("30" and 30.0 pass as 30): read it again strictly,
+        # so that a number of days is a JSON integer and nothing else.
+        try:
+            data = msgspec.json.decode(await request.body(), type=ProjectChange)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(str(exc).replace("`$.", "`"), code="invalid_request") from exc
         if data.retention_days is msgspec.UNSET:
             raise InvalidRequest("Name what to change: `retention_days`.", code="invalid_request")
         project = await platform.accounts.set_retention(principal, project_id, data.retention_days)
