@@ -13,10 +13,11 @@ each hour, and ``eventcore retention run``) deletes such events, oldest first, a
   a minute before the cutoff exist exactly then; the cutoff is a whole minute so that this holds).
 
 No expired event's id is kept (millions of tombstones would cost more than they serve). Instead
-every append withholds an event that is past its project's retention at the time its batch was
-received (:func:`expired`): a resend or a redelivery of an expired event is not stored again and
-counts nowhere. The appends and the run use the same rule, so an event is stored only if the run
-of the moment it was received would not delete it.
+every append withholds an event that is past its project's retention at the time of the append
+(:func:`expired`, on the store's clock): a resend by a client, or a redelivery by the queue of a
+batch received long before, of an expired event is not stored again and counts nowhere. The
+appends and the run use the same rule, and time only moves on, so an event the run deleted is
+past the cutoff of every later append.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def cutoff(at: datetime, retention_days: int) -> datetime:
     return bucket_start(at, Granularity.MINUTE) - timedelta(days=retention_days)
 
 
-def expired(timestamp: datetime, received_at: datetime, retention_days: int | None) -> bool:
-    """Whether an event of ``timestamp`` in a batch received at ``received_at`` is past its
-    project's retention (never, without one): an append then does not store it."""
-    return retention_days is not None and timestamp < cutoff(received_at, retention_days)
+def expired(timestamp: datetime, now: datetime, retention_days: int | None) -> bool:
+    """Whether an event of ``timestamp`` appended ``now`` is past its project's retention (never,
+    without one): the append then does not store it."""
+    return retention_days is not None and timestamp < cutoff(now, retention_days)
 
 
 def checked_days(retention_days: object) -> int | None:

@@ -5,14 +5,14 @@ past their project's retention, keeping no id of them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from eventcore.aggregation import Granularity, StoredGrain, bucket_start
 from eventcore.ports import AppendResult, Store
 from eventcore.retention import cutoff
-from tests.contract.support import T0, batch, project
+from tests.contract.support import T0, batch, event, project
 from tests.contract.test_deletion_store import START, derived, spread
 from tests.contract.test_dimension_store import declared_project
 
@@ -119,34 +119,33 @@ async def test_nothing_of_another_project_or_workspace_is_touched(store: Store) 
 
 
 async def test_an_append_withholds_events_past_the_retention(store: Store) -> None:
-    """Once a project has a retention, an event older than it when its batch is received is not
-    stored (its id is not kept either: with no retention, it is stored)."""
+    """Once a project has a retention, an event past it at the time of the append is not stored,
+    however long ago its batch was received (a queue's redelivery), and no id of it is kept:
+    with no retention, the same event is stored."""
     ws, prj = await declared_project(store, ("plan",))
-    events = spread(30)
-    received = T0 + timedelta(days=3, minutes=30, seconds=20)
+    now = datetime.now(UTC)
+    # Five minutes inside each day's edge: the store's own clock reads a moment later.
+    events = [event(f"x{n}", "view", now - timedelta(days=n, minutes=5)) for n in range(5)]
+    await store.append([batch(ws, prj, *events[:2])])
     assert await store.set_retention(ws, prj, 2) is not None
-    edge = cutoff(received, 2)
-    old = [e for e in events if e.timestamp < edge]
-    assert 0 < len(old) < len(events)
 
-    first = await store.append([batch(ws, prj, *events, received_at=received)])
+    first = await store.append([batch(ws, prj, *events, received_at=now - timedelta(days=9))])
 
-    assert first == AppendResult(inserted=len(events) - len(old), duplicates=len(old))
-    assert {e.id for e in await store.list_events(ws, prj, limit=100)} == {
-        e.id for e in events if e.timestamp >= edge
-    }
+    assert first == AppendResult(inserted=0, duplicates=5)
+    assert {e.id for e in await store.list_events(ws, prj, limit=100)} == {"x0", "x1"}
     await equals_a_rebuild(store, ws, prj)
-    # Expired at the next run, then resent: still not stored, nothing counted again.
-    await store.append([batch(ws, prj, *old, received_at=received - timedelta(days=3))])
-    await store.expire_events(ws, prj, edge, limit=1000)
-    before = await derived(store, ws, prj)
-    again = await store.append([batch(ws, prj, *old, received_at=received)])
-    assert again == AppendResult(inserted=0, duplicates=len(old))
-    assert await derived(store, ws, prj) == before
-    # Without a retention, the same events are new: no id of them was kept.
+    # Stored before the retention, expired by the run, then sent again: still not stored.
     await store.set_retention(ws, prj, None)
-    kept = await store.append([batch(ws, prj, *old, received_at=received)])
-    assert kept == AppendResult(inserted=len(old), duplicates=0)
+    assert await store.append([batch(ws, prj, *events)]) == AppendResult(3, 2)
+    await store.set_retention(ws, prj, 2)
+    assert await store.expire_events(ws, prj, cutoff(now, 2), limit=1000) == 3
+    before = await derived(store, ws, prj)
+    again = await store.append([batch(ws, prj, *events, received_at=now - timedelta(days=9))])
+    assert again == AppendResult(inserted=0, duplicates=5)
+    assert await derived(store, ws, prj) == before
+    # Without a retention, they are new again: no id of them was kept.
+    await store.set_retention(ws, prj, None)
+    assert await store.append([batch(ws, prj, *events)]) == AppendResult(3, 2)
 
 
 async def test_a_retention_is_set_read_and_listed_across_workspaces(store: Store) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from eventcore.adapters.clock import SystemClock
 from eventcore.aggregation import (
     CountKey,
     CountPoint,
@@ -41,7 +42,7 @@ from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.idempotency import IdempotencyKey
 from eventcore.persons import ALL_TYPES, SketchKey, add_persons, person_increments, sketch_of
-from eventcore.ports import AppendResult, Recount
+from eventcore.ports import AppendResult, Clock, Recount
 from eventcore.retention import expired
 from eventcore.tenancy import (
     ApiKey,
@@ -57,7 +58,9 @@ from eventcore.tenancy import (
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # The time of an append, for the retention rule (eventcore.retention).
+        self._clock = clock or SystemClock()
         self.users: dict[str, User] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
@@ -403,6 +406,7 @@ class MemoryStore:
         async with self._lock:
             inserted: list[IngestBatch] = []
             duplicates = 0
+            now = self._clock.now()
             for batch in batches:
                 new = []
                 if batch.workspace_id in self.deleted_workspaces:
@@ -424,7 +428,7 @@ class MemoryStore:
                     if key in self.events or key in self.deleted:
                         duplicates += 1
                         continue
-                    if expired(event.timestamp, batch.received_at, retention):
+                    if expired(event.timestamp, now, retention):
                         duplicates += 1
                         continue
                     if rules and withheld(rules, batch.received_at, event):

@@ -130,14 +130,13 @@ def _withheld(persons: bool) -> str:
             AND (r.end_time IS NULL OR incoming.event_time < r.end_time))"""
 
 
-# Whether an incoming event is past its project's retention when its batch was received
-# (eventcore.retention.expired): then it is not stored, and no id of it is kept. ``retaining``
-# holds the workspace's projects that have a retention (none, almost always), read once per
-# statement.
+# Whether an incoming event is past its project's retention at the time of the append (the
+# transaction's start: eventcore.retention.expired): then it is not stored, and no id of it is
+# kept. ``retaining`` holds the workspace's projects that have a retention (none, almost always)
+# with their cutoffs, read once per statement.
 _EXPIRED = """EXISTS (
           SELECT FROM retaining AS x
-          WHERE x.project_id = incoming.project_id
-            AND incoming.event_time < date_trunc('minute', incoming.received_at, 'UTC') - x.kept)"""
+          WHERE x.project_id = incoming.project_id AND incoming.event_time < x.cutoff)"""
 
 
 def _append_statement(*, persons: bool, valued: bool) -> str:
@@ -239,7 +238,8 @@ settled AS MATERIALIZED (
     FROM declared
 ),
 retaining AS MATERIALIZED (
-    SELECT project_id, retention_days * interval '24 hours' AS kept
+    SELECT project_id,
+           date_trunc('minute', now(), 'UTC') - retention_days * interval '24 hours' AS cutoff
     FROM eventcore.projects
     WHERE workspace_id = %(workspace_id)s AND retention_days IS NOT NULL
 ),

@@ -431,6 +431,7 @@ def _without_withheld(
             (msgspec.json.encode(sorted({b.workspace_id for b in batches})).decode(),),
         )
     }
+    now = datetime.now(UTC)
     tenants = list(dict.fromkeys((batch.workspace_id, batch.project_id) for batch in batches))
     retention = {
         (row[0], row[1]): int(row[2])
@@ -443,12 +444,9 @@ def _without_withheld(
             continue
         days = retention.get((batch.workspace_id, batch.project_id))
         if days is not None:
-            # Past the project's retention when received: not stored, no id kept.
+            # Past the project's retention now: not stored, no id kept.
             batch = msgspec.structs.replace(
-                batch,
-                events=[
-                    e for e in batch.events if not expired(e.timestamp, batch.received_at, days)
-                ],
+                batch, events=[e for e in batch.events if not expired(e.timestamp, now, days)]
             )
         rules = [
             deletion_of(row)
