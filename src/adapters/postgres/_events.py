@@ -464,19 +464,17 @@ RETURNING e.event_id, e.event_time
 # Expiry (eventcore.retention): at most %(limit)s of the project's events before %(before)s,
 # oldest first (events_newest), removed; how many, and the last one's time.
 _EXPIRE = """
-WITH taken AS (
-    SELECT event_id FROM eventcore.events
-    WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+WITH gone AS (
+    DELETE FROM eventcore.events
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM eventcore.events
+        WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+          AND event_time < %(before)s
+        ORDER BY event_time
+        LIMIT %(limit)s))
+      AND workspace_id = %(workspace_id)s AND project_id = %(project_id)s
       AND event_time < %(before)s
-    ORDER BY event_time
-    LIMIT %(limit)s
-),
-gone AS (
-    DELETE FROM eventcore.events AS e
-    USING taken
-    WHERE e.workspace_id = %(workspace_id)s AND e.project_id = %(project_id)s
-      AND e.event_id = taken.event_id
-    RETURNING e.event_time
+    RETURNING event_time
 )
 SELECT count(*), max(event_time) FROM gone
 """
