@@ -62,7 +62,7 @@ async def _fill(dsn: str, project_id: str, events: int) -> float:
             " SELECT %s, %s, 'old-' || g,"
             " now() - (g * 2592000::bigint / %s) * interval '1 second', now(),"
             " (ARRAY['page_view','click','signup','purchase'])[1 + g %% 4],"
-            " '{\"path\":\"/pricing\",\"plan\":\"pro\"}'::json, 'user-' || (g %% 50000)"
+            ' \'{"path":"/pricing","plan":"pro"}\'::json, \'user-\' || (g %% 50000)'
             " FROM generate_series(1, %s) AS g",
             (OLD, project_id, events, events),
         )
@@ -148,7 +148,9 @@ async def run(arguments: argparse.Namespace) -> None:
             began = time.perf_counter()
             await store.rebuild_counts(OLD)
             rebuilt = time.perf_counter() - began
-            print(f"stored {arguments.events:,} events in {filled:.1f} s, rebuilt in {rebuilt:.1f} s")
+            print(
+                f"stored {arguments.events:,} events in {filled:.1f} s, rebuilt in {rebuilt:.1f} s"
+            )
             async with await psycopg.AsyncConnection.connect(dsn) as conn:
                 cursor = await conn.execute(
                     "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s"
@@ -195,8 +197,9 @@ async def run(arguments: argparse.Namespace) -> None:
                     (OLD, OLD),
                 )
                 left, counted = await cursor.fetchone() or (0, 0)
-        before, during = _figures(appender.latencies["before"]), _figures(
-            appender.latencies["during"]
+        before, during = (
+            _figures(appender.latencies["before"]),
+            _figures(appender.latencies["during"]),
         )
         print(done.stdout.strip())
         print(
