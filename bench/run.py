@@ -253,6 +253,8 @@ STEPS = (
 )
 # The funnel measured over the largest workspace: the loader's types, a week from the first step.
 FUNNEL_STEPS = ["page_view", "signup", "purchase"]
+# The retention step's retention: the loader spreads events over the last 30 days.
+RETENTION_DAYS = 20
 # The declared dimension broken down (the loader's projects declare it, with ~50 values).
 BREAKDOWN_DIMENSION = "context.page.path"
 
@@ -977,37 +979,63 @@ class Bench:
         )
 
     def retention(self, base: str) -> None:
-        """A retention on the largest workspace's project such that about 1M of its events
-        (at most 80 % of them, on a smaller data set) are past it, given through PATCH
-        /v1/projects/{id}; single-event ingest into another workspace at a fixed rate (the
-        latency step's, in an open loop) before and while `eventcore retention run` expires
-        them: the P99 of the 202s and of the time until an accepted event is visible, both
-        before and during, and the run's seconds; the project's counts checked against the
-        events left. It changes the data set (run it last, or on a copy)."""
+        """A retention of RETENTION_DAYS on the largest workspace's project, given through
+        PATCH /v1/projects/{id}, with --retention-events (1M) of its events past it (the loaded
+        ones older than that, and as many more loaded into it, older still, as it takes);
+        single-event ingest into a workspace of its own at a fixed rate (the latency step's, in
+        an open loop) before and while `eventcore retention run` expires them: the P99 of the
+        202s and of the time until an accepted event is visible, before and during, and the
+        run's seconds; the project's counts checked against the events left. It changes the
+        data set (run it last, or on a copy)."""
         from eventcore.adapters.security import JwtCodec
         from eventcore.tenancy import Principal, Role
 
         largest = self.largest_tenant()
-        with psycopg.connect(self.dsn) as conn:
-            # Events by whole days of age, oldest first: a retention of d days expires those
-            # d days old or more (to the minute).
-            ages = conn.execute(
-                "SELECT floor(extract(epoch FROM now() - event_time) / 86400)::int, count(*)"
-                " FROM eventcore.events WHERE workspace_id = %s AND project_id = %s"
-                " GROUP BY 1 ORDER BY 1 DESC",
-                (largest.workspace_id, largest.project_id),
-            ).fetchall()
-        total = sum(count for _, count in ages)
-        target = min(1_000_000, int(total * 0.8))
-        days, expiring = max(1, ages[0][0] if ages else 1), 0
-        older = 0
-        for age, count in ages:
-            older += count
-            if age >= 1 and abs(older - target) <= abs(expiring - target):
-                days, expiring = age, older
+        target = self.args.retention_events
+        scope = (largest.workspace_id, largest.project_id)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            older = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s"
+                " AND event_time < now() - %s * interval '1 day'",
+                (*scope, RETENTION_DAYS),
+            ).fetchone()
+            assert older is not None
+            extra = max(0, target - older[0])
+            if extra:
+                # The loaded project is smaller than that: old events of its own, spread over
+                # the 10 days before the retention's edge (less an hour), then counted by the
+                # production command.
+                log(f"loading {extra:,} events older than {RETENTION_DAYS} days ...")
+                conn.execute(
+                    "INSERT INTO eventcore.events (workspace_id, project_id, event_id, event_time,"
+                    " received_at, type, properties, user_id)"
+                    " SELECT %s, %s, 'expiring-' || g, now() - %s * interval '1 day'"
+                    " - interval '1 hour' - (g * 864000::bigint / %s) * interval '1 second',"
+                    " now(), (ARRAY['page_view','signup','purchase'])[1 + g %% 3],"
+                    ' \'{"path":"/pricing","plan":"pro"}\'::json,'
+                    " 'expiring-' || (g %% 50000) FROM generate_series(1, %s) AS g",
+                    (*scope, RETENTION_DAYS, extra, extra),
+                )
+                conn.execute("ANALYZE eventcore.events")
+                rebuilt = subprocess.run(
+                    self.eventcore("rollup", "rebuild", "--workspace", largest.workspace_id),
+                    cwd=ROOT,
+                    env=self.env(distributed=True),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if rebuilt.returncode != 0:
+                    raise RuntimeError(f"rollup rebuild failed: {rebuilt.stdout}{rebuilt.stderr}")
+            total_row = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
+                scope,
+            ).fetchone()
+        assert total_row is not None
+        total, days = total_row[0], RETENTION_DAYS
         log(
-            f"retention of {days} days on the largest workspace's project ({total:,} events, about"
-            f" {expiring:,} past it) ..."
+            f"retention of {days} days on the largest workspace's project ({total:,} events,"
+            f" {older[0] + extra:,} past it) ..."
         )
         token = JwtCodec(self.secret, lifetime_seconds=3600).issue(
             Principal(largest.user_id, largest.workspace_id, Role.OWNER), datetime.now(UTC)
@@ -1690,6 +1718,12 @@ def main(argv: list[str] | None = None) -> None:
         "--only",
         default="",
         help=f"a comma-separated subset of {','.join(STEPS)} (the bare limits always run)",
+    )
+    parser.add_argument(
+        "--retention-events",
+        type=int,
+        default=1_000_000,
+        help="events the retention step expires (loaded into the largest project if need be)",
     )
     parser.add_argument("--bare-rows", type=int, default=200_000)
     parser.add_argument("--bare-messages", type=int, default=20_000)

@@ -136,6 +136,11 @@ def test_the_limits_table_states_the_defaults() -> None:
             f" / {_size(defaults.MAX_DELETION_REQUEST_BYTES)}"
         ),
         "events one deletion transaction deletes (and recounts)": f"{defaults.DELETION_CHUNK:,}",
+        "a project's retention of its events": (
+            f"{defaults.MIN_RETENTION_DAYS}\N{EN DASH}{defaults.MAX_RETENTION_DAYS:,} days"
+            " (default: for ever)"
+        ),
+        "events one expiry transaction deletes": f"{defaults.EXPIRY_CHUNK:,}",
         "events an export reads at a time": f"{defaults.EXPORT_PAGE:,}",
         "signups per client address": (
             f"{defaults.SIGNUPS_PER_HOUR_PER_ADDRESS:g} an hour, "
