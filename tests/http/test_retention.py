@@ -4,6 +4,7 @@ remains exact, and an expired event sent again is not stored; roles, tenants and
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -177,3 +178,26 @@ def test_bad_input_is_400_naming_the_field_and_changes_nothing(
         "/v1/audit-log", params={"action": "project.retention_changed"}, headers=tenant.headers
     ).json()["entries"]
     assert len(log) == 1
+
+
+def test_every_api_process_expires_on_its_schedule(make_api: Any) -> None:
+    """The schedule runs the retention at start-up (then each hour): an app started on data with
+    a retention set expires what is past it without being asked."""
+    api = make_api()
+    tenant = api.tenant()
+    api.ingest(tenant, {"events": events_at(datetime.now(UTC))})
+    change(api, tenant.owner, tenant.project_id, {"retention_days": 30})
+    assert len(api.all_events(tenant.owner, tenant.project_id)) == 7
+    api.stop()
+
+    again = make_api(data_dir=api.data_dir)
+
+    deadline = time.monotonic() + 20
+    while len(again.all_events(tenant.owner, tenant.project_id)) > 3:
+        assert time.monotonic() < deadline, "the schedule expired nothing"
+        time.sleep(0.05)
+    assert {e["id"] for e in again.all_events(tenant.owner, tenant.project_id)} == {
+        "mid0",
+        "mid1",
+        "new",
+    }
