@@ -170,7 +170,7 @@ class ProjectController(Controller):
         # so that a number of days is a JSON integer and nothing else.
         try:
             data = msgspec.json.decode(await request.body(), type=ProjectChange)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             raise InvalidRequest(str(exc).replace("`$.", "`"), code="invalid_request") from exc
         if data.retention_days is msgspec.UNSET:
             raise InvalidRequest("Name what to change: `retention_days`.", code="invalid_request")
