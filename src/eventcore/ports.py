@@ -322,7 +322,8 @@ class EventStore(Protocol):
         """Delete at most ``limit`` of the project's stored events with a timestamp before
         ``before`` (a whole minute: :func:`eventcore.retention.cutoff`), oldest first, keeping no
         id, in one transaction with the counts, persons' sketches and dimension tallies of the
-        whole UTC days before ``before``'s day that it emptied (removed, not recounted). When it
+        whole UTC days before ``before``'s day that it emptied (removed, not recounted; a store
+        may leave some to a later call). When it
         deletes fewer than ``limit`` (none is left), it then also removes those rows of every
         day before ``before``'s day, and makes ``before``'s own day again from the events that
         remain, as a rebuild makes it, if its rows still count events before ``before`` (a store

@@ -476,7 +476,7 @@ WITH gone AS (
       AND event_time < %(before)s
     RETURNING event_time
 )
-SELECT count(*), max(event_time) FROM gone
+SELECT count(*), min(event_time), max(event_time) FROM gone
 """
 # The project's count, sketch and tally rows of the days before %(until)s: whole days that
 # expiry emptied, removed rather than recounted.
@@ -1295,12 +1295,15 @@ class Events(Database):
             cursor = await conn.execute(_EXPIRE, {**scope, "limit": limit})
             row = await cursor.fetchone()
             assert row is not None
-            deleted, last = int(row[0]), row[1]
+            deleted, first, last = int(row[0]), row[1], row[2]
             if deleted and deleted == limit:
-                # Oldest first: every day before the last deleted event's has none left.
+                # Oldest first: every day before the last deleted event's has none left. A chunk
+                # within one day empties none (the chunk that reached the day dropped the rows
+                # before it): it leaves the rows alone, rather than read past them again.
                 until = min(cutoff_day, bucket_start(last, Granularity.DAY))
-                for statement in _DROP_DAYS:
-                    await conn.execute(statement, {**scope, "until": until})
+                if bucket_start(first, Granularity.DAY) < until:
+                    for statement in _DROP_DAYS:
+                        await conn.execute(statement, {**scope, "until": until})
                 return deleted
         # None left: every whole day's rows go, and the cutoff's day is made again if it still
         # counts expired events, in a transaction of its own holding the counts lock exclusive
