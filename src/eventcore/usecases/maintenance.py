@@ -80,8 +80,8 @@ class Maintenance:
                 await self._cache.bump([workspace_id])
             if deleted < self._expiry_chunk:
                 return expired
-            # Paced: the database gets back, between chunks, a share of the time a chunk took,
-            # for the ingest it serves meanwhile (bench/README.md, "Retention").
+            # Paced: between chunks the database gets back twice the time a chunk took
+            # (EXPIRY_PAUSE), for the ingest it serves meanwhile (bench/README.md, "Retention").
             await asyncio.sleep((time.monotonic() - began) * self._expiry_pause)
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
