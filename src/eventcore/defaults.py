@@ -45,6 +45,15 @@ SUPPRESSION_CACHE_SECONDS: Final = 1.0
 # older ones this often (and `eventcore retention run` at once).
 AUDIT_RETENTION_DAYS: Final = 365
 RETENTION_SWEEP_SECONDS: Final = 3600.0
+# A project's retention of its events (PATCH /v1/projects/{id} `retention_days`; none: for ever),
+# and the events one expiry transaction deletes: small enough that the rows it locks and the
+# time it holds them stay short beside ingest's own transactions (bench/README.md, "Retention").
+MIN_RETENTION_DAYS: Final = 1
+MAX_RETENTION_DAYS: Final = 3650
+EXPIRY_CHUNK: Final = 5_000
+# After each chunk the run waits this many times as long as the chunk took (the database busy a
+# third of the time), so that expiring a million events leaves it (and the disk) room for ingest.
+EXPIRY_PAUSE: Final = 2.0
 
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000

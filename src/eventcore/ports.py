@@ -161,6 +161,22 @@ class AccountStore(Protocol):
 
         Appends committed after this count the new dimensions' values."""
 
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        """Set how many days the project keeps its events (None: for ever); None if it is not
+        in the workspace. Appends committed after this withhold events past it
+        (:mod:`eventcore.retention`); the next retention run expires the stored ones."""
+
+    async def projects_with_retention(self) -> list[Project]:
+        """Every project of every workspace that has a retention (a retention run's sweep: this
+        lookup crosses tenants by nature), by workspace and id."""
+
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
@@ -338,6 +354,20 @@ class EventStore(Protocol):
         the UTC days from the first to the last deleted event's again from the events that
         remain, as a rebuild makes them (:mod:`eventcore.deletions`). How many it deleted:
         fewer than ``limit`` means the selector takes no stored event any more."""
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        """Delete at most ``limit`` of the project's stored events with a timestamp before
+        ``before`` (a whole minute: :func:`eventcore.retention.cutoff`), oldest first, keeping no
+        id, in one transaction with the counts, persons' sketches and dimension tallies of the
+        whole UTC days before ``before``'s day that it emptied (removed, not recounted; a store
+        may leave some to a later call). When it
+        deletes fewer than ``limit`` (none is left), it then also removes those rows of every
+        day before ``before``'s day, and makes ``before``'s own day again from the events that
+        remain, as a rebuild makes it, if its rows still count events before ``before`` (a store
+        may do this in a transaction of its own: a run stopped in between leaves it to the next
+        run; :mod:`eventcore.retention`). How many it deleted."""
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables, the persons' sketches, each event's stored dimension

@@ -144,6 +144,11 @@ def test_the_limits_table_states_the_defaults() -> None:
         " (the append withholds them), or refuse a lifted one's": (
             f"{defaults.SUPPRESSION_CACHE_SECONDS:g} s"
         ),
+        "a project's retention of its events": (
+            f"{defaults.MIN_RETENTION_DAYS}\N{EN DASH}{defaults.MAX_RETENTION_DAYS:,} days"
+            " (default: for ever)"
+        ),
+        "events one expiry transaction deletes": f"{defaults.EXPIRY_CHUNK:,}",
         "events an export reads at a time": f"{defaults.EXPORT_PAGE:,}",
         "signups per client address": (
             f"{defaults.SIGNUPS_PER_HOUR_PER_ADDRESS:g} an hour, "

@@ -5,7 +5,8 @@ common, some events without an id), resends, key creation and revocation, querie
 variant, whose queue holds batches until the test delivers them) deliveries out of order,
 redeliveries of batches already committed, a fast path that forgets, deletions by id, by time
 range and by person (of events stored, and of events still queued when the deletion was asked
-for), and suppressions of persons and their lifting. After every query and at the end: the stored
+for), suppressions of persons and their lifting, and expiry (a project's retention set or
+cleared, the clock moved on, the retention run). After every query and at the end: the stored
 events are exactly the model's, the counts are exact at minute, hour and day, another workspace
 sees none of it, a revoked key is refused, and no event received while its person was suppressed
 is ever stored.
@@ -37,6 +38,7 @@ from eventcore.adapters.memory.ratelimit import UnlimitedRateLimiter
 from eventcore.aggregation import bucket_start
 from eventcore.deletions import Deletion
 from eventcore.events import IngestBatch
+from eventcore.retention import cutoff
 from eventcore.tenancy import Principal
 from eventcore.usecases.ingest import Ingestor, SeparateAdmission, SuppressedPersons
 from tests.fuzz.conftest import start_api
@@ -103,6 +105,10 @@ class ProjectModel:
     persons: dict[str, str | None] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)
     suppressions: list[tuple[str, datetime, datetime | None]] = field(default_factory=list)
+    # The project's retention in days (None: for ever), and the ids the retention run expired
+    # (no tombstone: the fast path may still know them, the store does not).
+    retention: int | None = None
+    expired: set[str] = field(default_factory=set)
 
     def takes(
         self,
@@ -366,13 +372,23 @@ class CorePipeline(RuleBasedStateMachine):
         finally:
             self.loop.close()
 
-    def _commit(self, batches: list[IngestBatch]) -> None:
-        self.run(self.app.processor.process(batches))
+    def _commit(self, batches: list[IngestBatch]) -> int:
+        """Commit ``batches`` as a consumer does, and the model with them: how many events were
+        new (the store must say as many)."""
+        result = self.run(self.app.processor.process(batches))
         self.delivered.extend(batches)
+        inserted = 0
         for batch in batches:
             model = self.projects[batch.project_id]
             for event in batch.events:
                 if event.id in model.deleted or event.id in model.events:
+                    continue
+                if model.retention is not None and event.timestamp < cutoff(
+                    self.app.clock.now(), model.retention
+                ):
+                    # Past the retention when it is committed: withheld, and no id kept (the
+                    # fast path, told the batch was committed, may still know it).
+                    model.expired.add(event.id)
                     continue
                 if (
                     model.takes(event.id, event.timestamp, batch.received_at, None, event.user_id)
@@ -383,6 +399,9 @@ class CorePipeline(RuleBasedStateMachine):
                     continue
                 model.events[event.id] = (event.type, event.timestamp)
                 model.persons[event.id] = event.user_id
+                inserted += 1
+        assert result.inserted == inserted
+        return inserted
 
     @rule(data=st.data(), batch=PERSON_BATCH)
     def ingest(self, data: st.DataObject, batch: list[Sent]) -> None:
@@ -445,7 +464,10 @@ class CorePipeline(RuleBasedStateMachine):
         new = [
             e
             for e in first_sendings
-            if e.id is None or (e.id not in model.events and e.id not in model.deleted)
+            if e.id is None
+            or (
+                e.id not in model.events and e.id not in model.deleted and e.id not in model.expired
+            )
         ]
         assert len(new) <= receipt.accepted <= len(first_sendings)
         if receipt.accepted == 0:
@@ -483,12 +505,17 @@ class CorePipeline(RuleBasedStateMachine):
     @precondition(lambda self: self.delivered)
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
-        """A committed batch comes again (its ack was lost): nothing changes."""
+        """A committed batch comes again (its ack was lost): nothing changes, unless a
+        retention expired some of its events and was then cleared (they are stored again: no id
+        of an expired event is kept, and it is within the project's retention now)."""
         batch = data.draw(st.sampled_from(self.delivered), label="committed batch")
         before = dict(self.app.memory.events)
-        result = self.run(self.app.processor.process([batch]))
-        assert result.inserted == 0
-        assert self.app.memory.events == before
+        model = self.projects[batch.project_id]
+        known = set(model.events)
+        if self._commit([batch]) == 0:
+            assert self.app.memory.events == before
+        else:
+            assert set(model.events) - known <= model.expired
 
     @rule(data=st.data())
     def create_key(self, data: st.DataObject) -> None:
@@ -620,6 +647,42 @@ class CorePipeline(RuleBasedStateMachine):
             for who, since, until in model.suppressions
         ]
         self.app.clock.advance(1)
+
+    @rule(
+        data=st.data(),
+        days=st.none() | st.integers(1, 3),
+        hours=st.sampled_from([0, 1, 24]) | st.integers(0, 72),
+    )
+    def expire(self, data: st.DataObject, days: int | None, hours: int) -> None:
+        """Set (or clear) a project's retention, move the clock on, and run the retention: every
+        project's events past its retention are gone and counted no more, the rest untouched;
+        another workspace cannot set it."""
+        project_id = data.draw(st.sampled_from(list(self.projects)), label="project")
+        model = self.projects[project_id]
+        stranger = self.tenants["B" if model.workspace == "A" else "A"].principal
+        with pytest.raises(NotFound):
+            self.run(self.app.accounts.set_retention(stranger, project_id, 1))
+        principal = self.tenants[model.workspace].principal
+        self.run(self.app.accounts.set_retention(principal, project_id, days))
+        model.retention = days
+        self.app.clock.advance(hours * 3600 + data.draw(st.integers(0, 59), label="seconds"))
+
+        retained = self.run(self.app.platform.maintenance.run_retention())
+
+        expected = 0
+        projects = 0
+        for each in self.projects.values():
+            if each.retention is None:
+                continue
+            edge = cutoff(self.app.clock.now(), each.retention)
+            gone = {i for i, (_, moment) in each.events.items() if moment < edge}
+            expected += len(gone)
+            projects += 1 if gone else 0
+            for event_id in gone:
+                del each.events[event_id]
+                each.persons.pop(event_id, None)
+            each.expired |= gone
+        assert (retained.events, retained.projects) == (expected, projects)
 
     @rule(data=st.data(), grain=st.sampled_from(GRAINS))
     def query(self, data: st.DataObject, grain: Granularity) -> None:

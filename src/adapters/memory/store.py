@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from eventcore.adapters.clock import SystemClock
 from eventcore.aggregation import (
     CountKey,
     CountPoint,
@@ -51,7 +52,8 @@ from eventcore.persons import (
     sketch_of,
     whole_days,
 )
-from eventcore.ports import AppendResult, Recount
+from eventcore.ports import AppendResult, Clock, Recount
+from eventcore.retention import expired
 from eventcore.suppressions import Suppression, is_suppressed
 from eventcore.tenancy import (
     ApiKey,
@@ -67,7 +69,9 @@ from eventcore.tenancy import (
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # The time of an append, for the retention rule (eventcore.retention).
+        self._clock = clock or SystemClock()
         self.users: dict[str, User] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
@@ -278,6 +282,26 @@ class MemoryStore:
         ]
         return sorted(found, key=lambda k: k.created_at)
 
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        project = await self.get_project(workspace_id, project_id)
+        if project is None:
+            return None
+        changed = msgspec.structs.replace(project, retention_days=retention_days)
+        self.projects[project_id] = changed
+        self._audit(audit)
+        return changed
+
+    async def projects_with_retention(self) -> list[Project]:
+        found = [p for p in self.projects.values() if p.retention_days is not None]
+        return sorted(found, key=lambda p: (p.workspace_id, p.id))
+
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
     ) -> list[ApiKey] | None:
@@ -471,6 +495,7 @@ class MemoryStore:
         async with self._lock:
             inserted: list[IngestBatch] = []
             duplicates = 0
+            now = self._clock.now()
             for batch in batches:
                 new = []
                 if batch.workspace_id in self.deleted_workspaces:
@@ -482,9 +507,18 @@ class MemoryStore:
                     if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
                 ]
                 suppressed = self._withheld_persons(batch)
+                project = self.projects.get(batch.project_id)
+                retention = (
+                    project.retention_days
+                    if project is not None and project.workspace_id == batch.workspace_id
+                    else None
+                )
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:
+                        duplicates += 1
+                        continue
+                    if expired(event.timestamp, now, retention):
                         duplicates += 1
                         continue
                     if (rules and withheld(rules, batch.received_at, event)) or (
@@ -788,6 +822,54 @@ class MemoryStore:
             end = bucket_start(max(moments), Granularity.DAY) + timedelta(days=1)
             self._recount(workspace_id, project_id, start, end)
             return len(taken)
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        async with self._lock:
+            mine = sorted(
+                (stored.timestamp, stored.seq, key)
+                for key, (stored, ws, project) in self.events.items()
+                if ws == workspace_id and project == project_id and stored.timestamp < before
+            )
+            taken = mine[: max(limit, 0)]
+            for _, _, key in taken:
+                del self.events[key]
+                self.values.pop(key, None)
+            cutoff_day = bucket_start(before, Granularity.DAY)
+            if len(taken) == max(limit, 0) and taken:
+                # Only the days before the last deleted event's are emptied for sure.
+                self._drop_days(
+                    workspace_id,
+                    project_id,
+                    min(cutoff_day, bucket_start(taken[-1][0], Granularity.DAY)),
+                )
+                return len(taken)
+            self._drop_days(workspace_id, project_id, cutoff_day)
+            if any(
+                key.workspace_id == workspace_id
+                and key.project_id == project_id
+                and key.grain is StoredGrain.MINUTE
+                and cutoff_day <= key.bucket < before
+                for key in self.counts
+            ):
+                self._recount(workspace_id, project_id, cutoff_day, cutoff_day + timedelta(days=1))
+            return len(taken)
+
+    def _drop_days(self, workspace_id: str, project_id: str, until: datetime) -> None:
+        """Remove the project's counts, sketches and tallies of the days before ``until``."""
+
+        def before(key: CountKey | SketchKey | DimensionKey, moment: datetime) -> bool:
+            return (
+                key.workspace_id == workspace_id and key.project_id == project_id and moment < until
+            )
+
+        for count in [k for k in self.counts if before(k, k.bucket)]:
+            del self.counts[count]
+        for sketch in [k for k in self.sketches if before(k, k.bucket)]:
+            del self.sketches[sketch]
+        for tally in [k for k in self.tallies if before(k, k.day)]:
+            del self.tallies[tally]
 
     def _recount(self, workspace_id: str, project_id: str, start: datetime, end: datetime) -> None:
         """The project's counts, sketches and tallies of [start, end) (whole days) made again

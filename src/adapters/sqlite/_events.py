@@ -57,6 +57,7 @@ from eventcore.persons import (
     whole_days,
 )
 from eventcore.ports import AppendResult, Recount
+from eventcore.retention import expired
 from eventcore.suppressions import is_suppressed
 
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
@@ -97,6 +98,13 @@ _DECLARED = (
     "SELECT p.workspace_id, p.id, p.dimensions FROM json_each(?) AS j CROSS JOIN projects AS p"
     " ON p.workspace_id = json_extract(j.value, '$[0]') AND p.id = json_extract(j.value, '$[1]')"
     " WHERE p.dimensions <> '[]'"
+)
+# The retention of the appended batches' projects that have one, read in the append's
+# transaction as the dimensions are.
+_RETAINING = (
+    "SELECT p.workspace_id, p.id, p.retention_days FROM json_each(?) AS j CROSS JOIN projects"
+    " AS p ON p.workspace_id = json_extract(j.value, '$[0]') AND p.id = json_extract(j.value,"
+    " '$[1]') WHERE p.retention_days IS NOT NULL"
 )
 _HAS_PERSON = "(user_id IS NOT NULL OR anonymous_id IS NOT NULL)"
 # Rows with seq above the highest seq before the insert are exactly the rows it inserted: the
@@ -240,6 +248,28 @@ _SUPPRESSED_OF = (
 _KEEP_DELETED = (
     "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
     " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+# Expiry (eventcore.retention): at most ? of the project's events before a moment, oldest
+# first (events_by_time), removed; each answers its time.
+_EXPIRE = (
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE workspace_id = ?"
+    " AND project_id = ? AND ts < ? ORDER BY ts LIMIT ?) RETURNING ts"
+)
+# The project's count, sketch and tally rows of the days before a moment.
+_DROP_DAYS = tuple(
+    f"DELETE FROM {table} WHERE workspace_id = ? AND project_id = ? AND {column} < ?"
+    for table, column in (
+        *((table, "bucket") for table in _COUNT_TABLES.values()),
+        ("users_hour", "bucket"),
+        ("users_day", "day"),
+        ("dims_day", "day"),
+    )
+)
+# Whether the cutoff's day still counts an event of a minute before the cutoff: only then was
+# an event of it expired and not recounted yet.
+_COUNTS_EXPIRED = (
+    f"SELECT 1 FROM {_COUNT_TABLES[StoredGrain.MINUTE]} WHERE workspace_id = ?"
+    " AND project_id = ? AND bucket >= ? AND bucket < ? LIMIT 1"
 )
 _SET_VALUES = "UPDATE events SET dim_values = ? WHERE seq = ?"
 # The events in scope whose project declares no dimensions now (or is gone) keep no values.
@@ -464,9 +494,10 @@ def _without_withheld(
 ) -> Sequence[IngestBatch]:
     """The batches without the events a deletion requested after they were received takes
     (accepted before it, committed after) and those of persons suppressed in their project,
-    which are kept as deleted ids instead, and without any event of a deleted workspace. One
-    lookup of deletions_by_project and one of suppressions per batch (of a batch with persons),
-    and one of deleted_workspaces per append, which find nothing almost always."""
+    which are kept as deleted ids instead, without the events past their project's retention
+    (eventcore.retention), and without any event of a deleted workspace. One lookup of
+    deletions_by_project and one of suppressions per batch (of a batch with persons), and one
+    of deleted_workspaces per append, which find nothing almost always."""
     kept: list[IngestBatch] = []
     deleted: list[tuple[str, str, str, int]] = []
     gone = {
@@ -477,11 +508,23 @@ def _without_withheld(
             (msgspec.json.encode(sorted({b.workspace_id for b in batches})).decode(),),
         )
     }
+    now = datetime.now(UTC)
+    tenants = list(dict.fromkeys((batch.workspace_id, batch.project_id) for batch in batches))
+    retention = {
+        (row[0], row[1]): int(row[2])
+        for row in connection.execute(_RETAINING, (msgspec.json.encode(tenants).decode(),))
+    }
     for batch in batches:
         if batch.workspace_id in gone:
             # Its workspace was deleted while the batch was queued: nothing of it is stored.
             kept.append(msgspec.structs.replace(batch, events=[]))
             continue
+        days = retention.get((batch.workspace_id, batch.project_id))
+        if days is not None:
+            # Past the project's retention now: not stored, no id kept.
+            batch = msgspec.structs.replace(
+                batch, events=[e for e in batch.events if not expired(e.timestamp, now, days)]
+            )
         rules = [
             deletion_of(row)
             for row in connection.execute(
@@ -821,6 +864,36 @@ def _delete_events(
     return len(deleted)
 
 
+def _expire_events(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    before: datetime,
+    limit: int,
+) -> int:
+    limit = max(limit, 0)
+    deleted = connection.execute(
+        _EXPIRE, (workspace_id, project_id, micros(before), limit)
+    ).fetchall()
+    cutoff_day = bucket_start(before, Granularity.DAY)
+    if deleted and len(deleted) == limit:
+        # Oldest first: every day before the last deleted event's has none left.
+        last = bucket_start(moment(max(row[0] for row in deleted)), Granularity.DAY)
+        for statement in _DROP_DAYS:
+            connection.execute(statement, (workspace_id, project_id, micros(min(last, cutoff_day))))
+        return len(deleted)
+    for statement in _DROP_DAYS:
+        connection.execute(statement, (workspace_id, project_id, micros(cutoff_day)))
+    stale = connection.execute(
+        _COUNTS_EXPIRED, (workspace_id, project_id, micros(cutoff_day), micros(before))
+    ).fetchone()
+    if stale is not None:
+        _recount_days(
+            connection, workspace_id, project_id, cutoff_day, cutoff_day + timedelta(days=1)
+        )
+    return len(deleted)
+
+
 def _recount_days(
     connection: sqlite3.Connection,
     workspace_id: str,
@@ -1054,6 +1127,11 @@ class Events(Database):
         return await self._write(
             _delete_events, workspace_id, project_id, selector, limit, datetime.now(UTC)
         )
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        return await self._write(_expire_events, workspace_id, project_id, before, limit)
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         return await self._write(_rebuild_counts, workspace_id)

@@ -260,6 +260,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE UNIQUE INDEX suppressions_in_force ON suppressions
             (workspace_id, project_id, user_id) WHERE lifted_at IS NULL""",
     ),
+    (
+        # A project's retention of its events in days (eventcore.retention); NULL: for ever.
+        # The retention run finds the projects that have one through the partial index.
+        "ALTER TABLE projects ADD COLUMN retention_days INTEGER",
+        "CREATE INDEX projects_with_retention ON projects (workspace_id, id)"
+        " WHERE retention_days IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
