@@ -9,7 +9,12 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from eventcore.defaults import AUDIT_RETENTION_DAYS, EXPIRY_CHUNK, EXPIRY_PAUSE
+from eventcore.defaults import (
+    AUDIT_RETENTION_DAYS,
+    EXPIRY_CHUNK,
+    EXPIRY_PAUSE,
+    EXPIRY_PAUSE_MAX_SECONDS,
+)
 from eventcore.errors import NotFound
 from eventcore.events import StoredEvent
 from eventcore.ports import Clock, QueryCache, Recount, Store
@@ -81,8 +86,10 @@ class Maintenance:
             if deleted < self._expiry_chunk:
                 return expired
             # Paced: between chunks the database gets back twice the time a chunk took
-            # (EXPIRY_PAUSE), for the ingest it serves meanwhile (bench/README.md, "Retention").
-            await asyncio.sleep((time.monotonic() - began) * self._expiry_pause)
+            # (EXPIRY_PAUSE, at most EXPIRY_PAUSE_MAX_SECONDS), for the ingest it serves
+            # meanwhile (bench/README.md, "Retention").
+            took = time.monotonic() - began
+            await asyncio.sleep(min(took * self._expiry_pause, EXPIRY_PAUSE_MAX_SECONDS))
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables from the stored events, of one workspace or of all.
