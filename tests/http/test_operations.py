@@ -57,6 +57,8 @@ CONTRACT_ROUTES = [
     ("post", "/v1/deletions"),
     ("get", "/v1/deletions/{id}"),
     ("get", "/v1/deletions"),
+    ("get", "/v1/suppressions"),
+    ("delete", "/v1/suppressions/{user_id}"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/metrics"),
