@@ -11,8 +11,11 @@ events are exactly the model's, the counts are exact at minute, hour and day, an
 sees none of it, a revoked key is refused, and no event received while its person was suppressed
 is ever stored.
 
-Two variants: the HTTP API on the embedded profile (what a client sees), and the core wired with
-the in-memory adapters and a :class:`MemoryQueue` (what a queue consumer sees).
+Two variants: the HTTP API on the embedded profile (what a client sees: it suppresses new
+persons, sends their events and lifts them, over the routes), and the core wired with the
+in-memory adapters and a :class:`MemoryQueue` (what a queue consumer sees: it also suppresses
+persons who have stored and queued events, and ingests through a second process whose
+suppression cache never ends).
 """
 
 from __future__ import annotations
@@ -191,6 +194,10 @@ class HttpPipeline(RuleBasedStateMachine):
         self.projects: dict[str, ProjectModel] = {}
         self.keys: list[Key] = []
         self.history: list[tuple[str, list[Sent]]] = []
+        # Persons made by the suppress rule, each suppressed when made (in one project, before
+        # any event of theirs is stored there: the model keeps no persons, so no deletion of
+        # stored events), which the ingest_as rule sends events of.
+        self.people: list[str] = []
         for workspace, projects in (("A", ["A1", "A2"]), ("B", ["B1"])):
             owner = self.api.signup(workspace=workspace)
             self.owners[workspace] = owner
@@ -224,6 +231,8 @@ class HttpPipeline(RuleBasedStateMachine):
             }
             if event.id is not None:
                 wire["id"] = event.id
+            if event.person is not None:
+                wire["user_id"] = event.person
             events.append(wire)
         return write({"events": events})
 
@@ -236,10 +245,15 @@ class HttpPipeline(RuleBasedStateMachine):
             assert response.json()["error"]["code"] == "revoked_api_key"
             return
         model = self.projects[key.project_id]
-        accepted, duplicates = expected_receipt(model, batch)
         assert response.status_code == 202, response.text
-        assert response.json() == {"accepted": accepted, "duplicates": duplicates, "rejected": []}
-        for event in batch:
+        answer = response.json()
+        assert [(r["index"], r["code"]) for r in answer.pop("rejected")] == [
+            (i, "suppressed") for i, e in enumerate(batch) if e.person in model.suppressed
+        ]
+        kept = [e for e in batch if e.person not in model.suppressed]
+        accepted, duplicates = expected_receipt(model, kept)
+        assert answer == {"accepted": accepted, "duplicates": duplicates}
+        for event in kept:
             moment = self.base + timedelta(minutes=event.minute)
             if event.id is None:
                 model.anonymous.append((event.type, moment))
@@ -280,6 +294,61 @@ class HttpPipeline(RuleBasedStateMachine):
         key.revoked = True
         self._send(key, [Sent("after-revoke", "click", 0)])
 
+    @rule(data=st.data())
+    def suppress(self, data: st.DataObject) -> None:
+        """Suppress a new person in a project; another workspace's owner cannot."""
+        project_id = data.draw(st.sampled_from(list(self.projects)), label="project")
+        model = self.projects[project_id]
+        person = f"s{len(self.people)}"
+        body = {"project_id": project_id, "user_ids": [person], "suppress": True}
+        stranger = self.owners["B" if model.workspace == "A" else "A"]
+        foreign = self.api.client.post("/v1/deletions", json=body, headers=stranger.headers)
+        assert foreign.status_code == 404, foreign.text
+        owner = self.owners[model.workspace]
+        response = self.api.client.post("/v1/deletions", json=body, headers=owner.headers)
+        assert response.status_code == 202, response.text
+        self.people.append(person)
+        model.suppressed.add(person)
+
+    @precondition(lambda self: self.people)
+    @rule(data=st.data())
+    def ingest_as(self, data: st.DataObject) -> None:
+        """Send a batch of the made persons' events with any key: those of a person
+        suppressed in the key's project are rejected one by one, the others go through."""
+        batch = data.draw(
+            st.lists(
+                st.builds(
+                    Sent,
+                    id=st.sampled_from(IDS) | st.none(),
+                    type=st.sampled_from(TYPES),
+                    minute=MINUTES,
+                    person=st.sampled_from(self.people),
+                ),
+                min_size=1,
+                max_size=6,
+            ),
+            label="batch",
+        )
+        self._send(data.draw(st.sampled_from(self.keys), label="key"), batch)
+
+    @precondition(lambda self: any(m.suppressed for m in self.projects.values()))
+    @rule(data=st.data())
+    def lift(self, data: st.DataObject) -> None:
+        """Lift a suppression (at once on this process): another workspace cannot, and a
+        second lift is 404."""
+        project_id = data.draw(
+            st.sampled_from([p for p, m in self.projects.items() if m.suppressed]), label="project"
+        )
+        model = self.projects[project_id]
+        person = data.draw(st.sampled_from(sorted(model.suppressed)), label="person")
+        path = f"/v1/suppressions/{person}?project_id={project_id}"
+        stranger = self.owners["B" if model.workspace == "A" else "A"]
+        assert self.api.client.delete(path, headers=stranger.headers).status_code == 404
+        owner = self.owners[model.workspace]
+        assert self.api.client.delete(path, headers=owner.headers).status_code == 204
+        assert self.api.client.delete(path, headers=owner.headers).status_code == 404
+        model.suppressed.discard(person)
+
     @rule(data=st.data(), grain=st.sampled_from(GRAINS))
     def query(self, data: st.DataObject, grain: Granularity) -> None:
         """Read a project's events and counts; the other workspace gets 404 for it."""
@@ -288,11 +357,20 @@ class HttpPipeline(RuleBasedStateMachine):
     def _check(self, project_id: str, grain: Granularity) -> None:
         model = self.projects[project_id]
         owner = self.owners[model.workspace]
+        listed = self.api.all_events(owner, project_id)
         stored = Counter(
             (e["id"] if e["id"] in model.events else None, e["type"], parse_time(e["timestamp"]))
-            for e in self.api.all_events(owner, project_id)
+            for e in listed
         )
         assert stored == model.stored()
+        # Suppressed never stored; the project lists exactly the model's suppressed persons.
+        assert not [e for e in listed if e["user_id"] in model.suppressed]
+        suppressions = self.api.client.get(
+            "/v1/suppressions", params={"project_id": project_id}, headers=owner.headers
+        )
+        assert [s["user_id"] for s in suppressions.json()["suppressions"]] == sorted(
+            model.suppressed, key=str.encode
+        )
         window = {
             "start": (self.base - timedelta(days=1)).isoformat(),
             "end": (self.base + timedelta(days=4)).isoformat(),
