@@ -422,6 +422,34 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                     result[f"{q}_ms"] < 20 if q == "p99" else None,
                 )
             )
+    retention = r.get("retention")
+    if retention:
+        before, during = retention["before"], retention["during"]
+        rows.append(
+            _row(
+                f"retention run: {retention['events_expired']:,} events of the largest workspace"
+                f" expired ({retention['retention_days']} days)",
+                retention["seconds"],
+                "s",
+                target="< 60 for 1M",
+                met=retention["seconds"] < 60 and retention["counts_equal_remaining_events"],
+            )
+        )
+        for label, key in (("202", None), ("visible", "visible")):
+            then = before[key] if key else before
+            now = during[key] if key else during
+            rows.append(
+                _row(
+                    f"ingest {label} P99 while the retention run runs, at {retention['rate']:.0f}"
+                    f" req/s (overlap {retention['overlap']:.0%})",
+                    now["p99_ms"],
+                    "ms",
+                    f"{label} P99 before the run",
+                    then["p99_ms"],
+                    "<= 2 x before",
+                    bool(then["p99_ms"]) and now["p99_ms"] <= 2 * then["p99_ms"],
+                )
+            )
     # 6. embedded profile, memory
     embedded = r.get("embedded_batch")
     if embedded:

@@ -15,7 +15,9 @@ Against the real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, in a fresh databas
    processes, and the persons' figures (unique users uncached and their error against the exact
    count, a 3-step funnel over the largest workspace, batch ingest with persons, and with persons
    and 2 declared dimensions, against without) and a breakdown by a declared dimension;
-   6. the embedded profile's batch ingest and every process's peak RSS.
+   6. the embedded profile's batch ingest and every process's peak RSS; with the loaded data
+   set, an export, a person's deletion and a retention run (about 1M events expired) measured
+   beside ingest.
 
 Prints a table (each figure beside its bare limit and the ratio) and writes
 bench/results/latest.json. See bench/README.md.
@@ -246,10 +248,13 @@ STEPS = (
     "breakdown",
     "export",
     "deletion",
+    "retention",
     "embedded",
 )
 # The funnel measured over the largest workspace: the loader's types, a week from the first step.
 FUNNEL_STEPS = ["page_view", "signup", "purchase"]
+# The retention step's retention: the loader spreads events over the last 30 days.
+RETENTION_DAYS = 20
 # The declared dimension broken down (the loader's projects declare it, with ~50 values).
 BREAKDOWN_DIMENSION = "context.page.path"
 
@@ -897,6 +902,8 @@ class Bench:
                 self.export(base)
             if self.loaded is not None and "deletion" in self.only:
                 self.deletion(base)
+            if self.loaded is not None and "retention" in self.only:
+                self.retention(base)
             self.processes.sample()
 
     def deletion(self, base: str) -> None:
@@ -968,6 +975,181 @@ class Bench:
         log(
             f"  {state['status']}: {state['events_deleted']:,} events deleted in"
             f" {seconds:.2f} s (project of {before[0]:,} events); counts == events left:"
+            f" {result['counts_equal_remaining_events']}"
+        )
+
+    def retention(self, base: str) -> None:
+        """A retention of RETENTION_DAYS on the largest workspace's project, given through
+        PATCH /v1/projects/{id}, with --retention-events (1M) of its events past it (the loaded
+        ones older than that, and as many more loaded into it, older still, as it takes);
+        single-event ingest into a workspace of its own at a fixed rate (the latency step's, in
+        an open loop) before and while `eventcore retention run` expires them: the P99 of the
+        202s and of the time until an accepted event is visible, before and during, and the
+        run's seconds; the project's counts checked against the events left. It changes the
+        data set (run it last, or on a copy)."""
+        from eventcore.adapters.security import JwtCodec
+        from eventcore.tenancy import Principal, Role
+
+        largest = self.largest_tenant()
+        target = self.args.retention_events
+        scope = (largest.workspace_id, largest.project_id)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            older = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s"
+                " AND event_time < now() - %s * interval '1 day'",
+                (*scope, RETENTION_DAYS),
+            ).fetchone()
+            assert older is not None
+            extra = max(0, target - older[0])
+            if extra:
+                # The loaded project is smaller than that: old events of its own, spread over
+                # the 10 days before the retention's edge (less an hour), then counted by the
+                # production command.
+                log(f"loading {extra:,} events older than {RETENTION_DAYS} days ...")
+                conn.execute(
+                    "INSERT INTO eventcore.events (workspace_id, project_id, event_id, event_time,"
+                    " received_at, type, properties, user_id)"
+                    " SELECT %s, %s, 'expiring-' || g, now() - %s * interval '1 day'"
+                    " - interval '1 hour' - (g * 864000::bigint / %s) * interval '1 second',"
+                    " now(), (ARRAY['page_view','signup','purchase'])[1 + g %% 3],"
+                    ' \'{"path":"/pricing","plan":"pro"}\'::json,'
+                    " 'expiring-' || (g %% 50000) FROM generate_series(1, %s) AS g",
+                    (*scope, RETENTION_DAYS, extra, extra),
+                )
+                conn.execute("ANALYZE eventcore.events")
+                rebuilt = subprocess.run(
+                    self.eventcore("rollup", "rebuild", "--workspace", largest.workspace_id),
+                    cwd=ROOT,
+                    env=self.env(distributed=True),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if rebuilt.returncode != 0:
+                    raise RuntimeError(f"rollup rebuild failed: {rebuilt.stdout}{rebuilt.stderr}")
+            total_row = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
+                scope,
+            ).fetchone()
+        assert total_row is not None
+        total, days = total_row[0], RETENTION_DAYS
+        log(
+            f"retention of {days} days on the largest workspace's project ({total:,} events,"
+            f" {older[0] + extra:,} past it) ..."
+        )
+        token = JwtCodec(self.secret, lifetime_seconds=3600).issue(
+            Principal(largest.user_id, largest.workspace_id, Role.OWNER), datetime.now(UTC)
+        )[0]
+        port = int(base.rsplit(":", 1)[1])
+        # A workspace of its own, a project per phase: each phase's probes (event types of
+        # their own) are seen in its project's counts only.
+        ingest = self.tenant(base, "retention", ["before", "during"])
+        start = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:00Z")
+        end = (datetime.now(UTC) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:00Z")
+        # The latency step's rate (the machine carries it), else a quarter of --rate.
+        rate = self.results.get("latency", {}).get("rate", self.args.rate / 4)
+
+        def load(phase: str) -> dict[str, Any]:
+            project_id, key = ingest.projects[phase]
+            poll_path = (
+                f"/v1/analytics/counts?project_id={project_id}&granularity=minute"
+                f"&start={start}&end={end}"
+            )
+            result: dict[str, Any] = self.in_child(
+                scenarios.ingest_latency,
+                HOST,
+                port,
+                key,
+                f"ret-{phase}-{self.run_id}",
+                rate,
+                self.args.seconds,
+                20,
+                poll_path,
+                ingest.token,
+                0.02,
+            )
+            return result
+
+        before = load("before")
+        with httpx.Client(base_url=base, timeout=60) as client:
+            changed = client.patch(
+                f"/v1/projects/{largest.project_id}",
+                json={"retention_days": days},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if changed.status_code != 200:
+                raise RuntimeError(f"PATCH answered {changed.status_code}: {changed.text}")
+        began = time.perf_counter()
+        running = subprocess.Popen(
+            self.eventcore("retention", "run"),
+            cwd=ROOT,
+            env=self.env(distributed=True),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        finished: list[float] = []
+
+        def wait_for_the_run() -> None:
+            running.wait()
+            finished.append(time.perf_counter())
+
+        waiting = threading.Thread(target=wait_for_the_run)
+        waiting.start()
+        # The load starts once the run deletes (its statement is seen in pg_stat_activity), so
+        # that it measures the expiry beside ingest, not a Python process starting up on the
+        # same cores; a run that ends first is measured anyway (its overlap tells).
+        deleting = None
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            while running.poll() is None and deleting is None:
+                if admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = %s"
+                    " AND query LIKE '%%DELETE FROM eventcore.events%%'",
+                    (self.database,),
+                ).fetchone():
+                    deleting = time.perf_counter()
+                time.sleep(0.01)
+        load_began = time.perf_counter()
+        during = load("during")
+        out, err = running.communicate(timeout=600)
+        waiting.join()
+        ended = finished[0]
+        seconds = ended - began
+        if running.returncode != 0:
+            raise RuntimeError(f"eventcore retention run failed: {out}{err}")
+        with psycopg.connect(self.dsn) as conn:
+            left = conn.execute(
+                "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+            counted = conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM eventcore.counts_hour"
+                " WHERE workspace_id = %s AND project_id = %s",
+                (largest.workspace_id, largest.project_id),
+            ).fetchone()
+        assert left is not None
+        assert counted is not None
+        expired = total - left[0]
+        result = {
+            "retention_days": days,
+            "project_events_before": total,
+            "events_expired": expired,
+            "seconds": round(seconds, 2),
+            "said": out.strip().splitlines()[-1] if out.strip() else "",
+            # From the process start to its first delete (imports, connecting, settings).
+            "seconds_to_first_delete": round(deleting - began, 2) if deleting else None,
+            # The share of the "during" load the run overlapped (1: it ran the whole time).
+            "overlap": round(max(0.0, min(1.0, (ended - load_began) / self.args.seconds)), 2),
+            "rate": rate,
+            "before": before,
+            "during": during,
+            "counts_equal_remaining_events": int(counted[0]) == left[0],
+        }
+        self.results["retention"] = result
+        log(
+            f"  {expired:,} events expired in {seconds:.2f} s; ingest 202 p99 {before['p99_ms']:.2f}"
+            f" -> {during['p99_ms']:.2f} ms, visible p99 {before['visible']['p99_ms']:.0f} ->"
+            f" {during['visible']['p99_ms']:.0f} ms; counts == events left:"
             f" {result['counts_equal_remaining_events']}"
         )
 
@@ -1536,6 +1718,12 @@ def main(argv: list[str] | None = None) -> None:
         "--only",
         default="",
         help=f"a comma-separated subset of {','.join(STEPS)} (the bare limits always run)",
+    )
+    parser.add_argument(
+        "--retention-events",
+        type=int,
+        default=1_000_000,
+        help="events the retention step expires (loaded into the largest project if need be)",
     )
     parser.add_argument("--bare-rows", type=int, default=200_000)
     parser.add_argument("--bare-messages", type=int, default=20_000)

@@ -117,8 +117,13 @@ async def retention_run(settings: Settings) -> None:
     days = settings.audit_retention_days
     if not days:
         print("the audit log is kept for ever (EVENTCORE_AUDIT_RETENTION_DAYS=0): nothing removed")
-        return
-    print(f"removed {retained.audit_entries} audit log entries older than {days} days")
+    else:
+        print(f"removed {retained.audit_entries} audit log entries older than {days} days")
+    projects = "project" if retained.projects == 1 else "projects"
+    print(
+        f"expired {retained.events} events of {retained.projects} {projects}"
+        " past their project's retention"
+    )
 
 
 async def export(

@@ -30,6 +30,7 @@ class AuditAction(enum.StrEnum):
     PROJECT_CREATED = "project.created"
     PROJECT_DELETED = "project.deleted"
     DIMENSIONS_CHANGED = "project.dimensions_changed"
+    RETENTION_CHANGED = "project.retention_changed"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
     MEMBER_INVITED = "member.invited"
@@ -38,6 +39,8 @@ class AuditAction(enum.StrEnum):
     MEMBER_REMOVED = "member.removed"
     DELETION_REQUESTED = "deletion.requested"
     DELETION_COMPLETED = "deletion.completed"
+    SUPPRESSION_ADDED = "suppression.added"
+    SUPPRESSION_LIFTED = "suppression.lifted"
 
 
 class ActorType(enum.StrEnum):

@@ -33,11 +33,30 @@ MAX_DELETION_EVENT_IDS: Final = 10_000
 MAX_DELETION_REQUEST_BYTES: Final = 4 * 1024 * 1024
 DELETION_CHUNK: Final = 5_000
 DELETION_SWEEP_SECONDS: Final = 30.0
+# Suppressions (a deletion request with `suppress`): the most persons one project may hold
+# suppressed (each ingest process keeps a project's whole set in memory, read again every
+# SUPPRESSION_CACHE_SECONDS while the project sends events), and how long another process may
+# still refuse a lifted person's events, or accept a newly suppressed one's (which the append
+# then withholds).
+MAX_SUPPRESSIONS: Final = 100_000
+SUPPRESSION_CACHE_SECONDS: Final = 1.0
 
 # The audit log keeps its entries this many days (0: for ever); every API process expires the
 # older ones this often (and `eventcore retention run` at once).
 AUDIT_RETENTION_DAYS: Final = 365
 RETENTION_SWEEP_SECONDS: Final = 3600.0
+# A project's retention of its events (PATCH /v1/projects/{id} `retention_days`; none: for ever),
+# and the events one expiry transaction deletes: small enough that the rows it locks and the
+# time it holds them stay short beside ingest's own transactions (bench/README.md, "Retention").
+MIN_RETENTION_DAYS: Final = 1
+MAX_RETENTION_DAYS: Final = 3650
+EXPIRY_CHUNK: Final = 5_000
+# After each chunk the run waits this many times as long as the chunk took (the database busy a
+# third of the time), so that expiring a million events leaves it (and the disk) room for ingest;
+# but never longer than the most, so that on a machine busy enough to slow each chunk down the
+# run is not stretched in proportion (1M events stay well under a minute).
+EXPIRY_PAUSE: Final = 2.0
+EXPIRY_PAUSE_MAX_SECONDS: Final = 0.1
 
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000

@@ -8,6 +8,9 @@ intersection); a request must give at least one.
 An event accepted before a deletion was requested but committed after it (it was still in the
 queue) is withheld by the store's append (:func:`withheld`): not stored, its id kept as deleted.
 
+A request with ``suppress`` also suppresses its persons (:mod:`eventcore.suppressions`): their
+later events are refused at ingest and never stored, until the suppression is lifted.
+
 A deleted event is gone from every answer (listing, export, analytics), but its id stays known
 to the store as deleted (a tombstone: the id, nothing of its content): an append of the same id
 again, a client's resend or a queue's redelivery, is a duplicate and is never stored again.
@@ -62,7 +65,8 @@ class DeletionStatus(enum.StrEnum):
 
 
 class Deletion(msgspec.Struct, frozen=True):
-    """A deletion request and how far it has got. ``events_deleted`` grows as it runs."""
+    """A deletion request and how far it has got. ``events_deleted`` grows as it runs;
+    with ``suppress``, its persons (``selector.user_ids``) were suppressed with it."""
 
     id: str
     workspace_id: str
@@ -74,6 +78,7 @@ class Deletion(msgspec.Struct, frozen=True):
     events_deleted: int = 0
     completed_at: datetime | None = None
     error: str | None = None
+    suppress: bool = False
 
     @property
     def open(self) -> bool:

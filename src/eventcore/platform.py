@@ -27,7 +27,7 @@ from eventcore.usecases.accounts import Accounts, KeyResolver
 from eventcore.usecases.analytics import Analytics
 from eventcore.usecases.audit import AuditLog
 from eventcore.usecases.deletions import Deletions
-from eventcore.usecases.ingest import Ingestor, SeparateAdmission
+from eventcore.usecases.ingest import Ingestor, SeparateAdmission, SuppressedPersons
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
 
@@ -88,6 +88,8 @@ def build_platform(
     ``workspace_caches`` removes a deleted workspace's keys from a shared cache.
     """
     processor = BatchProcessor(store, committed, query_cache)
+    # One per process, shared: a suppression made or lifted here is seen by this ingestor at once.
+    suppressed = SuppressedPersons(store, clock)
     keys = KeyResolver(store, key_cache)
     cursors = cursors or CursorCodec.random()
     return Platform(
@@ -113,6 +115,7 @@ def build_platform(
             admission or SeparateAdmission(limiter, committed),
             clock,
             limits,
+            suppressed,
         ),
         processor=processor,
         analytics=Analytics(
@@ -126,5 +129,5 @@ def build_platform(
         ),
         maintenance=Maintenance(store, query_cache, clock, audit_retention_days),
         audit=AuditLog(store, cursors),
-        deletions=Deletions(store, query_cache, clock, request_context),
+        deletions=Deletions(store, query_cache, clock, request_context, suppressed=suppressed),
     )

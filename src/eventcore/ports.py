@@ -33,6 +33,7 @@ from eventcore.dimensions import DimensionTally, FilteredEvent, ValueTotal, Wher
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
 from eventcore.persons import StoredSketch
+from eventcore.suppressions import Suppression
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -129,8 +130,8 @@ class AccountStore(Protocol):
 
     async def delete_workspace(self, workspace_id: str, at: datetime) -> list[ApiKey] | None:
         """Remove every row of the workspace (its events, counts, sketches, tallies, projects,
-        keys, members, invitations, deletions, audit log) in one transaction, and keep its id as
-        deleted: an append of its batches after this stores nothing. Its API keys as they were
+        keys, members, invitations, deletions, suppressions, audit log) in one transaction, and
+        keep its id as deleted: an append of its batches after this stores nothing. Its API keys as they were
         (for the caller to forget them), or None if there is no such workspace. Users stay
         (they are not tenant data, and may belong to other workspaces)."""
 
@@ -159,6 +160,22 @@ class AccountStore(Protocol):
         """Replace the project's declared dimensions; None if it is not in the workspace.
 
         Appends committed after this count the new dimensions' values."""
+
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        """Set how many days the project keeps its events (None: for ever); None if it is not
+        in the workspace. Appends committed after this withhold events past it
+        (:mod:`eventcore.retention`); the next retention run expires the stored ones."""
+
+    async def projects_with_retention(self) -> list[Project]:
+        """Every project of every workspace that has a retention (a retention run's sweep: this
+        lookup crosses tenants by nature), by workspace and id."""
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
@@ -197,7 +214,10 @@ class EventStore(Protocol):
     async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
         """Store every event not stored yet and add exactly those to the counts, in one transaction.
 
-        An event already stored under the same (workspace, project, id) changes nothing.
+        An event already stored under the same (workspace, project, id) changes nothing. An
+        event a deletion requested since it was received takes, whose person is suppressed in
+        its project, or that was received while its person's suppression (lifted since) was in
+        force, is not stored: its id is kept as deleted (a duplicate from then on).
         """
 
     async def count_series(
@@ -335,6 +355,20 @@ class EventStore(Protocol):
         remain, as a rebuild makes them (:mod:`eventcore.deletions`). How many it deleted:
         fewer than ``limit`` means the selector takes no stored event any more."""
 
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        """Delete at most ``limit`` of the project's stored events with a timestamp before
+        ``before`` (a whole minute: :func:`eventcore.retention.cutoff`), oldest first, keeping no
+        id, in one transaction with the counts, persons' sketches and dimension tallies of the
+        whole UTC days before ``before``'s day that it emptied (removed, not recounted; a store
+        may leave some to a later call). When it
+        deletes fewer than ``limit`` (none is left), it then also removes those rows of every
+        day before ``before``'s day, and makes ``before``'s own day again from the events that
+        remain, as a rebuild makes it, if its rows still count events before ``before`` (a store
+        may do this in a transaction of its own: a run stopped in between leaves it to the next
+        run; :mod:`eventcore.retention`). How many it deleted."""
+
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         """Recompute the count tables, the persons' sketches, each event's stored dimension
         values (for the project's dimensions as declared now) and the dimension tallies from
@@ -349,8 +383,18 @@ class DeletionStore(Protocol):
     """Deletion requests and their progress (the deleting itself is
     :meth:`EventStore.delete_events`)."""
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
-        """AlreadyExists if its id is in use in the workspace."""
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
+        """AlreadyExists if its id is in use in the workspace.
+
+        With ``deletion.suppress``, also suppress each of its persons (``selector.user_ids``) in
+        its project, in the same transaction, recording ``suppression_audit`` too: a person
+        already suppressed keeps the suppression it had (:mod:`eventcore.suppressions`)."""
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None: ...
 
@@ -377,8 +421,36 @@ class DeletionStore(Protocol):
         every workspace: a runner's sweep (this lookup crosses tenants by nature)."""
 
 
-class Store(AccountStore, EventStore, DeletionStore, Protocol):
-    """A database that holds accounts, events and deletion requests."""
+class SuppressionStore(Protocol):
+    """Suppressed persons (made by :meth:`DeletionStore.create_deletion` with ``suppress``);
+    :meth:`EventStore.append` never stores an event of a person suppressed in its project, nor
+    one received while a suppression since lifted was in force."""
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        """Every person suppressed in the project now (not lifted)."""
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        """The project's suppressions in force, in the order of their persons' ids (as UTF-8
+        bytes), strictly after ``after`` when given: the first ``limit``."""
+
+    async def lift_suppression(
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        """End the person's suppression in the project ``at``; False (nothing recorded) if there
+        was none. The store keeps when it was in force: an append after the lift still
+        withholds the person's events received while it was (they waited in the queue)."""
+
+
+class Store(AccountStore, EventStore, DeletionStore, SuppressionStore, Protocol):
+    """A database that holds accounts, events, deletion requests and suppressions."""
 
 
 class IngestQueue(Protocol):

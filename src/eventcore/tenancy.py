@@ -133,6 +133,8 @@ class Project(msgspec.Struct, frozen=True):
     created_at: datetime
     # The property paths counted per value at write time (eventcore.dimensions).
     dimensions: tuple[str, ...] = ()
+    # How many days its events are kept (eventcore.retention); None: for ever.
+    retention_days: int | None = None
 
 
 class ApiKey(msgspec.Struct, frozen=True):

@@ -136,6 +136,19 @@ def test_the_limits_table_states_the_defaults() -> None:
             f" / {_size(defaults.MAX_DELETION_REQUEST_BYTES)}"
         ),
         "events one deletion transaction deletes (and recounts)": f"{defaults.DELETION_CHUNK:,}",
+        "suppressed persons per project (past it: 409 `too_many_suppressions`) / per"
+        " `/v1/suppressions` page": (
+            f"{defaults.MAX_SUPPRESSIONS:,} / {defaults.MAX_PAGE:,} (default {defaults.DEFAULT_PAGE})"
+        ),
+        "time another API process may still accept a newly suppressed person's events at ingest"
+        " (the append withholds them), or refuse a lifted one's": (
+            f"{defaults.SUPPRESSION_CACHE_SECONDS:g} s"
+        ),
+        "a project's retention of its events": (
+            f"{defaults.MIN_RETENTION_DAYS}\N{EN DASH}{defaults.MAX_RETENTION_DAYS:,} days"
+            " (default: for ever)"
+        ),
+        "events one expiry transaction deletes": f"{defaults.EXPIRY_CHUNK:,}",
         "events an export reads at a time": f"{defaults.EXPORT_PAGE:,}",
         "signups per client address": (
             f"{defaults.SIGNUPS_PER_HOUR_PER_ADDRESS:g} an hour, "

@@ -186,7 +186,7 @@ def test_another_workspace_can_neither_delete_nor_see(either: Api) -> None:
         ({"start": END, "end": START}, "start"),
         ({"start": "2025-03-01T00:00:00"}, "start"),
         ({"user_ids": "ada"}, "user_ids"),
-        ({"user_ids": ["ada"], "suppress": True}, "suppress"),
+        ({"user_ids": ["ada"], "suppress": {"on": True}}, "suppress"),
         ({"project_id": 7}, "project_id"),
     ],
 )

@@ -28,6 +28,7 @@ from eventcore.entrypoints.http.body import GZIP, IDENTITY
 from eventcore.entrypoints.http.errors import _HTTP_CODES, STATUS
 from eventcore.entrypoints.http.segment.protocol import _REQUIRED_IDS, MESSAGE_TYPES, _snake
 from eventcore.errors import EventcoreError
+from eventcore.suppressions import SUPPRESSED
 from tests.http.support import Api, Tenant, embedded_app
 from tests.segment.support import batch, message
 
@@ -353,6 +354,8 @@ def refused_alone() -> dict[str, set[str]]:
     # Named from the field a group or alias message lacks (`missing_group_id`).
     for field in _REQUIRED_IDS.values():
         alone[f"missing_{_snake(field)}"] = {"src/entrypoints/http/segment/protocol.py"}
+    # A valid event of a suppressed person, refused by the ingestor (its code is a constant).
+    alone[SUPPRESSED] = {"src/eventcore/suppressions.py"}
     return alone
 
 
@@ -367,7 +370,11 @@ def test_every_error_code_the_source_raises_is_named_by_an_operation() -> None:
 def test_every_code_of_an_event_refused_alone_is_named_by_the_ingest_routes() -> None:
     """`rejected` codes: the core's on every ingest route, the protocol's too on the Segment ones."""
     alone = refused_alone()
-    core = {code for code, files in alone.items() if "src/eventcore/events.py" in files}
+    core = {
+        code
+        for code, files in alone.items()
+        if files & {"src/eventcore/events.py", "src/eventcore/suppressions.py"}
+    }
     for path in INGEST_PATHS:
         expected = set(alone) if path in SEGMENT_PATHS else core
         assert set(rejection_codes(operation(path))) == expected, path

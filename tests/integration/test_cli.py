@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tests.support.processes import free_port, run_command
+
+PASSWORD = "correct horse battery staple"
 
 pytestmark = pytest.mark.integration
 
@@ -313,3 +317,53 @@ def test_retention_run_says_what_it_removed(tmp_path: Path) -> None:
     )
     assert forever.returncode == 0, forever.stderr
     assert "kept for ever" in forever.stdout
+    assert "expired 0 events of 0 projects" in forever.stdout
+
+
+def test_retention_run_expires_the_events_past_a_projects_retention(tmp_path: Path) -> None:
+    """Events stored before their project was given a retention are expired by `eventcore
+    retention run` at once, with the counts of what remains exact, and the run says how many
+    events of how many projects went."""
+    from eventcore import Granularity, ProjectRef
+    from eventcore.entrypoints.embedded import open_embedded
+
+    data_dir = tmp_path / "eventcore-data"
+    now = datetime.now(UTC)
+
+    async def seed() -> tuple[str, str, str]:
+        async with open_embedded(data_dir) as ec:
+            token = (await ec.accounts.signup("me@example.com", PASSWORD, "Acme")).access_token
+            me = ec.accounts.authenticate(token)
+            shop = await ec.accounts.create_project(me, "shop")
+            events = [
+                {
+                    "id": f"old{n}",
+                    "type": "buy",
+                    "timestamp": (now - timedelta(days=40)).isoformat(),
+                }
+                for n in range(3)
+            ]
+            events.append({"id": "new", "type": "buy"})
+            await ec.ingestor.submit(ProjectRef(me.workspace_id, shop.id), events)
+            await ec.accounts.set_retention(me, shop.id, 30)
+            return token, me.workspace_id, shop.id
+
+    async def left(token: str, project_id: str) -> tuple[list[str], int]:
+        async with open_embedded(data_dir) as ec:
+            me = ec.accounts.authenticate(token)
+            listed = await ec.analytics.list_events(me, project_id, limit=100)
+            counts = await ec.analytics.counts(
+                me, project_id, granularity=Granularity.DAY, start=now - timedelta(days=60)
+            )
+            return [e.id for e in listed.events], counts.total
+
+    token, _, project_id = asyncio.run(seed())
+    settings = {"EVENTCORE_DATA_DIR": str(data_dir)}
+
+    result = run_command(["retention", "run"], workdir=tmp_path, settings=settings)
+
+    assert result.returncode == 0, result.stderr
+    assert "expired 3 events of 1 project past their project's retention" in result.stdout
+    assert asyncio.run(left(token, project_id)) == (["new"], 1)
+    again = run_command(["retention", "run"], workdir=tmp_path, settings=settings)
+    assert "expired 0 events of 0 projects" in again.stdout

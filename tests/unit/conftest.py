@@ -161,7 +161,7 @@ def build_app(
     """
     clock = ManualClock(now)
     if store is None:
-        store = MemoryStore()
+        store = MemoryStore(clock)
     memory = store if isinstance(store, MemoryStore) else store.inner  # type: ignore[attr-defined]
     tokens = JwtCodec(JWT_SECRET)
     key_cache = MemoryKeyCache(clock)

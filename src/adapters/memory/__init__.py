@@ -47,7 +47,7 @@ def build_memory_platform(clock: Clock | None = None, **overrides: Any) -> Platf
     """
     clock = clock or ManualClock()
     ports: dict[str, Any] = {
-        "store": MemoryStore(),
+        "store": MemoryStore(clock),
         "hasher": FakePasswordHasher(),
         "tokens": JwtCodec("memory-platform-secret-of-enough-length"),
         "clock": clock,

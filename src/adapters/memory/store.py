@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from eventcore.adapters.clock import SystemClock
 from eventcore.aggregation import (
     CountKey,
     CountPoint,
@@ -51,7 +52,9 @@ from eventcore.persons import (
     sketch_of,
     whole_days,
 )
-from eventcore.ports import AppendResult, Recount
+from eventcore.ports import AppendResult, Clock, Recount
+from eventcore.retention import expired
+from eventcore.suppressions import Suppression, is_suppressed
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -66,7 +69,9 @@ from eventcore.tenancy import (
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # The time of an append, for the retention rule (eventcore.retention).
+        self._clock = clock or SystemClock()
         self.users: dict[str, User] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.memberships: dict[tuple[str, str], Membership] = {}
@@ -85,6 +90,10 @@ class MemoryStore:
         self.deleted: set[IdempotencyKey] = set()
         self.audit_log: list[AuditEntry] = []
         self.deletions: dict[tuple[str, str], Deletion] = {}
+        # Suppressed persons by (workspace, project, person).
+        self.suppressions: dict[tuple[str, str, str], Suppression] = {}
+        # Lifted ones, as (workspace, project, person, suppressed at, lifted at).
+        self.lifted: list[tuple[str, str, str, datetime, datetime]] = []
         self.deleted_workspaces: set[str] = set()
         self._audit_seq = 0
         self._lock = asyncio.Lock()
@@ -224,6 +233,7 @@ class MemoryStore:
         for table in (self.memberships, self.invitations, self.deletions):
             for held in [k for k in table if k[0] == workspace_id]:
                 del table[held]
+        self.suppressions = {k: v for k, v in self.suppressions.items() if k[0] != workspace_id}
         for project in [p for p in self.projects.values() if p.workspace_id == workspace_id]:
             del self.projects[project.id]
         self.events = {k: v for k, v in self.events.items() if k.workspace_id != workspace_id}
@@ -234,6 +244,7 @@ class MemoryStore:
         self.sketches = {k: v for k, v in self.sketches.items() if k.workspace_id != workspace_id}
         self.tallies = {k: v for k, v in self.tallies.items() if k.workspace_id != workspace_id}
         self.deleted = {k for k in self.deleted if k.workspace_id != workspace_id}
+        self.lifted = [s for s in self.lifted if s[0] != workspace_id]
         self.audit_log = [e for e in self.audit_log if e.workspace_id != workspace_id]
         self.deleted_workspaces.add(workspace_id)
         return keys
@@ -270,6 +281,26 @@ class MemoryStore:
             if k.workspace_id == workspace_id and k.project_id == project_id
         ]
         return sorted(found, key=lambda k: k.created_at)
+
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        project = await self.get_project(workspace_id, project_id)
+        if project is None:
+            return None
+        changed = msgspec.structs.replace(project, retention_days=retention_days)
+        self.projects[project_id] = changed
+        self._audit(audit)
+        return changed
+
+    async def projects_with_retention(self) -> list[Project]:
+        found = [p for p in self.projects.values() if p.retention_days is not None]
+        return sorted(found, key=lambda p: (p.workspace_id, p.id))
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None
@@ -315,12 +346,84 @@ class MemoryStore:
 
     # deletion requests
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
         key = (deletion.workspace_id, deletion.id)
         if key in self.deletions:
             raise AlreadyExists("deletion")
         self.deletions[key] = deletion
         self._audit(audit)
+        if deletion.suppress:
+            for person in deletion.selector.user_ids:
+                self.suppressions.setdefault(
+                    (deletion.workspace_id, deletion.project_id, person),
+                    Suppression(
+                        deletion.workspace_id,
+                        deletion.project_id,
+                        person,
+                        deletion.requested_at,
+                        deletion.id,
+                        deletion.requested_by,
+                    ),
+                )
+            self._audit(suppression_audit)
+
+    # suppressions
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        return frozenset(
+            person
+            for ws, prj, person in self.suppressions
+            if (ws, prj) == (workspace_id, project_id)
+        )
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        found = sorted(
+            (
+                s
+                for s in self.suppressions.values()
+                if (s.workspace_id, s.project_id) == (workspace_id, project_id)
+                and (after is None or s.user_id > after)
+            ),
+            key=lambda s: s.user_id,
+        )
+        return found[: max(limit, 0)]
+
+    async def lift_suppression(
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        ended = self.suppressions.pop((workspace_id, project_id, user_id), None)
+        if ended is None:
+            return False
+        self.lifted.append((workspace_id, project_id, user_id, ended.suppressed_at, at))
+        self._audit(audit)
+        return True
+
+    def _withheld_persons(self, batch: IngestBatch) -> frozenset[str]:
+        """The persons whose events of ``batch`` an append withholds: suppressed now, or while
+        the batch was received (a suppression lifted since)."""
+        tenant = (batch.workspace_id, batch.project_id)
+        return frozenset(
+            [person for ws, prj, person in self.suppressions if (ws, prj) == tenant]
+            + [
+                person
+                for ws, prj, person, since, until in self.lifted
+                if (ws, prj) == tenant and since <= batch.received_at < until
+            ]
+        )
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return self.deletions.get((workspace_id, deletion_id))
@@ -392,6 +495,7 @@ class MemoryStore:
         async with self._lock:
             inserted: list[IngestBatch] = []
             duplicates = 0
+            now = self._clock.now()
             for batch in batches:
                 new = []
                 if batch.workspace_id in self.deleted_workspaces:
@@ -402,12 +506,24 @@ class MemoryStore:
                     for d in self.deletions.values()
                     if (d.workspace_id, d.project_id) == (batch.workspace_id, batch.project_id)
                 ]
+                suppressed = self._withheld_persons(batch)
+                project = self.projects.get(batch.project_id)
+                retention = (
+                    project.retention_days
+                    if project is not None and project.workspace_id == batch.workspace_id
+                    else None
+                )
                 for event in batch.events:
                     key = IdempotencyKey(batch.workspace_id, batch.project_id, event.id)
                     if key in self.events or key in self.deleted:
                         duplicates += 1
                         continue
-                    if rules and withheld(rules, batch.received_at, event):
+                    if expired(event.timestamp, now, retention):
+                        duplicates += 1
+                        continue
+                    if (rules and withheld(rules, batch.received_at, event)) or (
+                        suppressed and is_suppressed(suppressed, event)
+                    ):
                         self.deleted.add(key)
                         duplicates += 1
                         continue
@@ -706,6 +822,54 @@ class MemoryStore:
             end = bucket_start(max(moments), Granularity.DAY) + timedelta(days=1)
             self._recount(workspace_id, project_id, start, end)
             return len(taken)
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        async with self._lock:
+            mine = sorted(
+                (stored.timestamp, stored.seq, key)
+                for key, (stored, ws, project) in self.events.items()
+                if ws == workspace_id and project == project_id and stored.timestamp < before
+            )
+            taken = mine[: max(limit, 0)]
+            for _, _, key in taken:
+                del self.events[key]
+                self.values.pop(key, None)
+            cutoff_day = bucket_start(before, Granularity.DAY)
+            if len(taken) == max(limit, 0) and taken:
+                # Only the days before the last deleted event's are emptied for sure.
+                self._drop_days(
+                    workspace_id,
+                    project_id,
+                    min(cutoff_day, bucket_start(taken[-1][0], Granularity.DAY)),
+                )
+                return len(taken)
+            self._drop_days(workspace_id, project_id, cutoff_day)
+            if any(
+                key.workspace_id == workspace_id
+                and key.project_id == project_id
+                and key.grain is StoredGrain.MINUTE
+                and cutoff_day <= key.bucket < before
+                for key in self.counts
+            ):
+                self._recount(workspace_id, project_id, cutoff_day, cutoff_day + timedelta(days=1))
+            return len(taken)
+
+    def _drop_days(self, workspace_id: str, project_id: str, until: datetime) -> None:
+        """Remove the project's counts, sketches and tallies of the days before ``until``."""
+
+        def before(key: CountKey | SketchKey | DimensionKey, moment: datetime) -> bool:
+            return (
+                key.workspace_id == workspace_id and key.project_id == project_id and moment < until
+            )
+
+        for count in [k for k in self.counts if before(k, k.bucket)]:
+            del self.counts[count]
+        for sketch in [k for k in self.sketches if before(k, k.bucket)]:
+            del self.sketches[sketch]
+        for tally in [k for k in self.tallies if before(k, k.day)]:
+            del self.tallies[tally]
 
     def _recount(self, workspace_id: str, project_id: str, start: datetime, end: datetime) -> None:
         """The project's counts, sketches and tallies of [start, end) (whole days) made again

@@ -41,7 +41,7 @@ _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
 _INVITATION_COLUMNS = (
     "invitation_id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
 )
-_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at, dimensions"
+_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at, dimensions, retention_days"
 _API_KEY_COLUMNS = (
     "key_id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 )
@@ -70,6 +70,7 @@ _WORKSPACE_TABLES = (
     "dims_day",
     "deleted_events",
     "deletions",
+    "suppressions",
     "invitations",
     "projects",
     "memberships",
@@ -110,9 +111,14 @@ def _invitation(
 
 
 def _project(
-    project_id: str, workspace_id: str, name: str, created_at: datetime, dimensions: list[str]
+    project_id: str,
+    workspace_id: str,
+    name: str,
+    created_at: datetime,
+    dimensions: list[str],
+    retention_days: int | None,
 ) -> Project:
-    return Project(project_id, workspace_id, name, created_at, tuple(dimensions))
+    return Project(project_id, workspace_id, name, created_at, tuple(dimensions), retention_days)
 
 
 def _member(user_id: str, email: str, role: str, joined_at: datetime) -> Member:
@@ -381,9 +387,9 @@ class Accounts(Database):
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The declared paths as a list: psycopg binds a list as an array (text[]).
-        *fields, dimensions = values(project)
+        *fields, dimensions, retention_days = values(project)
         async with self._tenant(project.workspace_id, pipelined=False) as conn:
-            await conn.execute(_INSERT_PROJECT, (*fields, list(dimensions)))
+            await conn.execute(_INSERT_PROJECT, (*fields, list(dimensions), retention_days))
             await record_entry(conn, audit)
         if project.dimensions:
             self._remember_dimensions(project.workspace_id, project.id, project.dimensions)
@@ -444,6 +450,35 @@ class Accounts(Database):
         if project is not None:
             self._remember_dimensions(workspace_id, project_id, project.dimensions)
         return project
+
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        # Committed when this returns: every append whose transaction starts later reads it.
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "UPDATE eventcore.projects SET retention_days = %s WHERE workspace_id = %s"
+                f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
+                (retention_days, workspace_id, project_id),
+            )
+            row = await cursor.fetchone()
+            project = _project(*row) if row is not None else None
+            if project is not None:
+                await record_entry(conn, audit)
+        return project
+
+    async def projects_with_retention(self) -> list[Project]:
+        return await self._query(
+            _project,
+            f"SELECT {_PROJECT_COLUMNS} FROM eventcore.projects_with_retention()",
+            (),
+            workspace_id=None,
+        )
 
     async def delete_project(
         self, workspace_id: str, project_id: str, at: datetime, *, audit: AuditEntry | None = None

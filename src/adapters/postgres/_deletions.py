@@ -12,12 +12,23 @@ from eventcore.adapters.postgres._accounts import record_entry
 from eventcore.adapters.postgres._database import Database
 from eventcore.audit import AuditEntry
 from eventcore.deletions import Deletion, DeletionStatus, EventSelector
+from eventcore.suppressions import Suppression
 
 _COLUMNS = (
     "deletion_id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
-    " requested_at, requested_by, events_deleted, completed_at, error"
+    " requested_at, requested_by, events_deleted, completed_at, error, suppress"
 )
-_INSERT = f"INSERT INTO eventcore.deletions ({_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
+_INSERT = f"INSERT INTO eventcore.deletions ({_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"
+_SUPPRESSION_COLUMNS = (
+    "workspace_id, project_id, user_id, suppressed_at, deletion_id, suppressed_by"
+)
+# Every person of the request in one statement; one already suppressed keeps its suppression.
+_SUPPRESS = f"""
+INSERT INTO eventcore.suppressions ({_SUPPRESSION_COLUMNS})
+SELECT %(workspace_id)s, %(project_id)s, person, %(at)s, %(deletion_id)s, %(by)s
+FROM unnest(%(persons)s::text[]) AS person
+ON CONFLICT DO NOTHING
+"""
 _ENDED = ("done", "failed")
 
 
@@ -35,6 +46,7 @@ def _deletion(
     events_deleted: int,
     completed_at: datetime | None,
     error: str | None,
+    suppress: bool,
 ) -> Deletion:
     return Deletion(
         deletion_id,
@@ -47,13 +59,20 @@ def _deletion(
         events_deleted,
         completed_at,
         error,
+        suppress,
     )
 
 
 class Deletions(Database):
     """The DeletionStore part of the PostgreSQL store."""
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
         selector = deletion.selector
         async with self._tenant(deletion.workspace_id, pipelined=False) as conn:
             await conn.execute(
@@ -72,9 +91,23 @@ class Deletions(Database):
                     deletion.events_deleted,
                     deletion.completed_at,
                     deletion.error,
+                    deletion.suppress,
                 ),
             )
             await record_entry(conn, audit)
+            if deletion.suppress:
+                await conn.execute(
+                    _SUPPRESS,
+                    {
+                        "workspace_id": deletion.workspace_id,
+                        "project_id": deletion.project_id,
+                        "at": deletion.requested_at,
+                        "deletion_id": deletion.id,
+                        "by": deletion.requested_by,
+                        "persons": list(selector.user_ids),
+                    },
+                )
+                await record_entry(conn, suppression_audit)
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return await self._query_one(
@@ -132,3 +165,48 @@ class Deletions(Database):
             (),
             workspace_id=None,
         )
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        return frozenset(
+            await self._query(
+                lambda user_id: user_id,
+                "SELECT user_id FROM eventcore.suppressions"
+                " WHERE workspace_id = %s AND project_id = %s AND lifted_at IS NULL",
+                (workspace_id, project_id),
+                workspace_id=workspace_id,
+            )
+        )
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        return await self._query(
+            Suppression,
+            f"SELECT {_SUPPRESSION_COLUMNS} FROM eventcore.suppressions"
+            " WHERE workspace_id = %(ws)s AND project_id = %(prj)s AND lifted_at IS NULL"
+            " AND (%(after)s::text IS NULL OR user_id > %(after)s::text)"
+            " ORDER BY user_id LIMIT %(limit)s",
+            {"ws": workspace_id, "prj": project_id, "after": after, "limit": max(limit, 0)},
+            workspace_id=workspace_id,
+        )
+
+    async def lift_suppression(
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        async with self._tenant(workspace_id, pipelined=False) as conn:
+            cursor = await conn.execute(
+                "UPDATE eventcore.suppressions SET lifted_at = %s"
+                " WHERE workspace_id = %s AND project_id = %s AND user_id = %s"
+                " AND lifted_at IS NULL RETURNING user_id",
+                (at, workspace_id, project_id, user_id),
+            )
+            lifted = await cursor.fetchone() is not None
+            if lifted:
+                await record_entry(conn, audit)
+        return lifted

@@ -143,6 +143,30 @@ def _withheld(persons: bool) -> str:
             AND (r.end_time IS NULL OR incoming.event_time < r.end_time))"""
 
 
+# An incoming event (with a person) whose user_id or anonymous_id is suppressed in its project
+# now, or was when the event was received (a suppression lifted since). The first EXISTS is
+# uncorrelated, an InitPlan run once per statement: a workspace that never suppressed anybody
+# (nearly all) costs no probe per event; one that did costs one probe of the suppressions'
+# primary key per event that has a person.
+_SUPPRESSED = """(EXISTS (
+          SELECT FROM eventcore.suppressions AS any_s
+          WHERE any_s.workspace_id = %(workspace_id)s)
+        AND EXISTS (
+          SELECT FROM eventcore.suppressions AS s
+          WHERE s.workspace_id = %(workspace_id)s AND s.project_id = incoming.project_id
+            AND s.user_id = ANY(ARRAY[incoming.user_id, incoming.anonymous_id])
+            AND (s.lifted_at IS NULL
+                 OR (s.suppressed_at <= incoming.received_at
+                     AND incoming.received_at < s.lifted_at))))"""
+# Whether an incoming event is past its project's retention at the time of the append (the
+# transaction's start: eventcore.retention.expired): then it is not stored, and no id of it is
+# kept. ``retaining`` holds the workspace's projects that have a retention (none, almost always)
+# with their cutoffs, read once per statement.
+_EXPIRED = """EXISTS (
+          SELECT FROM retaining AS x
+          WHERE x.project_id = incoming.project_id AND incoming.event_time < x.cutoff)"""
+
+
 def _append_statement(*, persons: bool, valued: bool) -> str:
     """One round trip stores a workspace's events and adds exactly the inserted ones to both
     count tables, if the projects' declared dimensions are the ones the values were made for.
@@ -226,7 +250,11 @@ FROM stored
 WHERE dim_values IS NOT NULL
 GROUP BY 4, 5, 6, 8
 """
+    # Not stored, its id kept as deleted: taken by a deletion since it was received, or (an
+    # event with a person) suppressed in its project.
     withheld = _withheld(persons)
+    if persons:
+        withheld = f"({withheld}\n       OR {_SUPPRESSED})"
     return f"""
 WITH declared AS (
     SELECT g.project_id, coalesce(p.dimensions, '{{}}') AS dimensions,
@@ -240,6 +268,12 @@ settled AS MATERIALIZED (
     SELECT coalesce(bool_and(same), true) AS ok,
            json_object_agg(project_id, dimensions)::text AS actual
     FROM declared
+),
+retaining AS MATERIALIZED (
+    SELECT project_id,
+           date_trunc('minute', now(), 'UTC') - retention_days * interval '24 hours' AS cutoff
+    FROM eventcore.projects
+    WHERE workspace_id = %(workspace_id)s AND retention_days IS NOT NULL
 ),
 incoming AS MATERIALIZED (
     SELECT i.*, nextval('eventcore.event_seq') AS seq
@@ -266,6 +300,7 @@ stored AS (
           WHERE d.workspace_id = %(workspace_id)s AND d.project_id = incoming.project_id
             AND d.event_id = incoming.event_id)
       AND NOT {withheld}
+      AND NOT {_EXPIRED}
     ORDER BY project_id COLLATE "C", event_id COLLATE "C", position
     ON CONFLICT DO NOTHING
     RETURNING e.project_id, e.event_time, e.type{returned}
@@ -275,6 +310,7 @@ kept_deleted AS (
     SELECT %(workspace_id)s::text, project_id, event_id, now()
     FROM incoming
     WHERE (SELECT ok FROM settled) AND {withheld}
+      AND NOT {_EXPIRED}
       AND NOT EXISTS (
           SELECT FROM eventcore.deleted_workspaces AS w
           WHERE w.workspace_id = %(workspace_id)s)
@@ -502,6 +538,44 @@ USING (
 WHERE e.workspace_id = %(workspace_id)s AND e.project_id = %(project_id)s
   AND e.event_id = taken.event_id
 RETURNING e.event_id, e.event_time
+"""
+# Expiry (eventcore.retention): at most %(limit)s of the project's events before %(before)s,
+# oldest first (events_newest), removed; how many, and the last one's time.
+_EXPIRE = """
+WITH gone AS (
+    DELETE FROM eventcore.events
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM eventcore.events
+        WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+          AND event_time < %(before)s
+        ORDER BY event_time
+        LIMIT %(limit)s))
+      AND workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+      AND event_time < %(before)s
+    RETURNING event_time
+)
+SELECT count(*), min(event_time), max(event_time) FROM gone
+"""
+# The project's count, sketch and tally rows of the days before %(until)s: whole days that
+# expiry emptied, removed rather than recounted.
+_DROP_DAYS = tuple(
+    f"DELETE FROM eventcore.{table} WHERE workspace_id = %(workspace_id)s"
+    f" AND project_id = %(project_id)s AND {column} < %(until)s"
+    for table, column in (
+        *((f"counts_{grain.value}", "bucket") for grain in StoredGrain),
+        ("users_hour", "bucket"),
+        ("users_day", "day"),
+        ("dims_day", "day"),
+    )
+)
+# Whether the cutoff's day still counts an event of a minute before the cutoff: only then was an
+# event of it expired and its day not made again yet.
+_COUNTS_EXPIRED = """
+SELECT EXISTS (
+    SELECT FROM eventcore.counts_minute
+    WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
+      AND bucket >= %(until)s AND bucket < %(before)s
+)
 """
 _KEEP_DELETED = """
 INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
@@ -1469,6 +1543,43 @@ class Events(Database):
             last = max(moment for _, moment in deleted)
             await _recount_days(conn, workspace_id, project_id, first, last)
         return len(deleted)
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        limit = max(limit, 0)
+        cutoff_day = bucket_start(before, Granularity.DAY)
+        scope = {"workspace_id": workspace_id, "project_id": project_id, "before": before}
+        lock = (workspace_id, _COUNTS_LOCK_CLASS, _counts_lock(workspace_id))
+        async with self._connection() as conn, conn.transaction():
+            # The counts lock shared, as appends take it: a chunk neither waits for the
+            # workspace's appends nor holds them up; only a rebuild or a recount excludes it.
+            await conn.execute(_SET_TENANT_FOR_COUNTS, lock)
+            cursor = await conn.execute(_EXPIRE, {**scope, "limit": limit})
+            row = await cursor.fetchone()
+            assert row is not None
+            deleted, first, last = int(row[0]), row[1], row[2]
+            if deleted and deleted == limit:
+                # Oldest first: every day before the last deleted event's has none left. A chunk
+                # within one day empties none (the chunk that reached the day dropped the rows
+                # before it): it leaves the rows alone, rather than read past them again.
+                until = min(cutoff_day, bucket_start(last, Granularity.DAY))
+                if bucket_start(first, Granularity.DAY) < until:
+                    for statement in _DROP_DAYS:
+                        await conn.execute(statement, {**scope, "until": until})
+                return deleted
+        # None left: every whole day's rows go, and the cutoff's day is made again if it still
+        # counts expired events, in a transaction of its own holding the counts lock exclusive
+        # (no append adds to the day while it is recounted), as a deletion's recount does.
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(_SET_TENANT_FOR_REBUILD, lock)
+            for statement in _DROP_DAYS:
+                await conn.execute(statement, {**scope, "until": cutoff_day})
+            cursor = await conn.execute(_COUNTS_EXPIRED, {**scope, "until": cutoff_day})
+            stale = await cursor.fetchone()
+            if stale is not None and stale[0]:
+                await _recount_days(conn, workspace_id, project_id, cutoff_day, cutoff_day)
+        return deleted
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         if workspace_id is not None:

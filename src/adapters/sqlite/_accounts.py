@@ -47,7 +47,7 @@ T = TypeVar("T")
 _USER_COLUMNS = "id, email, password_hash, created_at"
 _WORKSPACE_COLUMNS = "id, name, created_at"
 _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
-_PROJECT_COLUMNS = "id, workspace_id, name, created_at, dimensions"
+_PROJECT_COLUMNS = "id, workspace_id, name, created_at, dimensions, retention_days"
 _API_KEY_COLUMNS = "id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 _INVITATION_COLUMNS = (
     "id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
@@ -92,7 +92,7 @@ def _membership(row: Any) -> Membership:
 
 
 def _project(row: Any) -> Project:
-    return Project(row[0], row[1], row[2], moment(row[3]), strings(row[4]))
+    return Project(row[0], row[1], row[2], moment(row[3]), strings(row[4]), row[5])
 
 
 def _invitation(row: Any) -> Invitation:
@@ -188,6 +188,7 @@ _WORKSPACE_TABLES = (
     "dims_day",
     "deleted_events",
     "deletions",
+    "suppressions",
     "invitations",
     "projects",
     "memberships",
@@ -316,6 +317,18 @@ def _set_dimensions(
         f"UPDATE projects SET dimensions = ? WHERE workspace_id = ? AND id = ?"
         f" RETURNING {_PROJECT_COLUMNS}",
         (json_strings(dimensions), workspace_id, project_id),
+    ).fetchall()
+    return _project(rows[0]) if rows else None
+
+
+def _set_retention(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, days: int | None
+) -> Project | None:
+    # Committed before any later append's transaction reads the project's retention there.
+    rows = connection.execute(
+        f"UPDATE projects SET retention_days = ? WHERE workspace_id = ? AND id = ?"
+        f" RETURNING {_PROJECT_COLUMNS}",
+        (days, workspace_id, project_id),
     ).fetchall()
     return _project(rows[0]) if rows else None
 
@@ -471,6 +484,25 @@ class Accounts(Database):
     ) -> Project | None:
         return await self._write(
             audited, audit, _set_dimensions, workspace_id, project_id, tuple(dimensions)
+        )
+
+    async def set_retention(
+        self,
+        workspace_id: str,
+        project_id: str,
+        retention_days: int | None,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        return await self._write(
+            audited, audit, _set_retention, workspace_id, project_id, retention_days
+        )
+
+    async def projects_with_retention(self) -> list[Project]:
+        return await self._query(
+            _project,
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE retention_days IS NOT NULL"
+            " ORDER BY workspace_id, id",
         )
 
     async def delete_project(

@@ -17,10 +17,14 @@ from eventcore.adapters.sqlite._codec import micros, moment, optional_moment
 from eventcore.adapters.sqlite._database import Database
 from eventcore.audit import AuditEntry
 from eventcore.deletions import Deletion, DeletionStatus, EventSelector
+from eventcore.suppressions import Suppression
 
 DELETION_COLUMNS = (
     "id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
-    " requested_at, requested_by, events_deleted, completed_at, error"
+    " requested_at, requested_by, events_deleted, completed_at, error, suppress"
+)
+_SUPPRESSION_COLUMNS = (
+    "workspace_id, project_id, user_id, suppressed_at, deletion_id, suppressed_by"
 )
 _ENDED = "('done', 'failed')"
 
@@ -46,13 +50,20 @@ def deletion_of(row: Any) -> Deletion:
         row[10],
         optional_moment(row[11]),
         row[12],
+        bool(row[13]),
     )
 
 
-def _create(connection: sqlite3.Connection, deletion: Deletion) -> bool:
+def _suppression(row: Any) -> Suppression:
+    return Suppression(row[0], row[1], row[2], moment(row[3]), row[4], row[5])
+
+
+def _create(
+    connection: sqlite3.Connection, deletion: Deletion, suppression_audit: AuditEntry | None
+) -> bool:
     selector = deletion.selector
     connection.execute(
-        f"INSERT INTO deletions ({DELETION_COLUMNS}) VALUES ({', '.join(['?'] * 13)})",
+        f"INSERT INTO deletions ({DELETION_COLUMNS}) VALUES ({', '.join(['?'] * 14)})",
         (
             deletion.id,
             deletion.workspace_id,
@@ -67,9 +78,41 @@ def _create(connection: sqlite3.Connection, deletion: Deletion) -> bool:
             deletion.events_deleted,
             _optional_micros(deletion.completed_at),
             deletion.error,
+            int(deletion.suppress),
         ),
     )
+    if deletion.suppress:
+        # A person already suppressed keeps the suppression it had.
+        connection.executemany(
+            f"INSERT INTO suppressions ({_SUPPRESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (
+                    deletion.workspace_id,
+                    deletion.project_id,
+                    person,
+                    micros(deletion.requested_at),
+                    deletion.id,
+                    deletion.requested_by,
+                )
+                for person in selector.user_ids
+            ],
+        )
+        if suppression_audit is not None:
+            insert_audit(connection, suppression_audit)
     return True
+
+
+def _lift(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, user_id: str, at: int
+) -> bool:
+    return bool(
+        connection.execute(
+            "UPDATE suppressions SET lifted_at = ? WHERE workspace_id = ? AND project_id = ?"
+            " AND user_id = ? AND lifted_at IS NULL RETURNING user_id",
+            (at, workspace_id, project_id, user_id),
+        ).fetchall()
+    )
 
 
 def _finish(
@@ -105,8 +148,14 @@ def _progress(
 class Deletions(Database):
     """The DeletionStore part of the SQLite store."""
 
-    async def create_deletion(self, deletion: Deletion, *, audit: AuditEntry | None = None) -> None:
-        await self._write(audited, audit, _create, deletion)
+    async def create_deletion(
+        self,
+        deletion: Deletion,
+        *,
+        audit: AuditEntry | None = None,
+        suppression_audit: AuditEntry | None = None,
+    ) -> None:
+        await self._write(audited, audit, _create, deletion, suppression_audit)
 
     async def get_deletion(self, workspace_id: str, deletion_id: str) -> Deletion | None:
         return await self._query_one(
@@ -145,4 +194,43 @@ class Deletions(Database):
             lambda row: (row[0], row[1]),
             f"SELECT workspace_id, id FROM deletions WHERE status NOT IN {_ENDED}"
             " ORDER BY requested_at, seq",
+        )
+
+    async def suppressed_persons(self, workspace_id: str, project_id: str) -> frozenset[str]:
+        return frozenset(
+            await self._query(
+                lambda row: row[0],
+                "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
+                " AND lifted_at IS NULL",
+                workspace_id,
+                project_id,
+            )
+        )
+
+    async def list_suppressions(
+        self, workspace_id: str, project_id: str, *, limit: int, after: str | None = None
+    ) -> list[Suppression]:
+        return await self._query(
+            _suppression,
+            f"SELECT {_SUPPRESSION_COLUMNS} FROM suppressions"
+            " WHERE workspace_id = ? AND project_id = ? AND lifted_at IS NULL"
+            " AND (?3 IS NULL OR user_id > ?3)"
+            " ORDER BY user_id LIMIT ?4",
+            workspace_id,
+            project_id,
+            after,
+            max(limit, 0),
+        )
+
+    async def lift_suppression(
+        self,
+        workspace_id: str,
+        project_id: str,
+        user_id: str,
+        at: datetime,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        return await self._write(
+            audited, audit, _lift, workspace_id, project_id, user_id, micros(at)
         )

@@ -57,6 +57,8 @@ from eventcore.persons import (
     whole_days,
 )
 from eventcore.ports import AppendResult, Recount
+from eventcore.retention import expired
+from eventcore.suppressions import is_suppressed
 
 _COUNT_TABLES = {grain: f"counts_{grain.value}" for grain in StoredGrain}
 # Each (workspace, project)'s declared dimension paths; a project without any is left out.
@@ -96,6 +98,13 @@ _DECLARED = (
     "SELECT p.workspace_id, p.id, p.dimensions FROM json_each(?) AS j CROSS JOIN projects AS p"
     " ON p.workspace_id = json_extract(j.value, '$[0]') AND p.id = json_extract(j.value, '$[1]')"
     " WHERE p.dimensions <> '[]'"
+)
+# The retention of the appended batches' projects that have one, read in the append's
+# transaction as the dimensions are.
+_RETAINING = (
+    "SELECT p.workspace_id, p.id, p.retention_days FROM json_each(?) AS j CROSS JOIN projects"
+    " AS p ON p.workspace_id = json_extract(j.value, '$[0]') AND p.id = json_extract(j.value,"
+    " '$[1]') WHERE p.retention_days IS NOT NULL"
 )
 _HAS_PERSON = "(user_id IS NOT NULL OR anonymous_id IS NOT NULL)"
 # Rows with seq above the highest seq before the insert are exactly the rows it inserted: the
@@ -229,9 +238,38 @@ _DELETIONS_SINCE = (
     f"SELECT {DELETION_COLUMNS} FROM deletions"
     " WHERE workspace_id = ? AND project_id = ? AND requested_at >= ?"
 )
+_ANY_SUPPRESSED = "SELECT 1 FROM suppressions WHERE workspace_id = ? AND project_id = ? LIMIT 1"
+# Of the persons given, those suppressed now or when the batch was received (``?4``).
+_SUPPRESSED_OF = (
+    "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
+    " AND user_id IN (SELECT value FROM json_each(?))"
+    " AND (lifted_at IS NULL OR (suppressed_at <= ?4 AND ?4 < lifted_at))"
+)
 _KEEP_DELETED = (
     "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
     " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+# Expiry (eventcore.retention): at most ? of the project's events before a moment, oldest
+# first (events_by_time), removed; each answers its time.
+_EXPIRE = (
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE workspace_id = ?"
+    " AND project_id = ? AND ts < ? ORDER BY ts LIMIT ?) RETURNING ts"
+)
+# The project's count, sketch and tally rows of the days before a moment.
+_DROP_DAYS = tuple(
+    f"DELETE FROM {table} WHERE workspace_id = ? AND project_id = ? AND {column} < ?"
+    for table, column in (
+        *((table, "bucket") for table in _COUNT_TABLES.values()),
+        ("users_hour", "bucket"),
+        ("users_day", "day"),
+        ("dims_day", "day"),
+    )
+)
+# Whether the cutoff's day still counts an event of a minute before the cutoff: only then was
+# an event of it expired and not recounted yet.
+_COUNTS_EXPIRED = (
+    f"SELECT 1 FROM {_COUNT_TABLES[StoredGrain.MINUTE]} WHERE workspace_id = ?"
+    " AND project_id = ? AND bucket >= ? AND bucket < ? LIMIT 1"
 )
 _SET_VALUES = "UPDATE events SET dim_values = ? WHERE seq = ?"
 # The events in scope whose project declares no dimensions now (or is gone) keep no values.
@@ -455,9 +493,11 @@ def _without_withheld(
     connection: sqlite3.Connection, batches: Sequence[IngestBatch]
 ) -> Sequence[IngestBatch]:
     """The batches without the events a deletion requested after they were received takes
-    (accepted before it, committed after), which are kept as deleted ids instead, and without
-    any event of a deleted workspace. One lookup of deletions_by_project per batch, and one of
-    deleted_workspaces per append, which find nothing almost always."""
+    (accepted before it, committed after) and those of persons suppressed in their project,
+    which are kept as deleted ids instead, without the events past their project's retention
+    (eventcore.retention), and without any event of a deleted workspace. One lookup of
+    deletions_by_project and one of suppressions per batch (of a batch with persons), and one
+    of deleted_workspaces per append, which find nothing almost always."""
     kept: list[IngestBatch] = []
     deleted: list[tuple[str, str, str, int]] = []
     gone = {
@@ -468,11 +508,23 @@ def _without_withheld(
             (msgspec.json.encode(sorted({b.workspace_id for b in batches})).decode(),),
         )
     }
+    now = datetime.now(UTC)
+    tenants = list(dict.fromkeys((batch.workspace_id, batch.project_id) for batch in batches))
+    retention = {
+        (row[0], row[1]): int(row[2])
+        for row in connection.execute(_RETAINING, (msgspec.json.encode(tenants).decode(),))
+    }
     for batch in batches:
         if batch.workspace_id in gone:
             # Its workspace was deleted while the batch was queued: nothing of it is stored.
             kept.append(msgspec.structs.replace(batch, events=[]))
             continue
+        days = retention.get((batch.workspace_id, batch.project_id))
+        if days is not None:
+            # Past the project's retention now: not stored, no id kept.
+            batch = msgspec.structs.replace(
+                batch, events=[e for e in batch.events if not expired(e.timestamp, now, days)]
+            )
         rules = [
             deletion_of(row)
             for row in connection.execute(
@@ -480,12 +532,15 @@ def _without_withheld(
                 (batch.workspace_id, batch.project_id, micros(batch.received_at)),
             )
         ]
-        if not rules:
+        suppressed = _suppressed_of(connection, batch)
+        if not rules and not suppressed:
             kept.append(batch)
             continue
         events = []
         for event in batch.events:
-            if withheld(rules, batch.received_at, event):
+            if withheld(rules, batch.received_at, event) or (
+                suppressed and is_suppressed(suppressed, event)
+            ):
                 deleted.append(
                     (batch.workspace_id, batch.project_id, event.id, micros(datetime.now(UTC)))
                 )
@@ -495,6 +550,27 @@ def _without_withheld(
     if deleted:
         connection.executemany(_KEEP_DELETED, deleted)
     return kept
+
+
+def _suppressed_of(connection: sqlite3.Connection, batch: IngestBatch) -> frozenset[str]:
+    """Which of the batch's persons an append withholds: suppressed in its project now, or
+    when the batch was received. One probe of an index, and a lookup of the batch's persons
+    only when the project has suppressed anybody."""
+    if not connection.execute(_ANY_SUPPRESSED, (batch.workspace_id, batch.project_id)).fetchone():
+        return frozenset()
+    persons = {p for e in batch.events for p in (e.user_id, e.anonymous_id) if p is not None}
+    if not persons:
+        return frozenset()
+    rows = connection.execute(
+        _SUPPRESSED_OF,
+        (
+            batch.workspace_id,
+            batch.project_id,
+            msgspec.json.encode(sorted(persons)).decode(),
+            micros(batch.received_at),
+        ),
+    )
+    return frozenset(row[0] for row in rows)
 
 
 def _declared(connection: sqlite3.Connection, batches: Sequence[IngestBatch]) -> Declared:
@@ -788,6 +864,36 @@ def _delete_events(
     return len(deleted)
 
 
+def _expire_events(
+    connection: sqlite3.Connection,
+    workspace_id: str,
+    project_id: str,
+    before: datetime,
+    limit: int,
+) -> int:
+    limit = max(limit, 0)
+    deleted = connection.execute(
+        _EXPIRE, (workspace_id, project_id, micros(before), limit)
+    ).fetchall()
+    cutoff_day = bucket_start(before, Granularity.DAY)
+    if deleted and len(deleted) == limit:
+        # Oldest first: every day before the last deleted event's has none left.
+        last = bucket_start(moment(max(row[0] for row in deleted)), Granularity.DAY)
+        for statement in _DROP_DAYS:
+            connection.execute(statement, (workspace_id, project_id, micros(min(last, cutoff_day))))
+        return len(deleted)
+    for statement in _DROP_DAYS:
+        connection.execute(statement, (workspace_id, project_id, micros(cutoff_day)))
+    stale = connection.execute(
+        _COUNTS_EXPIRED, (workspace_id, project_id, micros(cutoff_day), micros(before))
+    ).fetchone()
+    if stale is not None:
+        _recount_days(
+            connection, workspace_id, project_id, cutoff_day, cutoff_day + timedelta(days=1)
+        )
+    return len(deleted)
+
+
 def _recount_days(
     connection: sqlite3.Connection,
     workspace_id: str,
@@ -1021,6 +1127,11 @@ class Events(Database):
         return await self._write(
             _delete_events, workspace_id, project_id, selector, limit, datetime.now(UTC)
         )
+
+    async def expire_events(
+        self, workspace_id: str, project_id: str, before: datetime, *, limit: int
+    ) -> int:
+        return await self._write(_expire_events, workspace_id, project_id, before, limit)
 
     async def rebuild_counts(self, workspace_id: str | None = None) -> Recount:
         return await self._write(_rebuild_counts, workspace_id)

@@ -240,6 +240,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workspace_id, project_id, event_type, day)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Suppressions (eventcore.suppressions), each written with the deletion request that
+        # asked for it: an append stores no event of a person suppressed now, nor one received
+        # while a suppression since lifted (lifted_at) was in force; the ingest refuses them.
+        # At most one in force per person and project.
+        "ALTER TABLE deletions ADD COLUMN suppress INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE suppressions (
+            seq INTEGER PRIMARY KEY,
+            workspace_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            suppressed_at INTEGER NOT NULL,
+            deletion_id TEXT NOT NULL,
+            suppressed_by TEXT,
+            lifted_at INTEGER
+        )""",
+        "CREATE INDEX suppressions_by_person ON suppressions (workspace_id, project_id, user_id)",
+        """CREATE UNIQUE INDEX suppressions_in_force ON suppressions
+            (workspace_id, project_id, user_id) WHERE lifted_at IS NULL""",
+    ),
+    (
+        # A project's retention of its events in days (eventcore.retention); NULL: for ever.
+        # The retention run finds the projects that have one through the partial index.
+        "ALTER TABLE projects ADD COLUMN retention_days INTEGER",
+        "CREATE INDEX projects_with_retention ON projects (workspace_id, id)"
+        " WHERE retention_days IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

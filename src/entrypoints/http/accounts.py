@@ -37,12 +37,14 @@ from eventcore.entrypoints.http.schemas import (
     MemberView,
     NameRequest,
     NewApiKey,
+    ProjectChange,
     ProjectList,
     ProjectView,
     RoleRequest,
     SignupRequest,
     SignupResponse,
 )
+from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
 from eventcore.tenancy import Principal
 
@@ -145,6 +147,35 @@ class ProjectController(Controller):
     ) -> ProjectList:
         projects = await platform.accounts.list_projects(principal)
         return ProjectList([ProjectView.of(p) for p in projects])
+
+    @patch(
+        "/{project_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Change a project: its retention of events (owner, admin)",
+        description="Only the fields given change. `retention_days` (1 to 3,650, or null to"
+        " keep events for ever, the default): events whose time is older are removed within"
+        " the hour by the retention run (with the counts, unique users and tallies of what"
+        " remains kept exact), and an event already that old is not stored when it arrives.",
+        responses=api_errors(PATH_PARAMETERS, JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND),
+    )
+    async def change(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        data: JSONBody[ProjectChange],
+        platform: NamedDependency[Platform],
+        principal: NamedDependency[Principal],
+    ) -> ProjectView:
+        # Litestar converts a body leniently ("30" and 30.0 pass as 30): read it again strictly,
+        # so that a number of days is a JSON integer and nothing else.
+        try:
+            data = msgspec.json.decode(await request.body(), type=ProjectChange)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(str(exc).replace("`$.", "`"), code="invalid_request") from exc
+        if data.retention_days is msgspec.UNSET:
+            raise InvalidRequest("Name what to change: `retention_days`.", code="invalid_request")
+        project = await platform.accounts.set_retention(principal, project_id, data.retention_days)
+        return ProjectView.of(project)
 
     @delete(
         "/{project_id:str}",

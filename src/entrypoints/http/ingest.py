@@ -18,6 +18,7 @@ from eventcore.entrypoints.http.openapi import API_KEY_AUTH
 from eventcore.entrypoints.http.schemas import event_id_schema, event_type_schema
 from eventcore.events import split_request
 from eventcore.platform import Platform
+from eventcore.suppressions import SUPPRESSED
 from eventcore.usecases.ingest import IngestReceipt
 
 _EVENT = Schema(
@@ -52,7 +53,8 @@ INGEST_CODES: Codes = {
     429: ("rate_limited",),
     503: ("database_unavailable", "queue_unavailable", "queue_full"),
 }
-# The codes of the events `rejected` lists, by index (`eventcore.events.validate_events`).
+# The codes of the events `rejected` lists, by index (`eventcore.events.validate_events`, and
+# `suppressed`: a valid event of a person suppressed in the project, `eventcore.suppressions`).
 EVENT_REJECTIONS = (
     "invalid_event",
     "invalid_properties",
@@ -61,6 +63,7 @@ EVENT_REJECTIONS = (
     "invalid_timestamp",
     "timestamp_in_future",
     "event_too_large",
+    SUPPRESSED,
 )
 
 

@@ -25,8 +25,19 @@ async def every(seconds: float, name: str, work: Callable[[], Awaitable[object]]
 
 def start(platform: Platform, *, deletions: float, retention: float) -> list[asyncio.Task[None]]:
     """The schedules of one API process, running: cancel them when it stops."""
+
+    async def run_retention() -> None:
+        retained = await platform.maintenance.run_retention()
+        if retained.audit_entries or retained.events:
+            log.info(
+                "retention.ran",
+                audit_entries=retained.audit_entries,
+                events=retained.events,
+                projects=retained.projects,
+            )
+
     loop = asyncio.get_running_loop()
     return [
         loop.create_task(every(deletions, "deletion.sweep", platform.deletions.run_open)),
-        loop.create_task(every(retention, "retention", platform.maintenance.run_retention)),
+        loop.create_task(every(retention, "retention", run_retention)),
     ]

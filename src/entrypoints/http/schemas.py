@@ -15,8 +15,10 @@ from eventcore.defaults import (
     MAX_EMAIL_LENGTH,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_RETENTION_DAYS,
     MAX_TYPE_LENGTH,
     MIN_PASSWORD_LENGTH,
+    MIN_RETENTION_DAYS,
 )
 from eventcore.events import StoredEvent
 from eventcore.tenancy import ApiKey, Membership, Project, Role
@@ -69,14 +71,25 @@ class NameRequest(msgspec.Struct):
     name: Name
 
 
+# A project's retention of its events, in days; null keeps them for ever.
+RetentionDays = Annotated[int, Meta(ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS)]
+
+
 class ProjectView(msgspec.Struct):
     id: str
     name: str
     created_at: datetime
+    retention_days: RetentionDays | None
 
     @classmethod
     def of(cls, project: Project) -> ProjectView:
-        return cls(project.id, project.name, project.created_at)
+        return cls(project.id, project.name, project.created_at, project.retention_days)
+
+
+class ProjectChange(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields of a project to change; a field left out keeps its value."""
+
+    retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ProjectList(msgspec.Struct):

@@ -46,6 +46,7 @@ from eventcore.ports import (
     TokenCodec,
     WorkspaceCaches,
 )
+from eventcore.retention import checked_days
 from eventcore.tenancy import (
     ApiKey,
     Invitation,
@@ -434,6 +435,31 @@ class Accounts:
             raise NotFound("No such project.")
         if self._projects is not None:
             # Queries in this process check paths against the new declaration at once.
+            await self._projects.forget(principal.workspace_id, project_id)
+        return project
+
+    async def set_retention(
+        self, principal: Principal, project_id: str, retention_days: int | None
+    ) -> Project:
+        """Set how many days the project keeps its events (owner, admin); None keeps them for
+        ever. Appends withhold events past it from now on; the next retention run (within the
+        hour, or ``eventcore retention run``) expires the stored ones."""
+        principal.require(Permission.MANAGE_PROJECTS)
+        days = checked_days(retention_days)
+        audit = self._entry(
+            AuditAction.RETENTION_CHANGED,
+            principal.workspace_id,
+            self._clock.now(),
+            actor=principal,
+            target=("project", project_id),
+            details={"retention_days": days},
+        )
+        project = await self._store.set_retention(
+            principal.workspace_id, project_id, days, audit=audit
+        )
+        if project is None:
+            raise NotFound("No such project.")
+        if self._projects is not None:
             await self._projects.forget(principal.workspace_id, project_id)
         return project
 
