@@ -91,4 +91,6 @@ def test_metrics_of_all_api_processes_are_added_up(tmp_path: Path) -> None:
         assert len(writers) >= 2, writers
     finally:
         server.client.close()
-        server.kill()
+        # SIGTERM: the supervisor stops its two worker processes with it (SIGKILL would leave
+        # them running, orphaned, after the test).
+        server.terminate()
