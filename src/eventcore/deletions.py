@@ -40,6 +40,14 @@ class EventSelector(msgspec.Struct, frozen=True):
     def is_empty(self) -> bool:
         return not (self.user_ids or self.event_ids or self.start or self.end)
 
+    @property
+    def ids_only(self) -> bool:
+        """Whether this selector names event ids and nothing else: then every event with one of
+        them is taken, whenever it is received, and the stores keep the ids as deleted from the
+        request on (a resend of one, committed before the original still queued, is a
+        duplicate like the original)."""
+        return bool(self.event_ids) and not (self.user_ids or self.start or self.end)
+
     def matches(self, event: Event | StoredEvent) -> bool:
         """Whether ``event`` is one this selector takes (the reference the stores follow)."""
         if self.user_ids and not (

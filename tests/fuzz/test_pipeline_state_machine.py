@@ -666,6 +666,11 @@ class CorePipeline(RuleBasedStateMachine):
         for event_id in taken:
             del model.events[event_id]
         model.deleted |= taken
+        _, ids, start, end, persons = asked
+        if ids and start is None and end is None and not persons:
+            # Ids alone: each is kept as deleted from the request on, whether its event was
+            # stored, is still queued, or comes again later.
+            model.deleted |= ids
 
     @rule(
         data=st.data(),

@@ -358,6 +358,11 @@ class MemoryStore:
             raise AlreadyExists("deletion")
         self.deletions[key] = deletion
         self._audit(audit)
+        if deletion.selector.ids_only:
+            self.deleted |= {
+                IdempotencyKey(deletion.workspace_id, deletion.project_id, event_id)
+                for event_id in deletion.selector.event_ids
+            }
         if deletion.suppress:
             for person in deletion.selector.user_ids:
                 self.suppressions.setdefault(

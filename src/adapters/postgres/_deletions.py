@@ -18,6 +18,13 @@ _COLUMNS = (
     "deletion_id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
     " requested_at, requested_by, events_deleted, completed_at, error, suppress"
 )
+# A deletion of event ids alone keeps them as deleted from its request on (EventSelector.ids_only).
+_KEEP_REQUESTED = """
+INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
+SELECT %(workspace_id)s, %(project_id)s, d.event_id, %(at)s
+FROM unnest(%(event_ids)s::text[]) AS d (event_id)
+ON CONFLICT DO NOTHING
+"""
 _INSERT = f"INSERT INTO eventcore.deletions ({_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"
 _SUPPRESSION_COLUMNS = (
     "workspace_id, project_id, user_id, suppressed_at, deletion_id, suppressed_by"
@@ -95,6 +102,16 @@ class Deletions(Database):
                 ),
             )
             await record_entry(conn, audit)
+            if selector.ids_only:
+                await conn.execute(
+                    _KEEP_REQUESTED,
+                    {
+                        "workspace_id": deletion.workspace_id,
+                        "project_id": deletion.project_id,
+                        "event_ids": list(selector.event_ids),
+                        "at": deletion.requested_at,
+                    },
+                )
             if deletion.suppress:
                 await conn.execute(
                     _SUPPRESS,

@@ -81,6 +81,21 @@ def _create(
             int(deletion.suppress),
         ),
     )
+    if selector.ids_only:
+        # Kept as deleted from the request on (EventSelector.ids_only).
+        connection.executemany(
+            "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                (
+                    deletion.workspace_id,
+                    deletion.project_id,
+                    event_id,
+                    micros(deletion.requested_at),
+                )
+                for event_id in selector.event_ids
+            ],
+        )
     if deletion.suppress:
         # A person already suppressed keeps the suppression it had.
         connection.executemany(
