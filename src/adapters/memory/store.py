@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -290,13 +291,9 @@ class MemoryStore:
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
-        project = await self.get_project(workspace_id, project_id)
-        if project is None:
-            return None
-        changed = msgspec.structs.replace(project, retention_days=retention_days)
-        self.projects[project_id] = changed
-        self._audit(audit)
-        return changed
+        return await self._change_project(
+            workspace_id, project_id, audit, retention_days=retention_days
+        )
 
     async def projects_with_retention(self) -> list[Project]:
         found = [p for p in self.projects.values() if p.retention_days is not None]
@@ -665,10 +662,15 @@ class MemoryStore:
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
+        return await self._change_project(workspace_id, project_id, audit, dimensions=dimensions)
+
+    async def _change_project(
+        self, workspace_id: str, project_id: str, audit: AuditEntry | None, **changes: Any
+    ) -> Project | None:
         project = await self.get_project(workspace_id, project_id)
         if project is None:
             return None
-        changed = msgspec.structs.replace(project, dimensions=dimensions)
+        changed = msgspec.structs.replace(project, **changes)
         self.projects[project_id] = changed
         self._audit(audit)
         return changed

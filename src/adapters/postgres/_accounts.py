@@ -15,6 +15,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eventcore.adapters.postgres._database import SET_TENANT, Connection, Database, values
@@ -437,16 +438,9 @@ class Accounts(Database):
         # Committed when this returns: every append whose transaction starts later reads it
         # there (see _events on the appends' dimensions). This process's own guess is updated
         # too, so that its next appends need no second try.
-        async with self._tenant(workspace_id, pipelined=False) as conn:
-            cursor = await conn.execute(
-                "UPDATE eventcore.projects SET dimensions = %s WHERE workspace_id = %s"
-                f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
-                (list(dimensions), workspace_id, project_id),
-            )
-            row = await cursor.fetchone()
-            project = _project(*row) if row is not None else None
-            if project is not None:
-                await record_entry(conn, audit)
+        project = await self._set_project_column(
+            workspace_id, project_id, "dimensions", list(dimensions), audit
+        )
         if project is not None:
             self._remember_dimensions(workspace_id, project_id, project.dimensions)
         return project
@@ -460,11 +454,26 @@ class Accounts(Database):
         audit: AuditEntry | None = None,
     ) -> Project | None:
         # Committed when this returns: every append whose transaction starts later reads it.
+        return await self._set_project_column(
+            workspace_id, project_id, "retention_days", retention_days, audit
+        )
+
+    async def _set_project_column(
+        self,
+        workspace_id: str,
+        project_id: str,
+        column: str,
+        value: Any,
+        audit: AuditEntry | None,
+    ) -> Project | None:
+        """One column of a project set, audited in the same transaction; the project now."""
         async with self._tenant(workspace_id, pipelined=False) as conn:
             cursor = await conn.execute(
-                "UPDATE eventcore.projects SET retention_days = %s WHERE workspace_id = %s"
-                f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}",
-                (retention_days, workspace_id, project_id),
+                sql.SQL(
+                    "UPDATE eventcore.projects SET {} = %s WHERE workspace_id = %s"
+                    f" AND project_id = %s RETURNING {_PROJECT_COLUMNS}"
+                ).format(sql.Identifier(column)),
+                (value, workspace_id, project_id),
             )
             row = await cursor.fetchone()
             project = _project(*row) if row is not None else None

@@ -309,26 +309,15 @@ def _remove_membership(connection: sqlite3.Connection, workspace_id: str, user_i
     return True
 
 
-def _set_dimensions(
-    connection: sqlite3.Connection, workspace_id: str, project_id: str, dimensions: tuple[str, ...]
+def _set_project_column(
+    connection: sqlite3.Connection, workspace_id: str, project_id: str, column: str, value: Any
 ) -> Project | None:
-    # Committed before any later append's transaction reads the project's dimensions there.
+    """One column of a project (dimensions, retention_days) set; the project as it is now.
+    Committed before any later append's transaction reads it there."""
     rows = connection.execute(
-        f"UPDATE projects SET dimensions = ? WHERE workspace_id = ? AND id = ?"
+        f"UPDATE projects SET {column} = ? WHERE workspace_id = ? AND id = ?"
         f" RETURNING {_PROJECT_COLUMNS}",
-        (json_strings(dimensions), workspace_id, project_id),
-    ).fetchall()
-    return _project(rows[0]) if rows else None
-
-
-def _set_retention(
-    connection: sqlite3.Connection, workspace_id: str, project_id: str, days: int | None
-) -> Project | None:
-    # Committed before any later append's transaction reads the project's retention there.
-    rows = connection.execute(
-        f"UPDATE projects SET retention_days = ? WHERE workspace_id = ? AND id = ?"
-        f" RETURNING {_PROJECT_COLUMNS}",
-        (days, workspace_id, project_id),
+        (value, workspace_id, project_id),
     ).fetchall()
     return _project(rows[0]) if rows else None
 
@@ -483,7 +472,13 @@ class Accounts(Database):
         audit: AuditEntry | None = None,
     ) -> Project | None:
         return await self._write(
-            audited, audit, _set_dimensions, workspace_id, project_id, tuple(dimensions)
+            audited,
+            audit,
+            _set_project_column,
+            workspace_id,
+            project_id,
+            "dimensions",
+            json_strings(dimensions),
         )
 
     async def set_retention(
@@ -495,7 +490,13 @@ class Accounts(Database):
         audit: AuditEntry | None = None,
     ) -> Project | None:
         return await self._write(
-            audited, audit, _set_retention, workspace_id, project_id, retention_days
+            audited,
+            audit,
+            _set_project_column,
+            workspace_id,
+            project_id,
+            "retention_days",
+            retention_days,
         )
 
     async def projects_with_retention(self) -> list[Project]:
