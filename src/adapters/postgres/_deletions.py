@@ -18,8 +18,9 @@ _COLUMNS = (
     "deletion_id, workspace_id, project_id, user_ids, event_ids, start_time, end_time, status,"
     " requested_at, requested_by, events_deleted, completed_at, error, suppress"
 )
-# A deletion of event ids alone keeps them as deleted from its request on (EventSelector.ids_only).
-_KEEP_REQUESTED = """
+# Ids kept as deleted (an append of one again is a duplicate): by a deletion's chunk, and by a
+# deletion of event ids alone from its request on (EventSelector.ids_only).
+KEEP_DELETED = """
 INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
 SELECT %(workspace_id)s, %(project_id)s, d.event_id, %(at)s
 FROM unnest(%(event_ids)s::text[]) AS d (event_id)
@@ -104,7 +105,7 @@ class Deletions(Database):
             await record_entry(conn, audit)
             if selector.ids_only:
                 await conn.execute(
-                    _KEEP_REQUESTED,
+                    KEEP_DELETED,
                     {
                         "workspace_id": deletion.workspace_id,
                         "project_id": deletion.project_id,

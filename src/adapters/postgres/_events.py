@@ -29,6 +29,7 @@ from psycopg import AsyncCursor, AsyncPipeline
 from psycopg.pq import TransactionStatus
 
 from eventcore.adapters.postgres._database import Connection, Database
+from eventcore.adapters.postgres._deletions import KEEP_DELETED
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
 from eventcore.defaults import FUNNEL_SORT_MEMORY_MB
 from eventcore.deletions import EventSelector
@@ -577,12 +578,6 @@ SELECT EXISTS (
       AND bucket >= %(until)s AND bucket < %(before)s
 )
 """
-_KEEP_DELETED = """
-INSERT INTO eventcore.deleted_events (workspace_id, project_id, event_id, deleted_at)
-SELECT %(workspace_id)s, %(project_id)s, d.event_id, %(at)s
-FROM unnest(%(event_ids)s::text[]) AS d (event_id)
-ON CONFLICT DO NOTHING
-"""
 _DECLARED_PATHS = """
 SELECT dimensions FROM eventcore.projects
 WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
@@ -1051,18 +1046,15 @@ async def _add_persons_and_tallies(
     # The hours' sketches, the days', and what the new days' hours hold.
     sketch_reads: list[AsyncCursor[Any]] = []
     if persons:
-        for grain, some in keys.items():
-            await conn.execute(_LOCK_SKETCHES[grain], _sketch_arrays(workspace_id, some))
+        lookups = {grain: _sketch_arrays(workspace_id, some) for grain, some in keys.items()}
+        for grain, lookup in lookups.items():
+            await conn.execute(_LOCK_SKETCHES[grain], lookup)
         for statement, grain in (
             (_READ_SKETCHES[Granularity.HOUR], Granularity.HOUR),
             (_READ_SKETCHES[Granularity.DAY], Granularity.DAY),
             (_DAY_HOURS, Granularity.DAY),
         ):
-            sketch_reads.append(
-                await conn.execute(
-                    statement, _sketch_arrays(workspace_id, keys[grain]), binary=True
-                )
-            )
+            sketch_reads.append(await conn.execute(statement, lookups[grain], binary=True))
     known_rows = tally_rows = None
     groups: list[DimensionGroup] = []
     candidates: list[DimensionKey] = []
@@ -1531,7 +1523,7 @@ class Events(Database):
             if not deleted:
                 return 0
             await conn.execute(
-                _KEEP_DELETED,
+                KEEP_DELETED,
                 {
                     "workspace_id": workspace_id,
                     "project_id": project_id,

@@ -58,6 +58,14 @@ def _suppression(row: Any) -> Suppression:
     return Suppression(row[0], row[1], row[2], moment(row[3]), row[4], row[5])
 
 
+# Ids kept as deleted (an append of one again is a duplicate): by appends that withhold an
+# event, by a deletion's chunk, and by a deletion of event ids alone from its request on.
+KEEP_DELETED = (
+    "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
 def _create(
     connection: sqlite3.Connection, deletion: Deletion, suppression_audit: AuditEntry | None
 ) -> bool:
@@ -84,8 +92,7 @@ def _create(
     if selector.ids_only:
         # Kept as deleted from the request on (EventSelector.ids_only).
         connection.executemany(
-            "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            KEEP_DELETED,
             [
                 (
                     deletion.workspace_id,

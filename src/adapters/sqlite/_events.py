@@ -23,7 +23,7 @@ from msgspec import Raw
 
 from eventcore.adapters.sqlite._codec import MICROSECOND, micros, moment, strings
 from eventcore.adapters.sqlite._database import Database
-from eventcore.adapters.sqlite._deletions import DELETION_COLUMNS, deletion_of
+from eventcore.adapters.sqlite._deletions import DELETION_COLUMNS, KEEP_DELETED, deletion_of
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
 from eventcore.deletions import EventSelector, withheld
 from eventcore.dimensions import (
@@ -244,10 +244,6 @@ _SUPPRESSED_OF = (
     "SELECT user_id FROM suppressions WHERE workspace_id = ? AND project_id = ?"
     " AND user_id IN (SELECT value FROM json_each(?))"
     " AND (lifted_at IS NULL OR (suppressed_at <= ?4 AND ?4 < lifted_at))"
-)
-_KEEP_DELETED = (
-    "INSERT INTO deleted_events (workspace_id, project_id, event_id, deleted_at)"
-    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 # Expiry (eventcore.retention): at most ? of the project's events before a moment, oldest
 # first (events_by_time), removed; each answers its time.
@@ -548,7 +544,7 @@ def _without_withheld(
                 events.append(event)
         kept.append(msgspec.structs.replace(batch, events=events))
     if deleted:
-        connection.executemany(_KEEP_DELETED, deleted)
+        connection.executemany(KEEP_DELETED, deleted)
     return kept
 
 
@@ -856,7 +852,7 @@ def _delete_events(
     if not deleted:
         return 0
     connection.executemany(
-        _KEEP_DELETED, [(workspace_id, project_id, row[0], micros(at)) for row in deleted]
+        KEEP_DELETED, [(workspace_id, project_id, row[0], micros(at)) for row in deleted]
     )
     first = bucket_start(moment(min(row[1] for row in deleted)), Granularity.DAY)
     last = bucket_start(moment(max(row[1] for row in deleted)), Granularity.DAY)
