@@ -1,7 +1,18 @@
-"""Dependencies the route handlers ask for: the platform and the caller's identity."""
+"""Dependencies the route handlers ask for: the platform and the caller's identity.
+
+A user's access token comes as ``Authorization: Bearer <token>`` or, from the console, in the
+HttpOnly session cookie (``console.py`` sets it). A request authenticated by the cookie with an
+unsafe method must also carry ``X-CSRF-Token``: the token's CSRF value (a hash of the access
+token, also in a cookie that the console's script can read), which a page of another origin can
+neither read nor compute. Bearer requests need no CSRF value: no browser adds that header by
+itself.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -11,7 +22,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from eventcore.entrypoints.http.observability import bind_workspace
-from eventcore.errors import AuthenticationFailed, InvalidRequest
+from eventcore.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from eventcore.platform import Platform
 from eventcore.tenancy import ApiKey, Principal
 
@@ -29,12 +40,47 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return None
 
 
+# The console's session: the access token (HttpOnly) and its CSRF value (readable by script).
+SESSION_COOKIE = "eventcore_session"
+CSRF_COOKIE = "eventcore_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_value(access_token: str) -> str:
+    """The CSRF value of a session: bound to its access token (a new login, a new value), and
+    telling nothing of the token (a one-way hash of it)."""
+    digest = hashlib.sha256(b"eventcore csrf\x00" + access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def session_token(request: Request[Any, Any, Any]) -> str | None:
+    """The access token of the session cookie, once the request has shown the session's CSRF
+    value if its method is unsafe (PermissionDenied ``csrf_failed`` if not)."""
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
+    if not token:
+        return None
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), csrf_value(token).encode()):
+            raise PermissionDenied(
+                f"A request signed in by the session cookie must send the `{CSRF_COOKIE}` "
+                "cookie's value as `X-CSRF-Token`.",
+                code="csrf_failed",
+            )
+    return token
+
+
 async def provide_principal(
     request: Request[Any, Any, Any], platform: NamedDependency[Platform]
 ) -> Principal:
     token = bearer_token(request)
+    if token is None and request.headers.get("authorization") is None:
+        token = session_token(request)
     if token is None:
-        raise AuthenticationFailed("Send an access token as `Authorization: Bearer <token>`.")
+        raise AuthenticationFailed(
+            "Send an access token as `Authorization: Bearer <token>`, or sign in to the console."
+        )
     # Signature and expiry, then the membership as it is now (removed or demoted members lose
     # the rights within the membership cache's TTL).
     principal = await platform.accounts.principal(token)

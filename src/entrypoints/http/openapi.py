@@ -30,7 +30,10 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         type="http",
         scheme="bearer",
         bearer_format="JWT",
-        description="A user's access token, from `POST /v1/auth/signup` or `/v1/auth/login`.",
+        description="A user's access token, from `POST /v1/auth/signup` or `/v1/auth/login`."
+        " The console sends it in its HttpOnly session cookie instead (`POST /v1/auth/session`),"
+        " and then, with any method but GET and HEAD, the `eventcore_csrf` cookie's value as"
+        " `X-CSRF-Token` (else 403 `csrf_failed`).",
     ),
     "ApiKey": _header("X-API-Key", "A project's API key."),
     "ApiKeyBearer": SecurityScheme(
@@ -69,19 +72,21 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 def complete_document(app: Litestar) -> None:
     """State in the app's OpenAPI document what its response specs and parameters cannot."""
-    for operation in _operations(app):
+    for method, operation in _operations(app):
         _document_retry_after(operation)
+        if method not in ("get", "head"):
+            _document_csrf(operation)
         for parameter in operation.parameters or ():
             if isinstance(parameter, Parameter) and parameter.param_in in ("query", "path"):
                 _document_storable(parameter)
 
 
-def _operations(app: Litestar) -> Iterator[Operation]:
+def _operations(app: Litestar) -> Iterator[tuple[str, Operation]]:
     for item in (app.openapi_schema.paths or {}).values():
         for method in _METHODS:
             operation = getattr(item, method, None)
             if operation is not None:
-                yield operation
+                yield method, operation
 
 
 _RETRY_AFTER = OpenAPIHeader(
@@ -97,6 +102,19 @@ def _document_retry_after(operation: Operation) -> None:
         response = (operation.responses or {}).get(status)
         if isinstance(response, OpenAPIResponse):
             response.headers = {**(response.headers or {}), "Retry-After": _RETRY_AFTER}
+
+
+def _document_csrf(operation: Operation) -> None:
+    """A route that takes the access token, called with an unsafe method, refuses the session
+    cookie without its CSRF value (``deps.session_token``): 403 `csrf_failed`."""
+    if not any("AccessToken" in requirement for requirement in operation.security or ()):
+        return
+    response = (operation.responses or {}).get("403")
+    if not isinstance(response, OpenAPIResponse) or "`csrf_failed`" in response.description:
+        return
+    described = response.description.rstrip(".")
+    joiner = ", " if "Codes: " in described else ". Codes: "
+    response.description = f"{described}{joiner}`csrf_failed`."
 
 
 def _document_storable(parameter: Parameter) -> None:

@@ -614,6 +614,36 @@ class Accounts:
             raise NotFound(_NO_INVITATION)
         return membership
 
+    async def workspaces(self, principal: Principal) -> list[tuple[Workspace, Role]]:
+        """The workspaces the signed-in user belongs to, each with the user's role there."""
+        found = []
+        for membership in await self._store.list_memberships(principal.user_id):
+            workspace = await self._store.get_workspace(membership.workspace_id)
+            if workspace is not None:
+                found.append((workspace, membership.role))
+        return found
+
+    async def switch_workspace(self, principal: Principal, workspace_id: str) -> AccessToken:
+        """An access token for the same user in another of its workspaces (NotFound for one it
+        does not belong to, as for one that does not exist), recorded there as a login."""
+        membership = await self._store.get_membership(workspace_id, principal.user_id)
+        if membership is None:
+            raise NotFound("You are not a member of that workspace.")
+        now = self._clock.now()
+        await self._store.record_audit(
+            self._entry(
+                AuditAction.LOGIN_SUCCEEDED,
+                workspace_id,
+                now,
+                user_id=principal.user_id,
+                target=("user", principal.user_id),
+            )
+        )
+        token, expires_in = self._tokens.issue(
+            Principal(principal.user_id, workspace_id, membership.role), now
+        )
+        return AccessToken(token, expires_in)
+
     async def list_members(self, principal: Principal) -> list[Member]:
         """The workspace's members (any member may see who they are)."""
         return await self._store.list_members(principal.workspace_id)
