@@ -16,23 +16,34 @@ LINTED = ["src", "tests", "bench", "noxfile.py", "hatch_build.py"]
 ROOT = Path(__file__).resolve().parent
 # Where each source folder lands in the installed package (pyproject.toml, hatch_build.py).
 INSTALLED_AS = {"adapters": "src/adapters", "entrypoints": "src/entrypoints", "": "src/eventcore"}
-# The API docs pages' scripts and styles, served from the package (src/entrypoints/http/docs.py),
-# as `nox -s vendor` takes them from npm: each package at its pinned version, and the files
-# kept from it (name in the folder: path in the package). Swagger UI at the version Litestar's
-# SwaggerRenderPlugin defaults to; Redoc's last 2.x, whose `Redoc.init` the Redoc page calls.
+# Front-end files vendored from npm by `nox -s vendor`: for each folder of the package, each
+# package at its pinned version and the files kept from it (name in the folder: path in the
+# package). The API docs pages (src/entrypoints/http/docs.py): Swagger UI at the version
+# Litestar's SwaggerRenderPlugin defaults to; Redoc's last 2.x, whose `Redoc.init` the Redoc page
+# calls. The console's chart library (src/entrypoints/http/console.py): uPlot's browser build.
 DOCS_ASSETS_DIR = ROOT / "src/entrypoints/http/static/docs"
-DOCS_ASSETS = {
-    ("swagger-ui-dist", "5.18.2"): {
-        "swagger-ui-bundle.js": "swagger-ui-bundle.js",
-        "swagger-ui-standalone-preset.js": "swagger-ui-standalone-preset.js",
-        "swagger-ui.css": "swagger-ui.css",
-        "swagger-ui-dist.LICENSE": "LICENSE",
-        "swagger-ui-dist.NOTICE": "NOTICE",
+CONSOLE_ASSETS_DIR = ROOT / "src/entrypoints/http/static/console/vendor"
+VENDORED = {
+    DOCS_ASSETS_DIR: {
+        ("swagger-ui-dist", "5.18.2"): {
+            "swagger-ui-bundle.js": "swagger-ui-bundle.js",
+            "swagger-ui-standalone-preset.js": "swagger-ui-standalone-preset.js",
+            "swagger-ui.css": "swagger-ui.css",
+            "swagger-ui-dist.LICENSE": "LICENSE",
+            "swagger-ui-dist.NOTICE": "NOTICE",
+        },
+        ("redoc", "2.5.4"): {
+            "redoc.standalone.js": "bundles/redoc.standalone.js",
+            "redoc.standalone.js.LICENSE.txt": "bundles/redoc.standalone.js.LICENSE.txt",
+            "redoc.LICENSE": "LICENSE",
+        },
     },
-    ("redoc", "2.5.4"): {
-        "redoc.standalone.js": "bundles/redoc.standalone.js",
-        "redoc.standalone.js.LICENSE.txt": "bundles/redoc.standalone.js.LICENSE.txt",
-        "redoc.LICENSE": "LICENSE",
+    CONSOLE_ASSETS_DIR: {
+        ("uplot", "1.6.32"): {
+            "uPlot.iife.min.js": "dist/uPlot.iife.min.js",
+            "uPlot.min.css": "dist/uPlot.min.css",
+            "uplot.LICENSE": "LICENSE",
+        },
     },
 }
 
@@ -132,48 +143,55 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def vendor(session: nox.Session) -> None:
-    """The API docs pages' assets refreshed from npm at the versions DOCS_ASSETS pins (`npm pack`
-    checks each tarball against the registry's integrity hash), with their manifest ASSETS.json:
-    each file's package, version and sha256. Not part of the default run; needs npm."""
+    """The front-end files of the API docs pages and the console refreshed from npm at the
+    versions VENDORED pins (`npm pack` checks each tarball against the registry's integrity
+    hash), with each folder's manifest ASSETS.json: each file's package, version, source path,
+    licence and sha256. Not part of the default run; needs npm."""
     import hashlib
     import json
     import tarfile
     import tempfile
 
-    DOCS_ASSETS_DIR.mkdir(parents=True, exist_ok=True)
-    manifest = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for (package, version), files in DOCS_ASSETS.items():
-            packed = session.run(
-                "npm",
-                "pack",
-                "--silent",
-                "--pack-destination",
-                scratch,
-                f"{package}@{version}",
-                external=True,
-                silent=True,
-            )
-            tarball = Path(scratch) / str(packed).strip().splitlines()[-1]
-            with tarfile.open(tarball) as archive:
-                for name, source in files.items():
-                    member = archive.extractfile(f"package/{source}")
-                    if member is None:
-                        session.error(f"{package}@{version} has no file {source}")
-                    data = member.read()
-                    (DOCS_ASSETS_DIR / name).write_bytes(data)
-                    manifest.append(
-                        {
-                            "name": name,
-                            "package": package,
-                            "version": version,
-                            "source": source,
-                            "sha256": hashlib.sha256(data).hexdigest(),
-                        }
-                    )
-    kept = {entry["name"] for entry in manifest} | {"ASSETS.json"}
-    for stale in DOCS_ASSETS_DIR.iterdir():
-        if stale.name not in kept:
-            stale.unlink()
-    text = json.dumps({"assets": manifest}, indent=2) + "\n"
-    (DOCS_ASSETS_DIR / "ASSETS.json").write_text(text)
+    for folder, packages in VENDORED.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for (package, version), files in packages.items():
+                packed = session.run(
+                    "npm",
+                    "pack",
+                    "--silent",
+                    "--pack-destination",
+                    scratch,
+                    f"{package}@{version}",
+                    external=True,
+                    silent=True,
+                )
+                tarball = Path(scratch) / str(packed).strip().splitlines()[-1]
+                with tarfile.open(tarball) as archive:
+                    described = archive.extractfile("package/package.json")
+                    if described is None:
+                        session.error(f"{package}@{version} has no package.json")
+                    license = json.loads(described.read())["license"]
+                    for name, source in files.items():
+                        member = archive.extractfile(f"package/{source}")
+                        if member is None:
+                            session.error(f"{package}@{version} has no file {source}")
+                        data = member.read()
+                        (folder / name).write_bytes(data)
+                        manifest.append(
+                            {
+                                "name": name,
+                                "package": package,
+                                "version": version,
+                                "source": source,
+                                "license": license,
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                            }
+                        )
+        kept = {entry["name"] for entry in manifest} | {"ASSETS.json"}
+        for stale in folder.iterdir():
+            if stale.name not in kept:
+                stale.unlink()
+        text = json.dumps({"assets": manifest}, indent=2) + "\n"
+        (folder / "ASSETS.json").write_text(text)

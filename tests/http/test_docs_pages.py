@@ -106,7 +106,7 @@ def test_the_manifest_states_each_vendored_file() -> None:
     sha256, and the hashes are the files'."""
     entries = manifest()
     for entry in entries:
-        assert set(entry) == {"name", "package", "version", "source", "sha256"}, entry
+        assert set(entry) == {"name", "package", "version", "source", "license", "sha256"}, entry
         assert re.fullmatch(r"\d+\.\d+\.\d+", entry["version"]), entry
         data = (ASSETS_DIR / entry["name"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["name"]
