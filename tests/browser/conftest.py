@@ -36,9 +36,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One embedded `eventcore serve` for the browser tests (each test signs up its own users)."""
+    """One embedded `eventcore serve` for the browser tests (each test signs up its own users,
+    all from 127.0.0.1: the per-address signup throttle is off)."""
     workdir = tmp_path_factory.mktemp("console")
-    with serve(workdir, workdir, "serve") as running:
+    settings = {"EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0"}
+    with serve(workdir, workdir, "serve", settings) as running:
         yield running
 
 

@@ -13,6 +13,7 @@ The session routes under ``/v1/auth/session`` keep the access token in an HttpOn
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+# A path naming a file (a script, a style, an icon): a 404 when missing, not the page.
+_FILE = re.compile(r"\.(?:css|gif|html?|ico|jpe?g|js|json|map|mjs|png|svg|txt|webp|xml)$")
 
 _LOGIN: Codes = {
     400: ("invalid_email",),
@@ -242,9 +246,8 @@ def console_page(request: Request[Any, Any, Any]) -> File:
     """The console's one page, for its own paths (the script routes them); any other path,
     or a method but GET and HEAD, is the API's 404."""
     first = request.url.path.lstrip("/").split("/", 1)[0]
-    last = request.url.path.rsplit("/", 1)[-1]
     api = first in API_PREFIXES or (first[:1] == "v" and first[1:].isdigit())
-    if request.method not in ("GET", "HEAD") or api or "." in last:
+    if request.method not in ("GET", "HEAD") or api or _FILE.search(request.url.path):
         raise NotFoundException
     return File(
         CONSOLE_DIR / "index.html",
