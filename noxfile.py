@@ -1,5 +1,5 @@
 """Test, lint and type-check sessions. `nox` alone runs lint, typecheck, unit, integration,
-faults and fuzz."""
+faults, fuzz and browser."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults", "fuzz"]
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults", "fuzz", "browser"]
 nox.options.error_on_missing_interpreters = True
 
 LINTED = ["src", "tests", "bench", "noxfile.py", "hatch_build.py"]
@@ -88,14 +88,21 @@ def typecheck(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """The core, the memory and SQLite adapters, and the HTTP API in process: no servers needed."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "not integration", "-q", *session.posargs)
+    session.run("pytest", "-m", "not integration and not browser", "-q", *session.posargs)
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Real PostgreSQL, Redis and RabbitMQ on 127.0.0.1, and real eventcore processes."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "integration", "-q", "--ignore=tests/faults", *session.posargs)
+    session.run(
+        "pytest",
+        "-m",
+        "integration and not browser",
+        "-q",
+        "--ignore=tests/faults",
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -126,6 +133,16 @@ def fuzz(session: nox.Session) -> None:
         *session.posargs,
         env={"FUZZ_EXAMPLES_SCALE": "4"},
     )
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The console end to end: Playwright drives Debian's Chromium (/usr/bin/chromium, which
+    `.ci/run` installs when missing) against real `eventcore serve` processes; every request to
+    another origin, script error or CSP violation fails the test. Screenshots of each scenario
+    land in test-artifacts/browser/."""
+    session.install("-e", ".[browser]")
+    session.run("pytest", "tests/browser", "-m", "browser", "-q", *session.posargs)
 
 
 @nox.session

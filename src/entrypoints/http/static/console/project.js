@@ -127,7 +127,9 @@ async function dashboard(project, session) {
     const answer = await api('GET', '/v1/analytics/breakdown', {
       query: { project_id: project.id, property: property.value, start, end, event_type: eventType.value },
     });
-    replace(breakdown, heading, propertyField, answer.values.length === 0
+    replace(breakdown, heading, propertyField,
+      h('p', { class: 'muted' }, 'Events and persons per value, over the whole UTC days of the range.'),
+      answer.values.length === 0
       ? h('p', { class: 'muted' }, 'No values in this range.')
       : h('table', {}, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, property.value), h('th', { scope: 'col', class: 'num' }, 'Events'), h('th', { scope: 'col', class: 'num' }, 'Users'))),
         h('tbody', {}, answer.values.map((v) => h('tr', {}, h('td', {}, v.value === null ? '(none)' : String(v.value)),
