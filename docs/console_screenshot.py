@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
-
 from tests.browser.support import CHROMIUM, Backend, log_in
 from tests.support.processes import serve
 
@@ -21,10 +20,13 @@ TYPES = {"page_view": 12, "click": 5, "signup": 1, "purchase": 1}
 
 
 def main() -> None:
-    shuffle = random.Random(16)
-    with tempfile.TemporaryDirectory() as scratch, serve(
-        Path(scratch), Path(scratch), "serve", {"EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0"}
-    ) as server:
+    shuffle = random.Random(16)  # noqa: S311 (made-up data, the same each run)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        serve(
+            Path(scratch), Path(scratch), "serve", {"EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0"}
+        ) as server,
+    ):
         backend = Backend(f"http://127.0.0.1:{server.port}")
         owner = backend.signup("Acme")
         project_id, key = backend.project_with_key(owner, "Website")

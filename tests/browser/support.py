@@ -107,7 +107,9 @@ class Backend:
 
     def project_with_key(self, person: Person, name: str) -> tuple[str, str]:
         project = self.call("POST", "/v1/projects", person, json={"name": name})
-        key = self.call("POST", f"/v1/projects/{project['id']}/api-keys", person, json={"name": "k"})
+        key = self.call(
+            "POST", f"/v1/projects/{project['id']}/api-keys", person, json={"name": "k"}
+        )
         return project["id"], key["key"]
 
     def ingest(self, key: str, events: list[dict[str, Any]]) -> httpx.Response:

@@ -228,5 +228,3 @@ def test_logging_out_ends_the_session(new_page: NewPage, backend: Backend) -> No
     assert status == 401
     page.goto("/projects")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fprojects$"))
-
-

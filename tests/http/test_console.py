@@ -149,9 +149,7 @@ def test_ingest_never_takes_the_session_cookie(api: Api, tenant: Tenant) -> None
     """The API key routes (ingest, Segment) authenticate by key only."""
     sign_in(api, tenant.owner)
     assert_error(api.client.post("/v1/ingest", json={"type": "x"}, headers=csrf(api)), 401)
-    refused = api.client.post(
-        "/v1/track", json={"event": "x", "userId": "u"}, headers=csrf(api)
-    )
+    refused = api.client.post("/v1/track", json={"event": "x", "userId": "u"}, headers=csrf(api))
     assert refused.status_code == 401, refused.text
     assert api.all_events(tenant.owner, tenant.project_id) == []
 
@@ -231,7 +229,8 @@ def test_a_member_of_two_workspaces_switches_between_them(api: Api, tenant: Tena
     theirs = next(w for w in session["workspaces"] if w["name"] == "Their own")
 
     switched = api.client.post(
-        "/v1/auth/session/workspace", json={"workspace_id": theirs["workspace_id"]},
+        "/v1/auth/session/workspace",
+        json={"workspace_id": theirs["workspace_id"]},
         headers=csrf(api),
     )
     assert switched.status_code == 200, switched.text

@@ -24,6 +24,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 CONTRACT_ROUTES = [
     ("post", "/v1/auth/signup"),
     ("post", "/v1/auth/login"),
+    ("post", "/v1/auth/session"),
+    ("get", "/v1/auth/session"),
+    ("post", "/v1/auth/session/workspace"),
+    ("delete", "/v1/auth/session"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
     ("patch", "/v1/projects/{project_id}"),
