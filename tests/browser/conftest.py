@@ -20,7 +20,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+# One browser per test, not per session: Playwright's sync API runs an event loop on the main
+# thread while it is started, and fixtures that call asyncio.run (the distributed stack's)
+# must set up before it and tear down after it.
+@pytest.fixture
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(

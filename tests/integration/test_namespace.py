@@ -107,3 +107,20 @@ def test_pypi_entrypoints_and_eventcore_both_work(venv: Path, tmp_path: Path) ->
     assert outcome["accepted"] == 1
     assert outcome["adapters_leaked"] is False
     assert run(venv / "bin/eventcore", "--version").strip() == f"eventcore {__version__}"
+
+
+def test_the_wheel_holds_the_console(venv: Path) -> None:
+    """Every file of the console (its page, scripts, styles and vendored chart library) is in
+    the installed package, where `eventcore serve` serves it from."""
+    installed = Path(
+        run(
+            venv / "bin/python",
+            "-c",
+            "from eventcore.entrypoints.http.console import CONSOLE_DIR; print(CONSOLE_DIR)",
+        ).strip()
+    )
+    source = ROOT / "src/entrypoints/http/static/console"
+    assert installed != source
+    expected = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(installed) for p in installed.rglob("*") if p.is_file()) == expected
+    assert Path("vendor/uPlot.iife.min.js") in expected
