@@ -59,6 +59,12 @@ def open_page(browser: Browser, origin: str, **options: object) -> tuple[Page, G
     context.set_default_timeout(WAIT_MS)
     guard = Guard(origin)
     context.route("**/*", guard.route)
+    # A CSP violation is logged by Chromium as a console error; said here too, with what broke
+    # which directive (the listener runs as Playwright's, outside the page's policy).
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', (e) => console.error("
+        "`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline code'}`));"
+    )
     page = context.new_page()
     page.on("console", guard.console)
     page.on("pageerror", guard.page_error)

@@ -6,11 +6,13 @@ import re
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
+from tests.browser.conftest import open_page
 from tests.browser.support import Backend, log_in, screenshot
 from tests.http.support import unique_email
-from tests.support.processes import eventually
+from tests.support.processes import Server, eventually
 
 NewPage = Callable[..., Page]
 
@@ -228,3 +230,36 @@ def test_logging_out_ends_the_session(new_page: NewPage, backend: Backend) -> No
     assert status == 401
     page.goto("/projects")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fprojects$"))
+
+
+def test_the_guard_reports_other_origins_and_policy_violations(
+    browser: Browser, server: Server
+) -> None:
+    """The harness itself: a request to another host is blocked and reported, and so are an
+    inline script and an inline style the page's policy refuses."""
+    page, guard = open_page(browser, f"http://127.0.0.1:{server.port}")
+    try:
+        page.goto("/login")
+        page.get_by_role("heading", name="Log in").wait_for()
+        # The page's policy refuses this request before it is sent.
+        page.evaluate("fetch('http://example.com/beacon').catch(() => {})")
+        page.evaluate(
+            """() => {
+                const script = document.createElement('script');
+                script.textContent = 'window.injected = 1';
+                document.body.append(script);
+                document.body.setAttribute('style', 'color: red');
+            }"""
+        )
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.injected") is None
+        # The route guard refuses a navigation away, which no policy of the page covers.
+        with pytest.raises(PlaywrightError):
+            page.goto("http://example.com/away")
+    finally:
+        page.context.close()
+    problems = "\n".join(guard.problems)
+    assert "CSP violation: connect-src blocked http://example.com/beacon" in problems
+    assert "request to another origin: GET http://example.com/away" in problems
+    assert "CSP violation: script-src" in problems
+    assert "CSP violation: style-src" in problems
