@@ -218,7 +218,15 @@ function liveView(project) {
       dropped.hidden = false;
       dropped.textContent = `${formatNumber(droppedTotal)} event${droppedTotal === 1 ? ' was' : 's were'} not shown: they arrived faster than this page could take them. The events list has them all.`;
     });
-    source.addEventListener('error', () => {
+    source.addEventListener('error', (message) => {
+      // The server's own `event: error` (the right to read the project ended) carries the
+      // API error; the browser's (connection lost) carries nothing and reconnects by itself.
+      if (message.data) {
+        source.close();
+        const error = JSON.parse(message.data).error;
+        status.textContent = `The live stream ended: ${error.message} (${error.code})`;
+        return;
+      }
       status.textContent = source.readyState === EventSource.CLOSED
         ? 'The live stream stopped. Reload the page to try again.'
         : 'Reconnecting…';
