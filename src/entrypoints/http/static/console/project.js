@@ -202,6 +202,7 @@ function liveView(project) {
   };
   const connect = () => {
     if (source) source.close();
+    status.textContent = 'Connecting…';
     source = new EventSource(url('/v1/events/live', { project_id: project.id, event_type: typeInput.value.trim() }));
     source.addEventListener('open', () => { status.textContent = paused ? 'Paused: new events are held.' : 'Live: new events appear at the top.'; });
     source.addEventListener('event', (message) => {
