@@ -263,3 +263,41 @@ def test_the_guard_reports_other_origins_and_policy_violations(
     assert "request to another origin: GET http://example.com/away" in problems
     assert "CSP violation: script-src" in problems
     assert "CSP violation: style-src" in problems
+
+
+def tab_to(page: Page, name: str, limit: int = 30) -> None:
+    """Press Tab until the focused element's accessible name (its label or text) is ``name``."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return (e.labels && e.labels[0] ? e.labels[0].textContent : e.textContent).trim(); }"
+        )
+        if focused == name:
+            return
+    pytest.fail(f"{name!r} was not reached with Tab")
+
+
+def test_the_console_works_from_the_keyboard(new_page: NewPage, backend: Backend) -> None:
+    """The skip link comes first; logging in and creating a project need only Tab, typing and
+    Enter; the focused control is outlined."""
+    owner = backend.signup("Keyboard")
+    page = new_page()
+    page.goto("/login")
+    page.get_by_role("heading", name="Log in").wait_for()
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    tab_to(page, "Email")
+    page.keyboard.type(owner.email)
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+    tab_to(page, "Password")
+    page.keyboard.type(owner.password)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Projects").wait_for()
+    tab_to(page, "Project name")
+    page.keyboard.type("Typed")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Typed")).to_be_visible()

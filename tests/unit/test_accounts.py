@@ -125,6 +125,47 @@ async def test_login_to_a_workspace_the_user_is_not_in_is_refused(app: App) -> N
         await app.accounts.login(alice.email, PASSWORD, "no-such-workspace")
 
 
+async def test_a_user_s_workspaces_are_listed_with_its_role_in_each(
+    app: App, tenant: Tenant
+) -> None:
+    """A member of two workspaces sees both, named, with its role in each; the list is the
+    same from a token of either."""
+    member = await signed_up(app, "two@example.com")
+    issued = await app.accounts.invite(tenant.principal, "two@example.com", Role.VIEWER)
+    await app.accounts.accept_invitation(member, issued.token)
+    listed = {(w.id, w.name, role) for w, role in await app.accounts.workspaces(member)}
+    assert listed == {
+        (member.workspace_id, "Own", Role.OWNER),
+        (tenant.workspace_id, "Acme", Role.VIEWER),
+    }
+    there = Principal(member.user_id, tenant.workspace_id, Role.VIEWER)
+    assert {(w.id, role) for w, role in await app.accounts.workspaces(there)} == {
+        (w_id, role) for w_id, _, role in listed
+    }
+
+
+async def test_switching_workspace_issues_a_token_there_with_the_role_it_has_now(
+    app: App, tenant: Tenant
+) -> None:
+    member = await signed_up(app, "switch@example.com")
+    issued = await app.accounts.invite(tenant.principal, "switch@example.com", Role.ADMIN)
+    await app.accounts.accept_invitation(member, issued.token)
+    token = await app.accounts.switch_workspace(member, tenant.workspace_id)
+    assert app.accounts.authenticate(token.access_token) == Principal(
+        member.user_id, tenant.workspace_id, Role.ADMIN
+    )
+
+
+async def test_switching_to_a_workspace_the_user_is_not_in_is_not_found(
+    app: App, tenant: Tenant
+) -> None:
+    """Another's workspace answers as one that does not exist."""
+    stranger = await signed_up(app, "stranger@example.com")
+    for workspace_id in (tenant.workspace_id, "no-such-workspace"):
+        with pytest.raises(NotFound):
+            await app.accounts.switch_workspace(stranger, workspace_id)
+
+
 async def signed_up(app: App, email: str) -> Principal:
     """A new user (owner of a workspace of their own) and the principal they sign in as."""
     result = await app.accounts.signup(email, PASSWORD, "Own")
