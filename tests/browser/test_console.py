@@ -301,3 +301,18 @@ def test_the_console_works_from_the_keyboard(new_page: NewPage, backend: Backend
     page.keyboard.type("Typed")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Typed")).to_be_visible()
+
+
+def test_an_ended_session_sends_to_the_login_page_with_the_reason(
+    new_page: NewPage, backend: Backend
+) -> None:
+    """When the API stops taking the session (here its cookies are gone), the next page asks
+    to log in again and shows the API's error."""
+    owner = backend.signup("Expiring")
+    page = new_page()
+    log_in(page, owner)
+    page.context.clear_cookies()
+    page.get_by_role("link", name="Members").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_role("alert").filter(has_text="unauthorized")).to_be_visible()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()

@@ -10,7 +10,7 @@ const nav = document.getElementById('nav');
 const account = document.getElementById('account');
 const notice = document.getElementById('notice');
 
-const state = { session: null, leaving: [] };
+const state = { session: null, leaving: [], renders: 0 };
 
 export const ROLES = ['owner', 'admin', 'viewer'];
 
@@ -245,10 +245,11 @@ async function membersView() {
           const select = h('select', { 'aria-label': `Role of ${m.email}` },
             ROLES.map((r) => h('option', { value: r, selected: r === m.role }, r)));
           select.value = m.role;
-          select.addEventListener('change', () => attempt(null, async () => {
-            await api('PATCH', `/v1/members/${encodeURIComponent(m.user_id)}`, { body: { role: select.value } });
-            await refresh();
-          }));
+          select.addEventListener('change', async () => {
+            await attempt(null, () => api('PATCH', `/v1/members/${encodeURIComponent(m.user_id)}`, { body: { role: select.value } }));
+            // Refused (the last owner, say) or not, the list shows the roles as they are.
+            await attempt(null, refresh);
+          });
           role = select;
         }
         const remove = owner || self ? h('button', {
@@ -356,9 +357,12 @@ async function render() {
     return render();
   }
   renderHeader();
+  // A newer render (a link followed, or a 401 sending to the login page) wins over this one.
+  const generation = ++state.renders;
   const params = route ? path.match(route.pattern).slice(1).map((p) => (p === undefined ? p : decodeURIComponent(p))) : [];
-  const view = route ? await route.view(...params) : notFound();
-  replace(main, view);
+  const view = route ? await attempt(null, () => route.view(...params)) : notFound();
+  if (generation !== state.renders) return undefined;
+  replace(main, view || h('p', { class: 'muted' }, 'This page could not be shown: see the error above.'));
   const heading = main.querySelector('h1');
   document.title = heading ? `${heading.textContent} · eventcore` : 'eventcore';
   return undefined;
