@@ -316,3 +316,45 @@ def test_an_ended_session_sends_to_the_login_page_with_the_reason(
     expect(page).to_have_url(re.compile(r"/login$"))
     expect(page.get_by_role("alert").filter(has_text="unauthorized")).to_be_visible()
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def test_project_settings_retention_dimensions_and_deletions(
+    new_page: NewPage, backend: Backend
+) -> None:
+    """Retention and dimensions are saved (an API refusal shown with its message), the
+    dashboard breaks events down by the declared dimension, and a deletion request is listed."""
+    owner = backend.signup("Settings")
+    project_id, key = backend.project_with_key(owner, "Shop")
+    events = [
+        {"id": f"s{n}", "type": "buy", "user_id": f"p{n % 2}", "properties": {"plan": plan}}
+        for n, plan in enumerate(["free", "free", "pro"])
+    ]
+    assert backend.ingest(key, events).status_code == 202
+    page = new_page()
+    log_in(page, owner)
+    page.goto(f"/projects/{project_id}/settings")
+    page.get_by_label("Keep events for (days)").fill("30")
+    page.get_by_role("button", name="Save retention").click()
+    expect(page.get_by_text("Saved: events are kept 30 days.")).to_be_visible()
+
+    paths = page.get_by_label("Property paths, one a line")
+    paths.fill("\n".join(f"p{n}" for n in range(11)))
+    page.get_by_role("button", name="Save dimensions").click()
+    refused = page.locator("form", has_text="Dimensions").get_by_role("alert")
+    expect(refused).to_contain_text("holds 11 paths; a project declares at most 10")
+    expect(refused).to_contain_text("invalid_dimensions")
+    paths.fill("plan")
+    page.get_by_role("button", name="Save dimensions").click()
+    expect(page.get_by_text("Saved: 1 dimension.")).to_be_visible()
+
+    page.get_by_label("Person ids (user_id), comma-separated").fill("p1")
+    page.get_by_role("button", name="Delete matching events").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete events").click()
+    requests = page.locator(".card", has=page.get_by_role("heading", name="Deletion requests"))
+    expect(requests.get_by_role("row")).to_have_count(2)
+    expect(requests).to_contain_text('"user_ids":["p1"]')
+
+    page.get_by_role("link", name="Dashboard").click()
+    breakdown = page.locator(".card", has=page.get_by_role("heading", name="Breakdown"))
+    expect(breakdown.get_by_role("row", name=re.compile(r"^free "))).to_be_visible()
+    assert backend.call("GET", "/v1/projects", owner)["projects"][0]["retention_days"] == 30

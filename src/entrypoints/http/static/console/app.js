@@ -22,7 +22,7 @@ export function canManage(session) {
 export function showError(error) {
   notice.hidden = false;
   replace(notice, h('strong', {}, 'Error: '), error.message || String(error),
-    error.code ? h('code', { class: 'code' }, error.code) : null,
+    error.code ? [' ', h('code', { class: 'code' }, error.code)] : null,
     h('button', { type: 'button', class: 'small', onclick: clearNotice }, 'Dismiss'));
 }
 
@@ -44,7 +44,7 @@ export async function attempt(line, work) {
       return undefined;
     }
     if (line) {
-      replace(line, error.message, error.code ? h('code', { class: 'code' }, error.code) : null);
+      replace(line, error.message, error.code ? [' ', h('code', { class: 'code' }, error.code)] : null);
     } else {
       showError(error);
     }
