@@ -118,26 +118,22 @@ async def _view(platform: Platform, principal: Principal) -> SessionView:
 
 
 def _session_cookies(request: Request[Any, Any, Any], token: str, seconds: int) -> list[Cookie]:
+    """The session's two cookies: the token (HttpOnly) and its CSRF value (readable)."""
     secure = request.url.scheme == "https"
     return [
         Cookie(
-            key=SESSION_COOKIE,
-            value=token,
+            key=name,
+            value=value,
             path="/",
             max_age=seconds,
-            httponly=True,
+            httponly=only,
             secure=secure,
             samesite="strict",
-        ),
-        Cookie(
-            key=CSRF_COOKIE,
-            value=csrf_value(token),
-            path="/",
-            max_age=seconds,
-            httponly=False,
-            secure=secure,
-            samesite="strict",
-        ),
+        )
+        for name, value, only in (
+            (SESSION_COOKIE, token, True),
+            (CSRF_COOKIE, csrf_value(token), False),
+        )
     ]
 
 
