@@ -133,6 +133,7 @@ def test_a_viewer_sees_no_management_controls(new_page: NewPage, backend: Backen
     expect(page.get_by_text(re.compile(r"^1 event from"))).to_be_visible()
     tabs = page.get_by_role("navigation", name="Project")
     expect(tabs.get_by_role("link")).to_have_text(["Dashboard", "Live", "Events"])
+    screenshot(page, "viewer")
     page.goto(f"/projects/{project_id}/keys")
     expect(page.get_by_text("Your role does not give access to this page.")).to_be_visible()
     page.get_by_role("link", name="Members").click()
