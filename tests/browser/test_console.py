@@ -31,7 +31,7 @@ def test_a_newcomer_signs_up_creates_a_key_and_sees_the_events_arrive(
 ) -> None:
     """Sign up (an API error shown first), create a project and a key, send events with the key
     over HTTP, and see them in the chart, the tables and the paged events list."""
-    page = new_page()
+    page = new_page(permissions=["clipboard-read", "clipboard-write"])
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login$"))
     page.get_by_role("link", name="Sign up").first.click()
@@ -52,7 +52,9 @@ def test_a_newcomer_signs_up_creates_a_key_and_sees_the_events_arrive(
     expect(page.get_by_text("No API key yet")).to_be_visible()
     key = new_key(page)
     expect(page.get_by_text(f"x-api-key: {key}")).to_be_visible()
-    expect(page.get_by_role("button", name="Copy key")).to_be_visible()
+    page.get_by_role("button", name="Copy key").click()
+    expect(page.get_by_role("status").filter(has_text="Copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == key
 
     events = [
         {"id": f"view-{n}", "type": "page_view", "user_id": f"u{n % 3}", "properties": {"n": n}}
