@@ -293,13 +293,17 @@ def test_every_console_path_is_the_page(api: Api, path: str) -> None:
         ("GET", "/health/nothing"),
         ("GET", "/console/missing.js"),
         ("GET", "/favicon.ico"),
-        ("POST", "/"),
         ("DELETE", "/projects"),
         ("POST", "/v1/nothing"),
     ],
 )
 def test_an_unknown_api_path_or_file_stays_a_json_404(api: Api, method: str, path: str) -> None:
     assert_error(api.client.request(method, path), 404)
+
+
+def test_the_page_takes_only_get_and_head(api: Api) -> None:
+    assert api.client.head("/projects").status_code == 200
+    assert_error(api.client.post("/"), 405)
 
 
 def referenced(html: str) -> list[str]:

@@ -69,14 +69,15 @@ def test_a_sane_incoming_request_id_is_kept_and_an_insane_one_replaced(
 def test_requests_that_match_no_route_are_logged_and_answered_with_a_request_id(
     api: Api, logs: LogLines
 ) -> None:
-    """A 404 for an unknown path still gets its access line (with the path) and a request id."""
-    response = api.client.get("/no/such/route")
+    """A 404 for an unknown path still gets its access line (with the path) and a request id.
+    (Under /v1/: any other path is one of the console's, answered with its page.)"""
+    response = api.client.get("/v1/no/such/route")
 
     assert response.status_code == 404
     line = access_lines(logs)[-1]
     assert line["status"] == 404
     assert line["route"] is None
-    assert line["path"] == "/no/such/route"
+    assert line["path"] == "/v1/no/such/route"
     assert line["request_id"] == response.headers["x-request-id"]
     assert "workspace_id" not in line
 

@@ -90,7 +90,7 @@ def create_app(
         ],
         dependencies=DEPENDENCIES,
         before_request=refuse_unusable_parameters,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **console.EXCEPTION_HANDLERS},
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

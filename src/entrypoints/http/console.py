@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, route
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import CacheControlHeader, Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
-from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ControllerRouterHandler
@@ -36,6 +35,7 @@ from eventcore.entrypoints.http.errors import (
     STORE,
     Codes,
     api_errors,
+    http_error,
 )
 from eventcore.entrypoints.http.openapi import USER_AUTH
 from eventcore.entrypoints.http.schemas import LoginRequest, Text
@@ -223,28 +223,33 @@ class SessionController(Controller):
         return None
 
 
-@route(
-    ["/", "/{rest:path}"],
-    http_method=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-    status_code=HTTP_200_OK,
-    include_in_schema=False,
-    after_request=secure_console,
-    sync_to_thread=False,
-)
-def console_page(request: Request[Any, Any, Any]) -> File:
-    """The console's one page, for its own paths (the script routes them); any other path,
-    or a method but GET and HEAD, is the API's 404."""
-    first = request.url.path.lstrip("/").split("/", 1)[0]
-    api = first in API_PREFIXES or (first[:1] == "v" and first[1:].isdigit())
-    if request.method not in ("GET", "HEAD") or api or _FILE.search(request.url.path):
-        raise NotFoundException
-    return File(
-        CONSOLE_DIR / "index.html",
-        content_disposition_type="inline",
-        media_type="text/html",
-        headers={"Cache-Control": "no-cache"},
+def _page() -> Response[bytes]:
+    return Response(
+        (CONSOLE_DIR / "index.html").read_bytes(),
+        media_type="text/html; charset=utf-8",
+        headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
     )
 
+
+@get("/", include_in_schema=False, sync_to_thread=False)
+def console_page() -> Response[bytes]:
+    """The console's one page."""
+    return _page()
+
+
+def console_paths(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
+    """A path no route serves: the console's page for a GET or HEAD of one of its own (its
+    script shows the view the path names), else the API's JSON 404. Routing is left as it is:
+    no route matches these paths, so methods, 405s and access logs stay those of the API."""
+    first = request.url.path.lstrip("/").split("/", 1)[0]
+    api = first in API_PREFIXES or (first[:1] == "v" and first[1:].isdigit())
+    if request.method in ("GET", "HEAD") and not api and not _FILE.search(request.url.path):
+        return _page()
+    return http_error(request, exc)
+
+
+# Installed beside the app's own handlers (app.py): the one for a 404 with no route.
+EXCEPTION_HANDLERS = {NotFoundException: console_paths}
 
 ROUTES: list[ControllerRouterHandler] = [
     SessionController,
