@@ -12,7 +12,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "unit", "integration", "faults", "fuzz", "browser"]
 nox.options.error_on_missing_interpreters = True
 
-LINTED = ["src", "tests", "bench", "noxfile.py", "hatch_build.py"]
+LINTED = ["src", "tests", "bench", "docs", "noxfile.py", "hatch_build.py"]
 ROOT = Path(__file__).resolve().parent
 # Where each source folder lands in the installed package (pyproject.toml, hatch_build.py).
 INSTALLED_AS = {"adapters": "src/adapters", "entrypoints": "src/entrypoints", "": "src/eventcore"}
