@@ -249,7 +249,7 @@ def console_paths(request: Request[Any, Any, Any], exc: NotFoundException) -> Re
 
 
 # Installed beside the app's own handlers (app.py): the one for a 404 with no route.
-EXCEPTION_HANDLERS = {NotFoundException: console_paths}
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {NotFoundException: console_paths}
 
 ROUTES: list[ControllerRouterHandler] = [
     SessionController,
