@@ -1001,6 +1001,16 @@ class Bench:
             ).fetchone()
             assert older is not None
             extra = max(0, target - older[0])
+            dead = conn.execute(
+                "SELECT n_dead_tup FROM pg_stat_user_tables"
+                " WHERE relid = 'eventcore.events'::regclass"
+            ).fetchone()
+            if extra and dead is not None and dead[0]:
+                # A run on a kept data set again: the previous run's expired rows are dead
+                # tuples still (and dead entries in events_newest, which every chunk would scan
+                # past), unless vacuumed; the data set is put back as it was loaded.
+                log(f"vacuuming the events table ({dead[0]:,} dead rows) ...")
+                conn.execute("VACUUM eventcore.events")
             if extra:
                 # The loaded project is smaller than that: old events of its own, spread over
                 # the 10 days before the retention's edge (less an hour), then counted by the
@@ -1033,6 +1043,10 @@ class Bench:
             ).fetchone()
         assert total_row is not None
         total, days = total_row[0], RETENTION_DAYS
+        # What the load wrote is on disk before the "before" load starts (a checkpoint, with its
+        # fsyncs), so that neither phase measures the writeback of the load.
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("CHECKPOINT")
         log(
             f"retention of {days} days on the largest workspace's project ({total:,} events,"
             f" {older[0] + extra:,} past it) ..."
@@ -1079,6 +1093,7 @@ class Bench:
             )
             if changed.status_code != 200:
                 raise RuntimeError(f"PATCH answered {changed.status_code}: {changed.text}")
+        wal_before = _wal_and_checkpoints()
         began = time.perf_counter()
         running = subprocess.Popen(
             self.eventcore("retention", "run"),
@@ -1117,6 +1132,7 @@ class Bench:
         seconds = ended - began
         if running.returncode != 0:
             raise RuntimeError(f"eventcore retention run failed: {out}{err}")
+        wal_after = _wal_and_checkpoints()
         with psycopg.connect(self.dsn) as conn:
             left = conn.execute(
                 "SELECT count(*) FROM eventcore.events WHERE workspace_id = %s AND project_id = %s",
@@ -1144,6 +1160,9 @@ class Bench:
             "before": before,
             "during": during,
             "counts_equal_remaining_events": int(counted[0]) == left[0],
+            # The server's WAL and checkpoints from the run's start to its end (the whole
+            # server's: other databases' writes included).
+            "server": {name: wal_after[name] - wal_before[name] for name in wal_after},
         }
         self.results["retention"] = result
         log(
@@ -1588,6 +1607,29 @@ class Bench:
                 f"single {single['committed_per_second']:,.0f} requests/s"
             )
         self.results["sweep"] = rows
+
+
+def _wal_and_checkpoints() -> dict[str, int]:
+    """The server's WAL written (bytes, full-page images, records, syncs), its checkpoints and
+    the buffers written by checkpoints, the background writer and backends, so far."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT w.wal_bytes::bigint, w.wal_fpi, w.wal_records, w.wal_sync,"
+            " b.checkpoints_timed + b.checkpoints_req, b.buffers_checkpoint, b.buffers_clean,"
+            " b.buffers_backend FROM pg_stat_wal AS w, pg_stat_bgwriter AS b"
+        ).fetchone()
+    assert row is not None
+    names = (
+        "wal_bytes",
+        "wal_fpi",
+        "wal_records",
+        "wal_syncs",
+        "checkpoints",
+        "buffers_checkpoint",
+        "buffers_clean",
+        "buffers_backend",
+    )
+    return dict(zip(names, (int(value) for value in row), strict=True))
 
 
 def _status_kib(pid: int, field: str) -> int:

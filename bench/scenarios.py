@@ -127,6 +127,21 @@ def ingest_latency(
     summary = _summary(result, 202)
     # A probe may show before its 202 arrives (the answer was on its way): no delay then.
     delays = [max(0.0, seen_at[i] - accepted_at[i]) * 1000 for i in accepted_at if i in seen_at]
+    # The 202s' P99 second by second (UTC), to set beside what the machine did at the time.
+    wall = time.time() - time.perf_counter()
+    by_second: dict[int, list[float]] = {}
+    for s in result.samples:
+        if s.status == 202:
+            by_second.setdefault(int(wall + s.due), []).append((s.done - s.due) * 1000)
+    summary["p99_ms_by_second"] = [
+        [
+            time.strftime("%H:%M:%S", time.gmtime(second)),
+            len(ms),
+            round(percentile(ms, 0.99), 1),
+            round(max(ms), 1),
+        ]
+        for second, ms in sorted(by_second.items())
+    ]
     summary["visible"] = {
         "probes": len(accepted_at),
         "seen": len(delays),

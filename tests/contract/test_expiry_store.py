@@ -100,6 +100,28 @@ async def test_a_run_stopped_after_a_full_chunk_is_finished_by_the_next(store: S
     await equals_a_rebuild(store, ws, prj)
 
 
+async def test_an_event_stored_behind_a_run_under_way_is_expired_by_it(store: Store) -> None:
+    """A run's chunks go on from where the previous one got to (PostgreSQL), yet an event older
+    than that, stored meanwhile (by an append that began before the run), is still taken before
+    the run ends, and what is left is what a rebuild makes."""
+    ws, prj = await declared_project(store, ("plan",))
+    events = spread(60)
+    await store.append([batch(ws, prj, *events)])
+    expiring = sum(1 for e in events if e.timestamp < BEFORE)
+    assert await store.expire_events(ws, prj, BEFORE, limit=3) == 3
+    (late,) = spread(1, prefix="late")
+    assert late.timestamp == min(e.timestamp for e in events)
+    await store.append([batch(ws, prj, late)])
+
+    chunks = await expire_all(store, ws, prj, 3)
+
+    assert sum(chunks) == expiring - 3 + 1
+    assert all(chunk <= 3 for chunk in chunks)
+    listed = await store.list_events(ws, prj, limit=1000)
+    assert sorted(e.id for e in listed) == sorted(e.id for e in events if e.timestamp >= BEFORE)
+    await equals_a_rebuild(store, ws, prj)
+
+
 async def test_nothing_of_another_project_or_workspace_is_touched(store: Store) -> None:
     ours, web = await declared_project(store, ("plan",))
     theirs, shop = await declared_project(store, ("plan",))

@@ -79,6 +79,22 @@ _SET_TENANT_FOR_COUNTS = (
 _SET_TENANT_FOR_REBUILD = (
     "SELECT set_config('app.workspace_id', %s, true), pg_advisory_xact_lock(%s, %s)"
 )
+# An expiry chunk takes the counts lock shared, as appends do, and writes as gently as it can
+# (bench/README.md, "Retention"):
+# - synchronous_commit off: its commit does not wait for its WAL to reach the disk (the WAL
+#   writer flushes it within a fraction of a second). An expiry is idempotent and runs again
+#   every hour: a crash that loses the last chunks' commits only leaves those events to the next
+#   run, never a count that disagrees with the events (a chunk's deletes and its rows' drop are
+#   one transaction, lost or kept together).
+# - backend_flush_after 256kB: the pages it evicts from shared buffers (it dirties every page
+#   holding an expired event) are handed to the kernel to write as they go, instead of piling up
+#   as dirty page cache that the kernel then writes in one burst, stalling every other fsync on
+#   the disk (the queue's publisher confirms among them).
+_SET_TENANT_FOR_EXPIRY = (
+    "SELECT set_config('app.workspace_id', %s, true), pg_advisory_xact_lock_shared(%s, %s),"
+    " set_config('synchronous_commit', 'off', true),"
+    " set_config('backend_flush_after', '256kB', true)"
+)
 _COUNTS_LOCK_CLASS = 0x65630001
 
 
@@ -540,15 +556,19 @@ WHERE e.workspace_id = %(workspace_id)s AND e.project_id = %(project_id)s
   AND e.event_id = taken.event_id
 RETURNING e.event_id, e.event_time
 """
-# Expiry (eventcore.retention): at most %(limit)s of the project's events before %(before)s,
-# oldest first (events_newest), removed; how many, and the last one's time.
+# Expiry (eventcore.retention): at most %(limit)s of the project's events from %(start)s (the
+# previous chunk's last event's time) and before %(before)s, oldest first (events_newest),
+# removed; how many, and the first and last one's time. Starting where the previous chunk ended,
+# the scan does not read again the index entries of every event the run deleted so far (dead
+# until a vacuum): from the start, the chunks of a million events read the index pages of half
+# a million deleted ones each on average (bench/README.md, "Retention").
 _EXPIRE = """
 WITH gone AS (
     DELETE FROM eventcore.events
     WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM eventcore.events
         WHERE workspace_id = %(workspace_id)s AND project_id = %(project_id)s
-          AND event_time < %(before)s
+          AND event_time >= %(start)s AND event_time < %(before)s
         ORDER BY event_time
         LIMIT %(limit)s))
       AND workspace_id = %(workspace_id)s AND project_id = %(project_id)s
@@ -1159,6 +1179,9 @@ class Events(Database):
     """The EventStore half of the PostgreSQL store."""
 
     _before_commit: Callable[[], None] | None
+    # Per project, the cutoff of the expiry run under way in this process and the time of the
+    # last event its latest full chunk deleted: where its next chunk's scan starts.
+    _expiry_resume: dict[tuple[str, str], tuple[datetime, datetime]]
 
     async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
         # One CLIENT span per transaction: the worker's trace shows what the commit cost.
@@ -1543,15 +1566,32 @@ class Events(Database):
         cutoff_day = bucket_start(before, Granularity.DAY)
         scope = {"workspace_id": workspace_id, "project_id": project_id, "before": before}
         lock = (workspace_id, _COUNTS_LOCK_CLASS, _counts_lock(workspace_id))
+        # Where this process's previous full chunk of the same run ended: only where the scan
+        # starts. Whatever is left before it (an event an append committed meanwhile) is taken
+        # by the same chunk once the rest is exhausted, so that a run never ends without a
+        # chunk that scanned from the start and came back short.
+        resume = self._expiry_resume.pop((workspace_id, project_id), None)
+        start = resume[1] if resume is not None and resume[0] == before else EARLIEST
         async with self._connection() as conn, conn.transaction():
             # The counts lock shared, as appends take it: a chunk neither waits for the
             # workspace's appends nor holds them up; only a rebuild or a recount excludes it.
-            await conn.execute(_SET_TENANT_FOR_COUNTS, lock)
-            cursor = await conn.execute(_EXPIRE, {**scope, "limit": limit})
+            await conn.execute(_SET_TENANT_FOR_EXPIRY, lock)
+            cursor = await conn.execute(_EXPIRE, {**scope, "start": start, "limit": limit})
             row = await cursor.fetchone()
             assert row is not None
             deleted, first, last = int(row[0]), row[1], row[2]
+            if deleted < limit and start != EARLIEST:
+                cursor = await conn.execute(
+                    _EXPIRE, {**scope, "start": EARLIEST, "limit": limit - deleted}
+                )
+                row = await cursor.fetchone()
+                assert row is not None
+                if row[0]:
+                    first = row[1] if first is None else min(first, row[1])
+                    last = row[2] if last is None else max(last, row[2])
+                    deleted += int(row[0])
             if deleted and deleted == limit:
+                self._expiry_resume[workspace_id, project_id] = (before, last)
                 # Oldest first: every day before the last deleted event's has none left. A chunk
                 # within one day empties none (the chunk that reached the day dropped the rows
                 # before it): it leaves the rows alone, rather than read past them again.

@@ -37,6 +37,7 @@ class PostgresStore(Accounts, Events, Deletions):
         self._before_commit = before_commit
         self._known_keys = OrderedDict()
         self._dimensions = OrderedDict()
+        self._expiry_resume = {}
         self._keys_unreachable_until = None
         self._probing_keys = False
 

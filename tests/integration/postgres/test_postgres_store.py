@@ -17,6 +17,7 @@ from tests.integration.postgres.conftest import T0, Tenant, seed_tenant
 from tests.support.postgres import (
     app_connection,
     owner_connection,
+    postgres_store,
     recount_from_events,
     stored_counts,
     truncate_tables,
@@ -28,6 +29,7 @@ from eventcore.adapters.postgres._database import SET_TENANT
 from eventcore.adapters.postgres._events import _SERIES, _TYPE_TOTALS
 from eventcore.aggregation import CountKey, StoredGrain
 from eventcore.cursors import CursorCodec, CursorScope
+from eventcore.deletions import EventSelector
 from eventcore.errors import AlreadyMember, DatabaseUnavailable, EmailTaken, InvalidRequest
 from eventcore.events import Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.ports import AppendResult, Recount
@@ -469,3 +471,65 @@ async def test_hour_count_reads_are_index_only_scans(
     assert scan["Index Name"] == "counts_hour_covering"
     assert scan["Heap Fetches"] == 0
     assert scan["Actual Rows"] > 0
+
+
+async def test_an_expiry_chunk_commits_asynchronously_and_flushes_as_it_writes(
+    postgres_dsn: str,
+) -> None:
+    """An expiry chunk's transaction runs with synchronous_commit off and backend_flush_after
+    256kB (bench/README.md, "Retention"), and only it: an append on the same connection before
+    and after it, and a deletion request's delete, keep the server's settings. A statement
+    trigger on the events table records the settings each insert and delete ran with."""
+    async with owner_connection(postgres_dsn) as conn:
+        await conn.execute(
+            "CREATE TABLE public.seen_settings (op text, sync text, flush text, seq serial)"
+        )
+        await conn.execute(
+            "CREATE FUNCTION public.record_settings() RETURNS trigger LANGUAGE plpgsql"
+            " SECURITY DEFINER SET search_path = pg_catalog AS $$ BEGIN"
+            " INSERT INTO public.seen_settings (op, sync, flush) VALUES (TG_OP,"
+            " current_setting('synchronous_commit'), current_setting('backend_flush_after'));"
+            " RETURN NULL; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER record_settings AFTER INSERT OR DELETE ON eventcore.events"
+            " FOR EACH STATEMENT EXECUTE FUNCTION public.record_settings()"
+        )
+    try:
+        async with postgres_store(postgres_dsn, min_size=1, max_size=1) as store:
+            old = [event(f"old{n}", minutes=n) for n in range(10)]
+            await store.append([batch("ws-a", "web", *old)])
+            before = T0 + timedelta(minutes=6)
+            assert await store.expire_events("ws-a", "web", before, limit=4) == 4
+            assert await store.expire_events("ws-a", "web", before, limit=4) == 2
+            await store.append([batch("ws-a", "web", event("new"))])
+            assert (
+                await store.delete_events(
+                    "ws-a", "web", EventSelector(event_ids=("old8",)), limit=100
+                )
+                == 1
+            )
+        async with owner_connection(postgres_dsn) as conn:
+            cursor = await conn.execute(
+                "SELECT op, sync, flush FROM public.seen_settings ORDER BY seq"
+            )
+            seen = await cursor.fetchall()
+            cursor = await conn.execute(
+                "SELECT current_setting('synchronous_commit'),"
+                " current_setting('backend_flush_after')"
+            )
+            server = await cursor.fetchone()
+    finally:
+        async with owner_connection(postgres_dsn) as conn:
+            await conn.execute("DROP TRIGGER record_settings ON eventcore.events")
+            await conn.execute("DROP FUNCTION public.record_settings()")
+            await conn.execute("DROP TABLE public.seen_settings")
+
+    assert server is not None
+    assert server != ("off", "256kB")
+    first_append, *expiry, second_append, deletion = seen
+    assert first_append == second_append == ("INSERT", *server)
+    assert deletion == ("DELETE", *server)
+    # Two chunks, a statement or two each.
+    assert len(expiry) >= 2
+    assert set(expiry) == {("DELETE", "off", "256kB")}
