@@ -272,14 +272,15 @@ class Gateways(containers.DeclarativeContainer):
     )
 
 
-def live_publisher(redis: RedisGateway | None) -> LivePublisher | None:
+def live_publisher(redis: RedisGateway | None, hub: LiveHub | None = None) -> LivePublisher | None:
     """Where a process's commits go for the live view: through Redis to every API process when
-    there is one; without it (None), straight to this process's own hub."""
+    there is one (an API process's own ``hub`` says at once which projects it watches itself);
+    without Redis (None), straight to this process's own hub."""
     if redis is None:
         return None
     from eventcore.adapters.redis.live import RedisLivePublisher
 
-    return RedisLivePublisher(redis)
+    return RedisLivePublisher(redis, hub=hub)
 
 
 async def open_live_watch(redis: RedisGateway | None, hub: LiveHub) -> AsyncIterator[LiveWatch]:
@@ -324,7 +325,7 @@ class ApiGateways(Gateways):
         buffer_events=Gateways.settings.provided.live_buffer_events,
     )
     live_publisher: providers.Singleton[LivePublisher | None] = providers.Singleton(
-        live_publisher, Gateways.redis
+        live_publisher, Gateways.redis, live_hub
     )
     live_watch: providers.Resource[LiveWatch] = providers.Resource(
         open_live_watch, Gateways.redis, live_hub

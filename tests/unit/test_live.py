@@ -144,7 +144,9 @@ def test_stored_batches_are_the_stored_events_in_commit_order() -> None:
 
     published = stored_batches(batches, stored, [ProjectRef("ws", "web")])
 
-    assert [(b.project_id, b.received_at, [(e.id, e.type) for e in b.events]) for b in published] == [
+    assert [
+        (b.project_id, b.received_at, [(e.id, e.type) for e in b.events]) for b in published
+    ] == [
         ("web", T0, [("a", "x")]),
         ("web", later, [("c", "page_view")]),
     ]

@@ -64,12 +64,18 @@ def _marker(gateway: RedisGateway, ref: ProjectRef) -> str:
 
 
 class RedisLivePublisher:
-    """A worker's (or an API's own commits') LivePublisher."""
+    """A worker's (or an API's own commits') LivePublisher. An API process passes its ``hub``:
+    a project its own streams watch is known watched at once, without the cache's delay."""
 
     def __init__(
-        self, gateway: RedisGateway, *, cache_seconds: float = LIVE_WATCH_CACHE_SECONDS
+        self,
+        gateway: RedisGateway,
+        *,
+        cache_seconds: float = LIVE_WATCH_CACHE_SECONDS,
+        hub: LiveHub | None = None,
     ) -> None:
         self._gateway = gateway
+        self._hub = hub
         self._cache_seconds = cache_seconds
         # Whether each project was watched, and until when (monotonic) that answer holds.
         self._known: dict[ProjectRef, tuple[bool, float]] = {}
@@ -80,6 +86,9 @@ class RedisLivePublisher:
         answer = set()
         unknown = []
         for ref in projects:
+            if self._hub is not None and self._hub.watching(ref):
+                answer.add(ref)
+                continue
             known = self._known.get(ref)
             if known is None or known[1] <= now:
                 unknown.append(ref)
