@@ -297,8 +297,8 @@ class RedisTicketStore:
     async def take(self, ticket_hash: str) -> Ticket | None:
         key = self._key(ticket_hash)
 
-        async def take(client: aioredis.Redis) -> bytes | None:
-            found: bytes | None = await client.getdel(key)
+        async def take(client: aioredis.Redis) -> bytes | str | None:
+            found: bytes | str | None = await client.getdel(key)
             return found
 
         found = await self._gateway.attempt(take, None)
