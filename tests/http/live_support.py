@@ -53,6 +53,7 @@ class EventStream:
         self.status = self._response.status_code
         self.headers = self._response.headers
         self.ended = threading.Event()
+        self.failed: Exception | None = None
         if self.status == 200:
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
@@ -91,8 +92,9 @@ class EventStream:
                         data.append(value)
                     else:
                         frame[name] = value
-        except (httpx.HTTPError, RuntimeError):
-            pass
+        except (httpx.HTTPError, RuntimeError) as exc:
+            # A response cut off (no last chunk), or closed here.
+            self.failed = exc
         finally:
             self.ended.set()
             self.frames.put(None)
