@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import jwt
 import msgspec
 from litestar import Request, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -169,6 +170,9 @@ async def live_events(
         _frames(platform, subscription, allowed),
         media_type=MEDIA_TYPE,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Also when the stream never started (its client gone before the first byte): the
+        # subscription must not hold a place of the workspace's for ever.
+        background=BackgroundTask(platform.live.close, subscription),
     )
 
 
