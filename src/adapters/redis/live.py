@@ -291,7 +291,7 @@ class RedisTicketStore:
         if not await self._gateway.attempt(put, False):
             raise Unavailable(
                 "Stream tickets cannot be issued now (the shared cache does not answer).",
-                code="cache_unavailable",
+                code="tickets_unavailable",
             )
 
     async def take(self, ticket_hash: str) -> Ticket | None:

@@ -84,7 +84,7 @@ class TicketResponse(msgspec.Struct):
         " 256 random bits, kept only as its hash; the stream it opens ends when the access"
         " token it was issued with expires."
     ),
-    responses=api_errors(JSON_BODY, _READ, {503: ("cache_unavailable",)}),
+    responses=api_errors(JSON_BODY, _READ, {503: ("tickets_unavailable",)}),
 )
 async def issue_ticket(
     request: Request[Any, Any, Any],
