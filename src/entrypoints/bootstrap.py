@@ -31,6 +31,7 @@ from eventcore.adapters.memory import (
     MemoryMembershipCache,
     MemoryProjectCache,
     MemoryRateLimiter,
+    MemoryTicketStore,
     NoQueryCache,
     UnlimitedRateLimiter,
 )
@@ -42,6 +43,7 @@ from eventcore.entrypoints.origin import HttpRequestContext
 from eventcore.entrypoints.settings import Settings, jwt_secret
 from eventcore.entrypoints.telemetry import observed_handler
 from eventcore.events import IngestBatch
+from eventcore.live import InProcessLive, LiveHub
 from eventcore.platform import Platform, build_platform
 from eventcore.ports import (
     Admission,
@@ -49,12 +51,15 @@ from eventcore.ports import (
     Clock,
     CommittedKeys,
     IngestQueue,
+    LivePublisher,
+    LiveWatch,
     MembershipCache,
     PasswordHasher,
     ProjectCache,
     QueryCache,
     RateLimiter,
     Store,
+    TicketStore,
     TokenCodec,
     WorkspaceCaches,
 )
@@ -267,8 +272,67 @@ class Gateways(containers.DeclarativeContainer):
     )
 
 
+def live_publisher(redis: RedisGateway | None, hub: LiveHub | None = None) -> LivePublisher | None:
+    """Where a process's commits go for the live view: through Redis to every API process when
+    there is one (an API process's own ``hub`` says at once which projects it watches itself);
+    without Redis (None), straight to this process's own hub."""
+    if redis is None:
+        return None
+    from eventcore.adapters.redis.live import RedisLivePublisher
+
+    return RedisLivePublisher(redis, hub=hub)
+
+
+async def open_live_watch(redis: RedisGateway | None, hub: LiveHub) -> AsyncIterator[LiveWatch]:
+    """How this API process hears of the commits of the others: Redis pub/sub when there is
+    Redis (its own commits come back the same way); without it, its hub hears only its own.
+    Closing ends every open stream first, so that a stopping process does not wait on them."""
+    watch: LiveWatch
+    if redis is None:
+        watch = InProcessLive(hub)
+        try:
+            yield watch
+        finally:
+            hub.close()
+        return
+    from eventcore.adapters.redis.live import RedisLiveWatch
+
+    listening = RedisLiveWatch(redis, hub)
+    listening.start()
+    try:
+        yield listening
+    finally:
+        hub.close()
+        await listening.close()
+
+
+def ticket_store(redis: RedisGateway | None, clock: Clock) -> TicketStore:
+    """Stream tickets in Redis, so that any API process redeems them; else in this process."""
+    if redis is None:
+        return MemoryTicketStore(clock)
+    from eventcore.adapters.redis.live import RedisTicketStore
+
+    return RedisTicketStore(redis)
+
+
 class ApiGateways(Gateways):
-    """The API's gateways: the shared ones, the publisher, the key cache and the limiters."""
+    """The API's gateways: the shared ones, the publisher, the key cache and the limiters, and
+    the live view's hub, channel and tickets."""
+
+    live_hub: providers.Singleton[LiveHub] = providers.Singleton(
+        LiveHub,
+        streams_per_workspace=Gateways.settings.provided.live_streams_per_workspace,
+        buffer_events=Gateways.settings.provided.live_buffer_events,
+    )
+    live_publisher: providers.Singleton[LivePublisher | None] = providers.Singleton(
+        live_publisher, Gateways.redis, live_hub
+    )
+    live_watch: providers.Resource[LiveWatch] = providers.Resource(
+        open_live_watch, Gateways.redis, live_hub
+    )
+    tickets: providers.Singleton[TicketStore] = providers.Singleton(
+        ticket_store, Gateways.redis, Gateways.clock
+    )
 
     queue: providers.Resource[QueueGateway | None] = providers.Resource(
         open_publisher, Gateways.settings
@@ -385,6 +449,11 @@ class ApiContainer(containers.DeclarativeContainer):
         request_context=providers.Object(HttpRequestContext()),
         audit_retention_days=settings.provided.audit_retention_days,
         workspace_caches=providers.Singleton(workspace_caches, gateways.redis),
+        tickets=gateways.tickets,
+        live_hub=gateways.live_hub,
+        live_publisher=gateways.live_publisher,
+        live_watch=gateways.live_watch,
+        session_seconds=settings.provided.token_lifetime_seconds,
     )
     readiness: providers.Singleton[Readiness] = providers.Singleton(
         api_readiness, gateways.store, gateways.redis, gateways.queue
@@ -431,8 +500,13 @@ class WorkerContainer(containers.DeclarativeContainer):
     committed: providers.Singleton[CommittedKeys] = providers.Singleton(
         Failpoints.committed_keys, failpoints, gateways.committed
     )
+    # A worker publishes the events it commits for the live view, through Redis (without
+    # Redis there is no live view of a worker's commits).
+    live: providers.Singleton[LivePublisher | None] = providers.Singleton(
+        live_publisher, gateways.redis
+    )
     processor: providers.Singleton[BatchProcessor] = providers.Singleton(
-        BatchProcessor, gateways.store, committed, gateways.query_cache
+        BatchProcessor, gateways.store, committed, gateways.query_cache, live
     )
     handler: providers.Singleton[Handler] = providers.Singleton(
         worker_handler, processor, failpoints

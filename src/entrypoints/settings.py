@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     deletion_sweep_seconds: Annotated[float, Meta(ge=0.1, le=86_400)] = (
         defaults.DELETION_SWEEP_SECONDS
     )
+    live_streams_per_workspace: Annotated[int, Meta(ge=1, le=10_000)] = (
+        defaults.LIVE_STREAMS_PER_WORKSPACE
+    )
+    live_buffer_events: Annotated[int, Meta(ge=1, le=1_000_000)] = defaults.LIVE_BUFFER_EVENTS
     # RabbitMQ names are at most 255 bytes, and the retry and dead-letter queues add a suffix.
     queue_name: Annotated[str, Meta(min_length=1, max_length=200)] = defaults.QUEUE_NAME
     queue_max_length: Positive = defaults.QUEUE_MAX_LENGTH

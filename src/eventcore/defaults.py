@@ -142,3 +142,20 @@ DEAD_LETTERS_LISTED: Final = 100
 
 # The shared cache (distributed profile): the prefix of every Redis key.
 REDIS_PREFIX: Final = "ec"
+
+# The live view (GET /v1/events/live, Server-Sent Events): open streams per workspace and API
+# process (past it 429 `too_many_streams`); events one subscriber's buffer holds (a subscriber
+# that falls that far behind loses the next ones and is told how many); the comment line that
+# keeps an idle stream open; how often a stream checks that its caller may still read it; how
+# long a stream ticket is good for (once).
+LIVE_STREAMS_PER_WORKSPACE: Final = 10
+LIVE_BUFFER_EVENTS: Final = 1000
+LIVE_KEEPALIVE_SECONDS: Final = 15.0
+LIVE_RECHECK_SECONDS: Final = 1.0
+LIVE_TICKET_SECONDS: Final = 30
+# Distributed: an API process with subscribers of a project keeps a marker of it in Redis,
+# renewed well within its lifetime; a worker asks for the markers of the projects it commits
+# through a cache of this many seconds, and publishes (and asks its append for the inserted
+# ids) only for a watched project.
+LIVE_WATCH_SECONDS: Final = 30.0
+LIVE_WATCH_CACHE_SECONDS: Final = 1.0

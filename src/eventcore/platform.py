@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventcore.cursors import CursorCodec
-from eventcore.defaults import ANALYTICS_CACHE_SECONDS, AUDIT_RETENTION_DAYS
+from eventcore.defaults import (
+    ANALYTICS_CACHE_SECONDS,
+    AUDIT_RETENTION_DAYS,
+    TOKEN_LIFETIME_SECONDS,
+)
 from eventcore.events import EventLimits
+from eventcore.live import InProcessLive, LiveHub
 from eventcore.ports import (
     Admission,
     ApiKeyCache,
     Clock,
     CommittedKeys,
     IngestQueue,
+    LivePublisher,
+    LiveWatch,
     MembershipCache,
     PasswordHasher,
     ProjectCache,
@@ -20,6 +27,7 @@ from eventcore.ports import (
     RateLimiter,
     RequestContext,
     Store,
+    TicketStore,
     TokenCodec,
     WorkspaceCaches,
 )
@@ -28,6 +36,7 @@ from eventcore.usecases.analytics import Analytics
 from eventcore.usecases.audit import AuditLog
 from eventcore.usecases.deletions import Deletions
 from eventcore.usecases.ingest import Ingestor, SeparateAdmission, SuppressedPersons
+from eventcore.usecases.live import LiveStreams
 from eventcore.usecases.maintenance import Maintenance
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
 
@@ -44,6 +53,7 @@ class Platform:
     maintenance: Maintenance
     audit: AuditLog
     deletions: Deletions
+    live: LiveStreams
 
 
 def build_platform(
@@ -70,6 +80,11 @@ def build_platform(
     request_context: RequestContext | None = None,
     audit_retention_days: int = AUDIT_RETENTION_DAYS,
     workspace_caches: WorkspaceCaches | None = None,
+    tickets: TicketStore,
+    live_hub: LiveHub | None = None,
+    live_publisher: LivePublisher | None = None,
+    live_watch: LiveWatch | None = None,
+    session_seconds: float = TOKEN_LIFETIME_SECONDS,
 ) -> Platform:
     """Wire the use cases. Without a queue, batches are committed as they are published.
 
@@ -86,28 +101,46 @@ def build_platform(
     tells the audit log where the request being served came from (without it, nowhere);
     ``audit_retention_days`` is how long it keeps its entries (0: for ever);
     ``workspace_caches`` removes a deleted workspace's keys from a shared cache.
+
+    The live view serves the subscribers of ``live_hub``: ``live_publisher`` is where this
+    process's commits go, ``live_watch`` how the hub hears of the commits of other processes,
+    ``tickets`` where stream tickets are kept. By default the hub is fed by this process's own
+    commits only, as the embedded profile runs;
+    ``session_seconds`` is how long a ticket's stream may last without a token to bound it.
     """
-    processor = BatchProcessor(store, committed, query_cache)
+    live_hub = live_hub or LiveHub()
+    in_process = InProcessLive(live_hub)
+    processor = BatchProcessor(store, committed, query_cache, live_publisher or in_process)
     # One per process, shared: a suppression made or lifted here is seen by this ingestor at once.
     suppressed = SuppressedPersons(store, clock)
     keys = KeyResolver(store, key_cache)
     cursors = cursors or CursorCodec.random()
+    accounts = Accounts(
+        store,
+        hasher,
+        tokens,
+        clock,
+        key_cache,
+        login_limiter=login_limiter,
+        address_limiter=address_limiter,
+        account_limiter=account_limiter,
+        signup_limiter=signup_limiter,
+        membership_cache=membership_cache,
+        project_cache=project_cache,
+        request_context=request_context,
+        workspace_caches=workspace_caches,
+    )
+    analytics = Analytics(
+        store,
+        store,
+        query_cache,
+        project_cache,
+        clock,
+        cursors,
+        cache_ttl,
+    )
     return Platform(
-        accounts=Accounts(
-            store,
-            hasher,
-            tokens,
-            clock,
-            key_cache,
-            login_limiter=login_limiter,
-            address_limiter=address_limiter,
-            account_limiter=account_limiter,
-            signup_limiter=signup_limiter,
-            membership_cache=membership_cache,
-            project_cache=project_cache,
-            request_context=request_context,
-            workspace_caches=workspace_caches,
-        ),
+        accounts=accounts,
         keys=keys,
         ingestor=Ingestor(
             keys,
@@ -118,16 +151,17 @@ def build_platform(
             suppressed,
         ),
         processor=processor,
-        analytics=Analytics(
-            store,
-            store,
-            query_cache,
-            project_cache,
-            clock,
-            cursors,
-            cache_ttl,
-        ),
+        analytics=analytics,
         maintenance=Maintenance(store, query_cache, clock, audit_retention_days),
         audit=AuditLog(store, cursors),
         deletions=Deletions(store, query_cache, clock, request_context, suppressed=suppressed),
+        live=LiveStreams(
+            live_hub,
+            live_watch or in_process,
+            tickets,
+            accounts,
+            analytics,
+            clock,
+            session_seconds=session_seconds,
+        ),
     )

@@ -20,7 +20,7 @@ when its database cannot be reached or is busy (nothing was written).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +32,8 @@ from eventcore.deletions import Deletion, DeletionStatus, EventSelector
 from eventcore.dimensions import DimensionTally, FilteredEvent, ValueTotal, Where
 from eventcore.events import EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
+from eventcore.idempotency import IdempotencyKey
+from eventcore.live import Ticket
 from eventcore.persons import StoredSketch
 from eventcore.suppressions import Suppression
 from eventcore.tenancy import (
@@ -49,10 +51,12 @@ from eventcore.tenancy import (
 
 
 class AppendResult(msgspec.Struct, frozen=True):
-    """What one committed append did: new rows, and events that were already stored."""
+    """What one committed append did: new rows, and events that were already stored; with
+    ``listed`` asked of the append, ``stored`` names the new rows in commit order."""
 
     inserted: int
     duplicates: int
+    stored: tuple[IdempotencyKey, ...] = ()
 
 
 class Recount(msgspec.Struct, frozen=True):
@@ -211,8 +215,11 @@ class AccountStore(Protocol):
 
 
 class EventStore(Protocol):
-    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[IngestBatch], *, listed: bool = False) -> AppendResult:
         """Store every event not stored yet and add exactly those to the counts, in one transaction.
+
+        With ``listed``, the result names each event it stored (``AppendResult.stored``), in
+        the order of their insertion (the live view publishes them); without, it names none.
 
         An event already stored under the same (workspace, project, id) changes nothing. An
         event a deletion requested since it was received takes, whose person is suppressed in
@@ -456,6 +463,42 @@ class Store(AccountStore, EventStore, DeletionStore, SuppressionStore, Protocol)
 class IngestQueue(Protocol):
     async def publish(self, batch: IngestBatch) -> None:
         """Return only once the batch is durably held; raise Unavailable otherwise."""
+
+
+class LivePublisher(Protocol):
+    """Where a process that commits events sends them to the live view's subscribers, wherever
+    they are served. Neither method raises: a live view that cannot be reached costs its
+    subscribers events, never an append its commit or its time."""
+
+    async def watched(self, projects: Collection[ProjectRef]) -> frozenset[ProjectRef]:
+        """Which of ``projects`` have a subscriber now (an answer at most
+        LIVE_WATCH_CACHE_SECONDS old; none when it cannot be known)."""
+
+    async def publish(self, batches: Sequence[IngestBatch]) -> None:
+        """Hand committed events, each batch one project's in commit order, to the subscribers
+        of their projects."""
+
+
+class LiveWatch(Protocol):
+    """How an API process receives the events other processes commit for its subscribers: it
+    watches each project that has one, and feeds what arrives to its hub."""
+
+    async def watch(self, ref: ProjectRef) -> None:
+        """A subscriber of the project opened here: receive its events from now on."""
+
+    async def unwatch(self, ref: ProjectRef) -> None:
+        """The project's last subscriber here closed."""
+
+
+class TicketStore(Protocol):
+    """Stream tickets by their hash, each redeemable once, by any API process."""
+
+    async def put(self, ticket_hash: str, ticket: Ticket, ttl_seconds: float) -> None:
+        """Keep the ticket for ``ttl_seconds``; Unavailable if it cannot be kept."""
+
+    async def take(self, ticket_hash: str) -> Ticket | None:
+        """The ticket, removed in the same step (a second take finds nothing); None if there is
+        none or its time has passed."""
 
 
 class ApiKeyCache(Protocol):

@@ -18,6 +18,7 @@ from eventcore.ports import (
     QueryCache,
     RateLimiter,
     Store,
+    TicketStore,
 )
 from tests.contract.implementations import (
     ADMISSIONS,
@@ -25,13 +26,16 @@ from tests.contract.implementations import (
     DATABASE_STORES,
     INGEST_QUEUES,
     KEY_CACHES,
+    LIVE,
     MEMBERSHIP_CACHES,
     PROJECT_CACHES,
     QUERY_CACHES,
     RATE_LIMITERS,
     STORES,
+    TICKET_STORES,
     AdmissionKit,
     Implementation,
+    LiveKit,
     QueueKit,
     Scratch,
     StoreKit,
@@ -132,5 +136,19 @@ async def ingest_queue(request: pytest.FixtureRequest, scratch: Scratch) -> Asyn
 async def admission_kit(
     request: pytest.FixtureRequest, scratch: Scratch
 ) -> AsyncIterator[AdmissionKit]:
+    async with opened(request, scratch) as kit:
+        yield kit
+
+
+@pytest.fixture(params=[i.param() for i in LIVE])
+async def live(request: pytest.FixtureRequest, scratch: Scratch) -> AsyncIterator[LiveKit]:
+    async with opened(request, scratch) as kit:
+        yield kit
+
+
+@pytest.fixture(params=[i.param() for i in TICKET_STORES])
+async def tickets(
+    request: pytest.FixtureRequest, scratch: Scratch
+) -> AsyncIterator[Timed[TicketStore]]:
     async with opened(request, scratch) as kit:
         yield kit

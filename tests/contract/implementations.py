@@ -51,6 +51,7 @@ from eventcore.adapters.memory import (
     MemoryQueue,
     MemoryRateLimiter,
     MemoryStore,
+    MemoryTicketStore,
 )
 from eventcore.adapters.postgres import PostgresStore
 from eventcore.adapters.rabbitmq import RabbitOptions, RabbitPublisher, decode_message
@@ -61,18 +62,23 @@ from eventcore.adapters.redis import (
     RedisQueryCache,
     RedisRateLimiter,
 )
+from eventcore.adapters.redis.live import RedisLivePublisher, RedisLiveWatch, RedisTicketStore
 from eventcore.adapters.sqlite import SqliteQueryCache, SqliteStore
 from eventcore.events import Event, IngestBatch
+from eventcore.live import InProcessLive, LiveHub
 from eventcore.ports import (
     Admission,
     ApiKeyCache,
     CommittedKeys,
     IngestQueue,
+    LivePublisher,
+    LiveWatch,
     MembershipCache,
     ProjectCache,
     QueryCache,
     RateLimiter,
     Store,
+    TicketStore,
 )
 from eventcore.usecases.ingest import SeparateAdmission
 from eventcore.usecases.processing import BatchProcessor, InlineQueue
@@ -479,6 +485,48 @@ async def rabbitmq_queue(scratch: Scratch) -> AsyncIterator[QueueKit]:
             yield QueueKit(publisher, held, outage)
 
 
+@dataclass(frozen=True)
+class LiveKit:
+    """The live view's two ends as a deployment wires them: the publisher a committing process
+    holds, and an API process's hub with the watch that feeds it (for Redis, a listener on a
+    connection of its own; in process, the hub the publisher feeds)."""
+
+    publisher: LivePublisher
+    hub: LiveHub
+    watch: LiveWatch
+
+
+@asynccontextmanager
+async def in_process_live(scratch: Scratch) -> AsyncIterator[LiveKit]:
+    hub = LiveHub()
+    live = InProcessLive(hub)
+    yield LiveKit(live, hub, live)
+
+
+@asynccontextmanager
+async def redis_live(scratch: Scratch) -> AsyncIterator[LiveKit]:
+    async with _redis(scratch) as worker, _redis(scratch) as api:
+        hub = LiveHub()
+        watch = RedisLiveWatch(api, hub)
+        watch.start()
+        try:
+            yield LiveKit(RedisLivePublisher(worker), hub, watch)
+        finally:
+            await watch.close()
+
+
+@asynccontextmanager
+async def memory_tickets(scratch: Scratch) -> AsyncIterator[Timed[TicketStore]]:
+    clock = ManualClock()
+    yield Timed(MemoryTicketStore(clock), manual_time(clock))
+
+
+@asynccontextmanager
+async def redis_tickets(scratch: Scratch) -> AsyncIterator[Timed[TicketStore]]:
+    async with _redis(scratch) as gateway:
+        yield Timed(RedisTicketStore(gateway), real_time)
+
+
 async def _take_all(queue: str) -> list[IngestBatch]:
     """Every batch waiting in ``queue``, in queue order, taken off it with Basic.Get."""
     connection = await aiormq.connect(AMQP_URL)
@@ -525,4 +573,12 @@ INGEST_QUEUES: list[Implementation[QueueKit]] = [
     Implementation("memory", memory_queue),
     Implementation("inline", inline_queue),
     Implementation("rabbitmq", rabbitmq_queue, INTEGRATION),
+]
+LIVE: list[Implementation[LiveKit]] = [
+    Implementation("in-process", in_process_live),
+    Implementation("redis", redis_live, INTEGRATION),
+]
+TICKET_STORES: list[Implementation[Timed[TicketStore]]] = [
+    Implementation("memory", memory_tickets),
+    Implementation("redis", redis_tickets, INTEGRATION),
 ]

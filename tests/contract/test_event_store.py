@@ -91,6 +91,39 @@ async def test_a_redelivered_batch_in_the_same_append_counts_once(store: Store) 
     assert sum(t.count for t in totals) == 4
 
 
+async def test_a_listed_append_names_exactly_the_rows_it_inserted(store: Store) -> None:
+    """With ``listed``, the result names each event the append stored, in insertion order (the
+    first of a repeated id, in its position), and no duplicate; without it, none."""
+    old = spread(3, "old")
+    await store.append([batch(WS, WEB, *old)])
+    new = [event("n1"), old[1], event("n2"), event("n1"), event("n3")]
+    other = [event("x1"), event("n1")]
+
+    result = await store.append(
+        [batch(WS, WEB, *new), batch(OTHER_WS, WEB, *other), batch(WS, APP, event("a1"))],
+        listed=True,
+    )
+
+    assert (result.inserted, result.duplicates) == (6, 2)
+    stored = [(key.workspace_id, key.project_id, key.event_id) for key in result.stored]
+    assert sorted(stored) == sorted(
+        [
+            (WS, WEB, "n1"),
+            (WS, WEB, "n2"),
+            (WS, WEB, "n3"),
+            (OTHER_WS, WEB, "x1"),
+            (OTHER_WS, WEB, "n1"),
+            (WS, APP, "a1"),
+        ]
+    )
+    # Insertion order within each project: the order the events were sent in.
+    assert [k[2] for k in stored if k[:2] == (WS, WEB)] == ["n1", "n2", "n3"]
+    assert [k[2] for k in stored if k[:2] == (OTHER_WS, WEB)] == ["x1", "n1"]
+    again = await store.append([batch(WS, WEB, event("n4"))])
+    assert again == AppendResult(1, 0)
+    assert again.stored == ()
+
+
 async def test_a_repeated_id_inside_one_batch_keeps_the_first(store: Store) -> None:
     """Of two events sharing an id in one batch, the first is stored and counted, the second not."""
     first = event("same", "signup", at(1), b'{"n":1}')

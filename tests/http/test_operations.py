@@ -59,6 +59,8 @@ CONTRACT_ROUTES = [
     ("post", "/v1/analytics/funnel"),
     ("get", "/v1/events"),
     ("get", "/v1/events/export"),
+    ("get", "/v1/events/live"),
+    ("post", "/v1/events/live/tickets"),
     ("post", "/v1/deletions"),
     ("get", "/v1/deletions/{id}"),
     ("get", "/v1/deletions"),

@@ -33,6 +33,7 @@ from eventcore.adapters.memory import (
     MemoryQueue,
     MemoryRateLimiter,
     MemoryStore,
+    MemoryTicketStore,
     UnlimitedRateLimiter,
 )
 from eventcore.adapters.security import JwtCodec
@@ -185,6 +186,7 @@ def build_app(
         address_limiter=address_limiter,
         account_limiter=account_limiter,
         signup_limiter=signup_limiter,
+        tickets=MemoryTicketStore(clock),
     )
     return App(platform, memory, clock, tokens, key_cache, committed, query_cache, limiter, queue)
 

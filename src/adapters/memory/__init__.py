@@ -14,6 +14,7 @@ from eventcore.adapters.memory.caches import (
     MemoryQueryCache,
     NoQueryCache,
 )
+from eventcore.adapters.memory.live import MemoryTicketStore
 from eventcore.adapters.memory.queue import MemoryQueue
 from eventcore.adapters.memory.ratelimit import MemoryRateLimiter, UnlimitedRateLimiter
 from eventcore.adapters.memory.security import FakePasswordHasher
@@ -34,6 +35,7 @@ __all__ = [
     "MemoryQueue",
     "MemoryRateLimiter",
     "MemoryStore",
+    "MemoryTicketStore",
     "NoQueryCache",
     "UnlimitedRateLimiter",
     "build_memory_platform",
@@ -57,6 +59,7 @@ def build_memory_platform(clock: Clock | None = None, **overrides: Any) -> Platf
         "query_cache": MemoryQueryCache(clock),
         "project_cache": MemoryProjectCache(clock),
         "membership_cache": MemoryMembershipCache(clock),
+        "tickets": MemoryTicketStore(clock),
     }
     ports.update(overrides)
     return build_platform(**ports)

@@ -493,9 +493,10 @@ class MemoryStore:
 
     # events
 
-    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[IngestBatch], *, listed: bool = False) -> AppendResult:
         async with self._lock:
             inserted: list[IngestBatch] = []
+            stored_keys: list[IdempotencyKey] = []
             duplicates = 0
             now = self._clock.now()
             for batch in batches:
@@ -541,6 +542,7 @@ class MemoryStore:
                         event.anonymous_id,
                     )
                     self.events[key] = (stored, batch.workspace_id, batch.project_id)
+                    stored_keys.append(key)
                     self.values[key] = self._values_of(batch, event)
                     new.append(event)
                 if new:
@@ -548,7 +550,11 @@ class MemoryStore:
             self.counts.update(count_increments(inserted))
             self._add_persons(inserted)
             self._add_tallies(dimension_increments(inserted, self._declared(inserted)))
-            return AppendResult(sum(len(b.events) for b in inserted), duplicates)
+            return AppendResult(
+                sum(len(b.events) for b in inserted),
+                duplicates,
+                tuple(stored_keys) if listed else (),
+            )
 
     async def count_series(
         self,

@@ -55,6 +55,7 @@ from eventcore.dimensions import (
 )
 from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
+from eventcore.idempotency import IdempotencyKey
 from eventcore.persons import (
     ALL_TYPES,
     Estimate,
@@ -184,7 +185,7 @@ _EXPIRED = """EXISTS (
           WHERE x.project_id = incoming.project_id AND incoming.event_time < x.cutoff)"""
 
 
-def _append_statement(*, persons: bool, valued: bool) -> str:
+def _append_statement(*, persons: bool, valued: bool, listed: bool = False) -> str:
     """One round trip stores a workspace's events and adds exactly the inserted ones to both
     count tables, if the projects' declared dimensions are the ones the values were made for.
 
@@ -217,6 +218,10 @@ def _append_statement(*, persons: bool, valued: bool) -> str:
     locks in key order; workspaces themselves go in sorted order, all of one's rows before the
     next one's. The arrays travel in binary: psycopg dumps them in C, the text form costs
     milliseconds.
+
+    With ``listed`` (a project of the append has live subscribers) one more row names the
+    inserted events, in seq order: NULL count, ``ok`` true, and in ``actual`` the JSON array
+    of their (project, id) pairs. Without it nothing more is sent or built.
     """
     # Each on a line of its own in the statement: the lines stay short.
     arrays = ""
@@ -226,6 +231,8 @@ def _append_statement(*, persons: bool, valued: bool) -> str:
         arrays += ",\n                %(user_ids)b::text[], %(anonymous_ids)b::text[]"
         columns += ",\n         user_id, anonymous_id"
         returned += ", coalesce(e.user_id, e.anonymous_id) AS person"
+    if listed:
+        returned += ", e.event_id, e.seq"
     if valued:
         arrays += ",\n                %(dim_values)b::text[]"
         columns += ",\n         dim_values"
@@ -244,6 +251,13 @@ SELECT counted.n, settled.ok,
 FROM (SELECT {_COUNTED} AS n FROM per_minute) AS counted, settled
 """
     answer = head
+    if listed:
+        answer += f"""
+UNION ALL
+SELECT NULL, true,
+       (SELECT coalesce(json_agg(json_build_array(project_id, event_id) ORDER BY seq), '[]')::text
+        FROM stored){tail}
+"""
     if persons:
         answer += f"""
 UNION ALL
@@ -339,11 +353,12 @@ kept_deleted AS (
 """
 
 
-# Keyed by (persons, valued).
+# Keyed by (persons, valued, listed).
 _APPEND = {
-    (persons, valued): _append_statement(persons=persons, valued=valued)
+    (persons, valued, listed): _append_statement(persons=persons, valued=valued, listed=listed)
     for persons in (False, True)
     for valued in (False, True)
+    for listed in (False, True)
 }
 
 # The sketches an append adds persons to, as parallel arrays (one row a SketchKey), in the
@@ -848,6 +863,7 @@ def _group_lock(group: DimensionGroup) -> int:
 # Each project's declared paths, as an append uses them (a project declaring none is left out).
 Declared = dict[str, tuple[str, ...]]
 _declared_of = msgspec.json.Decoder(dict[str, tuple[str, ...]])
+_listed = msgspec.json.Decoder(list[tuple[str, str]])
 # A group's values as the append statement answers them (the stored column: encode_values).
 _decode_values = msgspec.json.Decoder(dict[str, str | None]).decode
 
@@ -919,6 +935,8 @@ class _Appended(NamedTuple):
     persons: list[tuple[str, datetime, str, list[str]]]
     # (project, day, type, persons or None, values' JSON, count) of those that have values.
     groups: list[tuple[str, datetime, str, list[str] | None, str, int]]
+    # (project, event id) of each inserted event in seq order, when the statement listed them.
+    listed: list[tuple[str, str]]
 
 
 def _appended(rows: Sequence[tuple[Any, ...]], *, valued: bool) -> _Appended:
@@ -928,14 +946,17 @@ def _appended(rows: Sequence[tuple[Any, ...]], *, valued: bool) -> _Appended:
     )
     persons = []
     groups = []
+    listed: list[tuple[str, str]] = []
     for row in rows:
         if row[0] is not None:
             continue
-        if valued and row[7] is not None:
+        if row[1] is not None:
+            listed = [(project_id, event_id) for project_id, event_id in _listed.decode(row[2])]
+        elif valued and row[7] is not None:
             groups.append(row[3:])
         else:
             persons.append(row[3:7])
-    return _Appended(head[0], actual, persons, groups)
+    return _Appended(head[0], actual, persons, groups, listed)
 
 
 def _increments(
@@ -1033,12 +1054,13 @@ async def _append_rows(
     batches: list[IngestBatch],
     declared: Declared,
     guessed: bool,
+    listed: bool,
 ) -> _Appended:
     """One append statement, waited for."""
     parameters = _append_parameters(workspace_id, batches, declared, guessed=guessed)
     persons = "user_ids" in parameters
     valued = "dim_values" in parameters
-    cursor = await conn.execute(_APPEND[(persons, valued)], parameters, binary=True)
+    cursor = await conn.execute(_APPEND[(persons, valued, listed)], parameters, binary=True)
     return _appended(await cursor.fetchall(), valued=valued)
 
 
@@ -1183,19 +1205,19 @@ class Events(Database):
     # last event its latest full chunk deleted: where its next chunk's scan starts.
     _expiry_resume: dict[tuple[str, str], tuple[datetime, datetime]]
 
-    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[IngestBatch], *, listed: bool = False) -> AppendResult:
         # One CLIENT span per transaction: the worker's trace shows what the commit cost.
         with _tracer.start_as_current_span(
             "postgresql append",
             kind=SpanKind.CLIENT,
             attributes={"db.system.name": "postgresql", "db.operation.name": "append"},
         ) as span:
-            result = await self._append(batches)
+            result = await self._append(batches, listed)
             span.set_attribute("eventcore.inserted", result.inserted)
             span.set_attribute("eventcore.duplicates", result.duplicates)
             return result
 
-    async def _append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+    async def _append(self, batches: Sequence[IngestBatch], listed: bool) -> AppendResult:
         by_workspace: dict[str, list[IngestBatch]] = {}
         total = 0
         for batch in batches:
@@ -1205,6 +1227,7 @@ class Events(Database):
         if not total:
             return AppendResult(0, 0)
         inserted = 0
+        stored: list[IdempotencyKey] = []
         # Pipelined: BEGIN and each workspace's tenant setting leave with its append, a
         # workspace's sketch and tally writes with the next one's append (or with the COMMIT).
         # Round trips: one per workspace, one more for a workspace whose inserted events have
@@ -1217,32 +1240,34 @@ class Events(Database):
                     _SET_TENANT_FOR_COUNTS,
                     (workspace_id, _COUNTS_LOCK_CLASS, _counts_lock(workspace_id)),
                 )
-                inserted += await self._append_workspace(
-                    conn, workspace_id, by_workspace[workspace_id]
+                answer = await self._append_workspace(
+                    conn, workspace_id, by_workspace[workspace_id], listed
                 )
+                inserted += answer.inserted
+                stored += (IdempotencyKey(workspace_id, *pair) for pair in answer.listed)
             if self._before_commit is not None:
                 # Every statement executed, none committed: what the hook promises.
                 await pipeline.sync()
                 self._before_commit()
-        return AppendResult(inserted, total - inserted)
+        return AppendResult(inserted, total - inserted, tuple(stored))
 
     async def _append_workspace(
-        self, conn: Connection, workspace_id: str, batches: list[IngestBatch]
-    ) -> int:
+        self, conn: Connection, workspace_id: str, batches: list[IngestBatch], listed: bool
+    ) -> _Appended:
         """Store one workspace's events and add the inserted ones to its counts, sketches and
-        tallies; how many it inserted."""
+        tallies; what its append statement answered."""
         declared: Declared = {}
         for batch in batches:
             paths = self._dimensions.get((workspace_id, batch.project_id))
             if paths:
                 declared[batch.project_id] = paths
-        answer = await _append_rows(conn, workspace_id, batches, declared, True)
+        answer = await _append_rows(conn, workspace_id, batches, declared, True, listed)
         if answer.actual is not None:
             # The guess was wrong, nothing was inserted: again with the projects' own.
             declared = answer.actual
             for project_id in dict.fromkeys(batch.project_id for batch in batches):
                 self._remember_dimensions(workspace_id, project_id, declared.get(project_id, ()))
-            answer = await _append_rows(conn, workspace_id, batches, declared, False)
+            answer = await _append_rows(conn, workspace_id, batches, declared, False, listed)
             assert answer.actual is None
         persons = _increments(workspace_id, answer.persons)
         tallies: dict[DimensionKey, Tally] = {}
@@ -1263,7 +1288,7 @@ class Events(Database):
             )
         if persons or tallies:
             await _add_persons_and_tallies(conn, workspace_id, persons, tallies)
-        return answer.inserted
+        return answer
 
     async def count_series(
         self,

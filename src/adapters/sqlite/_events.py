@@ -46,6 +46,7 @@ from eventcore.dimensions import (
 )
 from eventcore.events import EARLIEST, LATEST, Event, EventCursor, IngestBatch, StoredEvent
 from eventcore.funnels import PersonEvent
+from eventcore.idempotency import IdempotencyKey
 from eventcore.persons import (
     ALL_TYPES,
     SketchKey,
@@ -469,7 +470,13 @@ def _event_rows(batches: Sequence[IngestBatch], declared: Declared) -> Iterator[
 # The writers run in the writer thread, each inside the transaction Database._write opened.
 
 
-def _append(connection: sqlite3.Connection, given: Sequence[IngestBatch]) -> AppendResult:
+# The rows an append inserted (their seq numbers are past the last one before it), in order.
+_INSERTED = "SELECT workspace_id, project_id, event_id FROM events WHERE seq > ? ORDER BY seq"
+
+
+def _append(
+    connection: sqlite3.Connection, given: Sequence[IngestBatch], listed: bool = False
+) -> AppendResult:
     batches = _without_withheld(connection, given)
     declared = _declared(connection, batches)
     (last_seq,) = connection.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
@@ -482,7 +489,12 @@ def _append(connection: sqlite3.Connection, given: Sequence[IngestBatch]) -> App
             _add_new_persons(connection, batches, last_seq)
         if declared:
             _add_new_tallies(connection, batches, declared, last_seq)
-    return AppendResult(inserted, sum(len(batch.events) for batch in given) - inserted)
+    stored = (
+        tuple(IdempotencyKey(*row) for row in connection.execute(_INSERTED, (last_seq,)))
+        if listed and inserted
+        else ()
+    )
+    return AppendResult(inserted, sum(len(batch.events) for batch in given) - inserted, stored)
 
 
 def _without_withheld(
@@ -914,10 +926,10 @@ def _recount_days(
 class Events(Database):
     """The EventStore half of the SQLite store."""
 
-    async def append(self, batches: Sequence[IngestBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[IngestBatch], *, listed: bool = False) -> AppendResult:
         if not any(batch.events for batch in batches):
             return AppendResult(0, 0)
-        return await self._write(_append, batches)
+        return await self._write(_append, batches, listed)
 
     async def count_series(
         self,

@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from eventcore.defaults import MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES, REQUEST_TIMEOUT_SECONDS
+from eventcore.entrypoints.http.live import SCOPE_KEY as LIVE_SCOPE_KEY
 
 _REASONS = {
     408: b"Request Timeout",
@@ -74,6 +75,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         self._cycles.clear()
+
+    def shutdown(self) -> None:
+        """The server is stopping: a live stream being served ends now (its last chunk sent),
+        rather than holding the graceful shutdown until its client leaves."""
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            stream = cycle.scope.get("state", {}).get(LIVE_SCOPE_KEY)
+            if stream is not None:
+                stream.close()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:

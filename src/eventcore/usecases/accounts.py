@@ -370,7 +370,11 @@ class Accounts:
         if the membership has ended (removed, left, or never existed: a token naming a user or
         workspace that does not exist). Read through the membership cache, so a change made by
         another process is seen within its TTL (a second by default)."""
-        claimed = self.authenticate(token)
+        return await self.current(self.authenticate(token))
+
+    async def current(self, claimed: Principal) -> Principal:
+        """The user of ``claimed`` in its workspace with the role it has now (as
+        :meth:`principal` reads it): AuthenticationFailed if the membership has ended."""
         workspace_id, user_id = claimed.workspace_id, claimed.user_id
         role = await self._memberships.role(workspace_id, user_id) if self._memberships else None
         if role is None:

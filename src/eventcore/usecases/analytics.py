@@ -139,7 +139,9 @@ class Analytics:
         self._clock = clock
         self._ttl = cache_ttl
 
-    async def _check(self, principal: Principal, project_id: str) -> None:
+    async def check_project(self, principal: Principal, project_id: str) -> None:
+        """The caller may read the project's events (its role, and the project in its
+        workspace): PermissionDenied or NotFound otherwise, as every read answers."""
         await self._project(principal, project_id)
 
     async def counts(
@@ -216,7 +218,7 @@ class Analytics:
     ) -> tuple[Where, ...]:
         """The project checked, and ``where`` checked against its dimensions."""
         if not where:
-            await self._check(principal, project_id)
+            await self.check_project(principal, project_id)
             return ()
         return parse_where(where, (await self._project(principal, project_id)).dimensions)
 
@@ -300,7 +302,7 @@ class Analytics:
     async def _event_types(
         self, principal: Principal, project_id: str, start: datetime | None, end: datetime | None
     ) -> _Query[EventTypeTotals]:
-        await self._check(principal, project_id)
+        await self.check_project(principal, project_id)
         window = make_window(start, end, Granularity.HOUR, now=self._clock.now())
         workspace_id = principal.workspace_id
 
@@ -474,7 +476,7 @@ class Analytics:
             declared = (await self._project(principal, query.project_id)).dimensions
             steps = [StepRule(s.event_type, parse_where(s.where, declared)) for s in query.steps]
         else:
-            await self._check(principal, query.project_id)
+            await self.check_project(principal, query.project_id)
             steps = [StepRule(s.event_type) for s in query.steps]
         # The first steps' window obeys the counts' bounds (hour buckets).
         make_window(query.start, query.end, Granularity.HOUR, now=self._clock.now())
@@ -532,7 +534,7 @@ class Analytics:
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> EventPage:
-        await self._check(principal, project_id)
+        await self.check_project(principal, project_id)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"`limit` must be 1 to {MAX_PAGE}.", code="invalid_query")
         # A cursor pages the listing it was made for, and no other.
@@ -565,7 +567,7 @@ class Analytics:
         ``event_type`` or of any, oldest first, page by page (:mod:`eventcore.usecases.export`).
         The role, the project and the window are checked before it returns, so that a refusal
         comes before the first event."""
-        await self._check(principal, project_id)
+        await self.check_project(principal, project_id)
         window = ExportWindow.of(start, end, event_type)
         return event_pages(self._events, principal.workspace_id, project_id, window)
 
