@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.http.live_support import LiveServer, live_server
-from tests.http.support import assert_error, bearer, profile_settings
+from tests.http.support import PASSWORD, assert_error, bearer, profile_settings
 
 
 @pytest.fixture(params=["embedded", pytest.param("shared", marks=pytest.mark.integration)])
@@ -251,3 +251,32 @@ def test_a_removed_member_s_stream_ends(server: LiveServer) -> None:
     assert frame.event == "error", frame
     assert frame.json()["error"]["code"] == "invalid_token"
     assert stream.next(2) is None
+
+
+def test_a_ticket_asked_for_by_the_console_s_session_ends_with_its_token(
+    tmp_path: Path,
+) -> None:
+    """A ticket issued to a request signed in by the session cookie (no Authorization header)
+    opens a stream that ends when the cookie's access token expires, as a bearer token's does,
+    not a token's lifetime after the ticket was issued."""
+    with live_server(tmp_path / "data", {"EVENTCORE_TOKEN_LIFETIME_SECONDS": "6"}) as server:
+        tenant = server.tenant()
+        session = server.client.post(
+            "/v1/auth/session", json={"email": tenant.owner.email, "password": PASSWORD}
+        )
+        assert session.status_code in (200, 201), session.text
+        time.sleep(3)  # half the token's life gone before the ticket is asked for
+        issued = server.client.post(
+            "/v1/events/live/tickets",
+            json={"project_id": tenant.project_id},
+            headers={"x-csrf-token": server.client.cookies["eventcore_csrf"]},
+        )
+        assert issued.status_code == 201, issued.text
+        server.client.cookies.clear()
+        stream = server.stream_url(issued.json()["url"])
+
+        frame = stream.next(4.5)  # the token ends 3 s from here; a new lifetime would be 6 s
+        assert frame is not None
+        assert frame.event == "error", frame
+        assert frame.json()["error"]["code"] == "token_expired"
+        assert stream.next(2) is None
