@@ -88,7 +88,15 @@ def typecheck(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """The core, the memory and SQLite adapters, and the HTTP API in process: no servers needed."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "not integration and not browser", "-q", *session.posargs)
+    # tests/browser needs Playwright, which only the browser session installs.
+    session.run(
+        "pytest",
+        "-m",
+        "not integration and not browser",
+        "-q",
+        "--ignore=tests/browser",
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -101,6 +109,7 @@ def integration(session: nox.Session) -> None:
         "integration and not browser",
         "-q",
         "--ignore=tests/faults",
+        "--ignore=tests/browser",
         *session.posargs,
     )
 

@@ -792,7 +792,7 @@ def framing_example(fields: list[bytes], body: bytes, *, close: bool = True) -> 
 
 @budget(25)
 @given(
-    path=st.sampled_from([b"/v1/ingest", b"/v1/auth/login", b"/health/live", b"/nowhere"]),
+    path=st.sampled_from([b"/v1/ingest", b"/v1/auth/login", b"/health/live", b"/v1/nowhere"]),
     keyed=st.booleans(),
     framing=framings(),
     close=st.booleans(),
@@ -834,7 +834,7 @@ def planned(target: Target, kind: str, request_id: bytes, *, close: bool) -> byt
     if kind == "ready":
         return request(target=b"/health/ready", fields=fields, close=close)
     if kind == "missing":
-        return request(target=b"/nowhere", fields=fields, close=close)
+        return request(target=b"/v1/nowhere", fields=fields, close=close)
     if kind == "unkeyed":
         body = batch()
         fields += [b"Content-Type: application/json\r\n", b"Content-Length: %d\r\n" % len(body)]
