@@ -129,6 +129,8 @@ REFUSED_SETTINGS = [
     ("EVENTCORE_QUEUE_RETRY_DELAYS", "1,0", "positive seconds separated by commas"),
     ("EVENTCORE_QUEUE_RETRY_DELAYS", "1,inf", "positive seconds separated by commas"),
     ("EVENTCORE_REDIS_PREFIX", "a{b}", "non-empty, without { or }"),
+    ("EVENTCORE_LIVE_STREAMS_PER_WORKSPACE", "0", "an integer from 1 to 10,000"),
+    ("EVENTCORE_LIVE_BUFFER_EVENTS", "0", "an integer from 1 to 1,000,000"),
     ("EVENTCORE_WORKER_BATCH_EVENTS", "0", "an integer of at least 1"),
     ("EVENTCORE_WORKER_BATCH_WAIT_MS", "-1", "an integer from 0 to 60,000"),
     ("EVENTCORE_WORKER_PREFETCH", "70000", "an integer from 1 to 65,535"),
