@@ -71,12 +71,19 @@ def session_token(request: Request[Any, Any, Any]) -> str | None:
     return token
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
-) -> Principal:
+def access_token(request: Request[Any, Any, Any]) -> str | None:
+    """The access token the request signs in with: its bearer token, else (with no
+    Authorization header at all) the session cookie's, as ``session_token`` checks it."""
     token = bearer_token(request)
     if token is None and request.headers.get("authorization") is None:
         token = session_token(request)
+    return token
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
+) -> Principal:
+    token = access_token(request)
     if token is None:
         raise AuthenticationFailed(
             "Send an access token as `Authorization: Bearer <token>`, or sign in to the console."

@@ -33,7 +33,7 @@ from eventcore.defaults import (
     LIVE_STREAMS_PER_WORKSPACE,
     LIVE_TICKET_SECONDS,
 )
-from eventcore.entrypoints.http.deps import SESSION_COOKIE, bearer_token, provide_principal
+from eventcore.entrypoints.http.deps import access_token, provide_principal
 from eventcore.entrypoints.http.errors import (
     ACCESS_TOKEN,
     JSON_BODY,
@@ -241,9 +241,7 @@ def _token_expiry(request: Request[Any, Any, Any]) -> datetime | None:
     """When the request's access token expires (it was verified already: only its claim is read
     here), whether it came as a bearer token or in the console's session cookie; None without
     one."""
-    token = bearer_token(request)
-    if token is None and request.headers.get("authorization") is None:
-        token = request.cookies.get(SESSION_COOKIE, "").strip() or None
+    token = access_token(request)
     if token is None:
         return None
     try:
