@@ -9,15 +9,16 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeAlias, TypeVar
 
 import msgspec
+import psycopg
 from msgspec import Raw
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncPipeline, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from eventcore.adapters.postgres._errors import postgres_errors
@@ -102,6 +103,37 @@ async def open_pool(
     return pool
 
 
+@asynccontextmanager
+async def pipelined_transaction(conn: Connection) -> AsyncIterator[AsyncPipeline]:
+    """A transaction in pipeline mode whose BEGIN and COMMIT cost no round trip of their own:
+    BEGIN leaves with the first statement, COMMIT with the last ones, at the pipeline's closing
+    sync (psycopg's ``transaction()`` inside a pipeline syncs after its BEGIN and twice around
+    its COMMIT). A transaction left open by a failure is rolled back before the connection
+    goes back to the pool.
+
+    On a failure, the results still queued (those of the statements after a refused one are
+    aborted) are drained here, at a sync whose own error is the failure's echo: else the
+    pipeline's exit meets them and logs a warning. Nothing queued is committed by that sync:
+    the COMMIT is queued only after the block succeeded."""
+    try:
+        async with conn.pipeline() as pipeline:
+            try:
+                await conn.execute("BEGIN")
+                yield pipeline
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    with suppress(psycopg.Error):
+                        await pipeline.sync()
+                raise
+    finally:
+        if not conn.closed and conn.info.transaction_status is not TransactionStatus.IDLE:
+            # The failure is what the caller hears of; a connection that cannot even roll back
+            # is discarded by the pool's reset.
+            with suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+
+
 class Database:
     """The pool, and the ways the store's parts use a connection from it."""
 
@@ -141,16 +173,20 @@ class Database:
     ) -> AsyncIterator[Connection]:
         """A transaction that sees only ``workspace_id``'s rows.
 
-        Pipelined by default: BEGIN, the tenant setting and the first statement leave in one
-        round trip. A write that a unique key may refuse goes unpipelined: the refusal then
-        comes back on its own statement, instead of aborting a pipeline (which psycopg logs).
+        Pipelined by default (:func:`pipelined_transaction`): BEGIN, the tenant setting and the
+        first statement leave in one round trip, the COMMIT with the closing sync. A write that
+        a unique key may refuse goes unpipelined: the refusal then comes back on its own
+        statement, instead of aborting a pipeline (which psycopg logs).
         """
-        async with self._connection() as conn, AsyncExitStack() as stack:
+        async with self._connection() as conn:
             if pipelined:
-                await stack.enter_async_context(conn.pipeline())
-            await stack.enter_async_context(conn.transaction())
-            await conn.execute(SET_TENANT, (workspace_id,))
-            yield conn
+                async with pipelined_transaction(conn):
+                    await conn.execute(SET_TENANT, (workspace_id,))
+                    yield conn
+            else:
+                async with conn.transaction():
+                    await conn.execute(SET_TENANT, (workspace_id,))
+                    yield conn
 
     async def _query(
         self,
@@ -161,14 +197,24 @@ class Database:
         workspace_id: str | None,
         binary: bool = False,
         prepare: bool | None = None,
+        setting: str | None = None,
     ) -> list[T]:
         """Every row of one query, each as ``decode(*row)``: in ``workspace_id``'s transaction,
         or (None) outside any tenant, for global users and the SECURITY DEFINER lookups.
         ``prepare=False`` plans the query for its own parameters every time (psycopg prepares a
-        statement run often, and PostgreSQL may keep a generic plan for it)."""
-        scope = self._connection() if workspace_id is None else self._tenant(workspace_id)
-        async with scope as conn:
-            cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
+        statement run often, and PostgreSQL may keep a generic plan for it); ``setting``, a
+        ``SET LOCAL`` statement run before it in the tenant's transaction."""
+        async with self._connection() as conn:
+            if workspace_id is None:
+                cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
+            else:
+                # One round trip in all: BEGIN, the tenant setting, the query and the COMMIT
+                # leave together, and the rows are read once the pipeline has closed.
+                async with pipelined_transaction(conn):
+                    await conn.execute(SET_TENANT, (workspace_id,))
+                    if setting is not None:
+                        await conn.execute(setting)
+                    cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
             rows = await cursor.fetchall()
         return [decode(*row) for row in rows]
 

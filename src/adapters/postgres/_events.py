@@ -16,19 +16,16 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, NamedTuple
 
 import msgspec
-import psycopg
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from psycopg import AsyncCursor, AsyncPipeline
-from psycopg.pq import TransactionStatus
+from psycopg import AsyncCursor
 
-from eventcore.adapters.postgres._database import Connection, Database
+from eventcore.adapters.postgres._database import Connection, Database, pipelined_transaction
 from eventcore.adapters.postgres._deletions import KEEP_DELETED
 from eventcore.aggregation import CountPoint, EventTypeCount, Granularity, StoredGrain, bucket_start
 from eventcore.defaults import FUNNEL_SORT_MEMORY_MB
@@ -1166,37 +1163,6 @@ async def _add_persons_and_tallies(
         await conn.execute(_UPSERT_TALLIES, _tally_arrays(workspace_id, order, rows))
 
 
-@asynccontextmanager
-async def _pipelined_transaction(conn: Connection) -> AsyncIterator[AsyncPipeline]:
-    """A transaction in pipeline mode whose BEGIN and COMMIT cost no round trip of their own:
-    BEGIN leaves with the first statement, COMMIT with the last ones, at the pipeline's closing
-    sync (psycopg's ``transaction()`` inside a pipeline syncs after its BEGIN and twice around
-    its COMMIT). A transaction left open by a failure is rolled back before the connection
-    goes back to the pool.
-
-    On a failure, the results still queued (those of the statements after a refused one are
-    aborted) are drained here, at a sync whose own error is the failure's echo: else the
-    pipeline's exit meets them and logs a warning. Nothing queued is committed by that sync:
-    the COMMIT is queued only after the block succeeded."""
-    try:
-        async with conn.pipeline() as pipeline:
-            try:
-                await conn.execute("BEGIN")
-                yield pipeline
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.closed:
-                    with suppress(psycopg.Error):
-                        await pipeline.sync()
-                raise
-    finally:
-        if not conn.closed and conn.info.transaction_status is not TransactionStatus.IDLE:
-            # The failure is what the caller hears of; a connection that cannot even roll back
-            # is discarded by the pool's reset.
-            with suppress(psycopg.Error):
-                await conn.execute("ROLLBACK")
-
-
 class Events(Database):
     """The EventStore half of the PostgreSQL store."""
 
@@ -1233,7 +1199,7 @@ class Events(Database):
         # Round trips: one per workspace, one more for a workspace whose inserted events have
         # persons or values (to lock and read its sketches and tallies), one more for a
         # workspace whose projects' dimensions this process guessed wrong, and the COMMIT's.
-        async with self._connection() as conn, _pipelined_transaction(conn) as pipeline:
+        async with self._connection() as conn, pipelined_transaction(conn) as pipeline:
             # Workspaces in one order for every writer: see _append_statement on lock order.
             for workspace_id in sorted(by_workspace):
                 await conn.execute(
@@ -1417,11 +1383,15 @@ class Events(Database):
         # wrong index (128 ms instead of 53 for 56,000 events, bench/persons_phases.py). The
         # sort by person is given the memory to stay off disk (at the default 4 MB, 56,000
         # events spilled about 3 MB to disk); the setting leaves with the query.
-        async with self._tenant(workspace_id) as conn:
-            await conn.execute(_FUNNEL_WORK_MEM)
-            cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)
-            rows = await cursor.fetchall()
-        return [PersonEvent(*row) for row in rows]
+        return await self._query(
+            PersonEvent,
+            _PERSON_EVENTS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            prepare=False,
+            setting=_FUNNEL_WORK_MEM,
+        )
 
     async def dimension_tallies(
         self,
@@ -1519,28 +1489,30 @@ class Events(Database):
             "hourly": granularity is Granularity.HOUR,
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
-        async with self._tenant(workspace_id) as conn:
-            cursor = await conn.execute(_USER_WINDOW, parameters, binary=True)
-            rows = [_stored_sketch(*row) for row in await cursor.fetchall()]
-            if granularity is Granularity.DAY:
-                return rows
-            days = {row.bucket for row in rows if row.granularity is Granularity.DAY}
-            # The session is in UTC: an hour's day is the hour at midnight.
-            uncovered = {
-                row.bucket.replace(hour=0)
-                for row in rows
-                if row.sketch is None and row.bucket.replace(hour=0) not in days
-            }
-            if not uncovered:
-                return rows
-            # Whole days without a day sketch (stored before there were any): their hours'
-            # sketches stand for them.
-            cursor = await conn.execute(
-                _DAY_HOUR_SKETCHES, {**parameters, "days": sorted(uncovered)}, binary=True
-            )
-            hours = [
-                _stored_sketch(bucket, False, *rest) for bucket, *rest in await cursor.fetchall()
-            ]
+        rows = await self._query(
+            _stored_sketch, _USER_WINDOW, parameters, workspace_id=workspace_id, binary=True
+        )
+        if granularity is Granularity.DAY:
+            return rows
+        days = {row.bucket for row in rows if row.granularity is Granularity.DAY}
+        # The session is in UTC: an hour's day is the hour at midnight.
+        uncovered = {
+            row.bucket.replace(hour=0)
+            for row in rows
+            if row.sketch is None and row.bucket.replace(hour=0) not in days
+        }
+        if not uncovered:
+            return rows
+        # Whole days without a day sketch (stored before there were any): their hours'
+        # sketches stand for them. A read of its own: those hours were stored before their day
+        # had a sketch, and an append since then that made one leaves them as they were.
+        hours = await self._query(
+            lambda bucket, *rest: _stored_sketch(bucket, False, *rest),
+            _DAY_HOUR_SKETCHES,
+            {**parameters, "days": sorted(uncovered)},
+            workspace_id=workspace_id,
+            binary=True,
+        )
         inside = {row.bucket for row in hours}
         kept = [
             row for row in rows if row.granularity is Granularity.DAY or row.bucket not in inside
