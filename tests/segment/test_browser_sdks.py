@@ -250,3 +250,122 @@ def test_account_analytics_and_console_routes_send_no_cors_headers(api: Api, pat
     for response in (preflight, plain):
         cors = [h for h in response.headers if h.lower().startswith("access-control-")]
         assert cors == [], (response.status_code, cors)
+
+
+# --- allowed origins ---------------------------------------------------------------------------
+
+OTHER = "https://evil.example"
+
+
+def allow(api: Api, tenant: Tenant, origins: Any, account: Any = None) -> httpx.Response:
+    return api.client.patch(
+        f"/v1/projects/{tenant.project_id}",
+        json={"allowed_origins": origins},
+        headers=(account or tenant.owner).headers,
+    )
+
+
+def test_allowed_origins_are_set_shown_audited_and_cleared(either: Api) -> None:
+    """A project allows any origin by default; the list set is shown lower-cased, audited, and
+    cleared by null."""
+    tenant = either.tenant()
+    listed = either.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert [p["allowed_origins"] for p in listed] == [[]]
+
+    answer = allow(either, tenant, [PAGE, "HTTPS://WWW.Example.com", PAGE])
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed_origins"] == [PAGE, "https://www.example.com"]
+    assert answer.json()["retention_days"] is None
+    cleared = allow(either, tenant, None)
+    assert cleared.json()["allowed_origins"] == []
+    log = either.client.get(
+        "/v1/audit-log", params={"action": "project.origins_changed"}, headers=tenant.headers
+    ).json()["entries"]
+    assert [e["details"] for e in log] == [
+        {"allowed_origins": []},
+        {"allowed_origins": [PAGE, "https://www.example.com"]},
+    ]
+
+
+def test_an_origin_outside_the_list_is_refused_on_every_write_key_route(either: Api) -> None:
+    """With a list, a page of another origin is refused (403 origin_not_allowed, readable by
+    the page) on the SDKs' routes and on /v1/ingest; the allowed origin and a request with no
+    Origin (a server SDK) still go through."""
+    tenant = either.tenant()
+    assert allow(either, tenant, [PAGE]).status_code == 200
+    key = tenant.api_key
+    sent = {**message("track"), "writeKey": key}
+
+    refused = [
+        text_plain(either, "/v1/t", sent, Origin=OTHER),
+        either.client.get(f"/v1/projects/{key}/settings", headers={"Origin": OTHER}),
+        either.client.get("/sourceConfig/", params={"writeKey": key}, headers={"Origin": OTHER}),
+        either.client.post(
+            "/beacon/v1/batch",
+            params={"writeKey": key},
+            content=json.dumps({"batch": [message("page")]}),
+            headers={"Origin": OTHER, "Content-Type": "text/plain"},
+        ),
+    ]
+    for response in refused:
+        body = assert_protocol_error(response, 403, "origin_not_allowed")
+        assert OTHER in body["message"]
+        assert response.headers["access-control-allow-origin"] == "*"
+    native = either.client.post(
+        "/v1/ingest", json={"type": "x"}, headers={"X-API-Key": key, "Origin": OTHER}
+    )
+    assert native.status_code == 403, native.text
+    assert native.json()["error"]["code"] == "origin_not_allowed"
+    assert stored(either, tenant) == {}
+
+    assert text_plain(either, "/v1/t", sent).status_code == 200
+    plain = either.client.post("/v1/batch", json={"batch": [message()]}, headers=basic(key))
+    assert plain.status_code == 200, plain.text
+    assert len(stored(either, tenant)) == 2
+
+
+def test_allowed_origins_are_owner_and_admin_only(api: Api, tenant: Tenant) -> None:
+    """An admin sets them; a viewer is refused and changes nothing."""
+    admin = api.member(tenant.owner, "admin")
+    assert allow(api, tenant, [PAGE], admin).status_code == 200
+    refused = allow(api, tenant, [OTHER], api.member(tenant.owner, "viewer"))
+    assert refused.status_code == 403, refused.text
+    listed = api.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert [p["allowed_origins"] for p in listed] == [[PAGE]]
+
+
+def test_another_workspaces_project_is_not_found(api: Api, tenant: Tenant) -> None:
+    """Another workspace's owner cannot set them: 404, nothing changed."""
+    stranger = api.tenant(workspace="Theirs")
+
+    response = allow(api, tenant, [OTHER], stranger.owner)
+
+    assert response.status_code == 404, response.text
+    listed = api.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert [p["allowed_origins"] for p in listed] == [[]]
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ["https://www.example.com/"],
+        ["https://www.example.com/path"],
+        ["ftp://example.com"],
+        ["example.com"],
+        ["https://user@example.com"],
+        ["https://exa mple.com"],
+        "https://www.example.com",
+        [1],
+        ["https://a.example"] * 101,
+    ],
+)
+def test_a_list_that_is_not_of_origins_is_refused(api: Api, tenant: Tenant, origins: Any) -> None:
+    """Anything but a list of at most 100 origins (scheme, host, port; no path) is a 400 that
+    changes nothing."""
+    response = allow(api, tenant, origins)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] in ("invalid_request", "invalid_body")
+    listed = api.client.get("/v1/projects", headers=tenant.headers).json()["projects"]
+    assert [p["allowed_origins"] for p in listed] == [[]]

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import re
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 from eventcore.entrypoints.http.segment.protocol import MESSAGE_TYPES, SHORT_PATHS
 
@@ -62,7 +71,7 @@ class CrossOrigin:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not takes_write_key(scope["path"]):
+        if scope["type"] != ScopeType.HTTP or not takes_write_key(scope["path"]):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
@@ -91,8 +100,14 @@ class CrossOrigin:
         if requested and _HEADER_LIST.match(requested):
             # Any request header may come: the key is checked by the handler, not by the browser.
             headers.append((b"access-control-allow-headers", requested))
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": headers,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(end)
 
 
 def cross_origin(app: ASGIApp) -> ASGIApp:

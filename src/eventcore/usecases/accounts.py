@@ -34,6 +34,7 @@ from eventcore.errors import (
     PermissionDenied,
     RateLimited,
 )
+from eventcore.origins import check_origin, checked_origins
 from eventcore.ports import (
     AccountStore,
     ApiKeyCache,
@@ -467,6 +468,31 @@ class Accounts:
             await self._projects.forget(principal.workspace_id, project_id)
         return project
 
+    async def set_allowed_origins(
+        self, principal: Principal, project_id: str, origins: object
+    ) -> Project:
+        """Set the origins whose pages may send with the project's keys (owner, admin); None
+        or an empty list allows any (:mod:`eventcore.origins`). API processes apply it within
+        the project cache's lifetime."""
+        principal.require(Permission.MANAGE_PROJECTS)
+        checked = checked_origins(origins)
+        audit = self._entry(
+            AuditAction.ORIGINS_CHANGED,
+            principal.workspace_id,
+            self._clock.now(),
+            actor=principal,
+            target=("project", project_id),
+            details={"allowed_origins": list(checked)},
+        )
+        project = await self._store.set_allowed_origins(
+            principal.workspace_id, project_id, checked, audit=audit
+        )
+        if project is None:
+            raise NotFound("No such project.")
+        if self._projects is not None:
+            await self._projects.forget(principal.workspace_id, project_id)
+        return project
+
     async def delete_project(self, principal: Principal, project_id: str) -> None:
         """Delete a project (owner, admin): its API keys are revoked with it (refused at once
         here, within the key cache's second elsewhere) and its data is reachable no more."""
@@ -694,9 +720,12 @@ class Accounts:
 class KeyResolver:
     """API key secret to its stored record, through a short-lived cache."""
 
-    def __init__(self, store: AccountStore, cache: ApiKeyCache) -> None:
+    def __init__(
+        self, store: AccountStore, cache: ApiKeyCache, projects: ProjectCache | None = None
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._projects = projects
 
     async def resolve(self, secret: str | None) -> ApiKey:
         if not secret:
@@ -715,3 +744,22 @@ class KeyResolver:
         if record.revoked_at is not None:
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
         return record
+
+    async def check_origin(self, record: ApiKey, origin: str | None) -> None:
+        """OriginNotAllowed if the key's project does not allow pages of ``origin`` (read
+        through the project cache: a change applies within its lifetime)."""
+        if origin is None:
+            return
+        project = (
+            None
+            if self._projects is None
+            else await self._projects.get(record.workspace_id, record.project_id)
+        )
+        if project is None:
+            project = await self._store.get_project(record.workspace_id, record.project_id)
+            if project is None:
+                # A deleted project's keys are revoked: nothing sent with one is accepted.
+                return
+            if self._projects is not None:
+                await self._projects.remember(project)
+        check_origin(project.allowed_origins, origin)

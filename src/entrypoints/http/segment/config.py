@@ -18,7 +18,6 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
@@ -32,15 +31,15 @@ from eventcore.platform import Platform
 # A Host header as a browser sends it: a name or an address, and a port.
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 _CONFIG_CODES: Codes = {
-    400: ("invalid_host",),
+    400: ("invalid_path", "invalid_host"),
     401: ("unauthorized", "invalid_api_key", "revoked_api_key"),
     403: ("origin_not_allowed",),
     503: ("database_unavailable",),
 }
+_CODES = merge_codes(EVERY_REQUEST, _CONFIG_CODES)
 _RESPONSES = describe_errors(
-    merge_codes(EVERY_REQUEST, _CONFIG_CODES), ERROR_MEANINGS, SegmentError
+    _CODES, {s: m for s, m in ERROR_MEANINGS.items() if s in _CODES}, SegmentError
 )
-_OBJECT = Schema(type=OpenAPIType.OBJECT, additional_properties=True)
 
 
 def _address(request: Request[Any, Any, Any]) -> tuple[str, str]:

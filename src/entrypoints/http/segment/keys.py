@@ -32,5 +32,8 @@ def header_write_key(request: Request[Any, Any, Any]) -> str | None:
 
 
 async def check_key(request: Request[Any, Any, Any], platform: Platform, key: str | None) -> ApiKey:
-    """The key's record: AuthenticationFailed if it is missing, unknown or revoked."""
-    return await resolve_api_key(platform, key)
+    """The key's record: AuthenticationFailed if it is missing, unknown or revoked,
+    OriginNotAllowed if the request comes from a page its project does not allow."""
+    record = await resolve_api_key(platform, key)
+    await platform.keys.check_origin(record, request.headers.get("origin"))
+    return record

@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from eventcore.entrypoints.http import errors
 from eventcore.entrypoints.http.body import read_body
@@ -166,7 +166,7 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return _protocol_shape(errors.unexpected_error(request, exc))
 
 
-PROTOCOL_ERRORS = {
+PROTOCOL_ERRORS: ExceptionHandlersMap = {
     EventcoreError: domain_error,
     HTTPException: http_error,
     Exception: unexpected_error,
