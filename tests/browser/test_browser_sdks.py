@@ -23,6 +23,10 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
 
 from tests.browser.support import WAIT_MS, Backend, Person, screenshot
+
+# The distributed stack (serve and a worker on a fresh database, queues and Redis prefix).
+from tests.browser.test_distributed import distributed  # noqa: F401
+from tests.integration.test_distributed_e2e import stack  # noqa: F401
 from tests.support.processes import Server
 
 SDK_DIR = Path(__file__).parent / "sdk"
@@ -95,16 +99,16 @@ class Watch:
 
 
 @pytest.fixture
-def open_sdk_page(
-    browser: Browser, server: Server, pages_origin: str, request: pytest.FixtureRequest
+def open_sdk_page_of(
+    browser: Browser, pages_origin: str, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., tuple[Page, Watch]]]:
-    """``open(page_name, key, **query)``: the fixture page loaded with eventcore's address and
-    the key; at the end, each page's screenshot is saved and its watch must hold no problem."""
-    api = f"http://127.0.0.1:{server.port}"
+    """``open(api, page_name, key, **query)``: the fixture page loaded with the address of the
+    eventcore at ``api`` and the key; at the end, each page's screenshot is saved and its watch
+    must hold no problem."""
     opened: list[tuple[Page, Watch]] = []
 
     def open_page(
-        name: str, key: str, *, refusals_expected: bool = False, **query: str
+        api: str, name: str, key: str, *, refusals_expected: bool = False, **query: str
     ) -> tuple[Page, Watch]:
         context = browser.new_context()
         context.set_default_timeout(WAIT_MS)
@@ -127,6 +131,14 @@ def open_sdk_page(
         page.context.close()
         problems.extend(watch.problems)
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def open_sdk_page(
+    server: Server, open_sdk_page_of: Callable[..., tuple[Page, Watch]]
+) -> Callable[..., tuple[Page, Watch]]:
+    """``open(page_name, key, **query)``: as ``open_sdk_page_of``, on the embedded server."""
+    return partial(open_sdk_page_of, f"http://127.0.0.1:{server.port}")
 
 
 def eventually(page: Page, read: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
@@ -174,6 +186,12 @@ def new_project(backend: Backend, name: str) -> tuple[Person, str, str]:
 
 # --- analytics.js ------------------------------------------------------------------------------
 
+SEGMENT_CALLS = """async () => {
+    await analytics.identify("user-7", { plan: "pro" });
+    await analytics.page("Docs", "Home", { path: "/docs" });
+    await analytics.track("Signed Up", { plan: "pro" });
+}"""
+
 
 def test_analytics_js_delivers_identify_page_and_track(
     backend: Backend, open_sdk_page: Callable[..., tuple[Page, Watch]]
@@ -183,13 +201,7 @@ def test_analytics_js_delivers_identify_page_and_track(
     person, project_id, key = new_project(backend, "Segment")
     page, watch = open_sdk_page("segment", key)
 
-    page.evaluate(
-        """async () => {
-            await analytics.identify("user-7", { plan: "pro" });
-            await analytics.page("Docs", "Home", { path: "/docs" });
-            await analytics.track("Signed Up", { plan: "pro" });
-        }"""
-    )
+    page.evaluate(SEGMENT_CALLS)
 
     events = wait_for_events(page, backend, person, project_id, 3)
     assert sorted(e["type"] for e in events) == ["Signed Up", "identify", "page"]
@@ -391,3 +403,36 @@ def test_a_revoked_key_is_refused(
     assert [status for status, _ in refused] == [401], refused
     assert [method for method, _ in watch.sent] == ["GET"]
     assert listed(backend, person, project_id) == []
+
+
+# --- the distributed profile -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
+def test_each_sdk_delivers_on_the_distributed_profile(
+    distributed: Server,  # noqa: F811
+    open_sdk_page_of: Callable[..., tuple[Page, Watch]],
+    sdk: str,
+) -> None:
+    """`serve` and a `worker` on PostgreSQL, Redis and RabbitMQ: each SDK's configuration,
+    messages and CORS answers are the same, and what it sends is committed by the worker,
+    listed and counted with its person. (The stack is asked for before the browser: it sets up
+    with asyncio.run, which cannot run beside Playwright's loop.)"""
+    api = f"http://127.0.0.1:{distributed.port}"
+    backend = Backend(api)
+    try:
+        person, project_id, key = new_project(backend, f"Distributed {sdk}")
+        page, _ = open_sdk_page_of(api, sdk, key)
+
+        page.evaluate(SEGMENT_CALLS if sdk == "segment" else RUDDERSTACK_CALLS)
+
+        events = wait_for_events(page, backend, person, project_id, 3)
+        assert sorted(e["type"] for e in events) == ["Signed Up", "identify", "page"]
+        assert len({e["user_id"] for e in events}) == 1
+        assert counted(backend, person, project_id) == (
+            {"Signed Up": 1, "identify": 1, "page": 1},
+            1,
+        )
+    finally:
+        backend.http.close()
