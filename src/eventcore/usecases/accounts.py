@@ -8,8 +8,9 @@ import hmac
 import math
 import secrets
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from functools import partial
 
 import msgspec
 import zxcvbn
@@ -425,23 +426,15 @@ class Accounts:
         past ones too."""
         principal.require(Permission.MANAGE_PROJECTS)
         checked = check_paths(paths)
-        audit = self._entry(
+        # The cache entry forgotten: queries in this process check paths against the new
+        # declaration at once.
+        return await self._change_project(
+            principal,
+            project_id,
             AuditAction.DIMENSIONS_CHANGED,
-            principal.workspace_id,
-            self._clock.now(),
-            actor=principal,
-            target=("project", project_id),
-            details={"properties": list(checked)},
+            {"properties": list(checked)},
+            partial(self._store.set_dimensions, principal.workspace_id, project_id, checked),
         )
-        project = await self._store.set_dimensions(
-            principal.workspace_id, project_id, checked, audit=audit
-        )
-        if project is None:
-            raise NotFound("No such project.")
-        if self._projects is not None:
-            # Queries in this process check paths against the new declaration at once.
-            await self._projects.forget(principal.workspace_id, project_id)
-        return project
 
     async def set_retention(
         self, principal: Principal, project_id: str, retention_days: int | None
@@ -451,22 +444,13 @@ class Accounts:
         hour, or ``eventcore retention run``) expires the stored ones."""
         principal.require(Permission.MANAGE_PROJECTS)
         days = checked_days(retention_days)
-        audit = self._entry(
+        return await self._change_project(
+            principal,
+            project_id,
             AuditAction.RETENTION_CHANGED,
-            principal.workspace_id,
-            self._clock.now(),
-            actor=principal,
-            target=("project", project_id),
-            details={"retention_days": days},
+            {"retention_days": days},
+            partial(self._store.set_retention, principal.workspace_id, project_id, days),
         )
-        project = await self._store.set_retention(
-            principal.workspace_id, project_id, days, audit=audit
-        )
-        if project is None:
-            raise NotFound("No such project.")
-        if self._projects is not None:
-            await self._projects.forget(principal.workspace_id, project_id)
-        return project
 
     async def set_allowed_origins(
         self, principal: Principal, project_id: str, origins: object
@@ -476,17 +460,34 @@ class Accounts:
         the project cache's lifetime."""
         principal.require(Permission.MANAGE_PROJECTS)
         checked = checked_origins(origins)
-        audit = self._entry(
+        return await self._change_project(
+            principal,
+            project_id,
             AuditAction.ORIGINS_CHANGED,
+            {"allowed_origins": list(checked)},
+            partial(self._store.set_allowed_origins, principal.workspace_id, project_id, checked),
+        )
+
+    async def _change_project(
+        self,
+        principal: Principal,
+        project_id: str,
+        action: AuditAction,
+        details: dict[str, Detail],
+        change: Callable[..., Awaitable[Project | None]],
+    ) -> Project:
+        """One change of a project's settings, checked by the caller: stored with its audit
+        entry (``change(audit=...)``), and this process's cache entry of the project forgotten;
+        NotFound if the project is not in the workspace."""
+        audit = self._entry(
+            action,
             principal.workspace_id,
             self._clock.now(),
             actor=principal,
             target=("project", project_id),
-            details={"allowed_origins": list(checked)},
+            details=details,
         )
-        project = await self._store.set_allowed_origins(
-            principal.workspace_id, project_id, checked, audit=audit
-        )
+        project = await change(audit=audit)
         if project is None:
             raise NotFound("No such project.")
         if self._projects is not None:
