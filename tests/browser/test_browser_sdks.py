@@ -115,7 +115,7 @@ def open_sdk_page_of(
         watch = Watch((pages_origin, api), api, refusals_expected=refusals_expected)
         context.route("**/*", watch.route)
         page = context.new_page()
-        page.on("request", watch.request)
+        context.on("request", watch.request)
         page.on("response", watch.response)
         page.on("console", watch.console)
         page.on("pageerror", lambda error: watch.problems.append(f"script error: {error}"))
@@ -436,3 +436,34 @@ def test_each_sdk_delivers_on_the_distributed_profile(
         )
     finally:
         backend.http.close()
+
+
+def test_rudderstack_beacon_mode_delivers_with_send_beacon(
+    backend: Backend, server: Server, open_sdk_page: Callable[..., tuple[Page, Watch]]
+) -> None:
+    """With `useBeacon`, RudderStack sends its batch with navigator.sendBeacon (no header: the
+    key in the query) to /beacon/v1/batch, at the latest when the page is left; it is stored."""
+    person, project_id, key = new_project(backend, "Beacon")
+    page, watch = open_sdk_page("rudderstack", key, beacon="1")
+
+    page.evaluate(
+        """async () => {
+            await new Promise((ready) => rudderanalytics.ready(ready));
+            rudderanalytics.track("Left", { via: "beacon" });
+        }"""
+    )
+    page.goto("about:blank")
+
+    events = wait_for_events(page, backend, person, project_id, 1)
+    assert [e["type"] for e in events] == ["Left"]
+    # Playwright does not report a beacon among the page's requests; the server's log does.
+    lines = server.log.read_text().splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    beacons = [
+        entry["status"]
+        for entry in logged
+        if entry.get("route") == "/beacon/v1/batch"
+        and entry.get("workspace_id") == person.workspace_id
+    ]
+    assert beacons == [200], beacons
+    assert [method for method, _ in watch.sent] == ["GET"], watch.sent  # no XHR delivery
