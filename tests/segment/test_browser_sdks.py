@@ -162,6 +162,16 @@ def test_rudderstack_track_and_beacon_are_stored_once(either: Api) -> None:
     assert set(stored(either, tenant)) == {tracked["messageId"], beacon["batch"][0]["messageId"]}
 
 
+def test_the_query_key_is_the_beacons_alone(api: Api, tenant: Tenant) -> None:
+    """`?writeKey=` is no way to send the key to the other Segment routes (their schema does not
+    name it): there it is a 401."""
+    response = api.client.post(
+        "/v1/batch", params={"writeKey": tenant.api_key}, json={"batch": [message("page")]}
+    )
+
+    assert_protocol_error(response, 401, "unauthorized")
+
+
 def test_a_beacon_with_a_revoked_key_is_refused(api: Api, tenant: Tenant) -> None:
     """The beacon's query key is checked like any other."""
     api.client.delete(f"/v1/api-keys/{tenant.key_id}", headers=tenant.headers)

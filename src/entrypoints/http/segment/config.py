@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from eventcore.entrypoints.http.errors import EVERY_REQUEST, Codes, describe_errors, merge_codes
-from eventcore.entrypoints.http.segment.keys import check_key, header_write_key
+from eventcore.entrypoints.http.segment.keys import check_key, query_write_key
 from eventcore.entrypoints.http.segment.openapi import ERROR_MEANINGS, SegmentError
 from eventcore.errors import InvalidRequest
 from eventcore.platform import Platform
@@ -110,8 +110,7 @@ async def analytics_js_settings(
 async def rudderstack_source_config(
     request: Request[Any, Any, Any], platform: NamedDependency[Platform]
 ) -> dict[str, Any]:
-    key = header_write_key(request) or ""
-    record = await check_key(request, platform, key)
+    record = await check_key(request, platform, query_write_key(request))
     return {
         "isHosted": False,
         "source": {

@@ -14,21 +14,20 @@ from eventcore.tenancy import ApiKey
 
 
 def header_write_key(request: Request[Any, Any, Any]) -> str | None:
-    """The write key from the headers, if the client sent one there (RudderStack's beacon,
-    which can send no header, and its configuration request give it as the query's
-    ``writeKey``)."""
+    """The write key from the headers, if the client sent one there."""
     key = request.headers.get("x-write-key", "").strip()
     if key:
         return key
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic" and credentials.strip():
         return basic_write_key(credentials) or None
-    return (
-        bearer_token(request)
-        or request.headers.get("x-api-key")
-        or request.query_params.get("writeKey")
-        or None
-    )
+    return bearer_token(request) or request.headers.get("x-api-key") or None
+
+
+def query_write_key(request: Request[Any, Any, Any]) -> str | None:
+    """The write key from the headers, else the query's ``writeKey``: where RudderStack's
+    beacon, which can send no header, and its configuration request give it."""
+    return header_write_key(request) or request.query_params.get("writeKey") or None
 
 
 async def check_key(request: Request[Any, Any, Any], platform: Platform, key: str | None) -> ApiKey:

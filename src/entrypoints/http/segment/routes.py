@@ -27,7 +27,7 @@ from eventcore.entrypoints.http.ingest import rejections
 from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.entrypoints.http.openapi import WRITE_KEY_AUTH
 from eventcore.entrypoints.http.segment import config
-from eventcore.entrypoints.http.segment.keys import check_key, header_write_key
+from eventcore.entrypoints.http.segment.keys import check_key, header_write_key, query_write_key
 from eventcore.entrypoints.http.segment.openapi import (
     AUTH,
     MESSAGE_REJECTIONS,
@@ -64,11 +64,13 @@ async def accept(
     request: Request[Any, Any, Any],
     platform: Platform,
     parse: Callable[[bytes, EventLimits], SegmentRequest],
+    *,
+    key_in_query: bool = False,
 ) -> SegmentReceipt:
     """Authenticate, map the messages to events and submit them: the work of every route."""
     received_at = platform.ingestor.now()
     limits = platform.ingestor.limits
-    key = header_write_key(request)
+    key = query_write_key(request) if key_in_query else header_write_key(request)
     # A key in a header is checked before the body is read; one in the body only after.
     record: ApiKey | None = await check_key(request, platform, key) if key else None
     body = await read_body(request, limits.max_request_bytes)
@@ -94,14 +96,20 @@ RECEIVED = "The valid messages are durably accepted." + rejections(MESSAGE_REJEC
 
 
 def batch_route(
-    path: str, *, name: str, description: str, operation_id: str | None = None
+    path: str,
+    *,
+    name: str,
+    description: str,
+    operation_id: str | None = None,
+    key_in_query: bool = False,
 ) -> HTTPRouteHandler:
-    """``POST <path>``: a batch of messages."""
+    """``POST <path>``: a batch of messages (the key also taken from the query's ``writeKey``
+    when ``key_in_query``)."""
 
     async def send(
         request: Request[Any, Any, Any], platform: NamedDependency[Platform]
     ) -> SegmentReceipt:
-        return await accept(request, platform, parse_batch)
+        return await accept(request, platform, parse_batch, key_in_query=key_in_query)
 
     return post(
         path,
@@ -203,6 +211,7 @@ ROUTES: list[ControllerRouterHandler] = [
                 "/beacon/v1/batch",
                 name="rudderstack-beacon",
                 operation_id="rudderstackBeacon",
+                key_in_query=True,
                 description="What RudderStack's JavaScript SDK sends with `navigator.sendBeacon`"
                 " (`useBeacon`), which can set no header: the write key is the query's"
                 " `writeKey`. The answer goes unread.",
