@@ -471,14 +471,8 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
-        return await self._write(
-            audited,
-            audit,
-            _set_project_column,
-            workspace_id,
-            project_id,
-            "dimensions",
-            json_strings(dimensions),
+        return await self._set_project(
+            workspace_id, project_id, "dimensions", json_strings(dimensions), audit
         )
 
     async def set_retention(
@@ -489,14 +483,8 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
-        return await self._write(
-            audited,
-            audit,
-            _set_project_column,
-            workspace_id,
-            project_id,
-            "retention_days",
-            retention_days,
+        return await self._set_project(
+            workspace_id, project_id, "retention_days", retention_days, audit
         )
 
     async def set_allowed_origins(
@@ -507,14 +495,21 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
+        return await self._set_project(
+            workspace_id, project_id, "allowed_origins", json_strings(origins), audit
+        )
+
+    async def _set_project(
+        self,
+        workspace_id: str,
+        project_id: str,
+        column: str,
+        value: Any,
+        audit: AuditEntry | None,
+    ) -> Project | None:
+        """One column of a project set, audited in the same transaction; the project now."""
         return await self._write(
-            audited,
-            audit,
-            _set_project_column,
-            workspace_id,
-            project_id,
-            "allowed_origins",
-            json_strings(origins),
+            audited, audit, _set_project_column, workspace_id, project_id, column, value
         )
 
     async def projects_with_retention(self) -> list[Project]:
