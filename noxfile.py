@@ -146,10 +146,11 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def browser(session: nox.Session) -> None:
-    """The console end to end: Playwright drives Debian's Chromium (/usr/bin/chromium, which
-    `.ci/run` installs when missing) against real `eventcore serve` processes; every request to
-    another origin, script error or CSP violation fails the test. Screenshots of each scenario
-    land in test-artifacts/browser/."""
+    """The console end to end, and the browser SDKs (analytics.js, RudderStack's) from npm on a
+    page of another origin: Playwright drives Debian's Chromium (/usr/bin/chromium, which
+    `.ci/run` installs when missing, as it runs `npm ci --prefix tests/browser/sdk`) against real
+    `eventcore serve` processes; every request to an unexpected origin, script error, CORS error
+    or CSP violation fails the test. Screenshots of each scenario land in test-artifacts/browser/."""
     session.install("-e", ".[browser]")
     session.run("pytest", "tests/browser", "-m", "browser", "-q", *session.posargs)
 

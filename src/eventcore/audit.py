@@ -31,6 +31,7 @@ class AuditAction(enum.StrEnum):
     PROJECT_DELETED = "project.deleted"
     DIMENSIONS_CHANGED = "project.dimensions_changed"
     RETENTION_CHANGED = "project.retention_changed"
+    ORIGINS_CHANGED = "project.origins_changed"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
     MEMBER_INVITED = "member.invited"

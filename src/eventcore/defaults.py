@@ -58,6 +58,10 @@ EXPIRY_CHUNK: Final = 5_000
 EXPIRY_PAUSE: Final = 2.0
 EXPIRY_PAUSE_MAX_SECONDS: Final = 0.1
 
+# The most origins a project may allow to send with its write keys (PATCH /v1/projects/{id}
+# `allowed_origins`; none: any origin; eventcore.origins).
+MAX_ALLOWED_ORIGINS: Final = 100
+
 # Analytics and the event list.
 MAX_BUCKETS: Final = 10_000
 DEFAULT_WINDOW: Final = timedelta(hours=24)

@@ -113,7 +113,7 @@ def build_platform(
     processor = BatchProcessor(store, committed, query_cache, live_publisher or in_process)
     # One per process, shared: a suppression made or lifted here is seen by this ingestor at once.
     suppressed = SuppressedPersons(store, clock)
-    keys = KeyResolver(store, key_cache)
+    keys = KeyResolver(store, key_cache, project_cache)
     cursors = cursors or CursorCodec.random()
     accounts = Accounts(
         store,

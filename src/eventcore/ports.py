@@ -177,6 +177,17 @@ class AccountStore(Protocol):
         in the workspace. Appends committed after this withhold events past it
         (:mod:`eventcore.retention`); the next retention run expires the stored ones."""
 
+    async def set_allowed_origins(
+        self,
+        workspace_id: str,
+        project_id: str,
+        origins: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        """Set the origins whose pages may send with the project's keys (none: any); None if
+        it is not in the workspace."""
+
     async def projects_with_retention(self) -> list[Project]:
         """Every project of every workspace that has a retention (a retention run's sweep: this
         lookup crosses tenants by nature), by workspace and id."""

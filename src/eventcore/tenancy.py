@@ -135,6 +135,8 @@ class Project(msgspec.Struct, frozen=True):
     dimensions: tuple[str, ...] = ()
     # How many days its events are kept (eventcore.retention); None: for ever.
     retention_days: int | None = None
+    # The origins whose pages may send with its write keys (eventcore.origins); none: any.
+    allowed_origins: tuple[str, ...] = ()
 
 
 class ApiKey(msgspec.Struct, frozen=True):

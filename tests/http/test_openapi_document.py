@@ -26,15 +26,27 @@ from eventcore.cursors import CURSOR_PATTERN
 from eventcore.defaults import DEFAULT_PAGE, MAX_BUCKETS, MAX_PAGE
 from eventcore.entrypoints.http.body import GZIP, IDENTITY
 from eventcore.entrypoints.http.errors import _HTTP_CODES, STATUS
-from eventcore.entrypoints.http.segment.protocol import _REQUIRED_IDS, MESSAGE_TYPES, _snake
+from eventcore.entrypoints.http.segment.protocol import (
+    _REQUIRED_IDS,
+    MESSAGE_TYPES,
+    SHORT_PATHS,
+    _snake,
+)
 from eventcore.errors import EventcoreError
 from eventcore.suppressions import SUPPRESSED
 from tests.http.support import Api, Tenant, embedded_app
 from tests.segment.support import batch, message
 
 ROOT = Path(__file__).resolve().parents[2]
-SEGMENT_PATHS = ["/v1/batch", *(f"/v1/{kind}" for kind in MESSAGE_TYPES)]
+BATCH_PATHS = ["/v1/batch", "/v1/b", "/beacon/v1/batch"]
+SEGMENT_PATHS = [
+    *BATCH_PATHS,
+    *(f"/v1/{kind}" for kind in MESSAGE_TYPES),
+    *(f"/v1/{short}" for short in SHORT_PATHS),
+]
 INGEST_PATHS = ["/v1/ingest", *SEGMENT_PATHS]
+# The browser SDKs' configuration: a write key checked, refusals in the protocol's shape.
+CONFIG_PATHS = ["/v1/projects/{write_key}/settings", "/sourceConfig"]
 
 
 def _document() -> dict[str, Any]:
@@ -93,8 +105,10 @@ def alternatives(path: str) -> list[str]:
 
 
 def segment_body(path: str, **fields: Any) -> dict[str, Any]:
+    if path in BATCH_PATHS:
+        return batch(message(), **fields)
     kind = path.removeprefix("/v1/")
-    return batch(message(), **fields) if kind == "batch" else message(kind, **fields)
+    return message(SHORT_PATHS.get(kind, kind), **fields)
 
 
 def test_the_segment_routes_declare_every_way_the_write_key_comes() -> None:
@@ -415,7 +429,8 @@ def test_every_api_error_answer_has_the_error_body() -> None:
         for status, response in definition["responses"].items():
             if status[0] in "45":
                 schema = response["content"]["application/json"]["schema"]
-                shape = "SegmentError" if path in SEGMENT_PATHS else "ErrorBody"
+                segment = path in SEGMENT_PATHS or path in CONFIG_PATHS
+                shape = "SegmentError" if segment else "ErrorBody"
                 if path == "/health/ready" and status == "503":
                     shape = "Health"
                 assert schema == {"$ref": f"#/components/schemas/{shape}"}, (method, path)

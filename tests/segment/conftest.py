@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.http.conftest import api, make_api, tenant
+from tests.http.conftest import api, either, make_api, tenant
 
-__all__ = ["api", "make_api", "tenant"]
+__all__ = ["api", "either", "make_api", "tenant"]

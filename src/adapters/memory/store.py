@@ -295,6 +295,16 @@ class MemoryStore:
             workspace_id, project_id, audit, retention_days=retention_days
         )
 
+    async def set_allowed_origins(
+        self,
+        workspace_id: str,
+        project_id: str,
+        origins: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        return await self._change_project(workspace_id, project_id, audit, allowed_origins=origins)
+
     async def projects_with_retention(self) -> list[Project]:
         found = [p for p in self.projects.values() if p.retention_days is not None]
         return sorted(found, key=lambda p: (p.workspace_id, p.id))

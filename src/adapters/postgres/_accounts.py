@@ -42,7 +42,9 @@ _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
 _INVITATION_COLUMNS = (
     "invitation_id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
 )
-_PROJECT_COLUMNS = "project_id, workspace_id, name, created_at, dimensions, retention_days"
+_PROJECT_COLUMNS = (
+    "project_id, workspace_id, name, created_at, dimensions, retention_days, allowed_origins"
+)
 _API_KEY_COLUMNS = (
     "key_id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 )
@@ -118,8 +120,17 @@ def _project(
     created_at: datetime,
     dimensions: list[str],
     retention_days: int | None,
+    allowed_origins: list[str],
 ) -> Project:
-    return Project(project_id, workspace_id, name, created_at, tuple(dimensions), retention_days)
+    return Project(
+        project_id,
+        workspace_id,
+        name,
+        created_at,
+        tuple(dimensions),
+        retention_days,
+        tuple(allowed_origins),
+    )
 
 
 def _member(user_id: str, email: str, role: str, joined_at: datetime) -> Member:
@@ -388,9 +399,11 @@ class Accounts(Database):
 
     async def create_project(self, project: Project, *, audit: AuditEntry | None = None) -> None:
         # The declared paths as a list: psycopg binds a list as an array (text[]).
-        *fields, dimensions, retention_days = values(project)
+        *fields, dimensions, retention_days, origins = values(project)
         async with self._tenant(project.workspace_id, pipelined=False) as conn:
-            await conn.execute(_INSERT_PROJECT, (*fields, list(dimensions), retention_days))
+            await conn.execute(
+                _INSERT_PROJECT, (*fields, list(dimensions), retention_days, list(origins))
+            )
             await record_entry(conn, audit)
         if project.dimensions:
             self._remember_dimensions(project.workspace_id, project.id, project.dimensions)
@@ -456,6 +469,18 @@ class Accounts(Database):
         # Committed when this returns: every append whose transaction starts later reads it.
         return await self._set_project_column(
             workspace_id, project_id, "retention_days", retention_days, audit
+        )
+
+    async def set_allowed_origins(
+        self,
+        workspace_id: str,
+        project_id: str,
+        origins: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        return await self._set_project_column(
+            workspace_id, project_id, "allowed_origins", list(origins), audit
         )
 
     async def _set_project_column(

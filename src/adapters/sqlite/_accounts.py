@@ -47,7 +47,7 @@ T = TypeVar("T")
 _USER_COLUMNS = "id, email, password_hash, created_at"
 _WORKSPACE_COLUMNS = "id, name, created_at"
 _MEMBERSHIP_COLUMNS = "workspace_id, user_id, role, created_at"
-_PROJECT_COLUMNS = "id, workspace_id, name, created_at, dimensions, retention_days"
+_PROJECT_COLUMNS = "id, workspace_id, name, created_at, dimensions, retention_days, allowed_origins"
 _API_KEY_COLUMNS = "id, workspace_id, project_id, name, prefix, key_hash, created_at, revoked_at"
 _INVITATION_COLUMNS = (
     "id, workspace_id, email, role, token_hash, created_at, expires_at, accepted_at"
@@ -92,7 +92,7 @@ def _membership(row: Any) -> Membership:
 
 
 def _project(row: Any) -> Project:
-    return Project(row[0], row[1], row[2], moment(row[3]), strings(row[4]), row[5])
+    return Project(row[0], row[1], row[2], moment(row[3]), strings(row[4]), row[5], strings(row[6]))
 
 
 def _invitation(row: Any) -> Invitation:
@@ -312,7 +312,7 @@ def _remove_membership(connection: sqlite3.Connection, workspace_id: str, user_i
 def _set_project_column(
     connection: sqlite3.Connection, workspace_id: str, project_id: str, column: str, value: Any
 ) -> Project | None:
-    """One column of a project (dimensions, retention_days) set; the project as it is now.
+    """One column of a project (dimensions, retention_days, allowed_origins) set; the project as it is now.
     Committed before any later append's transaction reads it there."""
     rows = connection.execute(
         f"UPDATE projects SET {column} = ? WHERE workspace_id = ? AND id = ?"
@@ -471,14 +471,8 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
-        return await self._write(
-            audited,
-            audit,
-            _set_project_column,
-            workspace_id,
-            project_id,
-            "dimensions",
-            json_strings(dimensions),
+        return await self._set_project(
+            workspace_id, project_id, "dimensions", json_strings(dimensions), audit
         )
 
     async def set_retention(
@@ -489,14 +483,33 @@ class Accounts(Database):
         *,
         audit: AuditEntry | None = None,
     ) -> Project | None:
+        return await self._set_project(
+            workspace_id, project_id, "retention_days", retention_days, audit
+        )
+
+    async def set_allowed_origins(
+        self,
+        workspace_id: str,
+        project_id: str,
+        origins: tuple[str, ...],
+        *,
+        audit: AuditEntry | None = None,
+    ) -> Project | None:
+        return await self._set_project(
+            workspace_id, project_id, "allowed_origins", json_strings(origins), audit
+        )
+
+    async def _set_project(
+        self,
+        workspace_id: str,
+        project_id: str,
+        column: str,
+        value: Any,
+        audit: AuditEntry | None,
+    ) -> Project | None:
+        """One column of a project set, audited in the same transaction; the project now."""
         return await self._write(
-            audited,
-            audit,
-            _set_project_column,
-            workspace_id,
-            project_id,
-            "retention_days",
-            retention_days,
+            audited, audit, _set_project_column, workspace_id, project_id, column, value
         )
 
     async def projects_with_retention(self) -> list[Project]:

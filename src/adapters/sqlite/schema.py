@@ -267,6 +267,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX projects_with_retention ON projects (workspace_id, id)"
         " WHERE retention_days IS NOT NULL",
     ),
+    (
+        # The origins whose pages may send with a project's keys (eventcore.origins), as a
+        # JSON array; empty: any.
+        "ALTER TABLE projects ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

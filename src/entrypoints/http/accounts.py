@@ -151,11 +151,16 @@ class ProjectController(Controller):
     @patch(
         "/{project_id:str}",
         status_code=HTTP_200_OK,
-        summary="Change a project: its retention of events (owner, admin)",
+        summary="Change a project: its retention of events, its allowed origins (owner, admin)",
         description="Only the fields given change. `retention_days` (1 to 3,650, or null to"
         " keep events for ever, the default): events whose time is older are removed within"
         " the hour by the retention run (with the counts, unique users and tallies of what"
-        " remains kept exact), and an event already that old is not stored when it arrives.",
+        " remains kept exact), and an event already that old is not stored when it arrives."
+        " `allowed_origins` (at most 100 origins as a browser sends them in `Origin`: scheme,"
+        " host and port, no path; or null or `[]` for any origin, the default): a request with"
+        " an `Origin` header naming another"
+        " origin is refused on the write-key routes with 403 `origin_not_allowed`; a request"
+        " without one (a server SDK) is not affected.",
         responses=api_errors(PATH_PARAMETERS, JSON_BODY, ACCESS_TOKEN, ROLE, NOT_FOUND),
     )
     async def change(
@@ -172,9 +177,19 @@ class ProjectController(Controller):
             data = msgspec.json.decode(await request.body(), type=ProjectChange)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(str(exc).replace("`$.", "`"), code="invalid_request") from exc
-        if data.retention_days is msgspec.UNSET:
-            raise InvalidRequest("Name what to change: `retention_days`.", code="invalid_request")
-        project = await platform.accounts.set_retention(principal, project_id, data.retention_days)
+        if data.retention_days is msgspec.UNSET and data.allowed_origins is msgspec.UNSET:
+            raise InvalidRequest(
+                "Name what to change: `retention_days` or `allowed_origins`.",
+                code="invalid_request",
+            )
+        if data.allowed_origins is not msgspec.UNSET:
+            project = await platform.accounts.set_allowed_origins(
+                principal, project_id, data.allowed_origins
+            )
+        if data.retention_days is not msgspec.UNSET:
+            project = await platform.accounts.set_retention(
+                principal, project_id, data.retention_days
+            )
         return ProjectView.of(project)
 
     @delete(

@@ -25,6 +25,7 @@ from eventcore.entrypoints.http import (
     audience,
     audit,
     console,
+    cors,
     deletions,
     docs,
     ingest,
@@ -113,7 +114,7 @@ def create_app(
     # a 404 or 405 gets its request id, trace and access-log line too. It also counts the
     # request metrics (one wrapper for all of it: Litestar's Prometheus middleware would build a
     # Request object and its labels a second time).
-    app.asgi_handler = observe_requests(app.asgi_handler)
+    app.asgi_handler = observe_requests(cors.cross_origin(app.asgi_handler))
     complete_document(app)
     return app
 

@@ -49,6 +49,7 @@ _BATCH = Schema(
 INGEST_CODES: Codes = {
     400: ("malformed_json", "invalid_body", "invalid_events", "unstorable_value"),
     401: ("unauthorized", "invalid_api_key", "revoked_api_key"),
+    403: ("origin_not_allowed",),
     413: ("too_many_events",),
     429: ("rate_limited",),
     503: ("database_unavailable", "queue_unavailable", "queue_full"),
@@ -100,6 +101,7 @@ async def ingest(
     # What Ingestor.ingest does, in steps, so that the workspace is bound to the request's logs
     # once the key is resolved and refused events are counted.
     record = await resolve_api_key(platform, key)
+    await platform.keys.check_origin(record, request.headers.get("origin"))
     events = split_request(body, limits)
     with counting_refusals(len(events)):
         receipt = await platform.ingestor.submit(record.tenant, events)

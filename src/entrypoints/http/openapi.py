@@ -52,7 +52,7 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
 
 USER_AUTH: list[SecurityRequirement] = [{"AccessToken": []}]
 API_KEY_AUTH: list[SecurityRequirement] = [{"ApiKey": []}, {"ApiKeyBearer": []}]
-# The Segment routes, in the order they look for the key (`segment.routes.header_write_key`);
+# The Segment routes, in the order they look for the key (`segment.keys.header_write_key`);
 # the empty requirement last is a body that carries the key itself as `writeKey`, which no
 # security scheme can state.
 WRITE_KEY_AUTH: list[SecurityRequirement] = [

@@ -12,6 +12,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import Meta, Raw
 
 from eventcore.defaults import (
+    MAX_ALLOWED_ORIGINS,
     MAX_EMAIL_LENGTH,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
@@ -75,21 +76,43 @@ class NameRequest(msgspec.Struct):
 RetentionDays = Annotated[int, Meta(ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS)]
 
 
+# Scheme, host and port, as a browser sends them in `Origin`, no path (eventcore.origins's rule,
+# in either case; the use case checks it, lower-cased).
+Origin = Annotated[
+    str,
+    _documented(
+        max_length=300,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
+        r"(:[0-9]{1,5})?$",
+    ),
+]
+AllowedOrigins = Annotated[list[Origin], Meta(max_length=MAX_ALLOWED_ORIGINS)]
+
+
 class ProjectView(msgspec.Struct):
     id: str
     name: str
     created_at: datetime
     retention_days: RetentionDays | None
+    # The origins whose pages may send with the project's keys; empty: any.
+    allowed_origins: AllowedOrigins
 
     @classmethod
     def of(cls, project: Project) -> ProjectView:
-        return cls(project.id, project.name, project.created_at, project.retention_days)
+        return cls(
+            project.id,
+            project.name,
+            project.created_at,
+            project.retention_days,
+            list(project.allowed_origins),
+        )
 
 
 class ProjectChange(msgspec.Struct, forbid_unknown_fields=True):
     """The fields of a project to change; a field left out keeps its value."""
 
     retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
+    allowed_origins: AllowedOrigins | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ProjectList(msgspec.Struct):

@@ -8,8 +8,9 @@ import hmac
 import math
 import secrets
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from functools import partial
 
 import msgspec
 import zxcvbn
@@ -34,6 +35,7 @@ from eventcore.errors import (
     PermissionDenied,
     RateLimited,
 )
+from eventcore.origins import check_origin, checked_origins
 from eventcore.ports import (
     AccountStore,
     ApiKeyCache,
@@ -424,23 +426,15 @@ class Accounts:
         past ones too."""
         principal.require(Permission.MANAGE_PROJECTS)
         checked = check_paths(paths)
-        audit = self._entry(
+        # The cache entry forgotten: queries in this process check paths against the new
+        # declaration at once.
+        return await self._change_project(
+            principal,
+            project_id,
             AuditAction.DIMENSIONS_CHANGED,
-            principal.workspace_id,
-            self._clock.now(),
-            actor=principal,
-            target=("project", project_id),
-            details={"properties": list(checked)},
+            {"properties": list(checked)},
+            partial(self._store.set_dimensions, principal.workspace_id, project_id, checked),
         )
-        project = await self._store.set_dimensions(
-            principal.workspace_id, project_id, checked, audit=audit
-        )
-        if project is None:
-            raise NotFound("No such project.")
-        if self._projects is not None:
-            # Queries in this process check paths against the new declaration at once.
-            await self._projects.forget(principal.workspace_id, project_id)
-        return project
 
     async def set_retention(
         self, principal: Principal, project_id: str, retention_days: int | None
@@ -450,17 +444,50 @@ class Accounts:
         hour, or ``eventcore retention run``) expires the stored ones."""
         principal.require(Permission.MANAGE_PROJECTS)
         days = checked_days(retention_days)
-        audit = self._entry(
+        return await self._change_project(
+            principal,
+            project_id,
             AuditAction.RETENTION_CHANGED,
+            {"retention_days": days},
+            partial(self._store.set_retention, principal.workspace_id, project_id, days),
+        )
+
+    async def set_allowed_origins(
+        self, principal: Principal, project_id: str, origins: object
+    ) -> Project:
+        """Set the origins whose pages may send with the project's keys (owner, admin); None
+        or an empty list allows any (:mod:`eventcore.origins`). API processes apply it within
+        the project cache's lifetime."""
+        principal.require(Permission.MANAGE_PROJECTS)
+        checked = checked_origins(origins)
+        return await self._change_project(
+            principal,
+            project_id,
+            AuditAction.ORIGINS_CHANGED,
+            {"allowed_origins": list(checked)},
+            partial(self._store.set_allowed_origins, principal.workspace_id, project_id, checked),
+        )
+
+    async def _change_project(
+        self,
+        principal: Principal,
+        project_id: str,
+        action: AuditAction,
+        details: dict[str, Detail],
+        change: Callable[..., Awaitable[Project | None]],
+    ) -> Project:
+        """One change of a project's settings, checked by the caller: stored with its audit
+        entry (``change(audit=...)``), and this process's cache entry of the project forgotten;
+        NotFound if the project is not in the workspace."""
+        audit = self._entry(
+            action,
             principal.workspace_id,
             self._clock.now(),
             actor=principal,
             target=("project", project_id),
-            details={"retention_days": days},
+            details=details,
         )
-        project = await self._store.set_retention(
-            principal.workspace_id, project_id, days, audit=audit
-        )
+        project = await change(audit=audit)
         if project is None:
             raise NotFound("No such project.")
         if self._projects is not None:
@@ -694,9 +721,12 @@ class Accounts:
 class KeyResolver:
     """API key secret to its stored record, through a short-lived cache."""
 
-    def __init__(self, store: AccountStore, cache: ApiKeyCache) -> None:
+    def __init__(
+        self, store: AccountStore, cache: ApiKeyCache, projects: ProjectCache | None = None
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._projects = projects
 
     async def resolve(self, secret: str | None) -> ApiKey:
         if not secret:
@@ -715,3 +745,22 @@ class KeyResolver:
         if record.revoked_at is not None:
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
         return record
+
+    async def check_origin(self, record: ApiKey, origin: str | None) -> None:
+        """OriginNotAllowed if the key's project does not allow pages of ``origin`` (read
+        through the project cache: a change applies within its lifetime)."""
+        if origin is None:
+            return
+        project = (
+            None
+            if self._projects is None
+            else await self._projects.get(record.workspace_id, record.project_id)
+        )
+        if project is None:
+            project = await self._store.get_project(record.workspace_id, record.project_id)
+            if project is None:
+                # A deleted project's keys are revoked: nothing sent with one is accepted.
+                return
+            if self._projects is not None:
+                await self._projects.remember(project)
+        check_origin(project.allowed_origins, origin)

@@ -24,9 +24,10 @@ class SegmentError(msgspec.Struct):
     rejected: list[RejectedEvent] | None = None
 
 
-_ERROR_MEANINGS = {
+ERROR_MEANINGS = {
     400: "The body is malformed, or no message in it was valid (see `rejected`)",
     401: "The write key is missing, unknown or revoked",
+    403: "The page's `Origin` is not one of the project's `allowed_origins`",
     413: "The body is over a documented size or count limit",
     415: "The body's `Content-Encoding` is not gzip or identity",
     429: "The workspace is over its event rate; retry after `Retry-After` seconds",
@@ -58,7 +59,7 @@ def error_responses(*, single: bool) -> dict[int, ResponseSpec]:
     codes = merge_codes(
         EVERY_REQUEST, READ_BODY_CODES, INGEST_CODES, _MESSAGE_CODES if single else _BATCH_CODES
     )
-    return describe_errors(codes, _ERROR_MEANINGS, SegmentError)
+    return describe_errors(codes, ERROR_MEANINGS, SegmentError)
 
 
 _ID = Schema(

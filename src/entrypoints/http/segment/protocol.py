@@ -39,6 +39,9 @@ from eventcore.events import (
 )
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# analytics.js posts each message to the first letter of its type under its `apiHost`
+# (`/v1/t` for a track), and a batch to `/v1/b` in its batching mode.
+SHORT_PATHS = {kind[0]: kind for kind in MESSAGE_TYPES}
 
 # What the protocol documents and its SDKs rely on: they drop a message over 32 KB themselves
 # and close a batch before 500 KB. eventcore's limits must be at least these.

@@ -1,4 +1,6 @@
-"""The Segment routes: ``POST /v1/batch`` (what the server SDKs call) and ``POST /v1/<type>``.
+"""The Segment routes: ``POST /v1/batch`` (what the server SDKs call) and ``POST /v1/<type>``;
+the short paths analytics.js posts to (``/v1/t``, ``/v1/i``, ... and ``/v1/b``); RudderStack's
+beacon, ``POST /beacon/v1/batch?writeKey=...``.
 
 The write key is an eventcore API key; each message goes through the same ingestor as
 ``/v1/ingest`` (validation, rate limit, fast path, queue). Two things differ from the native API,
@@ -17,14 +19,15 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from eventcore.entrypoints.http import errors
 from eventcore.entrypoints.http.body import read_body
-from eventcore.entrypoints.http.deps import bearer_token, resolve_api_key
 from eventcore.entrypoints.http.ingest import rejections
 from eventcore.entrypoints.http.metrics import counting_refusals, record_receipt
 from eventcore.entrypoints.http.openapi import WRITE_KEY_AUTH
+from eventcore.entrypoints.http.segment import config
+from eventcore.entrypoints.http.segment.keys import check_key, header_write_key, query_write_key
 from eventcore.entrypoints.http.segment.openapi import (
     AUTH,
     MESSAGE_REJECTIONS,
@@ -34,8 +37,8 @@ from eventcore.entrypoints.http.segment.openapi import (
 )
 from eventcore.entrypoints.http.segment.protocol import (
     MESSAGE_TYPES,
+    SHORT_PATHS,
     SegmentRequest,
-    basic_write_key,
     map_messages,
     parse_batch,
     parse_message,
@@ -57,32 +60,23 @@ class SegmentReceipt(msgspec.Struct, frozen=True):
     success: bool = True
 
 
-def header_write_key(request: Request[Any, Any, Any]) -> str | None:
-    """The write key from the headers, if the client sent one there."""
-    key = request.headers.get("x-write-key", "").strip()
-    if key:
-        return key
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic" and credentials.strip():
-        return basic_write_key(credentials) or None
-    return bearer_token(request) or request.headers.get("x-api-key") or None
-
-
 async def accept(
     request: Request[Any, Any, Any],
     platform: Platform,
     parse: Callable[[bytes, EventLimits], SegmentRequest],
+    *,
+    key_in_query: bool = False,
 ) -> SegmentReceipt:
     """Authenticate, map the messages to events and submit them: the work of every route."""
     received_at = platform.ingestor.now()
     limits = platform.ingestor.limits
-    key = header_write_key(request)
+    key = query_write_key(request) if key_in_query else header_write_key(request)
     # A key in a header is checked before the body is read; one in the body only after.
-    record: ApiKey | None = await resolve_api_key(platform, key) if key else None
+    record: ApiKey | None = await check_key(request, platform, key) if key else None
     body = await read_body(request, limits.max_request_bytes)
     parsed = parse(body, limits)
     if record is None:
-        record = await resolve_api_key(platform, parsed.write_key)
+        record = await check_key(request, platform, parsed.write_key)
     mapped = map_messages(parsed, received_at=received_at, max_message_bytes=limits.max_event_bytes)
     with counting_refusals(len(mapped.events)):
         if not mapped.events:
@@ -101,23 +95,37 @@ async def accept(
 RECEIVED = "The valid messages are durably accepted." + rejections(MESSAGE_REJECTIONS)
 
 
-@post(
-    "/batch",
-    status_code=HTTP_200_OK,
-    summary="Send a batch of Segment messages",
-    description="What the Segment and RudderStack server SDKs call." + AUTH,
-    operation_class=BatchOperation,
-    response_description=RECEIVED,
-    responses=error_responses(single=False),
-)
-async def batch(
-    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
-) -> SegmentReceipt:
-    return await accept(request, platform, parse_batch)
+def batch_route(
+    path: str,
+    *,
+    name: str,
+    description: str,
+    operation_id: str | None = None,
+    key_in_query: bool = False,
+) -> HTTPRouteHandler:
+    """``POST <path>``: a batch of messages (the key also taken from the query's ``writeKey``
+    when ``key_in_query``)."""
+
+    async def send(
+        request: Request[Any, Any, Any], platform: NamedDependency[Platform]
+    ) -> SegmentReceipt:
+        return await accept(request, platform, parse_batch, key_in_query=key_in_query)
+
+    return post(
+        path,
+        status_code=HTTP_200_OK,
+        name=name,
+        operation_id=operation_id,
+        summary="Send a batch of Segment messages",
+        description=description + AUTH,
+        operation_class=BatchOperation,
+        response_description=RECEIVED,
+        responses=error_responses(single=False),
+    )(send)
 
 
-def message_route(message_type: str) -> HTTPRouteHandler:
-    """``POST /v1/<message_type>``: one message of that type."""
+def message_route(message_type: str, path: str | None = None) -> HTTPRouteHandler:
+    """``POST /v1/<message_type>`` (or ``/v1/<path>``): one message of that type."""
 
     def parse(body: bytes, limits: EventLimits) -> SegmentRequest:
         return parse_message(body, message_type, limits)
@@ -127,13 +135,19 @@ def message_route(message_type: str) -> HTTPRouteHandler:
     ) -> SegmentReceipt:
         return await accept(request, platform, parse)
 
+    short = path is not None
     return post(
-        f"/{message_type}",
+        f"/{path or message_type}",
         status_code=HTTP_200_OK,
-        name=f"segment-{message_type}",
-        operation_id=f"segment{message_type.capitalize()}",
+        name=f"segment-{path or message_type}",
+        operation_id=f"segment{message_type.capitalize()}{'Short' if short else ''}",
         summary=f"Send one Segment {message_type} message",
-        description=f"One {message_type} message, for raw HTTP clients." + AUTH,
+        description=(
+            f"One {message_type} message, as analytics.js posts it (`Content-Type: text/plain`)."
+            if short
+            else f"One {message_type} message, for raw HTTP clients."
+        )
+        + AUTH,
         operation_class=message_operation(message_type),
         response_description=RECEIVED,
         responses=error_responses(single=True),
@@ -160,16 +174,52 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return _protocol_shape(errors.unexpected_error(request, exc))
 
 
+PROTOCOL_ERRORS: ExceptionHandlersMap = {
+    EventcoreError: domain_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}
+
 ROUTES: list[ControllerRouterHandler] = [
     Router(
         "/v1",
-        route_handlers=[batch, *(message_route(kind) for kind in MESSAGE_TYPES)],
+        route_handlers=[
+            batch_route(
+                "/batch",
+                name="batch",
+                description="What the Segment and RudderStack server SDKs call.",
+                operation_id="V1BatchBatch",
+            ),
+            batch_route(
+                "/b",
+                name="segment-b",
+                operation_id="segmentBatchShort",
+                description="What analytics.js posts in its batching mode.",
+            ),
+            *(message_route(kind) for kind in MESSAGE_TYPES),
+            *(message_route(kind, short) for short, kind in SHORT_PATHS.items()),
+            *config.SEGMENT_ROUTES,
+        ],
         tags=["segment"],
         security=WRITE_KEY_AUTH,
-        exception_handlers={
-            EventcoreError: domain_error,
-            HTTPException: http_error,
-            Exception: unexpected_error,
-        },
-    )
+        exception_handlers=PROTOCOL_ERRORS,
+    ),
+    Router(
+        "/",
+        route_handlers=[
+            batch_route(
+                "/beacon/v1/batch",
+                name="rudderstack-beacon",
+                operation_id="rudderstackBeacon",
+                key_in_query=True,
+                description="What RudderStack's JavaScript SDK sends with `navigator.sendBeacon`"
+                " (`useBeacon`), which can set no header: the write key is the query's"
+                " `writeKey`. The answer goes unread.",
+            ),
+            *config.RUDDERSTACK_ROUTES,
+        ],
+        tags=["segment"],
+        security=WRITE_KEY_AUTH,
+        exception_handlers=PROTOCOL_ERRORS,
+    ),
 ]
