@@ -3,11 +3,13 @@ Segment's analytics.js (@segment/analytics-next) and RudderStack's JavaScript SD
 (@rudderstack/analytics-js), at the versions tests/browser/sdk/package.json pins (`npm ci` there
 installs them; `.ci/run` does). Each page is configured with eventcore's address and a write key
 only. What they send is listed and counted with its persons; no request of the page fails or is
-blocked by CORS; a 503 is retried and stored once; a refused origin and a revoked key are
-refused, readably."""
+blocked by CORS; eventcore's own 503 (the broker away, on the distributed profile) and 429 (a
+workspace over its rate) are retried by each SDK on its own and every event is stored once; a
+refused origin and a revoked key are refused, readably."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -20,14 +22,16 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, Route
 
 from tests.browser.support import WAIT_MS, Backend, Person, screenshot
 
 # The distributed stack (serve and a worker on a fresh database, queues and Redis prefix).
 from tests.browser.test_distributed import distributed  # noqa: F401
 from tests.integration.test_distributed_e2e import stack  # noqa: F401
-from tests.support.processes import Server
+from tests.support.processes import Server, run_command, serve, worker
+from tests.support.proxy import FaultProxy, fault_proxy
+from tests.support.rabbitmq import AMQP_URL, RABBITMQ_PORT
 
 SDK_DIR = Path(__file__).parent / "sdk"
 # What each SDK posts its messages to, under eventcore's address.
@@ -305,37 +309,194 @@ def answer_503_after_storing(page: Page, api: str, paths: tuple[str, ...]) -> li
 
 
 @pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
-def test_each_sdk_retries_a_503_and_every_event_is_stored_once(
+def test_each_sdk_resends_a_delivery_whose_answer_was_lost_and_it_is_stored_once(
     backend: Backend,
     server: Server,
     open_sdk_page: Callable[..., tuple[Page, Watch]],
     sdk: str,
 ) -> None:
-    """A 503 to a delivery that eventcore had stored: the SDK sends it again, and it is stored
-    and counted once."""
-    person, project_id, key = new_project(backend, f"Retry {sdk}")
+    """A 503 to a delivery that eventcore had stored (its answer lost on the way back): the SDK
+    sends it again, and messageId idempotency stores and counts it once."""
+    person, project_id, key = new_project(backend, f"Lost answer {sdk}")
     api = f"http://127.0.0.1:{server.port}"
     page, watch = open_sdk_page(sdk, key, refusals_expected=True)
     paths = SEGMENT_PATHS if sdk == "segment" else RUDDERSTACK_PATHS
     failed = answer_503_after_storing(page, api, paths)
 
-    if sdk == "segment":
-        page.evaluate('async () => { await analytics.track("Paid", { total: 3 }); }')
-    else:
-        page.evaluate(
-            """async () => {
-                await new Promise((ready) => rudderanalytics.ready(ready));
-                rudderanalytics.track("Paid", { total: 3 });
-            }"""
-        )
+    page.evaluate(track_paid(sdk))
 
-    tracked = "/v1/t" if sdk == "segment" else "/v1/track"
+    tracked = TRACKED[sdk]
     eventually(page, lambda: watch.sent.count(("POST", tracked)), lambda n: n >= 2)
     assert failed == [tracked]
     assert watch.sent.count(("POST", tracked)) >= 2, watch.sent
     events = wait_for_events(page, backend, person, project_id, 1)
     assert [e["type"] for e in events] == ["Paid"]
     assert counted(backend, person, project_id)[0] == {"Paid": 1}
+
+
+TRACKED = {"segment": "/v1/t", "rudderstack": "/v1/track"}
+
+
+def track_paid(sdk: str, count: int = 1) -> str:
+    """The page's script that tracks ``count`` "Paid" events with the SDK (once it is ready)."""
+    if sdk == "segment":
+        return f"""async () => {{
+            for (let n = 0; n < {count}; n++) analytics.track("Paid", {{ n }});
+        }}"""
+    return f"""async () => {{
+        await new Promise((ready) => rudderanalytics.ready(ready));
+        for (let n = 0; n < {count}; n++) rudderanalytics.track("Paid", {{ n }});
+    }}"""
+
+
+@dataclass
+class Answers:
+    """Every answer of eventcore to the page's deliveries (POSTs), in order."""
+
+    api: str
+    responses: list[Response] = field(default_factory=list)
+
+    def __call__(self, response: Response) -> None:
+        if response.url.startswith(self.api) and response.request.method == "POST":
+            self.responses.append(response)
+
+    def statuses(self) -> list[int]:
+        return [response.status for response in self.responses]
+
+    def refusals(self, status: int) -> list[Response]:
+        return [response for response in self.responses if response.status == status]
+
+
+@dataclass
+class RefusedRun:
+    """A page of ``sdk`` sending with a new project's key, which eventcore may refuse."""
+
+    sdk: str
+    backend: Backend
+    person: Person
+    project_id: str
+    page: Page
+    watch: Watch
+    answers: Answers
+
+    def assert_each_stored_once(self, count: int) -> None:
+        """The ``count`` events of ``track_paid`` are listed and counted, each exactly once."""
+        events = wait_for_events(self.page, self.backend, self.person, self.project_id, count)
+        assert sorted(e["properties"]["properties"]["n"] for e in events) == list(range(count))
+        assert counted(self.backend, self.person, self.project_id)[0] == {"Paid": count}
+
+    def assert_refused_then_resent(self, status: int, code: str, *, sent: int) -> None:
+        """eventcore refused some of the page's ``sent`` deliveries with ``status`` (its error in
+        the Segment routes' shape, readable by the page: the code and a Retry-After) and
+        accepted the rest, and the SDK posted each refused one again by itself."""
+        statuses = self.answers.statuses()
+        refusals = self.answers.refusals(status)
+        assert refusals, f"eventcore answered no {status}: {statuses}"
+        for refusal in refusals:
+            assert refusal.json()["code"] == code, refusal.text()
+            assert int(refusal.headers["retry-after"]) >= 1, refusal.headers
+            assert refusal.headers["access-control-allow-origin"], refusal.headers
+        assert all(s == status or s < 300 for s in statuses), statuses
+        posted = [path for method, path in self.watch.sent if method == "POST"]
+        assert set(posted) == {TRACKED[self.sdk]}, posted
+        assert len(posted) > sent, posted  # the refused deliveries were posted again
+
+
+@contextlib.contextmanager
+def refused_page(
+    open_sdk_page_of: Callable[..., tuple[Page, Watch]], api: str, sdk: str, name: str
+) -> Iterator[RefusedRun]:
+    """A new project on the eventcore at ``api`` and the ``sdk`` page sending with its key,
+    whose refusals are expected (and recorded in ``answers``)."""
+    backend = Backend(api)
+    try:
+        person, project_id, key = new_project(backend, name)
+        page, watch = open_sdk_page_of(api, sdk, key, refusals_expected=True)
+        answers = Answers(api)
+        page.on("response", answers)
+        yield RefusedRun(sdk, backend, person, project_id, page, watch, answers)
+    finally:
+        backend.http.close()
+
+
+@pytest.fixture
+def amqp_proxy() -> Iterator[FaultProxy]:
+    """A proxy to RabbitMQ that the test cuts (tests/support/proxy.py)."""
+    with fault_proxy(RABBITMQ_PORT) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def distributed_through_proxy(
+    stack: tuple[dict[str, str], str],  # noqa: F811
+    amqp_proxy: FaultProxy,
+    tmp_path: Path,
+) -> Iterator[Server]:
+    """The distributed profile whose `serve` reaches RabbitMQ through ``amqp_proxy`` only (its
+    worker directly): cutting the proxy makes the broker vanish for the API alone."""
+    settings, _ = stack
+    settings = {**settings, "EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0"}
+    proxied = AMQP_URL.replace(f":{RABBITMQ_PORT}/", f":{amqp_proxy.port}/")
+    assert proxied != AMQP_URL
+    assert run_command(["migrate"], workdir=tmp_path, settings=settings).returncode == 0
+    with (
+        serve(tmp_path, tmp_path, "api", {**settings, "EVENTCORE_AMQP_URL": proxied}) as api,
+        worker(tmp_path, tmp_path, "worker", settings),
+    ):
+        yield api
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
+def test_each_sdk_retries_a_503_of_eventcore_and_every_event_is_stored_once(
+    amqp_proxy: FaultProxy,
+    distributed_through_proxy: Server,
+    open_sdk_page_of: Callable[..., tuple[Page, Watch]],
+    sdk: str,
+) -> None:
+    """RabbitMQ unreachable for `serve` while the SDK sends: eventcore itself answers 503
+    (queue_unavailable, Retry-After) and stores nothing; once the broker is reachable again the
+    SDK sends again on its own (nothing in the page asks it to), and each event is committed by
+    the worker, listed and counted exactly once."""
+    api = f"http://127.0.0.1:{distributed_through_proxy.port}"
+    with refused_page(open_sdk_page_of, api, sdk, f"Broker away {sdk}") as run:
+        run.page.evaluate(track_paid(sdk, 0))  # the SDK is loaded and ready
+
+        amqp_proxy.cut()
+        run.page.evaluate(track_paid(sdk, 2))
+        eventually(run.page, run.answers.statuses, lambda statuses: 503 in statuses)
+        amqp_proxy.restore()
+
+        run.assert_each_stored_once(2)
+        run.assert_refused_then_resent(503, "queue_unavailable", sent=2)
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An embedded `eventcore serve` whose workspaces may send one event a second, one at once."""
+    workdir = tmp_path_factory.mktemp("rate")
+    settings = {
+        "EVENTCORE_SIGNUPS_PER_HOUR_PER_ADDRESS": "0",
+        "EVENTCORE_RATE_LIMIT_EVENTS_PER_SECOND": "1",
+        "EVENTCORE_RATE_LIMIT_BURST": "1",
+    }
+    with serve(workdir, workdir, "serve", settings) as running:
+        yield running
+
+
+@pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
+def test_each_sdk_retries_a_429_and_every_event_is_stored_once(
+    slow_server: Server, open_sdk_page_of: Callable[..., tuple[Page, Watch]], sdk: str
+) -> None:
+    """Three events sent at once to a workspace allowed one a second: eventcore answers 429
+    (rate_limited, Retry-After) to those over its rate, the SDK sends them again on its own, and
+    each is stored and counted once as the rate allows."""
+    api = f"http://127.0.0.1:{slow_server.port}"
+    with refused_page(open_sdk_page_of, api, sdk, f"Over the rate {sdk}") as run:
+        run.page.evaluate(track_paid(sdk, 3))
+
+        run.assert_each_stored_once(3)
+        run.assert_refused_then_resent(429, "rate_limited", sent=3)
 
 
 # --- refusals ----------------------------------------------------------------------------------
