@@ -34,6 +34,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     data_dir: NonEmpty = "./eventcore-data"
     database_url: str = ""
+    # A streaming replica of database_url for analytics and listings (README, Read replica).
+    database_read_url: str = ""
+    database_read_wait_seconds: Annotated[float, Meta(ge=0, le=60)] = (
+        defaults.DATABASE_READ_WAIT_SECONDS
+    )
     redis_url: str = ""
     amqp_url: str = ""
     jwt_secret: str = ""
@@ -122,6 +127,8 @@ _PREFIX = "EVENTCORE_"
 # What the settings that are checked by hand (in ``_check``) accept, in the README's words.
 _ACCEPTED: Final = {
     "database_url": "empty, `postgresql://…`, `postgres://…` or `sqlite:///path`",
+    "database_read_url": "empty, or `postgresql://…` or `postgres://…` with a PostgreSQL"
+    " `EVENTCORE_DATABASE_URL`",
     "redis_url": "empty, or a `redis://`, `rediss://` or `unix://` URL",
     "amqp_url": "empty, or an `amqp://` or `amqps://` URL",
     "jwt_secret": "empty, or at least 32 characters",
@@ -196,6 +203,11 @@ def _check(settings: Settings) -> None:
     url = settings.database_url
     if url and not (url.startswith("sqlite:///") or settings.uses_postgres):
         raise refused("database_url")
+    if settings.database_read_url and not (
+        settings.uses_postgres
+        and settings.database_read_url.startswith(("postgresql://", "postgres://"))
+    ):
+        raise refused("database_read_url")
     if settings.redis_url and not settings.redis_url.startswith(
         ("redis://", "rediss://", "unix://")
     ):

@@ -142,6 +142,12 @@ REFUSED_SETTINGS = [
         "mysql://db",
         "empty, postgresql://…, postgres://… or sqlite:///path",
     ),
+    (
+        "EVENTCORE_DATABASE_READ_URL",
+        "mysql://replica",
+        "empty, or postgresql://… or postgres://… with a PostgreSQL EVENTCORE_DATABASE_URL",
+    ),
+    ("EVENTCORE_DATABASE_READ_WAIT_SECONDS", "-1", "a number from 0 to 60"),
     ("EVENTCORE_REDIS_URL", "http://redis:6379", "empty, or a redis://, rediss:// or unix:// URL"),
     ("EVENTCORE_AMQP_URL", "rabbit:5672", "empty, or an amqp:// or amqps:// URL"),
     ("EVENTCORE_JWT_SECRET", "short", "empty, or at least 32 characters"),
@@ -154,6 +160,7 @@ REFUSED_SETTINGS = [
 SECRET_BEARING = {
     "EVENTCORE_JWT_SECRET",
     "EVENTCORE_DATABASE_URL",
+    "EVENTCORE_DATABASE_READ_URL",
     "EVENTCORE_REDIS_URL",
     "EVENTCORE_AMQP_URL",
 }

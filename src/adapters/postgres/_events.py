@@ -1308,7 +1308,7 @@ class Events(Database):
         }
         query = _SERIES[(grain, event_type is not None)]
         return await self._query(
-            CountPoint, query, parameters, workspace_id=workspace_id, binary=True
+            CountPoint, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def event_type_totals(
@@ -1321,7 +1321,12 @@ class Events(Database):
             "end": end,
         }
         return await self._query(
-            EventTypeCount, _TYPE_TOTALS, parameters, workspace_id=workspace_id, binary=True
+            EventTypeCount,
+            _TYPE_TOTALS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
 
     async def list_events(
@@ -1344,7 +1349,7 @@ class Events(Database):
             parameters["before_seq"] = before.seq
         query = _LIST_EVENTS[(event_type is not None, before is not None)]
         return await self._query(
-            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def export_events(
@@ -1371,7 +1376,7 @@ class Events(Database):
             parameters["after_seq"] = after.seq
         query = _EXPORT_EVENTS[(event_type is not None, after is not None)]
         return await self._query(
-            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def user_sketches(
@@ -1390,7 +1395,12 @@ class Events(Database):
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
         return await self._query(
-            _hour_sketch, _USER_SKETCHES, parameters, workspace_id=workspace_id, binary=True
+            _hour_sketch,
+            _USER_SKETCHES,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
 
     async def person_events(
@@ -1417,11 +1427,13 @@ class Events(Database):
         # wrong index (128 ms instead of 53 for 56,000 events, bench/persons_phases.py). The
         # sort by person is given the memory to stay off disk (at the default 4 MB, 56,000
         # events spilled about 3 MB to disk); the setting leaves with the query.
-        async with self._tenant(workspace_id) as conn:
+
+        async def run(conn: Connection) -> list[PersonEvent]:
             await conn.execute(_FUNNEL_WORK_MEM)
             cursor = await conn.execute(_PERSON_EVENTS, parameters, binary=True, prepare=False)
-            rows = await cursor.fetchall()
-        return [PersonEvent(*row) for row in rows]
+            return [PersonEvent(*row) for row in await cursor.fetchall()]
+
+        return await self._read(workspace_id, run)
 
     async def dimension_tallies(
         self,
@@ -1446,6 +1458,7 @@ class Events(Database):
             parameters,
             workspace_id=workspace_id,
             binary=True,
+            read=True,
         )
 
     async def dimension_totals(
@@ -1469,7 +1482,12 @@ class Events(Database):
             "listed": listed,
         }
         rows = await self._query(
-            _total_row, _DIMENSION_TOTALS, parameters, workspace_id=workspace_id, binary=True
+            _total_row,
+            _DIMENSION_TOTALS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
         return totals_of_rows(rows)
 
@@ -1496,7 +1514,7 @@ class Events(Database):
             parameters[f"v{n}"] = w.value
         query = _filtered_events_sql(event_type is not None, len(where))
         return await self._query(
-            FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def user_window(
@@ -1519,11 +1537,12 @@ class Events(Database):
             "hourly": granularity is Granularity.HOUR,
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
-        async with self._tenant(workspace_id) as conn:
+
+        async def run(conn: Connection) -> tuple[list[StoredSketch], list[StoredSketch]]:
             cursor = await conn.execute(_USER_WINDOW, parameters, binary=True)
             rows = [_stored_sketch(*row) for row in await cursor.fetchall()]
             if granularity is Granularity.DAY:
-                return rows
+                return rows, []
             days = {row.bucket for row in rows if row.granularity is Granularity.DAY}
             # The session is in UTC: an hour's day is the hour at midnight.
             uncovered = {
@@ -1532,7 +1551,7 @@ class Events(Database):
                 if row.sketch is None and row.bucket.replace(hour=0) not in days
             }
             if not uncovered:
-                return rows
+                return rows, []
             # Whole days without a day sketch (stored before there were any): their hours'
             # sketches stand for them.
             cursor = await conn.execute(
@@ -1541,6 +1560,11 @@ class Events(Database):
             hours = [
                 _stored_sketch(bucket, False, *rest) for bucket, *rest in await cursor.fetchall()
             ]
+            return rows, hours
+
+        rows, hours = await self._read(workspace_id, run)
+        if not hours:
+            return rows
         inside = {row.bucket for row in hours}
         kept = [
             row for row in rows if row.granularity is Granularity.DAY or row.bucket not in inside
