@@ -129,7 +129,8 @@ _ACCEPTED: Final = {
     "database_url": "empty, `postgresql://…`, `postgres://…` or `sqlite:///path`",
     "database_read_url": "empty, or `postgresql://…` or `postgres://…` with a PostgreSQL"
     " `EVENTCORE_DATABASE_URL`",
-    "redis_url": "empty, or a `redis://`, `rediss://` or `unix://` URL",
+    "redis_url": "empty, a `redis://`, `rediss://` or `unix://` URL, or a Redis Cluster's"
+    " `redis+cluster://host:port,host:port,…`",
     "amqp_url": "empty, or an `amqp://` or `amqps://` URL",
     "jwt_secret": "empty, or at least 32 characters",
     "queue_retry_delays": "positive seconds separated by commas, e.g. `1,5,25`",
@@ -208,9 +209,7 @@ def _check(settings: Settings) -> None:
         and settings.database_read_url.startswith(("postgresql://", "postgres://"))
     ):
         raise refused("database_read_url")
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    if settings.redis_url and not _redis_url_works(settings.redis_url):
         raise refused("redis_url")
     if settings.amqp_url and not settings.amqp_url.startswith(("amqp://", "amqps://")):
         raise refused("amqp_url")
@@ -235,6 +234,18 @@ def _check(settings: Settings) -> None:
         raise refused("failpoints", settings.failpoints) from None
     if settings.otlp_endpoint and not settings.otlp_endpoint.startswith(("http://", "https://")):
         raise refused("otlp_endpoint", settings.otlp_endpoint)
+
+
+def _redis_url_works(url: str) -> bool:
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        from eventcore.adapters.redis.gateway import cluster_nodes  # imports redis-py
+
+        try:
+            cluster_nodes(url)
+        except ValueError:
+            return False
+        return True
+    return url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def require_shared_secret(settings: Settings) -> None:

@@ -11,9 +11,8 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 import msgspec
-import redis.asyncio as aioredis
 
-from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import Client, RedisGateway, queued
 from eventcore.events import IngestBatch
 from eventcore.tenancy import ApiKey, ProjectRef
 
@@ -63,8 +62,8 @@ class RedisCommittedKeys:
             raise ValueError("ttl_seconds must be positive")
         self._gw = gateway
         self._ttl_ms = _milliseconds(ttl_seconds)
-        self._remember = gateway.client.register_script(_REMEMBER)
-        self._known = gateway.client.register_script(_KNOWN)
+        self._remember = gateway.register_script(_REMEMBER)
+        self._known = gateway.register_script(_KNOWN)
 
     def prefix(self, workspace_id: str, project_id: str) -> str:
         """What every committed-id key of the project starts with."""
@@ -98,14 +97,14 @@ class RedisCommittedKeys:
         if not by_project:
             return
 
-        async def set_all(client: aioredis.Redis) -> None:
+        async def set_all(client: Client) -> None:
             # One script call per project: its keys share a hash tag, so one cluster slot.
             async with client.pipeline(transaction=False) as pipe:
                 for (workspace_id, project_id), ids in by_project.items():
                     await self._remember(
                         keys=[self.prefix(workspace_id, project_id)],
                         args=[self._ttl_ms, self.ids_argument(ids)],
-                        client=pipe,
+                        client=queued(pipe),
                     )
                 await pipe.execute()
 
@@ -142,7 +141,7 @@ class RedisQueryCache:
     async def generation(self, workspace_id: str) -> int:
         unknown = _unknown_generation()
 
-        async def read(client: aioredis.Redis) -> int:
+        async def read(client: Client) -> int:
             return _generation(await client.get(self._generation_key(workspace_id)), unknown)
 
         return await self._gw.attempt(read, unknown)
@@ -150,7 +149,7 @@ class RedisQueryCache:
     async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
         keys = (self._generation_key(workspace_id), self._answer_key(workspace_id, key))
 
-        async def read(client: aioredis.Redis) -> list[bytes | None]:
+        async def read(client: Client) -> list[bytes | None]:
             # Both keys carry the workspace's hash tag: one cluster slot, one round trip.
             async with client.pipeline(transaction=False) as pipe:
                 for each in keys:
@@ -174,7 +173,7 @@ class RedisQueryCache:
         if not pending:
             return
 
-        async def increment_all(client: aioredis.Redis) -> bool:
+        async def increment_all(client: Client) -> bool:
             async with client.pipeline(transaction=False) as pipe:
                 for workspace_id in pending:
                     pipe.incr(self._generation_key(workspace_id))

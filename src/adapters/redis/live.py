@@ -29,7 +29,7 @@ import structlog
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import Client, RedisGateway
 from eventcore.defaults import LIVE_WATCH_CACHE_SECONDS, LIVE_WATCH_SECONDS
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch
@@ -97,7 +97,7 @@ class RedisLivePublisher:
         if unknown:
             keys = [_marker(self._gateway, ref) for ref in unknown]
 
-            async def read(client: aioredis.Redis) -> list[Any]:
+            async def read(client: Client) -> list[Any]:
                 found: list[Any] = await client.mget(keys)
                 return found
 
@@ -119,7 +119,7 @@ class RedisLivePublisher:
         if not by_workspace:
             return
 
-        async def send(client: aioredis.Redis) -> bool:
+        async def send(client: Client) -> bool:
             async with client.pipeline(transaction=False) as pipe:
                 for workspace_id, some in by_workspace.items():
                     pipe.publish(_channel(self._gateway, workspace_id), _encoder.encode(some))
@@ -203,7 +203,7 @@ class RedisLiveWatch:
         if not projects:
             return
 
-        async def mark(client: aioredis.Redis) -> None:
+        async def mark(client: Client) -> None:
             async with client.pipeline(transaction=False) as pipe:
                 for ref in projects:
                     pipe.set(_marker(self._gateway, ref), b"1", px=int(self._watch_seconds * 1000))
@@ -284,7 +284,7 @@ class RedisTicketStore:
     async def put(self, ticket_hash: str, ticket: Ticket, ttl_seconds: float) -> None:
         key = self._key(ticket_hash)
 
-        async def put(client: aioredis.Redis) -> bool:
+        async def put(client: Client) -> bool:
             await client.set(key, _encoder.encode(ticket), px=max(1, int(ttl_seconds * 1000)))
             return True
 
@@ -297,7 +297,7 @@ class RedisTicketStore:
     async def take(self, ticket_hash: str) -> Ticket | None:
         key = self._key(ticket_hash)
 
-        async def take(client: aioredis.Redis) -> bytes | str | None:
+        async def take(client: Client) -> bytes | str | None:
             found: bytes | str | None = await client.getdel(key)
             return found
 
