@@ -99,6 +99,16 @@ class Cluster:
                     found[node.port] = node
         return found
 
+    def replica_of(self, master: Node) -> Node:
+        """The living replica of ``master``."""
+        for node in self.nodes:
+            if node.alive() and node is not master:
+                with node.client() as client:
+                    info = client.info("replication")
+                if info["role"] == "slave" and int(info["master_port"]) == master.port:
+                    return node
+        raise AssertionError(f"port {master.port} has no living replica")
+
     def master_of(self, key: str) -> Node:
         """The node that holds ``key``'s slot now."""
         for node in self.nodes:

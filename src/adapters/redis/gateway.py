@@ -134,6 +134,11 @@ class RedisGateway:
         return cls(client, prefix=prefix, cooldown=cooldown)
 
     @property
+    def cluster(self) -> bool:
+        """Whether the client is a Redis Cluster's."""
+        return isinstance(self.client, RedisCluster)
+
+    @property
     def scripts(self) -> tuple[str, ...]:
         """The source of every script registered, in order (for tests of their keys)."""
         return tuple(str(script.script) for script in self._scripts)
