@@ -22,7 +22,7 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from eventcore.defaults import REDIS_PREFIX
 from eventcore.errors import CacheUnavailable
@@ -31,8 +31,9 @@ T = TypeVar("T")
 
 log = structlog.get_logger("eventcore.redis")
 
-# What a failed command can raise: redis-py wraps most socket errors, but not every path does.
-_FAILURES = (RedisError, OSError)
+# What a failed command can raise: redis-py wraps most socket errors, but not every path does;
+# the cluster client raises its own errors too (no node for a slot while a master fails over).
+_FAILURES = (RedisError, RedisClusterException, OSError)
 
 Client: TypeAlias = aioredis.Redis | RedisCluster
 """What the adapters' commands run on: one Redis, or a Redis Cluster."""

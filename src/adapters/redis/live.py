@@ -27,7 +27,8 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from eventcore.adapters.redis.gateway import Client, RedisGateway
 from eventcore.defaults import LIVE_WATCH_CACHE_SECONDS, LIVE_WATCH_SECONDS
@@ -38,7 +39,7 @@ from eventcore.tenancy import ProjectRef
 
 log = structlog.get_logger("eventcore.live")
 
-_FAILURES = (RedisError, OSError)
+_FAILURES = (RedisError, RedisClusterException, OSError)
 _batches = msgspec.json.Decoder(list[IngestBatch])
 _encoder = msgspec.json.Encoder()
 _tickets = msgspec.json.Decoder(Ticket)
@@ -98,6 +99,10 @@ class RedisLivePublisher:
             keys = [_marker(self._gateway, ref) for ref in unknown]
 
             async def read(client: Client) -> list[Any]:
+                # The markers of several workspaces: several slots of a cluster, so one MGET
+                # per slot there.
+                if isinstance(client, RedisCluster):
+                    return await client.mget_nonatomic(keys)
                 found: list[Any] = await client.mget(keys)
                 return found
 
@@ -120,6 +125,14 @@ class RedisLivePublisher:
             return
 
         async def send(client: Client) -> bool:
+            if isinstance(client, RedisCluster):
+                # A cluster pipeline routes by key, and PUBLISH has none: one call each (a
+                # node spreads each message to the whole cluster).
+                for workspace_id, some in by_workspace.items():
+                    await client.publish(
+                        _channel(self._gateway, workspace_id), _encoder.encode(some)
+                    )
+                return True
             async with client.pipeline(transaction=False) as pipe:
                 for workspace_id, some in by_workspace.items():
                     pipe.publish(_channel(self._gateway, workspace_id), _encoder.encode(some))
