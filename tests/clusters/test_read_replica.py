@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import redis
+from tests.faults.harness import HOUR, open_tenant
 from tests.support.processes import Server, eventually, run_command, serve
 from tests.support.redis import REDIS_URL, require_redis
 from tests.support.replica import Replicated, replicated
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "correct horse battery staple"
-HOUR = {"start": "2026-03-01T10:00:00Z", "end": "2026-03-01T11:00:00Z"}
 # Each commit is applied on the replica this long after the primary made it.
 APPLY_DELAY_SECONDS = 0.4
 # A read waits this long for the replica: far beyond the delay, so the replica serves.
@@ -60,21 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert migrated.returncode == 0, migrated.stderr
         try:
             with serve(tmp, tmp, "api", settings) as api:
-                signup = api.client.post(
-                    "/v1/auth/signup",
-                    json={"email": "ops@example.com", "password": PASSWORD, "workspace": "Acme"},
-                )
-                assert signup.status_code == 201, signup.text
-                token = signup.json()["access_token"]
-                user = {"Authorization": f"Bearer {token}"}
-                project = api.client.post("/v1/projects", json={"name": "web"}, headers=user)
-                assert project.status_code == 201, project.text
-                project_id = project.json()["id"]
-                key = api.client.post(
-                    f"/v1/projects/{project_id}/api-keys", json={"name": "k"}, headers=user
-                )
-                assert key.status_code == 201, key.text
-                yield Stack(servers, api, token, project_id, key.json()["key"])
+                tenant = open_tenant(api, "replica")
+                yield Stack(servers, api, tenant.token, tenant.project_id, tenant.api_key)
         finally:
             client = redis.Redis.from_url(REDIS_URL)
             keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))

@@ -24,6 +24,7 @@ from msgspec import Raw
 from redis.cluster import RedisCluster as SyncCluster
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
+from tests.faults.harness import open_tenant
 from tests.support.postgres import fresh_database
 from tests.support.processes import eventually, run_command, serve
 from tests.support.redis_cluster import Cluster, redis_cluster
@@ -44,7 +45,6 @@ from eventcore.tenancy import ProjectRef, Role
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "correct horse battery staple"
 # The generation counter's bits in a cluster's generation (RedisQueryCache).
 COUNTER = 2**63 - 1
 
@@ -280,17 +280,10 @@ def test_a_master_killed_under_load_is_survived(cluster: Cluster, tmp_path: Path
         migrated = run_command(["migrate"], workdir=tmp_path, settings=settings_)
         assert migrated.returncode == 0, migrated.stderr
         with serve(tmp_path, tmp_path, "api", settings_) as api:
-            signup = api.client.post(
-                "/v1/auth/signup",
-                json={"email": "ops@example.com", "password": PASSWORD, "workspace": "Acme"},
-            )
-            assert signup.status_code == 201, signup.text
-            token, workspace = signup.json()["access_token"], signup.json()["workspace_id"]
-            user = {"Authorization": f"Bearer {token}"}
-            project = api.client.post("/v1/projects", json={"name": "web"}, headers=user).json()
-            key = api.client.post(
-                f"/v1/projects/{project['id']}/api-keys", json={"name": "k"}, headers=user
-            ).json()["key"]
+            tenant = open_tenant(api, "failover")
+            workspace, key = tenant.workspace_id, tenant.api_key
+            user = {"Authorization": f"Bearer {tenant.token}"}
+            project_id = tenant.project_id
 
             def post(first: int, size: int) -> int:
                 events = [
@@ -306,7 +299,7 @@ def test_a_master_killed_under_load_is_survived(cluster: Cluster, tmp_path: Path
                 response = api.client.get(
                     "/v1/analytics/counts",
                     params={
-                        "project_id": project["id"],
+                        "project_id": project_id,
                         "granularity": "hour",
                         "start": "2026-03-01T10:00:00Z",
                         "end": "2026-03-01T11:00:00Z",
@@ -363,7 +356,7 @@ def test_a_master_killed_under_load_is_survived(cluster: Cluster, tmp_path: Path
             counted()
             with SyncCluster(host="127.0.0.1", port=new_master.port) as direct:
                 keys = {k.decode() for k in direct.scan_iter(match=f"{prefix}:{{{workspace}}}:*")}
-                remembered = f"{prefix}:{{{workspace}}}:ck:{project['id']}:e{base + 10_000}"
+                remembered = f"{prefix}:{{{workspace}}}:ck:{project_id}:e{base + 10_000}"
                 assert remembered in keys
                 assert any(":q:" in k for k in keys), keys
                 bucket = direct.hget(f"{prefix}:{{{workspace}}}:rl", "at")
