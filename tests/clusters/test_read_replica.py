@@ -11,6 +11,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from tests.faults.harness import HOUR, open_tenant
 from tests.support.processes import Server, eventually, run_command, serve
 from tests.support.redis import REDIS_URL, require_redis
 from tests.support.replica import Replicated, replicated
+
+from eventcore.adapters.postgres import PostgresStore
+from eventcore.aggregation import Granularity, StoredGrain
+from eventcore.dimensions import Where
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +213,31 @@ def test_a_stopped_replica_leaves_reads_to_the_primary_until_it_is_back(stack: S
 
     eventually(replica_serves, within=30, what="the restarted replica serving reads")
     assert len(set(listed(stack))) == counted(stack)
+
+
+async def test_every_read_the_replica_serves_runs_there(stack: Stack) -> None:
+    """Each store read routed to the replica (counts, type totals, listing, export, persons,
+    funnels' person events, dimensions, filtered events, retention's window) runs on the hot
+    standby itself: read-only, as the app role, under the tenant's row-level security."""
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    async with await PostgresStore.open(
+        stack.servers.primary_dsn, read_dsn=stack.servers.replica_dsn, read_wait=5
+    ) as store:
+        replica = store.replica
+        assert replica is not None
+        ws, p = "ws-reads", "p"
+        reads = [
+            store.count_series(ws, p, StoredGrain.HOUR, start, end),
+            store.event_type_totals(ws, p, start, end),
+            store.list_events(ws, p, limit=10),
+            store.export_events(ws, p, start, end, limit=10),
+            store.user_sketches(ws, p, start, end),
+            store.person_events(ws, p, ["click"], start, end),
+            store.dimension_tallies(ws, p, "plan", start, end),
+            store.dimension_totals(ws, p, "plan", start, end, listed=5),
+            store.filtered_events(ws, p, start, end, None, [Where("plan", "pro")]),
+            store.user_window(ws, p, start, end, Granularity.HOUR),
+        ]
+        for read in reads:
+            assert await read == []
+        assert replica.served == {"replica": len(reads)}
