@@ -115,7 +115,12 @@ async def open_store(
     if settings.uses_postgres:
         from eventcore.adapters.postgres import PostgresStore
 
-        store = await PostgresStore.open(settings.database_url, before_commit=before_commit)
+        store = await PostgresStore.open(
+            settings.database_url,
+            read_dsn=settings.database_read_url,
+            read_wait=settings.database_read_wait_seconds,
+            before_commit=before_commit,
+        )
     else:
         from eventcore.adapters.sqlite import SqliteStore
 

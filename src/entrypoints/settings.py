@@ -34,6 +34,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     data_dir: NonEmpty = "./eventcore-data"
     database_url: str = ""
+    # A streaming replica of database_url for analytics and listings (README, Read replica).
+    database_read_url: str = ""
+    database_read_wait_seconds: Annotated[float, Meta(ge=0, le=60)] = (
+        defaults.DATABASE_READ_WAIT_SECONDS
+    )
     redis_url: str = ""
     amqp_url: str = ""
     jwt_secret: str = ""
@@ -122,7 +127,10 @@ _PREFIX = "EVENTCORE_"
 # What the settings that are checked by hand (in ``_check``) accept, in the README's words.
 _ACCEPTED: Final = {
     "database_url": "empty, `postgresql://…`, `postgres://…` or `sqlite:///path`",
-    "redis_url": "empty, or a `redis://`, `rediss://` or `unix://` URL",
+    "database_read_url": "empty, or `postgresql://…` or `postgres://…` with a PostgreSQL"
+    " `EVENTCORE_DATABASE_URL`",
+    "redis_url": "empty, a `redis://`, `rediss://` or `unix://` URL, or a Redis Cluster's"
+    " `redis+cluster://host:port,host:port,…`",
     "amqp_url": "empty, or an `amqp://` or `amqps://` URL",
     "jwt_secret": "empty, or at least 32 characters",
     "queue_retry_delays": "positive seconds separated by commas, e.g. `1,5,25`",
@@ -196,9 +204,12 @@ def _check(settings: Settings) -> None:
     url = settings.database_url
     if url and not (url.startswith("sqlite:///") or settings.uses_postgres):
         raise refused("database_url")
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
+    if settings.database_read_url and not (
+        settings.uses_postgres
+        and settings.database_read_url.startswith(("postgresql://", "postgres://"))
     ):
+        raise refused("database_read_url")
+    if settings.redis_url and not _redis_url_works(settings.redis_url):
         raise refused("redis_url")
     if settings.amqp_url and not settings.amqp_url.startswith(("amqp://", "amqps://")):
         raise refused("amqp_url")
@@ -223,6 +234,18 @@ def _check(settings: Settings) -> None:
         raise refused("failpoints", settings.failpoints) from None
     if settings.otlp_endpoint and not settings.otlp_endpoint.startswith(("http://", "https://")):
         raise refused("otlp_endpoint", settings.otlp_endpoint)
+
+
+def _redis_url_works(url: str) -> bool:
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        from eventcore.adapters.redis.gateway import cluster_nodes  # imports redis-py
+
+        try:
+            cluster_nodes(url)
+        except ValueError:
+            return False
+        return True
+    return url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def require_shared_secret(settings: Settings) -> None:

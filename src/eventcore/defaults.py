@@ -70,6 +70,9 @@ DEFAULT_PAGE: Final = 100
 # An export reads (and holds) this many events at a time.
 EXPORT_PAGE: Final = 2000
 ANALYTICS_CACHE_SECONDS: Final = 300.0
+# How long an analytics or listing read waits for the read replica to replay what the primary
+# had committed when the read began, before it reads the primary instead.
+DATABASE_READ_WAIT_SECONDS: Final = 1.0
 # Unique users are HyperLogLog sketches (Apache DataSketches, HLL_8) of 2^14 registers, one per
 # project, hour and event type: 16 KiB at most each, a standard error of about 0.8 % once a
 # window holds more than a few thousand persons, and the exact count below that.

@@ -142,7 +142,22 @@ REFUSED_SETTINGS = [
         "mysql://db",
         "empty, postgresql://…, postgres://… or sqlite:///path",
     ),
-    ("EVENTCORE_REDIS_URL", "http://redis:6379", "empty, or a redis://, rediss:// or unix:// URL"),
+    (
+        "EVENTCORE_DATABASE_READ_URL",
+        "mysql://replica",
+        "empty, or postgresql://… or postgres://… with a PostgreSQL EVENTCORE_DATABASE_URL",
+    ),
+    ("EVENTCORE_DATABASE_READ_WAIT_SECONDS", "-1", "a number from 0 to 60"),
+    (
+        "EVENTCORE_REDIS_URL",
+        "http://redis:6379",
+        "empty, a redis://, rediss:// or unix:// URL, or a Redis Cluster's redis+cluster://",
+    ),
+    (
+        "EVENTCORE_REDIS_URL",
+        "redis+cluster://node-1:6379,node-2:port",
+        "empty, a redis://, rediss:// or unix:// URL, or a Redis Cluster's redis+cluster://",
+    ),
     ("EVENTCORE_AMQP_URL", "rabbit:5672", "empty, or an amqp:// or amqps:// URL"),
     ("EVENTCORE_JWT_SECRET", "short", "empty, or at least 32 characters"),
     ("EVENTCORE_OTLP_ENDPOINT", "collector:4318", "empty, or an http:// or https:// URL"),
@@ -154,6 +169,7 @@ REFUSED_SETTINGS = [
 SECRET_BEARING = {
     "EVENTCORE_JWT_SECRET",
     "EVENTCORE_DATABASE_URL",
+    "EVENTCORE_DATABASE_READ_URL",
     "EVENTCORE_REDIS_URL",
     "EVENTCORE_AMQP_URL",
 }

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import msgspec
 import psycopg
@@ -23,6 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from eventcore.adapters.postgres._errors import postgres_errors
 
+if TYPE_CHECKING:
+    from eventcore.adapters.postgres._replica import ReadReplica
+
 Connection: TypeAlias = AsyncConnection[tuple[Any, ...]]
 Pool: TypeAlias = AsyncConnectionPool[Connection]
 Parameters: TypeAlias = Sequence[Any] | Mapping[str, Any]
@@ -30,6 +33,19 @@ T = TypeVar("T")
 
 # Transaction-local, so it ends with the transaction whatever happens to the connection.
 SET_TENANT = "SELECT set_config('app.workspace_id', %s, true)"
+
+# Where the primary's last WAL record ends: every commit it has made, even one whose WAL is not
+# flushed yet (the appends commit with synchronous_commit off, so they are visible before their
+# WAL reaches the disk). The insert position, less a page header it stands just after (a
+# record ending on a page boundary: a replica that replayed it stands at the boundary).
+PRIMARY_POSITION = """
+SELECT (at - CASE WHEN n % segment = 40 THEN 40 WHEN n % page = 24 THEN 24 ELSE 0 END)::text
+FROM (SELECT pg_current_wal_insert_lsn() AS at) AS position,
+  LATERAL (SELECT pg_wal_lsn_diff(at, '0/0') AS n) AS bytes,
+  LATERAL (SELECT current_setting('wal_block_size')::numeric AS page) AS pages,
+  LATERAL (SELECT setting::numeric AS segment FROM pg_settings WHERE name = 'wal_segment_size')
+    AS segments
+"""
 
 # How many projects' declared dimensions a store remembers (see Database._dimensions).
 _KNOWN_DIMENSIONS = 10_000
@@ -60,10 +76,18 @@ class _RawJsonTextLoader(Loader):
 
 
 async def open_pool(
-    dsn: str, *, min_size: int, max_size: int, app_role: str, pool_timeout: float
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    app_role: str,
+    pool_timeout: float,
+    wait: bool = True,
+    name: str = "eventcore",
 ) -> Pool:
     """A filled pool of connections working as ``app_role``; fails at once, saying why, if the
-    database or the role is not there."""
+    database or the role is not there. With ``wait=False`` it neither connects nor waits: the
+    pool fills in the background (a server that may be away at start-up, the read replica)."""
     session = sql.SQL("SET ROLE {}; SET TIME ZONE 'UTC'").format(sql.Identifier(app_role))
     # Everything a checkout could have changed in the session goes back to how configure
     # left it; the pool has already rolled back any open transaction.
@@ -80,10 +104,11 @@ async def open_pool(
     async def reset_session(conn: Connection) -> None:
         await conn.execute(reset)
 
-    # The pool alone would retry in the background and only report a timeout; one direct
-    # attempt first gives the real reason (server down, role missing: run the migrations).
-    async with await AsyncConnection.connect(dsn, autocommit=True) as probe:
-        await probe.execute(session)
+    if wait:
+        # The pool alone would retry in the background and only report a timeout; one direct
+        # attempt first gives the real reason (server down, role missing: run the migrations).
+        async with await AsyncConnection.connect(dsn, autocommit=True) as probe:
+            await probe.execute(session)
     pool: Pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
@@ -93,8 +118,11 @@ async def open_pool(
         reset=reset_session,
         open=False,
         timeout=pool_timeout,
-        name="eventcore",
+        name=name,
     )
+    if not wait:
+        await pool.open(wait=False)
+        return pool
     try:
         await pool.open(wait=True, timeout=pool_timeout)
     except BaseException:
@@ -138,6 +166,8 @@ class Database:
     """The pool, and the ways the store's parts use a connection from it."""
 
     _pool: Pool
+    # Where analytics and listings read (``_read``), if not from the primary.
+    _replica: ReadReplica | None
     # Each project's declared dimensions as this process last read or wrote them, the most recent
     # last: only the appends' guess, which each append checks against the projects table in its
     # own transaction (``_events``). A project not held here is guessed to declare none.
@@ -178,15 +208,31 @@ class Database:
         a unique key may refuse goes unpipelined: the refusal then comes back on its own
         statement, instead of aborting a pipeline (which psycopg logs).
         """
-        async with self._connection() as conn:
-            if pipelined:
-                async with pipelined_transaction(conn):
-                    await conn.execute(SET_TENANT, (workspace_id,))
-                    yield conn
-            else:
-                async with conn.transaction():
-                    await conn.execute(SET_TENANT, (workspace_id,))
-                    yield conn
+        async with self._connection() as conn, _in_tenant(conn, workspace_id, pipelined):
+            yield conn
+
+    async def _read(self, workspace_id: str, run: Callable[[Connection], Awaitable[T]]) -> T:
+        """``run`` on a connection of the read replica when there is one and it has replayed
+        what the primary had committed when the read began (``_replica``), else of the primary;
+        ``run`` opens the workspace's transaction itself (``_fetch_in_tenant``). For analytics
+        and listings only: whatever a write decides on reads the primary."""
+
+        async def on_primary() -> T:
+            async with self._connection() as conn:
+                return await run(conn)
+
+        if self._replica is None:
+            return await on_primary()
+
+        async def position() -> str:
+            async with self._connection() as conn:
+                cursor = await conn.execute(PRIMARY_POSITION)
+                row = await cursor.fetchone()
+            assert row is not None
+            return str(row[0])
+
+        with postgres_errors():
+            return await self._replica.read(position, run, on_primary)
 
     async def _query(
         self,
@@ -198,24 +244,30 @@ class Database:
         binary: bool = False,
         prepare: bool | None = None,
         setting: str | None = None,
+        read: bool = False,
     ) -> list[T]:
         """Every row of one query, each as ``decode(*row)``: in ``workspace_id``'s transaction,
         or (None) outside any tenant, for global users and the SECURITY DEFINER lookups.
         ``prepare=False`` plans the query for its own parameters every time (psycopg prepares a
         statement run often, and PostgreSQL may keep a generic plan for it); ``setting``, a
-        ``SET LOCAL`` statement run before it in the tenant's transaction."""
-        async with self._connection() as conn:
-            if workspace_id is None:
+        ``SET LOCAL`` statement run before it in the tenant's transaction. ``read``: an
+        analytics or listing query of the workspace, which the read replica may serve."""
+        if workspace_id is None:
+            async with self._connection() as conn:
                 cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
+                rows = await cursor.fetchall()
+        else:
+
+            async def run(conn: Connection) -> list[tuple[Any, ...]]:
+                return await _fetch_in_tenant(
+                    conn, workspace_id, sql, parameters, binary, prepare, setting
+                )
+
+            if read:
+                rows = await self._read(workspace_id, run)
             else:
-                # One round trip in all: BEGIN, the tenant setting, the query and the COMMIT
-                # leave together, and the rows are read once the pipeline has closed.
-                async with pipelined_transaction(conn):
-                    await conn.execute(SET_TENANT, (workspace_id,))
-                    if setting is not None:
-                        await conn.execute(setting)
-                    cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
-            rows = await cursor.fetchall()
+                async with self._connection() as conn:
+                    rows = await run(conn)
         return [decode(*row) for row in rows]
 
     async def _query_one(
@@ -233,3 +285,38 @@ class Database:
         """One statement in the workspace's transaction, unpipelined: a unique key may refuse it."""
         async with self._tenant(workspace_id, pipelined=False) as conn:
             await conn.execute(sql, parameters)
+
+
+@asynccontextmanager
+async def _in_tenant(
+    conn: Connection, workspace_id: str, pipelined: bool
+) -> AsyncIterator[Connection]:
+    """A transaction on ``conn`` that sees only ``workspace_id``'s rows (see ``_tenant``)."""
+    if pipelined:
+        async with pipelined_transaction(conn):
+            await conn.execute(SET_TENANT, (workspace_id,))
+            yield conn
+    else:
+        async with conn.transaction():
+            await conn.execute(SET_TENANT, (workspace_id,))
+            yield conn
+
+
+async def _fetch_in_tenant(
+    conn: Connection,
+    workspace_id: str,
+    sql: str,
+    parameters: Parameters,
+    binary: bool,
+    prepare: bool | None,
+    setting: str | None,
+) -> list[tuple[Any, ...]]:
+    """One query's rows in ``workspace_id``'s transaction on ``conn``, in one round trip:
+    BEGIN, the tenant setting, ``setting``, the query and the COMMIT leave together, and the
+    rows are read once the pipeline has closed."""
+    async with pipelined_transaction(conn):
+        await conn.execute(SET_TENANT, (workspace_id,))
+        if setting is not None:
+            await conn.execute(setting)
+        cursor = await conn.execute(sql, parameters, binary=binary, prepare=prepare)
+    return await cursor.fetchall()

@@ -1274,7 +1274,7 @@ class Events(Database):
         }
         query = _SERIES[(grain, event_type is not None)]
         return await self._query(
-            CountPoint, query, parameters, workspace_id=workspace_id, binary=True
+            CountPoint, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def event_type_totals(
@@ -1287,7 +1287,12 @@ class Events(Database):
             "end": end,
         }
         return await self._query(
-            EventTypeCount, _TYPE_TOTALS, parameters, workspace_id=workspace_id, binary=True
+            EventTypeCount,
+            _TYPE_TOTALS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
 
     async def list_events(
@@ -1310,7 +1315,7 @@ class Events(Database):
             parameters["before_seq"] = before.seq
         query = _LIST_EVENTS[(event_type is not None, before is not None)]
         return await self._query(
-            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def export_events(
@@ -1337,7 +1342,7 @@ class Events(Database):
             parameters["after_seq"] = after.seq
         query = _EXPORT_EVENTS[(event_type is not None, after is not None)]
         return await self._query(
-            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            StoredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def user_sketches(
@@ -1356,7 +1361,12 @@ class Events(Database):
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
         return await self._query(
-            _hour_sketch, _USER_SKETCHES, parameters, workspace_id=workspace_id, binary=True
+            _hour_sketch,
+            _USER_SKETCHES,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
 
     async def person_events(
@@ -1391,6 +1401,7 @@ class Events(Database):
             binary=True,
             prepare=False,
             setting=_FUNNEL_WORK_MEM,
+            read=True,
         )
 
     async def dimension_tallies(
@@ -1416,6 +1427,7 @@ class Events(Database):
             parameters,
             workspace_id=workspace_id,
             binary=True,
+            read=True,
         )
 
     async def dimension_totals(
@@ -1439,7 +1451,12 @@ class Events(Database):
             "listed": listed,
         }
         rows = await self._query(
-            _total_row, _DIMENSION_TOTALS, parameters, workspace_id=workspace_id, binary=True
+            _total_row,
+            _DIMENSION_TOTALS,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
         return totals_of_rows(rows)
 
@@ -1466,7 +1483,7 @@ class Events(Database):
             parameters[f"v{n}"] = w.value
         query = _filtered_events_sql(event_type is not None, len(where))
         return await self._query(
-            FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True
+            FilteredEvent, query, parameters, workspace_id=workspace_id, binary=True, read=True
         )
 
     async def user_window(
@@ -1490,7 +1507,12 @@ class Events(Database):
             "event_type": ALL_TYPES if event_type is None else event_type,
         }
         rows = await self._query(
-            _stored_sketch, _USER_WINDOW, parameters, workspace_id=workspace_id, binary=True
+            _stored_sketch,
+            _USER_WINDOW,
+            parameters,
+            workspace_id=workspace_id,
+            binary=True,
+            read=True,
         )
         if granularity is Granularity.DAY:
             return rows
@@ -1512,6 +1534,7 @@ class Events(Database):
             {**parameters, "days": sorted(uncovered)},
             workspace_id=workspace_id,
             binary=True,
+            read=True,
         )
         inside = {row.bucket for row in hours}
         kept = [

@@ -13,6 +13,7 @@ from eventcore.adapters.postgres._accounts import Accounts
 from eventcore.adapters.postgres._database import Pool, open_pool
 from eventcore.adapters.postgres._deletions import Deletions
 from eventcore.adapters.postgres._events import Events
+from eventcore.adapters.postgres._replica import ReadReplica
 from eventcore.adapters.postgres.schema import DEFAULT_APP_ROLE, load_migrations
 from eventcore.errors import DatabaseUnavailable
 
@@ -28,12 +29,23 @@ class PostgresStore(Accounts, Events, Deletions):
     that forgot its ``workspace_id`` filter still cannot see another tenant. Every failure it
     reports is an :mod:`eventcore.errors` error (see ``_errors``).
 
+    With a read ``replica``, analytics and listings read from it as ``_replica`` says (never
+    older than the read's start); writes, account reads and whatever a write decides on read
+    the primary.
+
     ``before_commit`` is for crash tests: called in every append after all its inserts and
     before its COMMIT (a hook that kills the process there leaves nothing committed).
     """
 
-    def __init__(self, pool: Pool, *, before_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        replica: ReadReplica | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._pool = pool
+        self._replica = replica
         self._before_commit = before_commit
         self._known_keys = OrderedDict()
         self._dimensions = OrderedDict()
@@ -50,12 +62,17 @@ class PostgresStore(Accounts, Events, Deletions):
         max_size: int = 10,
         app_role: str = DEFAULT_APP_ROLE,
         pool_timeout: float = 5.0,
+        read_dsn: str = "",
+        read_wait: float = 1.0,
         before_commit: Callable[[], None] | None = None,
     ) -> PostgresStore:
         """Open the pool; fails at once, saying why, if the database or the role is not there.
 
         ``pool_timeout`` bounds both the wait for the pool to fill and each later wait for a
-        free connection (then DatabaseUnavailable).
+        free connection (then DatabaseUnavailable). ``read_dsn`` names a streaming replica of
+        the database for analytics and listings, each read waiting at most ``read_wait``
+        seconds for it to catch up (see ``_replica``); it is not waited for at start-up: reads
+        go to the primary until it answers.
         """
         pool = await open_pool(
             dsn,
@@ -64,14 +81,37 @@ class PostgresStore(Accounts, Events, Deletions):
             app_role=app_role,
             pool_timeout=pool_timeout,
         )
-        return cls(pool, before_commit=before_commit)
+        replica = None
+        if read_dsn:
+            try:
+                replica_pool = await open_pool(
+                    read_dsn,
+                    min_size=min_size,
+                    max_size=max_size,
+                    app_role=app_role,
+                    pool_timeout=pool_timeout,
+                    wait=False,
+                    name="eventcore-replica",
+                )
+            except BaseException:
+                await pool.close()
+                raise
+            replica = ReadReplica(replica_pool, wait=read_wait)
+        return cls(pool, replica=replica, before_commit=before_commit)
 
     @property
     def pool(self) -> Pool:
         """The connection pool, for statistics and tests."""
         return self._pool
 
+    @property
+    def replica(self) -> ReadReplica | None:
+        """The read replica, if any: where its reads went, for statistics and tests."""
+        return self._replica
+
     async def close(self) -> None:
+        if self._replica is not None:
+            await self._replica.close()
         await self._pool.close()
 
     async def __aenter__(self) -> Self:

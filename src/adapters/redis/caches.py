@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import zlib
 from collections.abc import Iterable, Sequence
 
 import msgspec
-import redis.asyncio as aioredis
 
-from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import Client, RedisGateway, queued
 from eventcore.events import IngestBatch
 from eventcore.tenancy import ApiKey, ProjectRef
 
@@ -48,6 +48,11 @@ for i = 1, #ids do
 end
 return found
 """
+# The replication id of the master that holds KEYS[1] (a workspace's generation key): a replica
+# a failover promotes starts a new one.
+_MASTER_RUN = """
+return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+"""
 # Lua reads the id list this script-friendly way: a JSON array of strings.
 _ids_encoder = msgspec.json.Encoder()
 
@@ -63,8 +68,8 @@ class RedisCommittedKeys:
             raise ValueError("ttl_seconds must be positive")
         self._gw = gateway
         self._ttl_ms = _milliseconds(ttl_seconds)
-        self._remember = gateway.client.register_script(_REMEMBER)
-        self._known = gateway.client.register_script(_KNOWN)
+        self._remember = gateway.register_script(_REMEMBER)
+        self._known = gateway.register_script(_KNOWN)
 
     def prefix(self, workspace_id: str, project_id: str) -> str:
         """What every committed-id key of the project starts with."""
@@ -98,14 +103,14 @@ class RedisCommittedKeys:
         if not by_project:
             return
 
-        async def set_all(client: aioredis.Redis) -> None:
+        async def set_all(client: Client) -> None:
             # One script call per project: its keys share a hash tag, so one cluster slot.
             async with client.pipeline(transaction=False) as pipe:
                 for (workspace_id, project_id), ids in by_project.items():
                     await self._remember(
                         keys=[self.prefix(workspace_id, project_id)],
                         args=[self._ttl_ms, self.ids_argument(ids)],
-                        client=pipe,
+                        client=queued(pipe),
                     )
                 await pipe.execute()
 
@@ -122,6 +127,12 @@ class RedisQueryCache:
     are read in one pipelined round trip; an answer that arrives through a Lua script instead
     is copied once more on the server, which costs more than the round trip for a large one.
 
+    On a Redis Cluster the generation a lookup returns also names the master's replication run
+    (``_MASTER_RUN``). Replication is asynchronous, so a master that dies may take a bump it had
+    acknowledged with it, and its promoted replica then holds the generation from before that
+    commit, with an answer filed under it before the commit; a new run is a new generation, so
+    every answer filed before a failover is a miss after it.
+
     When Redis cannot be read, the generation is a fresh negative number that no stored answer
     was ever filed under, so the caller computes the answer instead of trusting the cache.
     Bumps that could not reach Redis are kept and sent with the next bump, so answers filed
@@ -132,6 +143,7 @@ class RedisQueryCache:
     def __init__(self, gateway: RedisGateway) -> None:
         self._gw = gateway
         self._unsent_bumps: set[str] = set()
+        self._master_run = gateway.register_script(_MASTER_RUN) if gateway.cluster else None
 
     def _generation_key(self, workspace_id: str) -> str:
         return self._gw.key(workspace_id, "gen")
@@ -140,22 +152,30 @@ class RedisQueryCache:
         return self._gw.key(workspace_id, "q", hashlib.sha256(key.encode()).hexdigest())
 
     async def generation(self, workspace_id: str) -> int:
-        unknown = _unknown_generation()
-
-        async def read(client: aioredis.Redis) -> int:
-            return _generation(await client.get(self._generation_key(workspace_id)), unknown)
-
-        return await self._gw.attempt(read, unknown)
+        generation, _ = await self._read(workspace_id, None)
+        return generation
 
     async def lookup(self, workspace_id: str, key: str) -> tuple[int, bytes | None]:
-        keys = (self._generation_key(workspace_id), self._answer_key(workspace_id, key))
+        generation, stored = await self._read(workspace_id, self._answer_key(workspace_id, key))
+        if generation < 0 or stored is None:
+            return generation, None
+        filed_under, _, answer = stored.partition(b":")
+        return generation, answer if filed_under == b"%d" % generation else None
 
-        async def read(client: aioredis.Redis) -> list[bytes | None]:
-            # Both keys carry the workspace's hash tag: one cluster slot, one round trip.
+    async def _read(self, workspace_id: str, answer_key: str | None) -> tuple[int, bytes | None]:
+        """The workspace's generation (with its master's run on a cluster) and, if asked for,
+        what is filed under ``answer_key``: one pipelined round trip."""
+        generation_key = self._generation_key(workspace_id)
+
+        async def read(client: Client) -> list[bytes | str | None]:
+            # Every key carries the workspace's hash tag: one cluster slot, one round trip.
             async with client.pipeline(transaction=False) as pipe:
-                for each in keys:
-                    pipe.get(each)
-                found: list[bytes | None] = await pipe.execute()
+                pipe.get(generation_key)
+                if answer_key is not None:
+                    pipe.get(answer_key)
+                if self._master_run is not None:
+                    await self._master_run(keys=[generation_key], client=queued(pipe))
+                found: list[bytes | str | None] = await pipe.execute()
             return found
 
         found = await self._gw.attempt(read, None)
@@ -163,18 +183,18 @@ class RedisQueryCache:
         if found is None:
             return unknown, None
         generation = _generation(found[0], unknown)
-        stored = _bytes(found[1])
-        if generation < 0 or stored is None:
-            return generation, None
-        filed_under, _, answer = stored.partition(b":")
-        return generation, answer if filed_under == b"%d" % generation else None
+        if self._master_run is not None and generation >= 0:
+            # Below 2**63 a counter; above it, the run (a new run: a new generation).
+            run = _bytes(found[-1]) or b""
+            generation |= zlib.crc32(run) << 63
+        return generation, _bytes(found[1]) if answer_key is not None else None
 
     async def bump(self, workspace_ids: Iterable[str]) -> None:
         pending = self._unsent_bumps | set(workspace_ids)
         if not pending:
             return
 
-        async def increment_all(client: aioredis.Redis) -> bool:
+        async def increment_all(client: Client) -> bool:
             async with client.pipeline(transaction=False) as pipe:
                 for workspace_id in pending:
                     pipe.incr(self._generation_key(workspace_id))

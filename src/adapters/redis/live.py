@@ -27,9 +27,10 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
-from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import Client, RedisGateway
 from eventcore.defaults import LIVE_WATCH_CACHE_SECONDS, LIVE_WATCH_SECONDS
 from eventcore.errors import Unavailable
 from eventcore.events import IngestBatch
@@ -38,7 +39,7 @@ from eventcore.tenancy import ProjectRef
 
 log = structlog.get_logger("eventcore.live")
 
-_FAILURES = (RedisError, OSError)
+_FAILURES = (RedisError, RedisClusterException, OSError)
 _batches = msgspec.json.Decoder(list[IngestBatch])
 _encoder = msgspec.json.Encoder()
 _tickets = msgspec.json.Decoder(Ticket)
@@ -97,7 +98,11 @@ class RedisLivePublisher:
         if unknown:
             keys = [_marker(self._gateway, ref) for ref in unknown]
 
-            async def read(client: aioredis.Redis) -> list[Any]:
+            async def read(client: Client) -> list[Any]:
+                # The markers of several workspaces: several slots of a cluster, so one MGET
+                # per slot there.
+                if isinstance(client, RedisCluster):
+                    return await client.mget_nonatomic(keys)
                 found: list[Any] = await client.mget(keys)
                 return found
 
@@ -119,7 +124,15 @@ class RedisLivePublisher:
         if not by_workspace:
             return
 
-        async def send(client: aioredis.Redis) -> bool:
+        async def send(client: Client) -> bool:
+            if isinstance(client, RedisCluster):
+                # A cluster pipeline routes by key, and PUBLISH has none: one call each (a
+                # node spreads each message to the whole cluster).
+                for workspace_id, some in by_workspace.items():
+                    await client.publish(
+                        _channel(self._gateway, workspace_id), _encoder.encode(some)
+                    )
+                return True
             async with client.pipeline(transaction=False) as pipe:
                 for workspace_id, some in by_workspace.items():
                     pipe.publish(_channel(self._gateway, workspace_id), _encoder.encode(some))
@@ -203,7 +216,7 @@ class RedisLiveWatch:
         if not projects:
             return
 
-        async def mark(client: aioredis.Redis) -> None:
+        async def mark(client: Client) -> None:
             async with client.pipeline(transaction=False) as pipe:
                 for ref in projects:
                     pipe.set(_marker(self._gateway, ref), b"1", px=int(self._watch_seconds * 1000))
@@ -284,7 +297,7 @@ class RedisTicketStore:
     async def put(self, ticket_hash: str, ticket: Ticket, ttl_seconds: float) -> None:
         key = self._key(ticket_hash)
 
-        async def put(client: aioredis.Redis) -> bool:
+        async def put(client: Client) -> bool:
             await client.set(key, _encoder.encode(ticket), px=max(1, int(ttl_seconds * 1000)))
             return True
 
@@ -297,7 +310,7 @@ class RedisTicketStore:
     async def take(self, ticket_hash: str) -> Ticket | None:
         key = self._key(ticket_hash)
 
-        async def take(client: aioredis.Redis) -> bytes | str | None:
+        async def take(client: Client) -> bytes | str | None:
             found: bytes | str | None = await client.getdel(key)
             return found
 

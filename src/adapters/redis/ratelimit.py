@@ -12,10 +12,8 @@ import asyncio
 import functools
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from eventcore.adapters.redis.caches import RedisCommittedKeys
-from eventcore.adapters.redis.gateway import RedisGateway
+from eventcore.adapters.redis.gateway import Client, RedisGateway, queued
 from eventcore.ports import Admitted
 from eventcore.tenancy import ProjectRef
 
@@ -98,7 +96,7 @@ class RedisRateLimiter:
         self._gw = gateway
         self._rate = rate
         self._burst = burst if burst is not None else rate
-        self._take = gateway.client.register_script(_TAKE)
+        self._take = gateway.register_script(_TAKE)
 
     async def acquire(self, workspace_id: str, events: int) -> float:
         wait = await self._gw.attempt(
@@ -137,7 +135,7 @@ class RedisAdmission:
         self._committed = committed
         self._rate = rate
         self._burst = burst if burst is not None else rate
-        self._admit = gateway.client.register_script(_ADMIT)
+        self._admit = gateway.register_script(_ADMIT)
         self._waiting: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]] = []
         self._flushing = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -194,7 +192,7 @@ class RedisAdmission:
 
     async def _round_trip(
         self,
-        client: aioredis.Redis,
+        client: Client,
         calls: list[tuple[list[str], list[_Arg], asyncio.Future[list[bytes | int]]]],
     ) -> list[list[bytes | int]]:
         if len(calls) == 1:
@@ -202,7 +200,7 @@ class RedisAdmission:
             return [await self._admit(keys=keys, args=args, client=client)]
         async with client.pipeline(transaction=False) as pipe:
             for keys, args, _ in calls:
-                await self._admit(keys=keys, args=args, client=pipe)
+                await self._admit(keys=keys, args=args, client=queued(pipe))
             answers: list[list[bytes | int]] = await pipe.execute()
         return answers
 
