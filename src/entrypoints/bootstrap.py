@@ -148,6 +148,7 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
         settings.amqp_url,
         QueueNames(settings.queue_name, settings.retry_delays),
         max_length=settings.queue_max_length,
+        quorum_size=settings.queue_replicas,
     )
 
 

@@ -229,6 +229,11 @@ class TcpProxy:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
+    @property
+    def relaying(self) -> int:
+        """Client connections relayed right now."""
+        return len(self._writers) // 2
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]

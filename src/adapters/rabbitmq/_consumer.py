@@ -92,6 +92,8 @@ class RabbitConsumer:
         self._failures = 0
         self._running = False
         self._metrics = consumer_metrics()
+        # The node of the last session (a number in options.nodes), None before the first.
+        self._node: int | None = None
 
     @property
     def names(self) -> QueueNames:
@@ -99,8 +101,8 @@ class RabbitConsumer:
 
     async def ping(self) -> None:
         """The broker answers and the queues are declared; QueueUnavailable if not."""
-        connection, _ = await open_declared(self._options, confirms=False)
-        await close_quietly(connection)
+        opened = await open_declared(self._options, confirms=False)
+        await close_quietly(opened.connection)
 
     def stop(self) -> None:
         """Finish the group in flight (handler, then acks), then make :meth:`run` return.
@@ -158,7 +160,12 @@ class RabbitConsumer:
     async def _session(
         self, handler: Handler, max_events: int, max_wait: float, prefetch: int
     ) -> None:
-        connection, channel = await open_declared(self._options, confirms=True)
+        # A cluster: a new session starts with the node after the last one, the one least
+        # likely to be down as well.
+        first = 0 if self._node is None else self._node + 1
+        connection, channel, self._node = await open_declared(
+            self._options, confirms=True, first=first
+        )
         try:
             await channel.basic_qos(prefetch_count=prefetch)
             inbox: asyncio.Queue[DeliveredMessage | _Signal] = asyncio.Queue()
@@ -175,7 +182,7 @@ class RabbitConsumer:
             self._consuming = True
             log.info(
                 "rabbitmq.consumer_started",
-                url=redact(self._options.url),
+                url=redact(self._options.nodes[self._node]),
                 queue=self._names.main,
                 prefetch=prefetch,
             )

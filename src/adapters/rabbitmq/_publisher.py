@@ -127,6 +127,8 @@ class RabbitPublisher:
         self._flush_at: asyncio.Handle | None = None
         self._in_flight = 0
         self._sending: set[asyncio.Task[None]] = set()
+        # The node connected to last (a number in options.nodes), None before the first.
+        self._node: int | None = None
 
     @classmethod
     async def open(cls, options: RabbitOptions) -> Self:
@@ -141,6 +143,13 @@ class RabbitPublisher:
     @property
     def names(self) -> QueueNames:
         return self._names
+
+    @property
+    def node(self) -> str | None:
+        """The URL (without password) of the node publishes go to, None while not connected."""
+        if self._node is None or self._channel is None or self._channel.is_closed:
+            return None
+        return redact(self._options.nodes[self._node])
 
     async def publish(
         self, batch: IngestBatch, *, headers: Mapping[str, str] | None = None
@@ -348,12 +357,17 @@ class RabbitPublisher:
             closing = asyncio.create_task(close_quietly(stale))
             self._background.add(closing)
             closing.add_done_callback(self._background.discard)
-        connection, channel = await open_declared(self._options, confirms=True)
+        # A cluster: start with the node after the one that just failed us, the one least
+        # likely to be down as well.
+        first = 0 if self._node is None else self._node + 1
+        connection, channel, node = await open_declared(self._options, confirms=True, first=first)
         if self._closed:
             await close_quietly(connection)
             raise unavailable("The publisher is closed.", retry_after=self._retry_after)
-        self._connection, self._channel = connection, channel
+        self._connection, self._channel, self._node = connection, channel, node
         log.info(
-            "rabbitmq.publisher_connected", url=redact(self._options.url), queue=self._names.main
+            "rabbitmq.publisher_connected",
+            url=redact(self._options.nodes[node]),
+            queue=self._names.main,
         )
         return channel

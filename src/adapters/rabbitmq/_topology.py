@@ -61,16 +61,30 @@ class QueueNames:
 
 
 async def declare_topology(
-    channel: AbstractChannel, names: QueueNames, *, max_length: int = QUEUE_MAX_LENGTH
+    channel: AbstractChannel,
+    names: QueueNames,
+    *,
+    max_length: int = QUEUE_MAX_LENGTH,
+    replicas: int | None = None,
 ) -> None:
     """Declare the exchange, the main, retry and dead-letter queues and their bindings.
 
+    ``replicas``: each quorum queue's replication group, one member per node of the cluster,
+    chosen among the nodes running when the queue is first declared (None: the broker's
+    default). A quorum queue keeps taking and giving messages while a majority of its members
+    is up.
+
     Idempotent as long as the arguments stay the same: RabbitMQ refuses to redeclare a queue
-    with different ones (PRECONDITION_FAILED), so ``max_length`` and the delays must agree
-    between the API and the workers.
+    with different ones (PRECONDITION_FAILED), so ``max_length``, ``replicas`` and the delays
+    must agree between the API and the workers.
     """
     if max_length < 1:
         raise ValueError("max_length must be at least 1")
+    if replicas is not None and replicas < 1:
+        raise ValueError("replicas must be at least 1")
+    quorum: FieldTable = dict(_QUORUM)
+    if replicas is not None:
+        quorum["x-quorum-initial-group-size"] = replicas
     await channel.exchange_declare(names.exchange, exchange_type="direct", durable=True)
     # A full main queue refuses publishes (Basic.Nack) instead of dropping the oldest
     # message: the API must answer 503, never accept a batch that then vanishes.
@@ -78,7 +92,7 @@ async def declare_topology(
         channel,
         names,
         names.main,
-        {**_QUORUM, "x-max-length": max_length, "x-overflow": "reject-publish"},
+        {**quorum, "x-max-length": max_length, "x-overflow": "reject-publish"},
     )
     for queue, delay in zip(names.retry_queues, names.retry_delays, strict=True):
         # At-least-once dead-lettering (quorum queues only, and it needs reject-publish) keeps
@@ -88,7 +102,7 @@ async def declare_topology(
             names,
             queue,
             {
-                **_QUORUM,
+                **quorum,
                 "x-message-ttl": max(1, round(delay * 1000)),
                 "x-dead-letter-exchange": names.exchange,
                 "x-dead-letter-routing-key": names.main,
@@ -96,7 +110,7 @@ async def declare_topology(
                 "x-overflow": "reject-publish",
             },
         )
-    await _declare_bound(channel, names, names.dead_letter, dict(_QUORUM))
+    await _declare_bound(channel, names, names.dead_letter, quorum)
 
 
 async def delete_topology(channel: AbstractChannel, names: QueueNames) -> None:
