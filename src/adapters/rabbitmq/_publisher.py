@@ -28,7 +28,7 @@ from eventcore.adapters.rabbitmq._message import TRACEPARENTS_HEADER, frame
 from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import publishing
 from eventcore.adapters.rabbitmq._topology import QueueNames
-from eventcore.errors import Unavailable
+from eventcore.errors import QueueFull, Unavailable
 from eventcore.events import IngestBatch, encode_batch
 
 log = structlog.get_logger(__name__)
@@ -245,6 +245,13 @@ class RabbitPublisher:
                     self._channel = None
             else:
                 log.info("rabbitmq.publish_refused", code=exc.code, error=exc.message)
+                if isinstance(exc, QueueFull) and self._channel is channel:
+                    # A Basic.Nack: the queue is at its maximum length, or its leader died
+                    # and the channel still refuses for it although a new one was elected
+                    # (a channel's quorum-queue client stays blocked; seen on RabbitMQ 3.10).
+                    # The next publish starts afresh (in a cluster, on the next node); under a
+                    # queue that is really full that costs one reconnect per refusal.
+                    self._channel = None
             raise
 
     async def ping(self) -> None:
