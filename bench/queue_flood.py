@@ -9,7 +9,8 @@ eventcore.events, polled every 20 ms) for single events sent every 50 ms: alone,
 flooding tenant sends 100-event batches from many connections. Prints the figures and writes
 bench/results/queue_flood.json. Everything it created is removed at the end.
 
-    python -m bench.queue_flood [--seconds 20] [--flood-connections 16] [--api-workers 1] [--workers 1]
+    python -m bench.queue_flood [--seconds 20] [--flood-connections 16] [--api-workers 1]
+        [--workers 1] [--worker-batch-events N]
 """
 
 from __future__ import annotations
@@ -158,6 +159,13 @@ def main() -> None:
     parser.add_argument("--flood-connections", type=int, default=16)
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--worker-batch-events",
+        type=int,
+        default=0,
+        help="EVENTCORE_WORKER_BATCH_EVENTS for the workers (0: the default); a small value "
+        "slows them below the API's rate, so that a backlog forms",
+    )
     args = parser.parse_args()
 
     token = secrets.token_hex(4)
@@ -184,6 +192,8 @@ def main() -> None:
                     "PYTHONPATH": str(ROOT / "src"),
                 }
             )
+            if args.worker_batch_events:
+                env["EVENTCORE_WORKER_BATCH_EVENTS"] = str(args.worker_batch_events)
             logs = Path(workdir)
             migrated = subprocess.run(
                 [sys.executable, "-m", "eventcore.entrypoints.cli", "migrate"],
@@ -235,6 +245,7 @@ def main() -> None:
         "flood_connections": args.flood_connections,
         "api_workers": args.api_workers,
         "workers": args.workers,
+        "worker_batch_events": args.worker_batch_events or "default",
         **result,
     }
     for phase in ("alone", "flooded"):
