@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import secrets
@@ -33,7 +32,14 @@ import aiormq
 import httpx
 import psycopg
 
-from bench.tenant_flood import flood_process, free_port, percentile, tenant
+from bench.tenant_flood import (
+    flood_process,
+    free_port,
+    percentile,
+    tenant,
+    wait_ready,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -216,14 +222,7 @@ def main() -> None:
             for number in range(args.workers):
                 processes.append(start(["worker"], env, workdir, logs / f"worker-{number}.log"))
             base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
+            wait_ready(base_url, 60)
             result = asyncio.run(
                 measure(base_url, dsn, queue, args.seconds, args.flood_connections)
             )
@@ -258,9 +257,7 @@ def main() -> None:
         )
     print(f"flooding tenant: {result['flood_events_accepted_per_s']} events/s accepted")
     print(f"main queue ready messages afterwards: {result['main_queue_ready_after_quiet_settled']}")
-    out = ROOT / "bench" / "results" / "queue_flood.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results("queue_flood.json", summary)
 
 
 if __name__ == "__main__":
