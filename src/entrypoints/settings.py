@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue_max_length: Positive = defaults.QUEUE_MAX_LENGTH
     # Members of each quorum queue's replication group; 0: one on each node of EVENTCORE_AMQP_URL.
     queue_replicas: Annotated[int, Meta(ge=0, le=255)] = 0
+    # Main queues the workspaces are spread over by a hash of their id (workers consume all).
+    queue_partitions: Annotated[int, Meta(ge=1, le=64)] = 1
     queue_retry_delays: str = ",".join(f"{delay:g}" for delay in defaults.QUEUE_RETRY_DELAYS)
     redis_prefix: str = defaults.REDIS_PREFIX
     worker_batch_events: Positive = defaults.WORKER_BATCH_EVENTS

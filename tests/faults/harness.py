@@ -511,7 +511,7 @@ def drain(stack: Stack, tenant: Tenant, expected: set[str], within: float = DRAI
     Fails early, counting the missing events, once the queues are empty and nothing has been
     stored for ``STALL_SECONDS``: those events are lost, not late.
     """
-    main_and_retries = (stack.names.main, *stack.names.retry_queues)
+    main_and_retries = (*stack.names.main_queues, *stack.names.retry_queues)
     started = last_change = time.monotonic()
     last_seen: tuple[int, tuple[int, ...]] | None = None
     while True:

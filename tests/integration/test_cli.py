@@ -135,6 +135,7 @@ REFUSED_SETTINGS = [
     ("EVENTCORE_WORKER_BATCH_EVENTS", "0", "an integer of at least 1"),
     ("EVENTCORE_WORKER_BATCH_WAIT_MS", "-1", "an integer from 0 to 60,000"),
     ("EVENTCORE_QUEUE_REPLICAS", "-1", "an integer from 0 to 255"),
+    ("EVENTCORE_QUEUE_PARTITIONS", "0", "an integer from 1 to 64"),
     ("EVENTCORE_WORKER_PREFETCH", "70000", "an integer from 1 to 65,535"),
     ("EVENTCORE_WORKER_METRICS_PORT", "65536", "an integer from 0 to 65,535"),
     ("EVENTCORE_WORKER_METRICS_HOST", "", "non-empty"),

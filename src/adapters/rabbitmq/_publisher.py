@@ -37,9 +37,10 @@ log = structlog.get_logger(__name__)
 class _Message:
     """Batches gathered for one broker message, and the publishes waiting for its confirm."""
 
-    __slots__ = ("_headers", "parts", "size", "traceparents", "waiters")
+    __slots__ = ("_headers", "parts", "routing_key", "size", "traceparents", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, routing_key: str) -> None:
+        self.routing_key = routing_key
         self.parts: list[bytes] = []
         self.traceparents: list[str] = []
         self.waiters: list[asyncio.Future[None]] = []
@@ -123,7 +124,8 @@ class RabbitPublisher:
         self._background: set[asyncio.Task[None]] = set()
         self._wait = options.coalesce_wait
         self._max_bytes = options.max_message_bytes
-        self._forming: _Message | None = None
+        # The message being formed for each main queue (partition).
+        self._forming: dict[str, _Message] = {}
         self._flush_at: asyncio.Handle | None = None
         self._in_flight = 0
         self._sending: set[asyncio.Task[None]] = set()
@@ -162,20 +164,21 @@ class RabbitPublisher:
         its message with others (see the class docstring); its trace context travels with it.
         """
         message_headers: FieldTable = dict(headers or {})
-        with publishing(self._names.main, batch, message_headers):
-            await self._enqueue(encode_batch(batch), message_headers)
+        queue = self._names.partition(batch.workspace_id)
+        with publishing(queue, batch, message_headers):
+            await self._enqueue(queue, encode_batch(batch), message_headers)
 
-    async def _enqueue(self, part: bytes, headers: FieldTable) -> None:
+    async def _enqueue(self, queue: str, part: bytes, headers: FieldTable) -> None:
         if self._closed:
             raise unavailable("The publisher is closed.", retry_after=self._retry_after)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        forming = self._forming
+        forming = self._forming.get(queue)
         if forming is not None and forming.size + len(part) > self._max_bytes:
             self._flush()
             forming = None
         if forming is None:
-            forming = self._forming = _Message()
+            forming = self._forming[queue] = _Message(queue)
         forming.add(part, headers, waiter)
         if forming.size >= self._max_bytes:
             self._flush()
@@ -190,29 +193,28 @@ class RabbitPublisher:
         await waiter
 
     def _flush(self) -> None:
-        """Send the message being formed (if any) in a task of its own."""
+        """Send the messages being formed (one per main queue) in a task of their own each."""
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
-        message, self._forming = self._forming, None
-        if message is None:
-            return
-        self._in_flight += 1
-        sending = asyncio.get_running_loop().create_task(self._send(message))
-        self._sending.add(sending)
-        sending.add_done_callback(self._sent)
+        messages, self._forming = self._forming, {}
+        for message in messages.values():
+            self._in_flight += 1
+            sending = asyncio.get_running_loop().create_task(self._send(message))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._in_flight -= 1
-        if self._forming is not None:
+        if self._forming:
             # A confirm the waiting batches were holding out for is in: send them now.
             self._flush()
 
     async def _send(self, message: _Message) -> None:
         """Publish one message and answer every batch in it: confirmed, or the same failure."""
         try:
-            await self._publish(message.body(), message.headers())
+            await self._publish(message.routing_key, message.body(), message.headers())
         except Unavailable as exc:
             message.fail(exc)
         except BaseException:
@@ -221,7 +223,7 @@ class RabbitPublisher:
         else:
             message.confirm()
 
-    async def _publish(self, body: bytes, message_headers: FieldTable) -> None:
+    async def _publish(self, queue: str, body: bytes, message_headers: FieldTable) -> None:
         message_headers[ATTEMPT_HEADER] = 0
         channel = await self._ready_channel()
         try:
@@ -229,7 +231,7 @@ class RabbitPublisher:
                 channel,
                 body,
                 exchange=self._names.exchange,
-                routing_key=self._names.main,
+                routing_key=queue,
                 properties=persistent(message_headers),
                 within=self._publish_timeout,
                 retry_after=self._retry_after,
@@ -268,8 +270,8 @@ class RabbitPublisher:
             ) from exc
 
     async def queue_lengths(self) -> dict[str, QueueLength]:
-        """Ready messages and consumers of the ``main`` queue, the ``retry`` queues (summed) and
-        the ``dead_letter`` queue, for metrics; QueueUnavailable if the broker cannot say.
+        """Ready messages and consumers of the ``main`` queues (messages summed over the
+        partitions), the ``retry`` queues (summed) and the ``dead_letter`` queue, for metrics; QueueUnavailable if the broker cannot say.
 
         Read with passive declares on a short-lived channel of their own: a declare that fails
         closes its channel, which must never be the one the publishes share.
@@ -282,16 +284,19 @@ class RabbitPublisher:
         try:
             channel = await open_channel(connection, confirms=False, within=self._publish_timeout)
             try:
-                roles = [("main", self._names.main), ("dead_letter", self._names.dead_letter)]
+                roles = [("main", queue) for queue in self._names.main_queues]
+                roles.append(("dead_letter", self._names.dead_letter))
                 roles += [("retry", queue) for queue in self._names.retry_queues]
                 for role, queue in roles:
                     declared = await channel.queue_declare(
                         queue, passive=True, timeout=self._publish_timeout
                     )
                     seen = lengths.get(role, QueueLength(0, 0))
+                    # Every worker consumes each partition: count its consumers once.
+                    partition = role == "main" and queue != self._names.main
                     lengths[role] = QueueLength(
                         seen.messages + int(declared.message_count or 0),
-                        seen.consumers + int(declared.consumer_count or 0),
+                        seen.consumers + (0 if partition else int(declared.consumer_count or 0)),
                     )
             finally:
                 with contextlib.suppress(*AMQP_FAILURES):
