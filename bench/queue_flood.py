@@ -10,7 +10,7 @@ flooding tenant sends 100-event batches from many connections. Prints the figure
 bench/results/queue_flood.json. Everything it created is removed at the end.
 
     python -m bench.queue_flood [--seconds 20] [--flood-connections 16] [--api-workers 1]
-        [--workers 1] [--worker-batch-events N]
+        [--workers 1] [--worker-batch-events N] [--partitions N]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from bench.tenant_flood import (
     wait_ready,
     write_results,
 )
+from eventcore.adapters.rabbitmq import QueueNames, delete_topology, queue_depth
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -98,23 +99,11 @@ async def quiet(
     }
 
 
-async def main_queue_depth(queue: str) -> int:
+async def delete_queues(names: QueueNames) -> None:
     connection = await aiormq.connect(AMQP_URL)
     try:
         channel = await connection.channel()
-        declared = await channel.queue_declare(queue, passive=True)
-        return int(declared.message_count or 0)
-    finally:
-        await connection.close()
-
-
-async def delete_queues(base: str) -> None:
-    connection = await aiormq.connect(AMQP_URL)
-    try:
-        channel = await connection.channel()
-        for suffix in ("", ".retry.1", ".retry.2", ".retry.3", ".dead"):
-            await channel.queue_delete(base + suffix)
-        await channel.exchange_delete(f"{base}.exchange")
+        await delete_topology(channel, names)
     finally:
         await connection.close()
 
@@ -131,7 +120,7 @@ def start(args: list[str], env: dict[str, str], workdir: str, log: Path) -> subp
 
 
 async def measure(
-    base_url: str, dsn: str, queue: str, seconds: float, connections: int
+    base_url: str, dsn: str, names: QueueNames, seconds: float, connections: int
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         quiet_key = await tenant(client, "quiet")
@@ -147,13 +136,17 @@ async def measure(
         flooded = await quiet(client, quiet_key, dsn, seconds, 0.05, 120)
         statuses = results.get(timeout=120)
         flooder.join(30)
-        backlog = await main_queue_depth(queue)
+        backlog = await queue_depth(AMQP_URL, names)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as owner:
+            rows = await owner.execute("SELECT workspace_id, name FROM eventcore.workspaces")
+            partitions = {name: names.partition(ws) for ws, name in await rows.fetchall()}
     return {
         "alone": alone,
         "flooded": flooded,
         "flood_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "flood_events_accepted_per_s": round(statuses.get(202, 0) * 100 / (seconds + 1.0)),
         "main_queue_ready_after_quiet_settled": backlog,
+        "partitions_of_the_tenants": partitions,
     }
 
 
@@ -165,6 +158,9 @@ def main() -> None:
     parser.add_argument("--flood-connections", type=int, default=16)
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="EVENTCORE_QUEUE_PARTITIONS (1: one queue)"
+    )
     parser.add_argument(
         "--worker-batch-events",
         type=int,
@@ -178,6 +174,7 @@ def main() -> None:
     database = f"eventcore_qflood_{token}"
     dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
     queue = f"eventcore.bench.qflood.{token}"
+    names = QueueNames(queue, partitions=args.partitions)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     processes: list[subprocess.Popen[bytes]] = []
@@ -198,6 +195,7 @@ def main() -> None:
                     "PYTHONPATH": str(ROOT / "src"),
                 }
             )
+            env["EVENTCORE_QUEUE_PARTITIONS"] = str(args.partitions)
             if args.worker_batch_events:
                 env["EVENTCORE_WORKER_BATCH_EVENTS"] = str(args.worker_batch_events)
             logs = Path(workdir)
@@ -224,7 +222,7 @@ def main() -> None:
             base_url = f"http://127.0.0.1:{port}"
             wait_ready(base_url, 60)
             result = asyncio.run(
-                measure(base_url, dsn, queue, args.seconds, args.flood_connections)
+                measure(base_url, dsn, names, args.seconds, args.flood_connections)
             )
     finally:
         for process in processes:
@@ -234,7 +232,7 @@ def main() -> None:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        asyncio.run(delete_queues(queue))
+        asyncio.run(delete_queues(names))
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -244,6 +242,7 @@ def main() -> None:
         "flood_connections": args.flood_connections,
         "api_workers": args.api_workers,
         "workers": args.workers,
+        "partitions": args.partitions,
         "worker_batch_events": args.worker_batch_events or "default",
         **result,
     }
@@ -257,6 +256,7 @@ def main() -> None:
         )
     print(f"flooding tenant: {result['flood_events_accepted_per_s']} events/s accepted")
     print(f"main queue ready messages afterwards: {result['main_queue_ready_after_quiet_settled']}")
+    print(f"the tenants' main queues: {result['partitions_of_the_tenants']}")
     write_results("queue_flood.json", summary)
 
 
