@@ -134,8 +134,9 @@ def faults(session: nox.Session) -> None:
 
 @nox.session
 def clusters(session: nox.Session) -> None:
-    """Failover on real clusters started by the tests on free 127.0.0.1 ports: a streaming
-    PostgreSQL replica, a Redis Cluster, a RabbitMQ cluster."""
+    """Failover on real clusters the tests start on free 127.0.0.1 ports: a streaming PostgreSQL
+    replica, a Redis Cluster and a 3-node RabbitMQ cluster, nodes SIGKILLed under load; nothing
+    acknowledged lost or stored twice (or it fails)."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/clusters", "-m", "integration", "-q", *session.posargs)
 

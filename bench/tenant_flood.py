@@ -37,6 +37,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_ready(base_url: str, seconds: float) -> None:
+    """Until the server answers /health/ready with 200 (or ``seconds`` have passed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+def write_results(name: str, summary: dict[str, Any]) -> None:
+    out = ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -154,13 +172,7 @@ def main() -> None:
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            wait_ready(base_url, 30)
             started_cpu = resource.getrusage(resource.RUSAGE_SELF)
             result = asyncio.run(measure(base_url, args.seconds, args.flood_connections))
             used_cpu = resource.getrusage(resource.RUSAGE_SELF)
@@ -208,9 +220,7 @@ def main() -> None:
     )
     print(f"flooding tenant answers: {summary['flood_statuses']}")
     print(f"load generator CPU: {summary['load_generator_cpu_seconds']} s")
-    out = ROOT / "bench" / "results" / "tenant_flood.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results("tenant_flood.json", summary)
 
 
 if __name__ == "__main__":

@@ -151,8 +151,9 @@ def rabbit_options(settings: Settings) -> RabbitOptions:
 
     return RabbitOptions(
         settings.amqp_url,
-        QueueNames(settings.queue_name, settings.retry_delays),
+        QueueNames(settings.queue_name, settings.retry_delays, settings.queue_partitions),
         max_length=settings.queue_max_length,
+        quorum_size=settings.queue_replicas,
     )
 
 

@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # RabbitMQ names are at most 255 bytes, and the retry and dead-letter queues add a suffix.
     queue_name: Annotated[str, Meta(min_length=1, max_length=200)] = defaults.QUEUE_NAME
     queue_max_length: Positive = defaults.QUEUE_MAX_LENGTH
+    # Members of each quorum queue's replication group; 0: one on each node of EVENTCORE_AMQP_URL.
+    queue_replicas: Annotated[int, Meta(ge=0, le=255)] = 0
+    # Main queues the workspaces are spread over by a hash of their id (workers consume all).
+    queue_partitions: Annotated[int, Meta(ge=1, le=64)] = 1
     queue_retry_delays: str = ",".join(f"{delay:g}" for delay in defaults.QUEUE_RETRY_DELAYS)
     redis_prefix: str = defaults.REDIS_PREFIX
     worker_batch_events: Positive = defaults.WORKER_BATCH_EVENTS
@@ -131,7 +135,7 @@ _ACCEPTED: Final = {
     " `EVENTCORE_DATABASE_URL`",
     "redis_url": "empty, a `redis://`, `rediss://` or `unix://` URL, or a Redis Cluster's"
     " `redis+cluster://host:port,host:port,…`",
-    "amqp_url": "empty, or an `amqp://` or `amqps://` URL",
+    "amqp_url": "empty, or `amqp://` or `amqps://` URLs separated by commas (a cluster's nodes)",
     "jwt_secret": "empty, or at least 32 characters",
     "queue_retry_delays": "positive seconds separated by commas, e.g. `1,5,25`",
     "redis_prefix": "non-empty, without `{` or `}`",
@@ -211,7 +215,9 @@ def _check(settings: Settings) -> None:
         raise refused("database_read_url")
     if settings.redis_url and not _redis_url_works(settings.redis_url):
         raise refused("redis_url")
-    if settings.amqp_url and not settings.amqp_url.startswith(("amqp://", "amqps://")):
+    if settings.amqp_url and not all(
+        node.strip().startswith(("amqp://", "amqps://")) for node in settings.amqp_url.split(",")
+    ):
         raise refused("amqp_url")
     if settings.distributed and not settings.uses_postgres:
         raise ConfigurationError(

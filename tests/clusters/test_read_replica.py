@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 import redis
-from tests.faults.harness import HOUR, open_tenant
-from tests.support.processes import Server, eventually, run_command, serve
-from tests.support.redis import REDIS_URL, require_redis
-from tests.support.replica import Replicated, replicated
 
 from eventcore.adapters.postgres import PostgresStore
 from eventcore.aggregation import Granularity, StoredGrain
 from eventcore.dimensions import Where
+from tests.faults.harness import HOUR, open_tenant
+from tests.support.processes import Server, eventually, run_command, serve
+from tests.support.redis import REDIS_URL, require_redis
+from tests.support.replica import Replicated, replicated
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,6 @@ from msgspec import Raw
 from redis.cluster import RedisCluster as SyncCluster
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
-from tests.faults.harness import open_tenant
-from tests.support.postgres import fresh_database
-from tests.support.processes import eventually, run_command, serve
-from tests.support.redis_cluster import Cluster, redis_cluster
 
 from eventcore.adapters.redis import (
     RedisAdmission,
@@ -42,6 +38,10 @@ from eventcore.adapters.redis.ratelimit import _ADMIT, _TAKE
 from eventcore.events import Event, IngestBatch
 from eventcore.live import LiveEvent, LiveHub, Ticket
 from eventcore.tenancy import ProjectRef, Role
+from tests.faults.harness import open_tenant
+from tests.support.postgres import fresh_database
+from tests.support.processes import eventually, run_command, serve
+from tests.support.redis_cluster import Cluster, redis_cluster
 
 pytestmark = pytest.mark.integration
 

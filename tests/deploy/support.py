@@ -27,7 +27,8 @@ DOCUMENTED_ELSEWHERE: dict[str, set[str]] = {
     # https://hub.docker.com/_/postgres (Environment Variables)
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
     # https://hub.docker.com/_/rabbitmq (Environment Variables)
-    "rabbitmq": {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"},
+    # and RabbitMQ's own (Configure, "Environment Variables"): the Erlang cookie of a cluster.
+    "rabbitmq": {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "RABBITMQ_ERLANG_COOKIE"},
     # Grafana: any [section] key as GF_<SECTION>_<KEY> (Configure Grafana, "Override configuration
     # with environment variables")
     "grafana/grafana": {

@@ -420,3 +420,29 @@ def test_kubernetes_ports_probes_and_selectors_match() -> None:
 def test_every_yaml_file_in_deploy_parses(path: Path) -> None:
     """Every YAML file under deploy/ is valid YAML with at least one document."""
     assert load_yaml_documents(path)
+
+
+def test_the_rabbitmq_cluster_profile_is_three_nodes_of_one_cluster() -> None:
+    """The `rabbitmq-cluster` profile: three nodes with one cookie and their own data, each
+    named in the peer-discovery file they all mount; the node URLs the Compose file's comment
+    gives are a setting eventcore takes, naming each node once."""
+    services = compose()["services"]
+    nodes = {name: s for name, s in services.items() if "rabbitmq-cluster" in s.get("profiles", [])}
+    assert sorted(nodes) == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+    cookies = {interpolate(s["environment"]["RABBITMQ_ERLANG_COOKIE"]) for s in nodes.values()}
+    assert len(cookies) == 1
+    assert len({s["volumes"][1].split(":")[0] for s in nodes.values()}) == 3
+    for name, node in nodes.items():
+        assert node["hostname"] == name
+        discovery = mounts(node)["/etc/rabbitmq/conf.d/20-cluster.conf"]
+        assert f"= rabbit@{name}\n" in discovery.read_text()
+    url = re.search(r"EVENTCORE_AMQP_URL=(\S+)", (DEPLOY / "docker-compose.yml").read_text())
+    assert url is not None
+    settings = load_settings(
+        {
+            "EVENTCORE_AMQP_URL": url[1],
+            "EVENTCORE_DATABASE_URL": "postgresql://eventcore@postgres/eventcore",
+        }
+    )
+    hosts = [urlsplit(node).hostname for node in settings.amqp_url.split(",")]
+    assert hosts == sorted(nodes)

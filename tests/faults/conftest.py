@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 _REPORTS = pytest.StashKey[list[dict[str, Any]]]()
+# tests/clusters registers this hook too: the report is printed once when both run.
+_PRINTED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -23,8 +25,9 @@ def fault_report(request: pytest.FixtureRequest) -> Callable[..., None]:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     reports = config.stash.get(_REPORTS, [])
-    if not reports:
+    if not reports or config.stash.get(_PRINTED, False):
         return
+    config.stash[_PRINTED] = True
     terminalreporter.section("fault report")
     for report in reports:
         details = ", ".join(

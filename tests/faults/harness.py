@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiormq
 import httpx
 import psycopg
 import pytest
 import redis
 
 from eventcore.adapters.rabbitmq import QueueNames
+from eventcore.adapters.rabbitmq._amqp import open_connection
 from tests.support.postgres import fresh_database, require_server, run_coroutine
 from tests.support.processes import (
     STOP_TIMEOUT_SECONDS,
@@ -63,6 +63,8 @@ class Stack:
     dsn: str
     names: QueueNames
     prefix: str
+    # The broker as the checks reach it: one URL, or a cluster's node URLs separated by commas.
+    amqp_url: str = AMQP_URL
 
     def with_settings(self, **overrides: str) -> dict[str, str]:
         return {**self.settings, **{f"EVENTCORE_{k.upper()}": v for k, v in overrides.items()}}
@@ -80,15 +82,18 @@ def distributed_stack(
     database_port: int | None = None,
     redis_port: int | None = None,
     amqp_port: int | None = None,
+    amqp_url: str | None = None,
     **extra: str,
 ) -> Iterator[Stack]:
     """A migrated fresh database, unique queue names and Redis prefix, all cleaned up afterwards.
 
     The ``*_port`` arguments point eventcore at a fault proxy instead of the server itself; the
-    migration and every check of the test still go straight to the servers.
+    migration and every check of the test still go straight to the servers. ``amqp_url`` puts
+    the queues on another broker (e.g. a cluster's nodes) instead of the one on 127.0.0.1:5672.
     """
     require_server()
-    run_coroutine(require_rabbitmq())
+    if amqp_url is None:
+        run_coroutine(require_rabbitmq())
     run_coroutine(require_redis())
     names = unique_names(retry_delays=(0.2, 0.4, 0.8))
     prefix = f"ectest-{secrets.token_hex(4)}"
@@ -100,7 +105,7 @@ def distributed_stack(
             "EVENTCORE_DATABASE_URL": dsn,
             "EVENTCORE_REDIS_URL": REDIS_URL,
             "EVENTCORE_REDIS_PREFIX": prefix,
-            "EVENTCORE_AMQP_URL": AMQP_URL,
+            "EVENTCORE_AMQP_URL": amqp_url or AMQP_URL,
             "EVENTCORE_QUEUE_NAME": names.base,
             "EVENTCORE_QUEUE_RETRY_DELAYS": ",".join(str(d) for d in names.retry_delays),
             "EVENTCORE_JWT_SECRET": secrets.token_urlsafe(40),
@@ -122,9 +127,9 @@ def distributed_stack(
         if amqp_port is not None:
             settings["EVENTCORE_AMQP_URL"] = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
         try:
-            yield Stack(tmp_path, logs, settings, dsn, names, prefix)
+            yield Stack(tmp_path, logs, settings, dsn, names, prefix, amqp_url or AMQP_URL)
         finally:
-            run_coroutine(delete_queues(names))
+            run_coroutine(delete_queues(names, amqp_url or AMQP_URL))
             client = redis.Redis.from_url(REDIS_URL)
             keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
             for start in range(0, len(keys), 1000):
@@ -451,11 +456,12 @@ class Killer:
 # The broker, Redis and the database, seen directly
 
 
-def queue_depths(names: QueueNames) -> dict[str, int]:
-    """Ready messages in every queue of the pipeline (unacked ones are not counted)."""
+def queue_depths(names: QueueNames, url: str = AMQP_URL) -> dict[str, int]:
+    """Ready messages in every queue of the pipeline (unacked ones are not counted), read from
+    the first node of ``url`` that answers."""
 
     async def depths() -> dict[str, int]:
-        connection = await aiormq.connect(AMQP_URL)
+        connection = await open_connection(url, within=10)
         try:
             channel = await connection.channel()
             found = {}
@@ -505,12 +511,12 @@ def drain(stack: Stack, tenant: Tenant, expected: set[str], within: float = DRAI
     Fails early, counting the missing events, once the queues are empty and nothing has been
     stored for ``STALL_SECONDS``: those events are lost, not late.
     """
-    main_and_retries = (stack.names.main, *stack.names.retry_queues)
+    main_and_retries = (*stack.names.main_queues, *stack.names.retry_queues)
     started = last_change = time.monotonic()
     last_seen: tuple[int, tuple[int, ...]] | None = None
     while True:
         stored = set(stored_ids(stack.dsn, tenant.project_id))
-        depths = queue_depths(stack.names)
+        depths = queue_depths(stack.names, stack.amqp_url)
         ready = tuple(depths[queue] for queue in main_and_retries)
         missing = len(expected - stored)
         if not missing and not any(ready):
@@ -621,7 +627,7 @@ def verdict(
         api_total=api_total(api, tenant),
         lost=len(acknowledged - distinct),
         phantom=len(distinct - sent),
-        dead_lettered=queue_depths(stack.names)[stack.names.dead_letter],
+        dead_lettered=queue_depths(stack.names, stack.amqp_url)[stack.names.dead_letter],
     )
 
 

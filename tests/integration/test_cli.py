@@ -100,6 +100,7 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
 
 
 # (variable, a value it refuses, what the message must say it accepts)
+_AMQP_ACCEPTS = "empty, or amqp:// or amqps:// URLs separated by commas (a cluster's nodes)"
 REFUSED_SETTINGS = [
     ("EVENTCORE_LOG_LEVEL", "verbose", "one of debug, error, info, warning"),
     ("EVENTCORE_LOG_FORMAT", "xml", "one of auto, console, json"),
@@ -133,6 +134,8 @@ REFUSED_SETTINGS = [
     ("EVENTCORE_LIVE_BUFFER_EVENTS", "0", "an integer from 1 to 1,000,000"),
     ("EVENTCORE_WORKER_BATCH_EVENTS", "0", "an integer of at least 1"),
     ("EVENTCORE_WORKER_BATCH_WAIT_MS", "-1", "an integer from 0 to 60,000"),
+    ("EVENTCORE_QUEUE_REPLICAS", "-1", "an integer from 0 to 255"),
+    ("EVENTCORE_QUEUE_PARTITIONS", "0", "an integer from 1 to 64"),
     ("EVENTCORE_WORKER_PREFETCH", "70000", "an integer from 1 to 65,535"),
     ("EVENTCORE_WORKER_METRICS_PORT", "65536", "an integer from 0 to 65,535"),
     ("EVENTCORE_WORKER_METRICS_HOST", "", "non-empty"),
@@ -158,7 +161,9 @@ REFUSED_SETTINGS = [
         "redis+cluster://node-1:6379,node-2:port",
         "empty, a redis://, rediss:// or unix:// URL, or a Redis Cluster's redis+cluster://",
     ),
-    ("EVENTCORE_AMQP_URL", "rabbit:5672", "empty, or an amqp:// or amqps:// URL"),
+    ("EVENTCORE_AMQP_URL", "rabbit:5672", _AMQP_ACCEPTS),
+    ("EVENTCORE_AMQP_URL", "amqp://rabbit-1:5672/,rabbit-2:5672", _AMQP_ACCEPTS),
+    ("EVENTCORE_AMQP_URL", "amqp://rabbit-1:5672/,", _AMQP_ACCEPTS),
     ("EVENTCORE_JWT_SECRET", "short", "empty, or at least 32 characters"),
     ("EVENTCORE_OTLP_ENDPOINT", "collector:4318", "empty, or an http:// or https:// URL"),
     ("EVENTCORE_FAILPOINTS", "nowhere:1", "empty, or step:N separated by commas"),

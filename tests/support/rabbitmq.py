@@ -20,6 +20,7 @@ from eventcore.adapters.rabbitmq import (
     declare_topology,
     delete_topology,
 )
+from eventcore.adapters.rabbitmq._amqp import open_connection
 from eventcore.events import Event, IngestBatch
 
 RABBITMQ_HOST = "127.0.0.1"
@@ -53,8 +54,9 @@ def unique_names(retry_delays: tuple[float, ...] = TEST_RETRY_DELAYS) -> QueueNa
     return QueueNames(base=f"ectest.{secrets.token_hex(6)}", retry_delays=retry_delays)
 
 
-async def delete_queues(names: QueueNames) -> None:
-    connection = await aiormq.connect(AMQP_URL)
+async def delete_queues(names: QueueNames, url: str = AMQP_URL) -> None:
+    """Delete the pipeline's queues on the broker of ``url`` (its first node that answers)."""
+    connection = await open_connection(url, within=10)
     try:
         channel = await connection.channel()
         await delete_topology(channel, names)
@@ -228,6 +230,11 @@ class TcpProxy:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def relaying(self) -> int:
+        """Client connections relayed right now."""
+        return len(self._writers) // 2
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import aiormq
@@ -18,7 +19,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection
 from pamqp import commands as spec
 from pamqp.common import FieldTable, FieldValue
 
-from eventcore.adapters.rabbitmq._options import RabbitOptions
+from eventcore.adapters.rabbitmq._options import RabbitOptions, node_urls
 from eventcore.adapters.rabbitmq._topology import declare_topology
 from eventcore.errors import QueueFull, QueueUnavailable, Unavailable
 
@@ -57,22 +58,40 @@ def unavailable(reason: str, *, full: bool = False, retry_after: float = 1.0) ->
     return QueueUnavailable(reason, retry_after=retry_after)
 
 
-async def open_connection(
-    url: str, *, within: float, retry_after: float = 1.0
-) -> AbstractConnection:
-    """Connect within ``within`` seconds; an unreachable broker raises Unavailable."""
+def _rotation(count: int, first: int) -> list[int]:
+    """Every node number once, starting at ``first`` (modulo the count)."""
+    return [(first + step) % count for step in range(count)]
+
+
+async def _connect_node(url: str, within: float) -> AbstractConnection:
     context = aiormq.connect(url)
     try:
         async with asyncio.timeout(within):
             return await context
-    except BaseException as exc:
+    except BaseException:
         await close_quietly(context.connection)
-        if isinstance(exc, AMQP_FAILURES):
-            raise unavailable(
-                f"The message broker at {redact(url)} cannot be reached: {describe(exc)}",
-                retry_after=retry_after,
-            ) from exc
         raise
+
+
+async def open_connection(
+    url: str, *, within: float, retry_after: float = 1.0
+) -> AbstractConnection:
+    """Connect to the first node of ``url`` (see :func:`node_urls`) that answers, each within
+    ``within`` seconds; Unavailable if none does."""
+    nodes = node_urls(url)
+    failures: list[str] = []
+    for node in nodes:
+        try:
+            return await _connect_node(node, within)
+        except AMQP_FAILURES as exc:
+            failures.append(f"{redact(node)}: {describe(exc)}")
+    raise unavailable(_unreachable(failures), retry_after=retry_after)
+
+
+def _unreachable(failures: list[str]) -> str:
+    return f"The message broker cannot be reached ({'; '.join(failures) or 'no node named'})."[
+        :MAX_ERROR_TEXT
+    ]
 
 
 async def open_channel(
@@ -81,29 +100,52 @@ async def open_channel(
     return await connection.channel(publisher_confirms=confirms, timeout=within)
 
 
-async def open_declared(
-    options: RabbitOptions, *, confirms: bool
-) -> tuple[AbstractConnection, AbstractChannel]:
-    """A connection and a channel on which the topology is declared, within the connect
-    timeout; QueueUnavailable (and nothing left open) if the broker or the queues fail."""
-    connection = await open_connection(
-        options.url, within=options.connect_timeout, retry_after=options.retry_after
-    )
-    try:
-        async with asyncio.timeout(options.connect_timeout):
-            channel = await open_channel(
-                connection, confirms=confirms, within=options.connect_timeout
+class Opened(NamedTuple):
+    """A connection to one node of the cluster and a channel on which the topology is declared;
+    ``node`` is the node's number in :attr:`RabbitOptions.nodes`."""
+
+    connection: AbstractConnection
+    channel: AbstractChannel
+    node: int
+
+
+async def open_declared(options: RabbitOptions, *, confirms: bool, first: int = 0) -> Opened:
+    """A connection to the first node that answers, trying them in turn from node ``first``,
+    and a channel on which the topology is declared, each node within the connect timeout;
+    QueueUnavailable (and nothing left open) if no node can take the queues.
+
+    A node that accepts the connection but cannot declare the queues (e.g. one cut off from the
+    rest of its cluster, where a quorum queue has no leader) counts as failed too.
+    """
+    nodes = options.nodes
+    failures: list[str] = []
+    for number in _rotation(len(nodes), first):
+        try:
+            connection = await _connect_node(nodes[number], options.connect_timeout)
+        except AMQP_FAILURES as exc:
+            failures.append(f"{redact(nodes[number])}: {describe(exc)}")
+            continue
+        try:
+            async with asyncio.timeout(options.connect_timeout):
+                channel = await open_channel(
+                    connection, confirms=confirms, within=options.connect_timeout
+                )
+                await declare_topology(
+                    channel,
+                    options.names,
+                    max_length=options.max_length,
+                    replicas=options.replicas,
+                )
+        except BaseException as exc:
+            await close_quietly(connection)
+            if not isinstance(exc, AMQP_FAILURES):
+                raise
+            failures.append(
+                f"{redact(nodes[number])}: the ingest queue cannot be set up: {describe(exc)}"
             )
-            await declare_topology(channel, options.names, max_length=options.max_length)
-    except BaseException as exc:
-        await close_quietly(connection)
-        if isinstance(exc, AMQP_FAILURES):
-            raise unavailable(
-                f"The ingest queue cannot be set up: {describe(exc)}",
-                retry_after=options.retry_after,
-            ) from exc
-        raise
-    return connection, channel
+            continue
+        return Opened(connection, channel, number)
+    raise unavailable(_unreachable(failures), retry_after=options.retry_after)
 
 
 async def close_quietly(connection: AbstractConnection | None, within: float = 2.0) -> None:

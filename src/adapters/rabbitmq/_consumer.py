@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
 
 import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
@@ -46,6 +47,7 @@ Handler = Callable[[list[IngestBatch]], Awaitable[object]]
 
 
 class _Signal(enum.Enum):
+    ARRIVED = "arrived"  # a delivery is waiting in the turns
     STOP = "stop"
     CHANNEL_CLOSED = "channel_closed"
     CONSUMER_CANCELLED = "consumer_cancelled"
@@ -58,6 +60,31 @@ class _Delivery(NamedTuple):
 
 class _ConnectionLost(Exception):
     """The channel went away mid-session; unacked deliveries are back in the queue."""
+
+
+class _Turns:
+    """Deliveries waiting, per main queue, taken from each queue in turn: a partition holding a
+    flood of one workspace's messages gives one, then the next partition gives one, so the
+    other workspaces' messages are not held back behind the whole prefetch of the flood."""
+
+    def __init__(self, queues: tuple[str, ...]) -> None:
+        self._order = queues
+        self._waiting: dict[str, collections.deque[DeliveredMessage]] = {
+            queue: collections.deque() for queue in queues
+        }
+        self._next = 0
+
+    def add(self, queue: str, message: DeliveredMessage) -> None:
+        self._waiting[queue].append(message)
+
+    def take(self) -> DeliveredMessage:
+        for step in range(len(self._order)):
+            index = (self._next + step) % len(self._order)
+            waiting = self._waiting[self._order[index]]
+            if waiting:
+                self._next = index + 1
+                return waiting.popleft()
+        raise RuntimeError("no delivery is waiting")
 
 
 # What ends a session and calls for a reconnect, rather than for stopping the worker.
@@ -87,11 +114,13 @@ class RabbitConsumer:
         self._options = options
         self._names = options.names
         self._stopping = asyncio.Event()
-        self._inbox: asyncio.Queue[DeliveredMessage | _Signal] | None = None
+        self._inbox: asyncio.Queue[_Signal] | None = None
         self._consuming = False
         self._failures = 0
         self._running = False
         self._metrics = consumer_metrics()
+        # The node of the last session (a number in options.nodes), None before the first.
+        self._node: int | None = None
 
     @property
     def names(self) -> QueueNames:
@@ -99,8 +128,8 @@ class RabbitConsumer:
 
     async def ping(self) -> None:
         """The broker answers and the queues are declared; QueueUnavailable if not."""
-        connection, _ = await open_declared(self._options, confirms=False)
-        await close_quietly(connection)
+        opened = await open_declared(self._options, confirms=False)
+        await close_quietly(opened.connection)
 
     def stop(self) -> None:
         """Finish the group in flight (handler, then acks), then make :meth:`run` return.
@@ -158,10 +187,16 @@ class RabbitConsumer:
     async def _session(
         self, handler: Handler, max_events: int, max_wait: float, prefetch: int
     ) -> None:
-        connection, channel = await open_declared(self._options, confirms=True)
+        # A cluster: a new session starts with the node after the last one, the one least
+        # likely to be down as well.
+        first = 0 if self._node is None else self._node + 1
+        connection, channel, self._node = await open_declared(
+            self._options, confirms=True, first=first
+        )
         try:
             await channel.basic_qos(prefetch_count=prefetch)
-            inbox: asyncio.Queue[DeliveredMessage | _Signal] = asyncio.Queue()
+            inbox: asyncio.Queue[_Signal] = asyncio.Queue()
+            turns = _Turns(self._names.main_queues)
             channel.closing.add_done_callback(lambda _: inbox.put_nowait(_Signal.CHANNEL_CLOSED))
             # The broker cancels a consumer whose queue was deleted; declaring it again
             # on a new session is the way back.
@@ -171,16 +206,19 @@ class RabbitConsumer:
             self._inbox = inbox
             if self._stopping.is_set():
                 return
-            await channel.basic_consume(self._names.main, inbox.put, no_ack=False)
+            # Each main queue (partition) is one consumer, holding up to ``prefetch`` messages.
+            for queue in self._names.main_queues:
+                await channel.basic_consume(queue, _arrival(queue, turns, inbox), no_ack=False)
             self._consuming = True
             log.info(
                 "rabbitmq.consumer_started",
-                url=redact(self._options.url),
+                url=redact(self._options.nodes[self._node]),
                 queue=self._names.main,
+                partitions=self._names.partitions,
                 prefetch=prefetch,
             )
             while not self._stopping.is_set():
-                group = await self._gather(channel, inbox, max_events, max_wait)
+                group = await self._gather(channel, inbox, turns, max_events, max_wait)
                 if group is None:
                     break
                 with processing_group(
@@ -209,7 +247,8 @@ class RabbitConsumer:
     async def _gather(
         self,
         channel: AbstractChannel,
-        inbox: asyncio.Queue[DeliveredMessage | _Signal],
+        inbox: asyncio.Queue[_Signal],
+        turns: _Turns,
         max_events: int,
         max_wait: float,
     ) -> list[_Delivery] | None:
@@ -219,7 +258,7 @@ class RabbitConsumer:
         events = 0
         deadline: float | None = None
         while events < max_events:
-            item: DeliveredMessage | _Signal
+            item: _Signal
             if deadline is None:
                 item = await inbox.get()
             else:
@@ -234,9 +273,9 @@ class RabbitConsumer:
                             item = await inbox.get()
                     except TimeoutError:
                         break
-            if isinstance(item, _Signal) or self._stopping.is_set() or channel.is_closed:
+            if item is not _Signal.ARRIVED or self._stopping.is_set() or channel.is_closed:
                 return None
-            delivery = await self._admit(channel, item)
+            delivery = await self._admit(channel, turns.take())
             if delivery is None:
                 continue
             group.append(delivery)
@@ -357,11 +396,17 @@ class RabbitConsumer:
     async def _ack(self, channel: AbstractChannel, tags: list[int]) -> None:
         """Ack handled deliveries; if that fails, end the session (they will be redelivered).
 
-        One Basic.Ack with ``multiple`` for the highest tag: every delivery below it on this
-        channel is either in the group or was settled already (moved, requeued), since one
-        group at a time is handled and each is taken in delivery order."""
+        With one main queue, one Basic.Ack with ``multiple`` for the highest tag: every
+        delivery below it on this channel is either in the group or was settled already (moved,
+        requeued), since one group at a time is handled and each is taken in delivery order."""
         try:
-            await channel.basic_ack(max(tags), multiple=len(tags) > 1)
+            if self._names.partitions == 1:
+                await channel.basic_ack(max(tags), multiple=len(tags) > 1)
+            else:
+                # Deliveries are taken from the partitions in turn, not in delivery order: one
+                # of an earlier tag may still be waiting, so each is acked by its own tag.
+                for tag in sorted(tags):
+                    await channel.basic_ack(tag)
         except AMQP_FAILURES as exc:
             # Committed but not acked: the broker redelivers and the store ignores the repeat.
             log.warning("rabbitmq.ack_failed", queue=self._names.main, error=describe(exc))
@@ -469,6 +514,18 @@ class RabbitConsumer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
+
+
+def _arrival(
+    queue: str, turns: _Turns, inbox: asyncio.Queue[_Signal]
+) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
+    """The consumer callback of one main queue: the delivery waits its turn."""
+
+    async def arrived(message: DeliveredMessage) -> None:
+        turns.add(queue, message)
+        inbox.put_nowait(_Signal.ARRIVED)
+
+    return arrived
 
 
 def _tag(message: DeliveredMessage) -> int:

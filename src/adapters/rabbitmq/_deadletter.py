@@ -137,15 +137,19 @@ async def dlq_replay(url: str, names: QueueNames, limit: int | None = None) -> i
 
 
 async def queue_depth(url_or_channel: str | AbstractChannel, names: QueueNames) -> int:
-    """Messages ready in the main queue (delivered but unacked ones are not counted)."""
+    """Messages ready in the main queues (delivered but unacked ones are not counted)."""
     if not isinstance(url_or_channel, str):
-        return await _declared_count(url_or_channel, names.main)
+        return await _main_count(url_or_channel, names)
     connection = await open_connection(url_or_channel, within=_TIMEOUT)
     try:
         channel = await open_channel(connection, confirms=False, within=_TIMEOUT)
-        return await _declared_count(channel, names.main)
+        return await _main_count(channel, names)
     finally:
         await close_quietly(connection)
+
+
+async def _main_count(channel: AbstractChannel, names: QueueNames) -> int:
+    return sum([await _declared_count(channel, queue) for queue in names.main_queues])
 
 
 async def _declared_count(channel: AbstractChannel, queue: str) -> int:

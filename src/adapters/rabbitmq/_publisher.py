@@ -28,7 +28,7 @@ from eventcore.adapters.rabbitmq._message import TRACEPARENTS_HEADER, frame
 from eventcore.adapters.rabbitmq._options import RabbitOptions
 from eventcore.adapters.rabbitmq._telemetry import publishing
 from eventcore.adapters.rabbitmq._topology import QueueNames
-from eventcore.errors import Unavailable
+from eventcore.errors import QueueFull, Unavailable
 from eventcore.events import IngestBatch, encode_batch
 
 log = structlog.get_logger(__name__)
@@ -37,9 +37,10 @@ log = structlog.get_logger(__name__)
 class _Message:
     """Batches gathered for one broker message, and the publishes waiting for its confirm."""
 
-    __slots__ = ("_headers", "parts", "size", "traceparents", "waiters")
+    __slots__ = ("_headers", "parts", "routing_key", "size", "traceparents", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, routing_key: str) -> None:
+        self.routing_key = routing_key
         self.parts: list[bytes] = []
         self.traceparents: list[str] = []
         self.waiters: list[asyncio.Future[None]] = []
@@ -123,10 +124,13 @@ class RabbitPublisher:
         self._background: set[asyncio.Task[None]] = set()
         self._wait = options.coalesce_wait
         self._max_bytes = options.max_message_bytes
-        self._forming: _Message | None = None
+        # The message being formed for each main queue (partition).
+        self._forming: dict[str, _Message] = {}
         self._flush_at: asyncio.Handle | None = None
         self._in_flight = 0
         self._sending: set[asyncio.Task[None]] = set()
+        # The node connected to last (a number in options.nodes), None before the first.
+        self._node: int | None = None
 
     @classmethod
     async def open(cls, options: RabbitOptions) -> Self:
@@ -142,6 +146,13 @@ class RabbitPublisher:
     def names(self) -> QueueNames:
         return self._names
 
+    @property
+    def node(self) -> str | None:
+        """The URL (without password) of the node publishes go to, None while not connected."""
+        if self._node is None or self._channel is None or self._channel.is_closed:
+            return None
+        return redact(self._options.nodes[self._node])
+
     async def publish(
         self, batch: IngestBatch, *, headers: Mapping[str, str] | None = None
     ) -> None:
@@ -153,20 +164,21 @@ class RabbitPublisher:
         its message with others (see the class docstring); its trace context travels with it.
         """
         message_headers: FieldTable = dict(headers or {})
-        with publishing(self._names.main, batch, message_headers):
-            await self._enqueue(encode_batch(batch), message_headers)
+        queue = self._names.partition(batch.workspace_id)
+        with publishing(queue, batch, message_headers):
+            await self._enqueue(queue, encode_batch(batch), message_headers)
 
-    async def _enqueue(self, part: bytes, headers: FieldTable) -> None:
+    async def _enqueue(self, queue: str, part: bytes, headers: FieldTable) -> None:
         if self._closed:
             raise unavailable("The publisher is closed.", retry_after=self._retry_after)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        forming = self._forming
+        forming = self._forming.get(queue)
         if forming is not None and forming.size + len(part) > self._max_bytes:
             self._flush()
             forming = None
         if forming is None:
-            forming = self._forming = _Message()
+            forming = self._forming[queue] = _Message(queue)
         forming.add(part, headers, waiter)
         if forming.size >= self._max_bytes:
             self._flush()
@@ -181,29 +193,28 @@ class RabbitPublisher:
         await waiter
 
     def _flush(self) -> None:
-        """Send the message being formed (if any) in a task of its own."""
+        """Send the messages being formed (one per main queue) in a task of their own each."""
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
-        message, self._forming = self._forming, None
-        if message is None:
-            return
-        self._in_flight += 1
-        sending = asyncio.get_running_loop().create_task(self._send(message))
-        self._sending.add(sending)
-        sending.add_done_callback(self._sent)
+        messages, self._forming = self._forming, {}
+        for message in messages.values():
+            self._in_flight += 1
+            sending = asyncio.get_running_loop().create_task(self._send(message))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._in_flight -= 1
-        if self._forming is not None:
+        if self._forming:
             # A confirm the waiting batches were holding out for is in: send them now.
             self._flush()
 
     async def _send(self, message: _Message) -> None:
         """Publish one message and answer every batch in it: confirmed, or the same failure."""
         try:
-            await self._publish(message.body(), message.headers())
+            await self._publish(message.routing_key, message.body(), message.headers())
         except Unavailable as exc:
             message.fail(exc)
         except BaseException:
@@ -212,7 +223,7 @@ class RabbitPublisher:
         else:
             message.confirm()
 
-    async def _publish(self, body: bytes, message_headers: FieldTable) -> None:
+    async def _publish(self, queue: str, body: bytes, message_headers: FieldTable) -> None:
         message_headers[ATTEMPT_HEADER] = 0
         channel = await self._ready_channel()
         try:
@@ -220,7 +231,7 @@ class RabbitPublisher:
                 channel,
                 body,
                 exchange=self._names.exchange,
-                routing_key=self._names.main,
+                routing_key=queue,
                 properties=persistent(message_headers),
                 within=self._publish_timeout,
                 retry_after=self._retry_after,
@@ -236,6 +247,13 @@ class RabbitPublisher:
                     self._channel = None
             else:
                 log.info("rabbitmq.publish_refused", code=exc.code, error=exc.message)
+                if isinstance(exc, QueueFull) and self._channel is channel:
+                    # A Basic.Nack: the queue is at its maximum length, or its leader died
+                    # and the channel still refuses for it although a new one was elected
+                    # (a channel's quorum-queue client stays blocked; seen on RabbitMQ 3.10).
+                    # The next publish starts afresh (in a cluster, on the next node); under a
+                    # queue that is really full that costs one reconnect per refusal.
+                    self._channel = None
             raise
 
     async def ping(self) -> None:
@@ -252,8 +270,8 @@ class RabbitPublisher:
             ) from exc
 
     async def queue_lengths(self) -> dict[str, QueueLength]:
-        """Ready messages and consumers of the ``main`` queue, the ``retry`` queues (summed) and
-        the ``dead_letter`` queue, for metrics; QueueUnavailable if the broker cannot say.
+        """Ready messages and consumers of the ``main`` queues (messages summed over the
+        partitions), the ``retry`` queues (summed) and the ``dead_letter`` queue, for metrics; QueueUnavailable if the broker cannot say.
 
         Read with passive declares on a short-lived channel of their own: a declare that fails
         closes its channel, which must never be the one the publishes share.
@@ -266,16 +284,19 @@ class RabbitPublisher:
         try:
             channel = await open_channel(connection, confirms=False, within=self._publish_timeout)
             try:
-                roles = [("main", self._names.main), ("dead_letter", self._names.dead_letter)]
+                roles = [("main", queue) for queue in self._names.main_queues]
+                roles.append(("dead_letter", self._names.dead_letter))
                 roles += [("retry", queue) for queue in self._names.retry_queues]
                 for role, queue in roles:
                     declared = await channel.queue_declare(
                         queue, passive=True, timeout=self._publish_timeout
                     )
                     seen = lengths.get(role, QueueLength(0, 0))
+                    # Every worker consumes each partition: count its consumers once.
+                    partition = role == "main" and queue != self._names.main
                     lengths[role] = QueueLength(
                         seen.messages + int(declared.message_count or 0),
-                        seen.consumers + int(declared.consumer_count or 0),
+                        seen.consumers + (0 if partition else int(declared.consumer_count or 0)),
                     )
             finally:
                 with contextlib.suppress(*AMQP_FAILURES):
@@ -348,12 +369,17 @@ class RabbitPublisher:
             closing = asyncio.create_task(close_quietly(stale))
             self._background.add(closing)
             closing.add_done_callback(self._background.discard)
-        connection, channel = await open_declared(self._options, confirms=True)
+        # A cluster: start with the node after the one that just failed us, the one least
+        # likely to be down as well.
+        first = 0 if self._node is None else self._node + 1
+        connection, channel, node = await open_declared(self._options, confirms=True, first=first)
         if self._closed:
             await close_quietly(connection)
             raise unavailable("The publisher is closed.", retry_after=self._retry_after)
-        self._connection, self._channel = connection, channel
+        self._connection, self._channel, self._node = connection, channel, node
         log.info(
-            "rabbitmq.publisher_connected", url=redact(self._options.url), queue=self._names.main
+            "rabbitmq.publisher_connected",
+            url=redact(self._options.nodes[node]),
+            queue=self._names.main,
         )
         return channel
