@@ -8,6 +8,7 @@ each multi-key script and pipeline of one workspace stays in one slot.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -166,8 +167,16 @@ class RedisGateway:
         await self.close()
 
     def key(self, workspace_id: str, *parts: str) -> str:
-        """A key of the workspace; ``{workspace}`` is a hash tag, one Redis Cluster slot each."""
-        return ":".join((self.prefix, f"{{{workspace_id}}}", *parts))
+        """A key of the workspace; ``{workspace}`` is a hash tag, one Redis Cluster slot each.
+
+        A cluster hashes what lies between a key's first ``{`` and the next ``}``, or the whole
+        key when that is empty: a workspace id holding a ``}`` (none that eventcore makes: they
+        are UUIDs) would cut the tag short or empty it, and its keys would land in different
+        slots. Such an id's tag is a digest of it instead."""
+        tag = workspace_id
+        if "}" in workspace_id:
+            tag = "#" + hashlib.sha256(workspace_id.encode()).hexdigest()
+        return ":".join((self.prefix, f"{{{tag}}}", *parts))
 
     async def drop_workspace(self, workspace_id: str) -> int:
         """Remove every key of the workspace (cached answers, its generation, committed ids,
